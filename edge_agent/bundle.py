@@ -1,0 +1,262 @@
+"""The model bundle contract: manifest schema, file names, and a loader that verifies what it opens.
+
+The trainer writes bundles through this module and the agent reads them through it, so the two can never
+disagree on the format. A bundle is a folder holding `bundle.json` plus the ONNX graphs it lists with their
+sha256; anything that does not match is refused with a message that says what and where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from edge_agent.errors import BundleError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "bundle.json"
+SCORER_FP32 = "scorer.onnx"
+SCORER_INT8 = "scorer.int8.onnx"
+GENERATOR = "generator.onnx"
+REQUIRED_MODELS = (SCORER_FP32, SCORER_INT8, GENERATOR)
+
+# Tensor names of the ONNX graphs: part of the contract, used by every backend.
+SCORER_INPUT = "windows"  # [batch, window, channels] float32, raw units
+SCORER_OUTPUT_SCORE = "score"  # [batch]
+SCORER_OUTPUT_CONTRIBUTIONS = "contributions"  # [batch, channels]
+GENERATOR_INPUT = "latent"  # [batch, latent]
+GENERATOR_OUTPUT = "windows"  # [batch, window, channels] raw units
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Normalisation(_Strict):
+    """Per-channel affine map fitted on training rows only: normalised = (raw - mean) / scale."""
+
+    method: Literal["standard"] = Field(description="z-score with constant channels kept at scale 1")
+    mean: list[float] = Field(description="per-channel mean of the training rows, raw units")
+    scale: list[float] = Field(description="per-channel std of the training rows; 1.0 for constant channels")
+
+
+class ScoreDefinition(_Strict):
+    """How the scorer graph turns residuals into one anomaly score; documented so users can read scores."""
+
+    formula: str = Field(description="human-readable definition of score and contributions")
+    feature_weight: float = Field(ge=0, le=1, description="weight of the discriminator-feature residual")
+    channel_residual_scale: list[float] = Field(
+        description="per-channel reconstruction residual on training windows, used to normalise"
+    )
+    feature_residual_scale: float = Field(gt=0, description="feature residual on training windows")
+
+
+class Threshold(_Strict):
+    """An alert threshold on the score of one scorer graph, with how it was obtained."""
+
+    value: float = Field(description="score above which a window is anomalous")
+    method: str = Field(description="calibration method, e.g. 'pot' or 'quantile'")
+    false_alarm_budget: float = Field(gt=0, lt=1, description="target fraction of normal windows above")
+    calibration_windows: int = Field(ge=1, description="held-out normal windows used")
+    details: dict[str, float] = Field(default_factory=dict, description="fit parameters of the method")
+
+
+class FileEntry(_Strict):
+    """One file of the bundle, pinned by its hash."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0)
+    role: str = Field(description="scorer-fp32, scorer-int8, generator, plot, ...")
+
+
+class Provenance(_Strict):
+    """Where the bundle came from, enough to reproduce it."""
+
+    data_fingerprint: str = Field(description="sha256 over the training data as parsed")
+    data_files: list[str]
+    rows_train: int
+    rows_holdout: int
+    seed: int
+    epochs: int
+    package_version: str
+    torch_version: str
+    onnxruntime_version: str
+    created_at: str
+    fit_seconds: float
+
+
+class BundleManifest(_Strict):
+    """Content of bundle.json."""
+
+    schema_version: int
+    bundle_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    channels: list[str] = Field(min_length=1)
+    window_len: int = Field(ge=2)
+    hop_len: int = Field(ge=1)
+    latent_dim: int = Field(ge=1)
+    sample_period_s: float | None = Field(description="median sampling interval of the training data")
+    normalisation: Normalisation
+    score: ScoreDefinition
+    thresholds: dict[str, Threshold] = Field(description="keyed by scorer file name")
+    files: dict[str, FileEntry]
+    provenance: Provenance
+    validation: dict[str, JsonValue] = Field(description="parity checks and quality metrics at fit time")
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A verified bundle on disk."""
+
+    path: Path
+    manifest: BundleManifest
+
+    def model_path(self, name: str) -> Path:
+        """Path of a model file listed in the manifest."""
+        if name not in self.manifest.files:
+            raise BundleError(f"{self.path}: bundle has no file {name!r}")
+        return self.path / name
+
+    def threshold_for(self, model_name: str) -> Threshold:
+        """The calibrated threshold that belongs to one scorer graph."""
+        try:
+            return self.manifest.thresholds[model_name]
+        except KeyError:
+            raise BundleError(f"{self.path}: no calibrated threshold for {model_name!r}") from None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so large engines do not load whole into memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_entry(path: Path, role: str) -> FileEntry:
+    """Describe one file for the manifest."""
+    return FileEntry(sha256=sha256_file(path), size_bytes=path.stat().st_size, role=role)
+
+
+def write_manifest(folder: Path, manifest: BundleManifest) -> Path:
+    """Write bundle.json; the manifest must already list every file with its hash."""
+    target = folder / MANIFEST_NAME
+    target.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+def load_bundle(folder: Path | str, check_shapes: bool = True) -> Bundle:
+    """Open a bundle folder and verify schema, hashes and (optionally) the graphs' tensor shapes."""
+    path = Path(folder)
+    manifest = _read_manifest(path)
+    _check_consistency(path, manifest)
+    _check_hashes(path, manifest)
+    if check_shapes:
+        _check_graph_shapes(path, manifest)
+    log.debug("bundle %s verified at %s", manifest.bundle_id, path)
+    return Bundle(path=path, manifest=manifest)
+
+
+def _read_manifest(path: Path) -> BundleManifest:
+    if not path.is_dir():
+        raise BundleError(f"{path}: bundle folder not found")
+    manifest_path = path / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BundleError(f"{path}: no {MANIFEST_NAME} in the bundle folder")
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(f"{manifest_path}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{manifest_path}: expected a JSON object")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(
+            f"{manifest_path}: schema version {version!r}, this agent reads version {SCHEMA_VERSION}"
+        )
+    try:
+        return BundleManifest.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BundleError(f"{manifest_path}: {where}: {first['msg']}") from None
+
+
+def _check_consistency(path: Path, manifest: BundleManifest) -> None:
+    n_channels = len(manifest.channels)
+    if len(set(manifest.channels)) != n_channels:
+        raise BundleError(f"{path}: duplicate channel names in {MANIFEST_NAME}")
+    per_channel = {
+        "normalisation.mean": manifest.normalisation.mean,
+        "normalisation.scale": manifest.normalisation.scale,
+        "score.channel_residual_scale": manifest.score.channel_residual_scale,
+    }
+    for name, values in per_channel.items():
+        if len(values) != n_channels:
+            raise BundleError(f"{path}: {name} has {len(values)} values for {n_channels} channels")
+    if any(s <= 0 for s in manifest.normalisation.scale):
+        raise BundleError(f"{path}: normalisation.scale must be positive")
+    for model in REQUIRED_MODELS:
+        if model not in manifest.files:
+            raise BundleError(f"{path}: {MANIFEST_NAME} does not list the required file {model}")
+    for model in (SCORER_FP32, SCORER_INT8):
+        if model not in manifest.thresholds:
+            raise BundleError(f"{path}: no calibrated threshold for {model}")
+
+
+def _check_hashes(path: Path, manifest: BundleManifest) -> None:
+    for name, entry in manifest.files.items():
+        file_path = path / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise BundleError(f"{path}: file name {name!r} escapes the bundle folder")
+        if not file_path.is_file():
+            raise BundleError(f"{file_path}: listed in {MANIFEST_NAME} but missing")
+        actual = sha256_file(file_path)
+        if actual != entry.sha256:
+            raise BundleError(
+                f"{file_path}: sha256 {actual[:12]}… does not match the manifest's {entry.sha256[:12]}…"
+                " (file changed or corrupt)"
+            )
+
+
+def _check_graph_shapes(path: Path, manifest: BundleManifest) -> None:
+    # Imported here: onnxruntime takes ~0.3 s to import and `--help` must stay instant.
+    import onnxruntime as ort
+
+    window, channels = manifest.window_len, len(manifest.channels)
+    expected = {
+        SCORER_FP32: ({SCORER_INPUT: [window, channels]}, {SCORER_OUTPUT_SCORE: [], SCORER_OUTPUT_CONTRIBUTIONS: [channels]}),
+        SCORER_INT8: ({SCORER_INPUT: [window, channels]}, {SCORER_OUTPUT_SCORE: [], SCORER_OUTPUT_CONTRIBUTIONS: [channels]}),
+        GENERATOR: ({GENERATOR_INPUT: [manifest.latent_dim]}, {GENERATOR_OUTPUT: [window, channels]}),
+    }
+    for name, (inputs, outputs) in expected.items():
+        model_path = path / name
+        try:
+            session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        except Exception as err:  # ORT raises its own untyped errors for corrupt graphs
+            raise BundleError(f"{model_path}: onnxruntime cannot load the graph ({err})") from None
+        actual_in = {arg.name: arg.shape for arg in session.get_inputs()}
+        actual_out = {arg.name: arg.shape for arg in session.get_outputs()}
+        _compare_shapes(model_path, "input", inputs, actual_in)
+        _compare_shapes(model_path, "output", outputs, actual_out)
+
+
+def _compare_shapes(
+    model_path: Path, kind: str, expected: dict[str, list[int]], actual: dict[str, list[int | str | None]]
+) -> None:
+    if set(expected) != set(actual):
+        raise BundleError(f"{model_path}: {kind} names {sorted(actual)}, expected {sorted(expected)}")
+    for name, tail in expected.items():
+        shape = actual[name]
+        # The first axis is the dynamic batch; the rest must equal the manifest exactly.
+        if len(shape) != len(tail) + 1 or list(shape[1:]) != tail:
+            raise BundleError(
+                f"{model_path}: {kind} {name!r} has shape {shape}, expected [batch, {', '.join(map(str, tail))}]"
+            )

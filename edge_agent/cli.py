@@ -1,0 +1,59 @@
+"""`edge-agent`: commands of the edge side. Thin: parse, call one function, map errors to exit codes.
+
+Heavy libraries (onnxruntime) are imported inside the handlers so `--help` stays instant on a gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from edge_agent.errors import EdgeAgentError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent", description="EdgeGAN edge agent")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+    verify = commands.add_parser("verify", help="check a model bundle (hashes, schema, shapes) and summarise it")
+    verify.add_argument("--bundle", type=Path, required=True, help="bundle folder")
+    return parser
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from edge_agent.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    manifest = bundle.manifest
+    summary = {
+        "bundle_id": manifest.bundle_id,
+        "channels": manifest.channels,
+        "window_len": manifest.window_len,
+        "hop_len": manifest.hop_len,
+        "thresholds": {name: t.value for name, t in manifest.thresholds.items()},
+        "files": sorted(manifest.files),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `edge-agent` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers = {"verify": _run_verify}
+    try:
+        return handlers[args.command](args)
+    except EdgeAgentError as err:
+        print(f"edge-agent: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return 1

@@ -1,0 +1,152 @@
+"""The fitted bundle: complete, verified by the agent's loader, runnable in onnxruntime, and it detects."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from edge_agent.backends import open_scorer
+from edge_agent.bundle import (
+    GENERATOR,
+    MANIFEST_NAME,
+    SCORER_FP32,
+    SCORER_INT8,
+    load_bundle,
+    sha256_file,
+)
+from edge_agent.errors import BundleError
+from tests.conftest import correlated_series
+from trainer.synthetic_anomalies import auroc
+
+
+def test_bundle_is_complete_and_verifies(tiny_bundle: Path) -> None:
+    bundle = load_bundle(tiny_bundle)
+    manifest = bundle.manifest
+    assert manifest.channels == ["s0", "s1", "s2"]
+    assert {SCORER_FP32, SCORER_INT8, GENERATOR, "training_curves.png"} <= set(manifest.files)
+    assert all((tiny_bundle / name).stat().st_size > 0 for name in manifest.files)
+    for model in (SCORER_FP32, SCORER_INT8):
+        threshold = manifest.thresholds[model]
+        assert threshold.value > 0 and threshold.method in {"pot", "quantile"}
+    assert manifest.provenance.seed == 3 and len(manifest.provenance.data_fingerprint) == 64
+    # Plots are real PNGs.
+    assert (tiny_bundle / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_onnx_graphs_run_with_any_batch(tiny_bundle: Path) -> None:
+    manifest = load_bundle(tiny_bundle).manifest
+    for model in (SCORER_FP32, SCORER_INT8):
+        session = ort.InferenceSession(str(tiny_bundle / model), providers=["CPUExecutionProvider"])
+        for batch in (1, 7):
+            windows = np.random.default_rng(batch).normal(size=(batch, 32, 3)).astype(np.float32)
+            score, contributions = session.run(None, {"windows": windows})
+            assert score.shape == (batch,) and contributions.shape == (batch, 3)
+            # Contributions split the score among channels.
+            np.testing.assert_allclose(contributions.sum(axis=1), score, rtol=1e-4)
+    generator = ort.InferenceSession(str(tiny_bundle / GENERATOR), providers=["CPUExecutionProvider"])
+    (windows,) = generator.run(None, {"latent": np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)})
+    assert windows.shape == (5, 32, 3)
+    # Raw units: the generated first channel lives around the training data's level of about 10.
+    assert abs(float(windows[..., 0].mean()) - manifest.normalisation.mean[0]) < 3 * manifest.normalisation.scale[0]
+
+
+def _normal_windows(count: int) -> np.ndarray:
+    series = correlated_series(3000, seed=99)  # unseen normal data, same process
+    starts = np.linspace(0, len(series) - 32, count).astype(int)
+    return np.stack([series[s : s + 32] for s in starts]).astype(np.float32)
+
+
+def _anomalies(normal: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    out = normal.copy()
+    std = normal.reshape(-1, 3).std(axis=0)
+    for i in range(len(out)):
+        channel = rng.integers(3)
+        if kind == "spike":
+            out[i, rng.integers(16, 32), channel] += 8 * std[channel]
+        elif kind == "level_shift":
+            out[i, 16:, channel] += 3 * std[channel]
+        else:  # broken correlation: one channel replaced by the same channel at another time
+            out[i, :, channel] = normal[(i + len(out) // 2) % len(out), :, channel]
+    return out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("kind", ["spike", "level_shift", "broken_correlation"])
+def test_injected_anomalies_score_above_normal(tiny_bundle: Path, precision: str, kind: str) -> None:
+    scorer = open_scorer(load_bundle(tiny_bundle), precision=precision)
+    normal = _normal_windows(300)
+    anomalous = _anomalies(normal, kind, np.random.default_rng(5))
+    area = auroc(scorer.score(normal).scores, scorer.score(anomalous).scores)
+    assert area > 0.85, f"{kind} {precision}: AUROC {area:.3f}"
+
+
+def test_int8_parity_is_recorded_and_holds(tiny_bundle: Path) -> None:
+    manifest = load_bundle(tiny_bundle).manifest
+    parity = manifest.validation["int8_vs_fp32"]
+    assert isinstance(parity, dict)
+    assert parity["rank_correlation"] >= 0.9
+    assert parity["decision_agreement"] >= 0.97
+    assert manifest.validation["fp32_vs_torch_relative_error"] < 1e-3  # type: ignore[operator]
+    # And it holds on data the fit never saw.
+    bundle = load_bundle(tiny_bundle)
+    windows = _normal_windows(200)
+    fp32 = open_scorer(bundle, precision="fp32").score(windows).scores
+    int8 = open_scorer(bundle, precision="int8").score(windows).scores
+    assert np.corrcoef(np.argsort(np.argsort(fp32)), np.argsort(np.argsort(int8)))[0, 1] > 0.8
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(bundle, target)
+    return target
+
+
+def test_tampered_model_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
+    copy = _copy(tiny_bundle, tmp_path)
+    with (copy / SCORER_INT8).open("r+b") as handle:
+        handle.seek(200)
+        handle.write(b"\x00\x01\x02\x03")
+    with pytest.raises(BundleError, match=r"scorer\.int8\.onnx: sha256 .* does not match"):
+        load_bundle(copy)
+
+
+def test_corrupt_model_with_matching_hash_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
+    copy = _copy(tiny_bundle, tmp_path)
+    (copy / SCORER_FP32).write_bytes(b"not an onnx graph")
+    manifest = json.loads((copy / MANIFEST_NAME).read_text())
+    manifest["files"][SCORER_FP32]["sha256"] = sha256_file(copy / SCORER_FP32)
+    (copy / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="onnxruntime cannot load"):
+        load_bundle(copy)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(schema_version=99), "schema version 99"),
+        (lambda m: m.update(channels=["a", "b"]), "has 3 values for 2 channels"),
+        (lambda m: m.update(window_len=48), r"shape \['batch', 32, 3\], expected \[batch, 48, 3\]"),
+        (lambda m: m["files"].pop(GENERATOR), "required file generator.onnx"),
+        (lambda m: m.update(bundle_id="../../etc"), "bundle_id"),
+    ],
+)
+def test_manifest_that_does_not_match_is_refused(tiny_bundle: Path, tmp_path: Path, edit: object,
+                                                 message: str) -> None:
+    copy = _copy(tiny_bundle, tmp_path)
+    manifest = json.loads((copy / MANIFEST_NAME).read_text())
+    edit(manifest)  # type: ignore[operator]
+    (copy / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(copy)
+
+
+def test_missing_folder_and_manifest_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="bundle folder not found"):
+        load_bundle(tmp_path / "nope")
+    with pytest.raises(BundleError, match="no bundle.json"):
+        load_bundle(tmp_path)

@@ -1,0 +1,101 @@
+"""`edge-trainer fit` on bad input: one line, exit 2, nothing half-written; and reproducibility."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import correlated_series, write_csv
+from tests.contract.conftest import write_tiny_config
+from trainer.cli import main
+
+
+def _fit(data: Path, out: Path, config: Path | None = None) -> int:
+    argv = ["fit", "--data", str(data), "--out", str(out)]
+    return main(argv + (["--config", str(config)] if config else []))
+
+
+def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
+    empty = tmp / "empty.csv"
+    empty.write_text("")
+    text_only = tmp / "text.csv"
+    text_only.write_text("name,state\npump,ok\nfan,off\n")
+    short = write_csv(tmp / "short.csv", correlated_series(20))
+    nan_channel = correlated_series(300)
+    nan_channel[:, 2] = np.nan
+    all_nan = write_csv(tmp / "nan.csv", nan_channel)
+    folder = tmp / "folder"
+    folder.mkdir()
+    write_csv(folder / "a.csv", correlated_series(300), names=["x", "y", "z"])
+    write_csv(folder / "b.csv", correlated_series(300), names=["x", "y", "q"])
+    return {
+        "empty file": (empty, "file is empty"),
+        "no numeric column": (text_only, "no numeric column"),
+        "fewer rows than one window": (short, "too few rows for window_len=32"),
+        "all-NaN channel": (all_nan, "s2 hold no values"),
+        "folder disagreeing on columns": (folder, "differ from the first file"),
+    }
+
+
+@pytest.mark.parametrize("case", ["empty file", "no numeric column", "fewer rows than one window",
+                                  "all-NaN channel", "folder disagreeing on columns"])
+def test_bad_data_fails_with_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    data, message = _bad_inputs(tmp_path)[case]
+    out = tmp_path / "out"
+    assert _fit(data, out, write_tiny_config(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if "staging" in p.name]
+
+
+def test_unwritable_out_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              normal_csv: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert _fit(normal_csv, blocker / "bundle") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edge-trainer: error: --out") and len(err.splitlines()) == 1
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"meow")
+    assert _fit(normal_csv, foreign) == 2
+    assert "holds no bundle" in capsys.readouterr().err
+    assert (foreign / "cat.jpg").read_bytes() == b"meow"
+
+
+def test_bad_config_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], normal_csv: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  window: 32\n")
+    assert _fit(normal_csv, tmp_path / "out", config) == 2
+    assert "model.window: Extra inputs are not permitted" in capsys.readouterr().err
+
+
+def test_failed_quality_gate_keeps_the_previous_bundle(tiny_bundle: Path, tiny_data: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bundle"
+    import shutil
+
+    shutil.copytree(tiny_bundle, out)
+    before = (out / "bundle.json").read_bytes()
+    impossible = write_tiny_config(tmp_path, fit={"epochs": 3, "encoder_epochs": 2},
+                                   quantize={"min_rank_correlation": 1.0, "min_decision_agreement": 1.0})
+    assert _fit(tiny_data, out, impossible) == 2
+    assert "INT8 scorer does not match FP32" in capsys.readouterr().err
+    assert (out / "bundle.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "tiny.yaml"]
+
+
+def test_same_data_and_seed_give_the_same_metrics(tiny_bundle: Path, tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    assert _fit(tiny_data, out, write_tiny_config(tmp_path)) == 0
+    first = json.loads((tiny_bundle / "bundle.json").read_text())
+    second = json.loads((out / "bundle.json").read_text())
+    assert first["validation"] == second["validation"]
+    assert first["thresholds"] == second["thresholds"]
+    assert first["score"] == second["score"]

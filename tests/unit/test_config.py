@@ -1,0 +1,42 @@
+"""Training config: unknown keys and impossible shapes are errors with their key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.errors import ConfigError
+from trainer.config import load_train_config
+
+
+def test_defaults_load_without_a_file() -> None:
+    config = load_train_config(None)
+    assert config.model.window_len % 8 == 0
+    assert 0 < config.score.false_alarm_budget < 0.5
+
+
+def test_repository_sample_config_is_valid() -> None:
+    sample = Path(__file__).resolve().parents[2] / "configs" / "trainer.yaml"
+    assert load_train_config(sample) == load_train_config(None)
+
+
+def test_unknown_key_is_rejected_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("fit:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: fit\.epoch: Extra inputs"):
+        load_train_config(path)
+
+
+def test_window_must_be_a_multiple_of_eight(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  window_len: 50\n")
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        load_train_config(path)
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("fit:\n  epochs: 3\n  seed: 4\n")
+    config = load_train_config(path, {"fit": {"epochs": 9, "seed": None}})
+    assert config.fit.epochs == 9 and config.fit.seed == 4

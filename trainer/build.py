@@ -1,0 +1,238 @@
+"""build_bundle(): CSV -> windows -> GAN + encoder -> ONNX FP32/INT8 -> thresholds -> verified bundle."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from edge_agent.backends.onnx_runtime import OnnxRuntimeScorer
+from edge_agent.bundle import (
+    GENERATOR,
+    SCHEMA_VERSION,
+    SCORER_FP32,
+    SCORER_INT8,
+    Bundle,
+    BundleManifest,
+    Normalisation,
+    Provenance,
+    ScoreDefinition,
+    Threshold,
+    file_entry,
+)
+from trainer import scorer_graph
+from trainer.bundle_writer import check_output_folder, publish, staging_folder
+from trainer.calibrate import calibrate
+from trainer.config import TrainConfig
+from trainer.csv_data import TrainingData, load_training_data
+from trainer.export import export_generator, export_scorer, torch_scores
+from trainer.fit import TrainedNets, fit_networks
+from trainer.networks import count_parameters
+from trainer.parity import check_fp32_parity, check_int8_parity, int8_parity
+from trainer.plots import plot_score_histograms, plot_training_curves
+from trainer.provenance import seed_everything, utc_now, versions
+from trainer.quantize import quantize_scorer
+from trainer.synthetic_anomalies import ANOMALY_KINDS, auroc, inject
+from trainer.windows import Normaliser, WindowSets, build_windows
+
+log = logging.getLogger(__name__)
+
+_RESIDUAL_FLOOR = 1e-6
+_MAX_SCALE_WINDOWS = 4096
+_MAX_CHECK_WINDOWS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    """The published bundle and the headline numbers for the command line."""
+
+    bundle: Bundle
+    fit_seconds: float
+
+
+def build_bundle(data_path: Path, out: Path, config: TrainConfig) -> BuildResult:
+    """The whole fit; nothing is written to `out` unless every check passes."""
+    started = time.perf_counter()
+    check_output_folder(out)
+    seed_everything(config.fit.seed, config.fit.threads)
+    data = load_training_data(data_path, config.data)
+    log.info("data: %d rows, %d channels, %d segments from %d file(s); %d cells interpolated, %d rows inserted",
+             data.report.rows, len(data.channels), data.report.segments, len(data.report.files),
+             data.report.interpolated_cells, data.report.inserted_rows)
+    windows = build_windows(data.segments, config.model.window_len, config.fit.train_stride,
+                            config.data.holdout_fraction)
+    _log_constant_channels(data, windows.normaliser)
+    nets = fit_networks(_to_network_layout(windows.train, windows.normaliser),
+                        _to_network_layout(windows.holdout, windows.normaliser), config.model, config.fit)
+    scorer = _scorer_module(nets, windows, config)
+    with staging_folder(out) as stage:
+        validation, thresholds = _export_and_check(scorer, nets, windows, config, stage)
+        fit_seconds = time.perf_counter() - started
+        manifest = _manifest(stage, data, windows, config, _score_definition(scorer), thresholds, validation,
+                             fit_seconds)
+        bundle = publish(stage, manifest, out)
+    return BuildResult(bundle=bundle, fit_seconds=fit_seconds)
+
+
+def _to_network_layout(windows: npt.NDArray[np.float32], normaliser: Normaliser) -> npt.NDArray[np.float32]:
+    """Raw [n, W, C] -> normalised [n, C, W]."""
+    return np.ascontiguousarray(normaliser.apply(windows).transpose(0, 2, 1))
+
+
+def _log_constant_channels(data: TrainingData, normaliser: Normaliser) -> None:
+    if normaliser.constant_channels:
+        names = [data.channels[i] for i in normaliser.constant_channels]
+        log.warning("constant in the training rows (kept, scale 1): %s", ", ".join(names))
+
+
+def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) -> scorer_graph.ScorerModule:
+    """Measure residuals on training windows so both score terms read ~1 on normal data."""
+    terms = scorer_graph.ScoreTerms(nets.encoder, nets.generator, nets.critic).eval()
+    sample = windows.train[:: max(1, len(windows.train) // _MAX_SCALE_WINDOWS)]
+    with torch.no_grad():
+        rec, feat = terms(torch.from_numpy(_to_network_layout(sample, windows.normaliser)))
+    rec_scale = torch.quantile(rec, 0.5, dim=0)
+    # A channel the model reconstructs perfectly (e.g. constant) must not turn rounding noise into alerts.
+    rec_scale = torch.clamp(rec_scale, min=max(float(rec_scale.mean()) * 0.05, _RESIDUAL_FLOOR))
+    feat_scale = max(float(torch.quantile(feat, 0.5)), _RESIDUAL_FLOOR)
+    normaliser = windows.normaliser
+    return scorer_graph.ScorerModule(
+        terms,
+        mean=torch.from_numpy(normaliser.mean),
+        scale=torch.from_numpy(normaliser.scale),
+        channel_residual_scale=rec_scale,
+        feature_residual_scale=feat_scale,
+        feature_weight=config.score.feature_weight,
+    ).eval()
+
+
+def _check_windows(windows: WindowSets, seed: int) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]:
+    """Held-out normal windows and, per kind, the same windows with one injected anomaly."""
+    normal = windows.holdout[:: max(1, len(windows.holdout) // _MAX_CHECK_WINDOWS)]
+    anomalous = {kind: inject(kind, normal, windows.normaliser.scale, seed + i)
+                 for i, kind in enumerate(ANOMALY_KINDS)}
+    return normal, anomalous
+
+
+def _export_and_check(
+    scorer: scorer_graph.ScorerModule, nets: TrainedNets, windows: WindowSets, config: TrainConfig, stage: Path
+) -> tuple[dict[str, object], dict[str, Threshold]]:
+    window_len, n_channels = config.model.window_len, windows.train.shape[2]
+    export_scorer(scorer, window_len, n_channels, stage / SCORER_FP32)
+    raw_generator = scorer_graph.RawGenerator(nets.generator, scorer.mean, scorer.scale)  # type: ignore[arg-type]
+    export_generator(raw_generator, config.model.latent_dim, stage / GENERATOR)
+    calibration = windows.train[np.random.default_rng(config.fit.seed).permutation(len(windows.train))
+                                [: config.quantize.calibration_windows]]
+    quantize_scorer(stage / SCORER_FP32, stage / SCORER_INT8, calibration)
+
+    normal, anomalous = _check_windows(windows, config.fit.seed)
+    all_holdout_scores = {}
+    per_model: dict[str, dict[str, object]] = {}
+    thresholds: dict[str, Threshold] = {}
+    for model in (SCORER_FP32, SCORER_INT8):
+        ort_scorer = OnnxRuntimeScorer(stage / model, window_len, n_channels, threads=config.fit.threads)
+        holdout_scores = _score(ort_scorer, windows.holdout)
+        thresholds[model] = calibrate(holdout_scores, config.score.false_alarm_budget, config.score.calibration,
+                                      config.score.pot_initial_quantile)
+        normal_scores = _score(ort_scorer, normal)
+        kind_scores = {kind: _score(ort_scorer, w) for kind, w in anomalous.items()}
+        all_holdout_scores[model] = (normal_scores, kind_scores)
+        per_model[model] = _detection_metrics(normal_scores, kind_scores, thresholds[model].value, holdout_scores)
+        plot_score_histograms(normal_scores, kind_scores, thresholds[model].value,
+                              f"{model}: held-out normal vs injected anomalies", stage / f"scores_{model}.png")
+    fp32_error = check_fp32_parity(torch_scores(scorer, normal), all_holdout_scores[SCORER_FP32][0],
+                                   config.quantize.max_fp32_torch_error)
+    parity = _int8_parity(all_holdout_scores, thresholds, per_model)
+    check_int8_parity(parity, config.quantize)
+    plot_training_curves(nets.history, nets.best_epoch, stage / "training_curves.png")
+    validation: dict[str, object] = {
+        "fp32_vs_torch_relative_error": fp32_error,
+        "int8_vs_fp32": parity.as_dict(),
+        "detection": per_model,
+        "gan": {"best_epoch": nets.best_epoch, "collapsed_epochs": nets.collapsed_epochs,
+                "val_mmd": nets.history["val_mmd"][nets.best_epoch - 1],
+                "val_diversity_ratio": nets.history["val_diversity_ratio"][nets.best_epoch - 1],
+                "encoder_val_loss": min(nets.history["encoder_val_loss"]),
+                "parameters": count_parameters(nets.generator, nets.critic, nets.encoder)},
+    }
+    return validation, thresholds
+
+
+def _score(scorer: OnnxRuntimeScorer, windows: npt.NDArray[np.float32], batch: int = 512) -> npt.NDArray[np.float32]:
+    return np.concatenate([scorer.score(windows[i : i + batch]).scores for i in range(0, len(windows), batch)])
+
+
+def _detection_metrics(
+    normal: npt.NDArray[np.float32], kinds: dict[str, npt.NDArray[np.float32]], threshold: float,
+    holdout: npt.NDArray[np.float32],
+) -> dict[str, object]:
+    anomalies = np.concatenate(list(kinds.values()))
+    return {
+        "auroc_synthetic": auroc(normal, anomalies),
+        "auroc_by_kind": {kind: auroc(normal, scores) for kind, scores in kinds.items()},
+        "recall_by_kind": {kind: float(np.mean(scores > threshold)) for kind, scores in kinds.items()},
+        "holdout_false_alarm_rate": float(np.mean(holdout > threshold)),
+        "threshold": threshold,
+    }
+
+
+def _int8_parity(
+    scores: dict[str, tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]],
+    thresholds: dict[str, Threshold],
+    metrics: dict[str, dict[str, object]],
+) -> object:
+    def joined(model: str) -> npt.NDArray[np.float32]:
+        normal, kinds = scores[model]
+        return np.concatenate([normal, *kinds.values()])
+
+    return int8_parity(
+        joined(SCORER_FP32), joined(SCORER_INT8), thresholds[SCORER_FP32].value, thresholds[SCORER_INT8].value,
+        float(metrics[SCORER_FP32]["auroc_synthetic"]),  # type: ignore[arg-type]
+        float(metrics[SCORER_INT8]["auroc_synthetic"]),  # type: ignore[arg-type]
+    )
+
+
+def _score_definition(scorer: scorer_graph.ScorerModule) -> ScoreDefinition:
+    return ScoreDefinition(
+        formula=(scorer_graph.__doc__ or "").split("\n\n", 1)[1].strip(),
+        feature_weight=scorer.feature_weight,
+        channel_residual_scale=scorer.channel_residual_scale.flatten().tolist(),  # type: ignore[operator]
+        feature_residual_scale=scorer.feature_residual_scale,
+    )
+
+
+def _manifest(
+    stage: Path, data: TrainingData, windows: WindowSets, config: TrainConfig, score: ScoreDefinition,
+    thresholds: dict[str, Threshold], validation: dict[str, object], fit_seconds: float,
+) -> BundleManifest:
+    roles = {SCORER_FP32: "scorer-fp32", SCORER_INT8: "scorer-int8", GENERATOR: "generator"}
+    files = {p.name: file_entry(p, roles.get(p.name, "plot")) for p in sorted(stage.iterdir()) if p.is_file()}
+    created = utc_now()
+    version = versions()
+    scorer_hash = files[SCORER_FP32].sha256[:10]
+    return BundleManifest(
+        schema_version=SCHEMA_VERSION,
+        bundle_id=f"edgegan-{created[:10]}-{scorer_hash}",
+        channels=data.channels,
+        window_len=config.model.window_len,
+        hop_len=config.model.hop_len,
+        latent_dim=config.model.latent_dim,
+        sample_period_s=data.sample_period_s,
+        normalisation=Normalisation(method="standard", mean=windows.normaliser.mean.tolist(),
+                                    scale=windows.normaliser.scale.tolist()),
+        score=score,
+        thresholds=thresholds,
+        files=files,
+        provenance=Provenance(
+            data_fingerprint=data.fingerprint, data_files=data.report.files, rows_train=windows.rows_train,
+            rows_holdout=windows.rows_holdout, seed=config.fit.seed, epochs=config.fit.epochs,
+            package_version=version["package"], torch_version=version["torch"],
+            onnxruntime_version=version["onnxruntime"], created_at=created, fit_seconds=round(fit_seconds, 2),
+        ),
+        validation=validation,  # type: ignore[arg-type]
+    )

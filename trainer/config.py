@@ -1,0 +1,129 @@
+"""Training configuration: one pydantic model, read from YAML with flags on top."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_agent.errors import ConfigError
+
+
+class DataConfig(BaseModel):
+    """How CSV files become channels and windows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: list[str] | None = Field(None, description="channels to use, by header name; default all numeric")
+    max_gap_rows: int = Field(5, ge=0, description="longest run of missing rows/cells that is interpolated")
+    on_long_gap: Literal["error", "split"] = Field(
+        "error", description="a longer gap is an error, or splits the series into segments"
+    )
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=0.9, description="tail of each file kept for validation and threshold calibration"
+    )
+
+
+class ModelConfig(BaseModel):
+    """Shapes of the networks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_len: int = Field(64, ge=16, le=4096, description="readings per window; a multiple of 8")
+    hop_len: int = Field(1, ge=1, description="readings between two scored windows on the edge")
+    latent_dim: int = Field(32, ge=2, le=1024, description="size of the generator's latent vector")
+    width: int = Field(32, ge=4, le=512, description="channels of the first conv layer; deeper ones double")
+
+    @model_validator(mode="after")
+    def _window_fits_the_conv_stack(self) -> ModelConfig:
+        if self.window_len % 8:
+            raise ValueError(f"window_len must be a multiple of 8 (three stride-2 stages), got {self.window_len}")
+        if self.hop_len > self.window_len:
+            raise ValueError("hop_len must not exceed window_len")
+        return self
+
+
+class FitConfig(BaseModel):
+    """Optimisation of the GAN (WGAN-GP) and of the encoder (izi_f)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(30, ge=1, description="passes of the critic over the training windows")
+    encoder_epochs: int = Field(20, ge=1, description="passes for the encoder after the GAN is frozen")
+    batch_size: int = Field(64, ge=4)
+    train_stride: int = Field(1, ge=1, description="step between training windows")
+    max_train_windows: int = Field(4096, ge=64, description="cap per epoch so large data fits in minutes")
+    critic_steps: int = Field(5, ge=1, description="critic updates per generator update (WGAN-GP)")
+    gradient_penalty: float = Field(10.0, ge=0)
+    lr: float = Field(2e-4, gt=0, description="generator learning rate")
+    critic_lr: float = Field(2e-4, gt=0, description="critic learning rate (TTUR when it differs from lr)")
+    encoder_lr: float = Field(1e-3, gt=0)
+    seed: int = Field(0, ge=0)
+    threads: int = Field(2, ge=1, description="torch CPU threads")
+
+
+class ScoreConfig(BaseModel):
+    """The anomaly score and its threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feature_weight: float = Field(
+        0.5, ge=0, le=1, description="weight of the discriminator-feature residual; the rest is reconstruction"
+    )
+    false_alarm_budget: float = Field(
+        1e-3, gt=0, lt=0.5, description="fraction of normal windows allowed above the threshold"
+    )
+    calibration: Literal["pot", "quantile"] = Field("pot", description="extreme-value fit or plain quantile")
+    pot_initial_quantile: float = Field(0.9, gt=0.5, lt=1, description="POT: scores above this are the tail")
+
+
+class QuantizeConfig(BaseModel):
+    """INT8 export and the gate it must pass."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calibration_windows: int = Field(512, ge=16, description="normal windows fed to the INT8 calibrator")
+    min_rank_correlation: float = Field(0.9, ge=0, le=1, description="Spearman of INT8 vs FP32 scores")
+    min_decision_agreement: float = Field(0.97, ge=0, le=1, description="same alert/no-alert as FP32")
+    max_auc_drop: float = Field(0.05, ge=0, le=1, description="synthetic-anomaly AUROC loss allowed")
+    max_fp32_torch_error: float = Field(1e-3, gt=0, description="relative score error of ONNX FP32 vs torch")
+
+
+class TrainConfig(BaseModel):
+    """Everything `edge-trainer fit` needs besides the data path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    fit: FitConfig = Field(default_factory=FitConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+
+
+def load_train_config(path: Path | None, overrides: dict[str, dict[str, object]] | None = None) -> TrainConfig:
+    """YAML file (optional) first, then explicit overrides per section; errors name the key."""
+    raw: dict[str, object] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        raw = dict(loaded or {})
+    for section, values in (overrides or {}).items():
+        merged = dict(raw.get(section) or {})  # type: ignore[call-overload]
+        merged.update({key: value for key, value in values.items() if value is not None})
+        raw[section] = merged
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        source = f"{path}: " if path else ""
+        raise ConfigError(f"{source}{where}: {first['msg']}") from None

@@ -1,0 +1,189 @@
+"""The training loop: WGAN-GP for generator and critic, then the encoder f-AnoGAN style (izi_f).
+
+Why WGAN-GP: the critic's loss tracks a Wasserstein distance, so it keeps giving the generator useful
+gradients when the two are unbalanced, which plain GAN losses on small sensor datasets often do not (they
+saturate and collapse). The gradient penalty enforces the Lipschitz constraint without weight clipping's
+capacity loss. The only file with optimisers.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from tqdm.auto import tqdm
+
+from trainer.config import FitConfig, ModelConfig
+from trainer.errors import QualityGateError
+from trainer.networks import Critic, Encoder, Generator
+from trainer.validation_signal import generation_quality
+
+log = logging.getLogger(__name__)
+
+COLLAPSE_DIVERSITY = 0.25  # generated windows this much less spread than real ones = mode collapse
+_ADAM_BETAS = (0.5, 0.9)
+
+
+@dataclass(slots=True)
+class TrainedNets:
+    """Networks with the best validation state loaded, and the history that chose it."""
+
+    generator: Generator
+    critic: Critic
+    encoder: Encoder
+    history: dict[str, list[float]] = field(default_factory=dict)
+    best_epoch: int = 0
+    collapsed_epochs: int = 0
+
+
+def fit_networks(
+    train: npt.NDArray[np.float32],
+    holdout: npt.NDArray[np.float32],
+    model: ModelConfig,
+    fit: FitConfig,
+) -> TrainedNets:
+    """Train on normalised windows [n, channels, window]; returns the best checkpoint by validation."""
+    torch.manual_seed(fit.seed)
+    rng = np.random.default_rng(fit.seed)
+    n_channels = train.shape[1]
+    nets = TrainedNets(
+        generator=Generator(model.latent_dim, n_channels, model.window_len, model.width),
+        critic=Critic(n_channels, model.window_len, model.width),
+        encoder=Encoder(model.latent_dim, n_channels, model.window_len, model.width),
+    )
+    train_t, holdout_t = torch.from_numpy(train), torch.from_numpy(holdout)
+    _fit_gan(nets, train_t, holdout_t, model, fit, rng)
+    _fit_encoder(nets, train_t, holdout_t, fit, rng)
+    for net in (nets.generator, nets.critic, nets.encoder):
+        net.eval()
+    return nets
+
+
+MIN_STEPS_PER_EPOCH = 16  # small per-asset datasets still get enough updates per epoch
+
+
+def _batches(n: int, fit: FitConfig, rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
+    """One epoch of index batches: a pass over (at most max_train_windows of) the data, never < 16 steps."""
+    per_epoch = min(n, fit.max_train_windows)
+    steps = max(MIN_STEPS_PER_EPOCH, -(-per_epoch // fit.batch_size))
+    needed = steps * fit.batch_size
+    order = np.concatenate([rng.permutation(n) for _ in range(-(-needed // n))])[:needed]
+    return [order[i : i + fit.batch_size] for i in range(0, needed, fit.batch_size)]
+
+
+def _gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    mix = torch.rand(real.shape[0], 1, 1)
+    blended = (mix * real + (1 - mix) * fake).requires_grad_(True)
+    grads = torch.autograd.grad(critic(blended).sum(), blended, create_graph=True)[0]
+    return ((grads.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+def _fit_gan(
+    nets: TrainedNets,
+    train: torch.Tensor,
+    holdout: torch.Tensor,
+    model: ModelConfig,
+    fit: FitConfig,
+    rng: np.random.Generator,
+) -> None:
+    g, d = nets.generator, nets.critic
+    opt_g = torch.optim.Adam(g.parameters(), lr=fit.lr, betas=_ADAM_BETAS)
+    opt_d = torch.optim.Adam(d.parameters(), lr=fit.critic_lr, betas=_ADAM_BETAS)
+    probe = torch.randn(min(256, max(len(holdout), 64)), model.latent_dim)
+    best_mmd, best_state = float("inf"), None
+    history = nets.history
+    warmup = fit.epochs // 5
+    bar = tqdm(range(1, fit.epochs + 1), desc="GAN", unit="epoch", disable=None, leave=False)
+    for epoch in bar:
+        g.train()
+        d.train()
+        sums = {"critic": 0.0, "generator": 0.0, "wasserstein": 0.0}
+        batches = _batches(len(train), fit, rng)
+        for step, index in enumerate(batches, start=1):
+            real = train[torch.from_numpy(index)]
+            fake = g(torch.randn(len(real), model.latent_dim)).detach()
+            wasserstein = d(real).mean() - d(fake).mean()
+            loss_d = -wasserstein + fit.gradient_penalty * _gradient_penalty(d, real, fake)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            sums["critic"] += float(loss_d.detach())
+            sums["wasserstein"] += float(wasserstein.detach())
+            if step % fit.critic_steps == 0:
+                loss_g = -d(g(torch.randn(fit.batch_size, model.latent_dim))).mean()
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                sums["generator"] += float(loss_g.detach()) * fit.critic_steps
+        g.eval()
+        with torch.no_grad():
+            quality = generation_quality(g(probe), holdout, seed=fit.seed)
+        for key, total in sums.items():
+            history.setdefault(f"gan_{key}_loss" if key != "wasserstein" else "wasserstein", []).append(
+                total / max(len(batches), 1)
+            )
+        history.setdefault("val_mmd", []).append(quality.mmd)
+        history.setdefault("val_diversity_ratio", []).append(quality.diversity_ratio)
+        bar.set_postfix(W=f"{sums['wasserstein'] / len(batches):.3f}", mmd=f"{quality.mmd:.4f}",
+                        div=f"{quality.diversity_ratio:.2f}")
+        # Early epochs start from near-constant output; judge collapse and pick checkpoints after warm-up.
+        if epoch <= warmup:
+            continue
+        collapsed = quality.diversity_ratio < COLLAPSE_DIVERSITY
+        nets.collapsed_epochs += int(collapsed)
+        if not collapsed and quality.mmd < best_mmd:
+            best_mmd, nets.best_epoch = quality.mmd, epoch
+            best_state = (copy.deepcopy(g.state_dict()), copy.deepcopy(d.state_dict()))
+    if best_state is None:
+        raise QualityGateError(
+            f"the generator collapsed in every epoch (generated windows spread less than {COLLAPSE_DIVERSITY:.0%}"
+            " of real ones); try more data, a lower lr or a smaller width"
+        )
+    g.load_state_dict(best_state[0])
+    d.load_state_dict(best_state[1])
+    log.info("GAN: best epoch %d of %d (validation MMD %.4f), %d collapsed epochs",
+             nets.best_epoch, fit.epochs, best_mmd, nets.collapsed_epochs)
+
+
+def izi_f_loss(nets: TrainedNets, windows: torch.Tensor, feature_weight: float = 1.0) -> torch.Tensor:
+    """f-AnoGAN's izi_f: image residual x vs G(E(x)) plus critic-feature residual."""
+    reconstruction = nets.generator(nets.encoder(windows))
+    residual = (windows - reconstruction).pow(2).mean()
+    features = (nets.critic.features(windows) - nets.critic.features(reconstruction)).pow(2).mean()
+    return residual + feature_weight * features
+
+
+def _fit_encoder(
+    nets: TrainedNets, train: torch.Tensor, holdout: torch.Tensor, fit: FitConfig, rng: np.random.Generator
+) -> None:
+    for frozen in (nets.generator, nets.critic):
+        frozen.eval()
+        frozen.requires_grad_(False)
+    encoder = nets.encoder
+    opt = torch.optim.Adam(encoder.parameters(), lr=fit.encoder_lr, betas=(0.9, 0.999))
+    best_loss, best_state = float("inf"), copy.deepcopy(encoder.state_dict())
+    bar = tqdm(range(1, fit.encoder_epochs + 1), desc="encoder", unit="epoch", disable=None, leave=False)
+    for _epoch in bar:
+        encoder.train()
+        total = 0.0
+        batches = _batches(len(train), fit, rng)
+        for index in batches:
+            loss = izi_f_loss(nets, train[torch.from_numpy(index)])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+        encoder.eval()
+        with torch.no_grad():
+            val = float(izi_f_loss(nets, holdout[:1024]))
+        nets.history.setdefault("encoder_loss", []).append(total / max(len(batches), 1))
+        nets.history.setdefault("encoder_val_loss", []).append(val)
+        if val < best_loss:
+            best_loss, best_state = val, copy.deepcopy(encoder.state_dict())
+        bar.set_postfix(loss=f"{total / len(batches):.4f}", val=f"{val:.4f}")
+    encoder.load_state_dict(best_state)
+    log.info("encoder: best validation izi_f loss %.4f", best_loss)
