@@ -232,8 +232,14 @@ def _check_graph_shapes(path: Path, manifest: BundleManifest) -> None:
 
     window, channels = manifest.window_len, len(manifest.channels)
     expected = {
-        SCORER_FP32: ({SCORER_INPUT: [window, channels]}, {SCORER_OUTPUT_SCORE: [], SCORER_OUTPUT_CONTRIBUTIONS: [channels]}),
-        SCORER_INT8: ({SCORER_INPUT: [window, channels]}, {SCORER_OUTPUT_SCORE: [], SCORER_OUTPUT_CONTRIBUTIONS: [channels]}),
+        SCORER_FP32: (
+            {SCORER_INPUT: [window, channels]},
+            {SCORER_OUTPUT_SCORE: [], SCORER_OUTPUT_CONTRIBUTIONS: [channels]},
+        ),
+        SCORER_INT8: (
+            {SCORER_INPUT: [window, channels]},
+            {SCORER_OUTPUT_SCORE: [], SCORER_OUTPUT_CONTRIBUTIONS: [channels]},
+        ),
         GENERATOR: ({GENERATOR_INPUT: [manifest.latent_dim]}, {GENERATOR_OUTPUT: [window, channels]}),
     }
     for name, (inputs, outputs) in expected.items():
@@ -258,5 +264,6 @@ def _compare_shapes(
         # The first axis is the dynamic batch; the rest must equal the manifest exactly.
         if len(shape) != len(tail) + 1 or list(shape[1:]) != tail:
             raise BundleError(
-                f"{model_path}: {kind} {name!r} has shape {shape}, expected [batch, {', '.join(map(str, tail))}]"
+                f"{model_path}: {kind} {name!r} has shape {shape}, "
+                f"expected [batch, {', '.join(map(str, tail))}]"
             )

@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-agent", description="EdgeGAN edge agent")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
-    verify = commands.add_parser("verify", help="check a model bundle (hashes, schema, shapes) and summarise it")
+    verify = commands.add_parser(
+        "verify", help="check a model bundle (hashes, schema, shapes) and summarise it"
+    )
     verify.add_argument("--bundle", type=Path, required=True, help="bundle folder")
     return parser
 
@@ -44,8 +46,10 @@ def _run_verify(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edge-agent` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     handlers = {"verify": _run_verify}
     try:
         return handlers[args.command](args)

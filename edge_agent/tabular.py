@@ -61,10 +61,10 @@ def read_table(path: Path, columns: list[str] | None = None) -> Table:
     rows, line_numbers = _read_rows(path)
     header, rows, line_numbers = _split_header(path, rows, line_numbers)
     width = len(header)
-    for row, line in zip(rows, line_numbers):
+    for row, line in zip(rows, line_numbers, strict=False):
         if len(row) != width:
             raise DataError(f"{path}:{line}: {len(row)} fields, expected {width} like the first row")
-    by_column = list(zip(*rows)) if rows else [() for _ in header]
+    by_column: list[tuple[str, ...]] = list(zip(*rows, strict=False)) if rows else [() for _ in header]
     timestamp_index = _find_timestamp_column(header, by_column)
     numeric: dict[str, npt.NDArray[np.float64]] = {}
     for index, name in enumerate(header):
@@ -202,7 +202,9 @@ def _parse_timestamp_column(path: Path, column: tuple[str, ...], lines: list[int
         try:
             stamps[i] = parse_timestamp(field)
         except ValueError:
-            raise DataError(f"{path}:{lines[i]}: timestamp {field!r} is not a number or ISO 8601 time") from None
+            raise DataError(
+                f"{path}:{lines[i]}: timestamp {field!r} is not a number or ISO 8601 time"
+            ) from None
     return stamps
 
 

@@ -19,8 +19,14 @@ def correlated_series(rows: int, seed: int = 0) -> np.ndarray:
     return np.stack([a, b, c], axis=1)
 
 
-def write_csv(path: Path, values: np.ndarray, names: list[str] | None = None, sep: str = ",",
-              timestamps: bool = True, header: bool = True) -> Path:
+def write_csv(
+    path: Path,
+    values: np.ndarray,
+    names: list[str] | None = None,
+    sep: str = ",",
+    timestamps: bool = True,
+    header: bool = True,
+) -> Path:
     """Write values with an epoch-seconds timestamp column."""
     names = names or [f"s{i}" for i in range(values.shape[1])]
     lines = []

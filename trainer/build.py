@@ -33,7 +33,7 @@ from trainer.csv_data import TrainingData, load_training_data
 from trainer.export import export_generator, export_scorer, torch_scores
 from trainer.fit import TrainedNets, fit_networks
 from trainer.networks import count_parameters
-from trainer.parity import check_fp32_parity, check_int8_parity, int8_parity
+from trainer.parity import Int8Parity, check_fp32_parity, check_int8_parity, int8_parity
 from trainer.plots import plot_score_histograms, plot_training_curves
 from trainer.provenance import seed_everything, utc_now, versions
 from trainer.quantize import quantize_scorer
@@ -61,20 +61,32 @@ def build_bundle(data_path: Path, out: Path, config: TrainConfig) -> BuildResult
     check_output_folder(out)
     seed_everything(config.fit.seed, config.fit.threads)
     data = load_training_data(data_path, config.data)
-    log.info("data: %d rows, %d channels, %d segments from %d file(s); %d cells interpolated, %d rows inserted",
-             data.report.rows, len(data.channels), data.report.segments, len(data.report.files),
-             data.report.interpolated_cells, data.report.inserted_rows)
-    windows = build_windows(data.segments, config.model.window_len, config.fit.train_stride,
-                            config.data.holdout_fraction)
+    log.info(
+        "data: %d rows, %d channels, %d segments from %d file(s); %d cells interpolated, %d rows inserted",
+        data.report.rows,
+        len(data.channels),
+        data.report.segments,
+        len(data.report.files),
+        data.report.interpolated_cells,
+        data.report.inserted_rows,
+    )
+    windows = build_windows(
+        data.segments, config.model.window_len, config.fit.train_stride, config.data.holdout_fraction
+    )
     _log_constant_channels(data, windows.normaliser)
-    nets = fit_networks(_to_network_layout(windows.train, windows.normaliser),
-                        _to_network_layout(windows.holdout, windows.normaliser), config.model, config.fit)
+    nets = fit_networks(
+        _to_network_layout(windows.train, windows.normaliser),
+        _to_network_layout(windows.holdout, windows.normaliser),
+        config.model,
+        config.fit,
+    )
     scorer = _scorer_module(nets, windows, config)
     with staging_folder(out) as stage:
         validation, thresholds = _export_and_check(scorer, nets, windows, config, stage)
         fit_seconds = time.perf_counter() - started
-        manifest = _manifest(stage, data, windows, config, _score_definition(scorer), thresholds, validation,
-                             fit_seconds)
+        manifest = _manifest(
+            stage, data, windows, config, _score_definition(scorer), thresholds, validation, fit_seconds
+        )
         bundle = publish(stage, manifest, out)
     return BuildResult(bundle=bundle, fit_seconds=fit_seconds)
 
@@ -111,23 +123,33 @@ def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) 
     ).eval()
 
 
-def _check_windows(windows: WindowSets, seed: int) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]:
+def _check_windows(
+    windows: WindowSets, seed: int
+) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]:
     """Held-out normal windows and, per kind, the same windows with one injected anomaly."""
     normal = windows.holdout[:: max(1, len(windows.holdout) // _MAX_CHECK_WINDOWS)]
-    anomalous = {kind: inject(kind, normal, windows.normaliser.scale, seed + i)
-                 for i, kind in enumerate(ANOMALY_KINDS)}
+    anomalous = {
+        kind: inject(kind, normal, windows.normaliser.scale, seed + i) for i, kind in enumerate(ANOMALY_KINDS)
+    }
     return normal, anomalous
 
 
 def _export_and_check(
-    scorer: scorer_graph.ScorerModule, nets: TrainedNets, windows: WindowSets, config: TrainConfig, stage: Path
+    scorer: scorer_graph.ScorerModule,
+    nets: TrainedNets,
+    windows: WindowSets,
+    config: TrainConfig,
+    stage: Path,
 ) -> tuple[dict[str, object], dict[str, Threshold]]:
     window_len, n_channels = config.model.window_len, windows.train.shape[2]
     export_scorer(scorer, window_len, n_channels, stage / SCORER_FP32)
-    raw_generator = scorer_graph.RawGenerator(nets.generator, scorer.mean, scorer.scale)  # type: ignore[arg-type]
+    raw_generator = scorer_graph.RawGenerator(nets.generator, scorer.mean, scorer.scale)
     export_generator(raw_generator, config.model.latent_dim, stage / GENERATOR)
-    calibration = windows.train[np.random.default_rng(config.fit.seed).permutation(len(windows.train))
-                                [: config.quantize.calibration_windows]]
+    calibration = windows.train[
+        np.random.default_rng(config.fit.seed).permutation(len(windows.train))[
+            : config.quantize.calibration_windows
+        ]
+    ]
     quantize_scorer(stage / SCORER_FP32, stage / SCORER_INT8, calibration)
 
     normal, anomalous = _check_windows(windows, config.fit.seed)
@@ -137,16 +159,28 @@ def _export_and_check(
     for model in (SCORER_FP32, SCORER_INT8):
         ort_scorer = OnnxRuntimeScorer(stage / model, window_len, n_channels, threads=config.fit.threads)
         holdout_scores = _score(ort_scorer, windows.holdout)
-        thresholds[model] = calibrate(holdout_scores, config.score.false_alarm_budget, config.score.calibration,
-                                      config.score.pot_initial_quantile)
+        thresholds[model] = calibrate(
+            holdout_scores,
+            config.score.false_alarm_budget,
+            config.score.calibration,
+            config.score.pot_initial_quantile,
+        )
         normal_scores = _score(ort_scorer, normal)
         kind_scores = {kind: _score(ort_scorer, w) for kind, w in anomalous.items()}
         all_holdout_scores[model] = (normal_scores, kind_scores)
-        per_model[model] = _detection_metrics(normal_scores, kind_scores, thresholds[model].value, holdout_scores)
-        plot_score_histograms(normal_scores, kind_scores, thresholds[model].value,
-                              f"{model}: held-out normal vs injected anomalies", stage / f"scores_{model}.png")
-    fp32_error = check_fp32_parity(torch_scores(scorer, normal), all_holdout_scores[SCORER_FP32][0],
-                                   config.quantize.max_fp32_torch_error)
+        per_model[model] = _detection_metrics(
+            normal_scores, kind_scores, thresholds[model].value, holdout_scores
+        )
+        plot_score_histograms(
+            normal_scores,
+            kind_scores,
+            thresholds[model].value,
+            f"{model}: held-out normal vs injected anomalies",
+            stage / f"scores_{model}.png",
+        )
+    fp32_error = check_fp32_parity(
+        torch_scores(scorer, normal), all_holdout_scores[SCORER_FP32][0], config.quantize.max_fp32_torch_error
+    )
     parity = _int8_parity(all_holdout_scores, thresholds, per_model)
     check_int8_parity(parity, config.quantize)
     plot_training_curves(nets.history, nets.best_epoch, stage / "training_curves.png")
@@ -154,21 +188,30 @@ def _export_and_check(
         "fp32_vs_torch_relative_error": fp32_error,
         "int8_vs_fp32": parity.as_dict(),
         "detection": per_model,
-        "gan": {"best_epoch": nets.best_epoch, "collapsed_epochs": nets.collapsed_epochs,
-                "val_mmd": nets.history["val_mmd"][nets.best_epoch - 1],
-                "val_diversity_ratio": nets.history["val_diversity_ratio"][nets.best_epoch - 1],
-                "encoder_val_loss": min(nets.history["encoder_val_loss"]),
-                "parameters": count_parameters(nets.generator, nets.critic, nets.encoder)},
+        "gan": {
+            "best_epoch": nets.best_epoch,
+            "collapsed_epochs": nets.collapsed_epochs,
+            "val_mmd": nets.history["val_mmd"][nets.best_epoch - 1],
+            "val_diversity_ratio": nets.history["val_diversity_ratio"][nets.best_epoch - 1],
+            "encoder_val_loss": min(nets.history["encoder_val_loss"]),
+            "parameters": count_parameters(nets.generator, nets.critic, nets.encoder),
+        },
     }
     return validation, thresholds
 
 
-def _score(scorer: OnnxRuntimeScorer, windows: npt.NDArray[np.float32], batch: int = 512) -> npt.NDArray[np.float32]:
-    return np.concatenate([scorer.score(windows[i : i + batch]).scores for i in range(0, len(windows), batch)])
+def _score(
+    scorer: OnnxRuntimeScorer, windows: npt.NDArray[np.float32], batch: int = 512
+) -> npt.NDArray[np.float32]:
+    return np.concatenate(
+        [scorer.score(windows[i : i + batch]).scores for i in range(0, len(windows), batch)]
+    )
 
 
 def _detection_metrics(
-    normal: npt.NDArray[np.float32], kinds: dict[str, npt.NDArray[np.float32]], threshold: float,
+    normal: npt.NDArray[np.float32],
+    kinds: dict[str, npt.NDArray[np.float32]],
+    threshold: float,
     holdout: npt.NDArray[np.float32],
 ) -> dict[str, object]:
     anomalies = np.concatenate(list(kinds.values()))
@@ -185,13 +228,16 @@ def _int8_parity(
     scores: dict[str, tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]],
     thresholds: dict[str, Threshold],
     metrics: dict[str, dict[str, object]],
-) -> object:
+) -> Int8Parity:
     def joined(model: str) -> npt.NDArray[np.float32]:
         normal, kinds = scores[model]
         return np.concatenate([normal, *kinds.values()])
 
     return int8_parity(
-        joined(SCORER_FP32), joined(SCORER_INT8), thresholds[SCORER_FP32].value, thresholds[SCORER_INT8].value,
+        joined(SCORER_FP32),
+        joined(SCORER_INT8),
+        thresholds[SCORER_FP32].value,
+        thresholds[SCORER_INT8].value,
         float(metrics[SCORER_FP32]["auroc_synthetic"]),  # type: ignore[arg-type]
         float(metrics[SCORER_INT8]["auroc_synthetic"]),  # type: ignore[arg-type]
     )
@@ -201,14 +247,20 @@ def _score_definition(scorer: scorer_graph.ScorerModule) -> ScoreDefinition:
     return ScoreDefinition(
         formula=(scorer_graph.__doc__ or "").split("\n\n", 1)[1].strip(),
         feature_weight=scorer.feature_weight,
-        channel_residual_scale=scorer.channel_residual_scale.flatten().tolist(),  # type: ignore[operator]
+        channel_residual_scale=scorer.channel_residual_scale.flatten().tolist(),
         feature_residual_scale=scorer.feature_residual_scale,
     )
 
 
 def _manifest(
-    stage: Path, data: TrainingData, windows: WindowSets, config: TrainConfig, score: ScoreDefinition,
-    thresholds: dict[str, Threshold], validation: dict[str, object], fit_seconds: float,
+    stage: Path,
+    data: TrainingData,
+    windows: WindowSets,
+    config: TrainConfig,
+    score: ScoreDefinition,
+    thresholds: dict[str, Threshold],
+    validation: dict[str, object],
+    fit_seconds: float,
 ) -> BundleManifest:
     roles = {SCORER_FP32: "scorer-fp32", SCORER_INT8: "scorer-int8", GENERATOR: "generator"}
     files = {p.name: file_entry(p, roles.get(p.name, "plot")) for p in sorted(stage.iterdir()) if p.is_file()}
@@ -223,16 +275,24 @@ def _manifest(
         hop_len=config.model.hop_len,
         latent_dim=config.model.latent_dim,
         sample_period_s=data.sample_period_s,
-        normalisation=Normalisation(method="standard", mean=windows.normaliser.mean.tolist(),
-                                    scale=windows.normaliser.scale.tolist()),
+        normalisation=Normalisation(
+            method="standard", mean=windows.normaliser.mean.tolist(), scale=windows.normaliser.scale.tolist()
+        ),
         score=score,
         thresholds=thresholds,
         files=files,
         provenance=Provenance(
-            data_fingerprint=data.fingerprint, data_files=data.report.files, rows_train=windows.rows_train,
-            rows_holdout=windows.rows_holdout, seed=config.fit.seed, epochs=config.fit.epochs,
-            package_version=version["package"], torch_version=version["torch"],
-            onnxruntime_version=version["onnxruntime"], created_at=created, fit_seconds=round(fit_seconds, 2),
+            data_fingerprint=data.fingerprint,
+            data_files=data.report.files,
+            rows_train=windows.rows_train,
+            rows_holdout=windows.rows_holdout,
+            seed=config.fit.seed,
+            epochs=config.fit.epochs,
+            package_version=version["package"],
+            torch_version=version["torch"],
+            onnxruntime_version=version["onnxruntime"],
+            created_at=created,
+            fit_seconds=round(fit_seconds, 2),
         ),
         validation=validation,  # type: ignore[arg-type]
     )

@@ -26,7 +26,9 @@ _MAX_SHAPE = 0.5  # heavier tails than this from a small sample are fitting nois
 def quantile_threshold(scores: npt.NDArray[np.floating], budget: float) -> Threshold:
     """Empirical (1 - budget) quantile."""
     value = float(np.quantile(scores, 1.0 - budget, method="higher"))
-    return Threshold(value=value, method="quantile", false_alarm_budget=budget, calibration_windows=len(scores))
+    return Threshold(
+        value=value, method="quantile", false_alarm_budget=budget, calibration_windows=len(scores)
+    )
 
 
 def pot_threshold(scores: npt.NDArray[np.floating], budget: float, initial_quantile: float) -> Threshold:
@@ -37,7 +39,11 @@ def pot_threshold(scores: npt.NDArray[np.floating], budget: float, initial_quant
     n = len(scores)
     tail_fraction = 1.0 - initial_quantile
     if budget >= tail_fraction:
-        log.info("budget %.3g is not in the tail above the %.2f quantile: using the quantile", budget, initial_quantile)
+        log.info(
+            "budget %.3g is not in the tail above the %.2f quantile: using the quantile",
+            budget,
+            initial_quantile,
+        )
         return quantile_threshold(scores, budget)
     initial = float(np.quantile(scores, initial_quantile))
     excess = scores[scores > initial] - initial
@@ -58,8 +64,13 @@ def pot_threshold(scores: npt.NDArray[np.floating], budget: float, initial_quant
         method="pot",
         false_alarm_budget=budget,
         calibration_windows=n,
-        details={"initial_threshold": initial, "initial_quantile": initial_quantile, "gpd_shape": shape,
-                 "gpd_scale": float(scale), "tail_size": float(len(excess))},
+        details={
+            "initial_threshold": initial,
+            "initial_quantile": initial_quantile,
+            "gpd_shape": shape,
+            "gpd_scale": float(scale),
+            "tail_size": float(len(excess)),
+        },
     )
 
 

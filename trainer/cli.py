@@ -8,9 +8,14 @@ import logging
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.errors import EdgeAgentError
 from trainer.errors import TrainerError
+
+if TYPE_CHECKING:
+    from trainer.build import BuildResult
+    from trainer.config import TrainConfig
 
 log = logging.getLogger("trainer")
 
@@ -20,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser("fit", help="train on normal CSV data and write a model bundle")
-    fit.add_argument("--data", type=Path, required=True, help="CSV file or folder of CSV files of normal operation")
+    fit.add_argument(
+        "--data", type=Path, required=True, help="CSV file or folder of CSV files of normal operation"
+    )
     fit.add_argument("--out", type=Path, required=True, help="bundle folder to write (replaced atomically)")
     _add_fit_options(fit)
     demo = commands.add_parser("demo", help="generate pump-like demo data and fit a bundle on it")
@@ -37,7 +44,7 @@ def _add_fit_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--columns", help="comma-separated channel names to use")
 
 
-def _load_config(args: argparse.Namespace) -> object:
+def _load_config(args: argparse.Namespace) -> TrainConfig:
     from trainer.config import load_train_config
 
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
@@ -49,8 +56,8 @@ def _load_config(args: argparse.Namespace) -> object:
 def _run_fit(args: argparse.Namespace) -> int:
     from trainer.build import build_bundle
 
-    result = build_bundle(args.data, args.out, _load_config(args))  # type: ignore[arg-type]
-    _print_summary(result.bundle.path, result.bundle.manifest.model_dump(mode="json"), result.fit_seconds)
+    result = build_bundle(args.data, args.out, _load_config(args))
+    _print_summary(result)
     return 0
 
 
@@ -62,21 +69,19 @@ def _run_demo(args: argparse.Namespace) -> int:
         raise TrainerError(f"--rows {args.rows}: the demo needs at least 200 rows")
     data = write_pump_csv(args.out / "pump_normal.csv", rows=args.rows, seed=7)
     log.info("demo data: %s (%d rows, 8 channels)", data, args.rows)
-    result = build_bundle(data, args.out / "bundle", _load_config(args))  # type: ignore[arg-type]
-    _print_summary(result.bundle.path, result.bundle.manifest.model_dump(mode="json"), result.fit_seconds)
+    _print_summary(build_bundle(data, args.out / "bundle", _load_config(args)))
     return 0
 
 
-def _print_summary(path: Path, manifest: dict[str, object], seconds: float) -> None:
-    validation = manifest["validation"]
-    assert isinstance(validation, dict)
-    detection = validation["detection"]
+def _print_summary(result: BuildResult) -> None:
+    manifest = result.bundle.manifest
+    validation = manifest.validation
     summary = {
-        "bundle": str(path),
-        "bundle_id": manifest["bundle_id"],
-        "fit_seconds": round(seconds, 1),
-        "thresholds": {name: t["value"] for name, t in manifest["thresholds"].items()},  # type: ignore[attr-defined]
-        "auroc_synthetic": {name: round(d["auroc_synthetic"], 4) for name, d in detection.items()},
+        "bundle": str(result.bundle.path),
+        "bundle_id": manifest.bundle_id,
+        "fit_seconds": round(result.fit_seconds, 1),
+        "thresholds": {name: threshold.value for name, threshold in manifest.thresholds.items()},
+        "detection": validation["detection"],
         "int8_vs_fp32": validation["int8_vs_fp32"],
     }
     print(json.dumps(summary, indent=2))
@@ -85,8 +90,10 @@ def _print_summary(path: Path, manifest: dict[str, object], seconds: float) -> N
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edge-trainer` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     handlers = {"fit": _run_fit, "demo": _run_demo}
     try:
         return handlers[args.command](args)

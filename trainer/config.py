@@ -16,7 +16,9 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    columns: list[str] | None = Field(None, description="channels to use, by header name; default all numeric")
+    columns: list[str] | None = Field(
+        None, description="channels to use, by header name; default all numeric"
+    )
     max_gap_rows: int = Field(5, ge=0, description="longest run of missing rows/cells that is interpolated")
     on_long_gap: Literal["error", "split"] = Field(
         "error", description="a longer gap is an error, or splits the series into segments"
@@ -39,7 +41,9 @@ class ModelConfig(BaseModel):
     @model_validator(mode="after")
     def _window_fits_the_conv_stack(self) -> ModelConfig:
         if self.window_len % 8:
-            raise ValueError(f"window_len must be a multiple of 8 (three stride-2 stages), got {self.window_len}")
+            raise ValueError(
+                f"window_len must be a multiple of 8 (three stride-2 stages), got {self.window_len}"
+            )
         if self.hop_len > self.window_len:
             raise ValueError("hop_len must not exceed window_len")
         return self
@@ -50,15 +54,15 @@ class FitConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(30, ge=1, description="passes of the critic over the training windows")
+    epochs: int = Field(40, ge=1, description="passes of the critic over the training windows")
     encoder_epochs: int = Field(20, ge=1, description="passes for the encoder after the GAN is frozen")
     batch_size: int = Field(64, ge=4)
     train_stride: int = Field(1, ge=1, description="step between training windows")
     max_train_windows: int = Field(4096, ge=64, description="cap per epoch so large data fits in minutes")
-    critic_steps: int = Field(5, ge=1, description="critic updates per generator update (WGAN-GP)")
+    critic_steps: int = Field(2, ge=1, description="critic updates per generator update (WGAN-GP)")
     gradient_penalty: float = Field(10.0, ge=0)
-    lr: float = Field(2e-4, gt=0, description="generator learning rate")
-    critic_lr: float = Field(2e-4, gt=0, description="critic learning rate (TTUR when it differs from lr)")
+    lr: float = Field(5e-4, gt=0, description="generator learning rate")
+    critic_lr: float = Field(5e-4, gt=0, description="critic learning rate (TTUR when it differs from lr)")
     encoder_lr: float = Field(1e-3, gt=0)
     seed: int = Field(0, ge=0)
     threads: int = Field(2, ge=1, description="torch CPU threads")
@@ -70,7 +74,10 @@ class ScoreConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     feature_weight: float = Field(
-        0.5, ge=0, le=1, description="weight of the discriminator-feature residual; the rest is reconstruction"
+        0.5,
+        ge=0,
+        le=1,
+        description="weight of the discriminator-feature residual; the rest is reconstruction",
     )
     false_alarm_budget: float = Field(
         1e-3, gt=0, lt=0.5, description="fraction of normal windows allowed above the threshold"
@@ -103,7 +110,9 @@ class TrainConfig(BaseModel):
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
 
 
-def load_train_config(path: Path | None, overrides: dict[str, dict[str, object]] | None = None) -> TrainConfig:
+def load_train_config(
+    path: Path | None, overrides: dict[str, dict[str, object]] | None = None
+) -> TrainConfig:
     """YAML file (optional) first, then explicit overrides per section; errors name the key."""
     raw: dict[str, object] = {}
     if path is not None:

@@ -229,4 +229,4 @@ def _nan_runs(column: npt.NDArray[np.float64]) -> list[tuple[int, int]]:
 def _true_runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=False)]

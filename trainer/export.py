@@ -41,11 +41,13 @@ def _quiet_exporter() -> Iterator[None]:
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=False):
             logger.setLevel(level)
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: Path, inputs: list[str], outputs: list[str]) -> None:
+def _export(
+    module: nn.Module, example: torch.Tensor, path: Path, inputs: list[str], outputs: list[str]
+) -> None:
     batch = torch.export.Dim("batch", min=1, max=65536)
     with _quiet_exporter():
         program = torch.onnx.export(
@@ -75,7 +77,9 @@ def export_generator(generator: nn.Module, latent_dim: int, path: Path) -> None:
     _export(generator, torch.zeros(2, latent_dim), path, [GENERATOR_INPUT], [GENERATOR_OUTPUT])
 
 
-def torch_scores(scorer: nn.Module, windows: npt.NDArray[np.float32], batch: int = 512) -> npt.NDArray[np.float32]:
+def torch_scores(
+    scorer: nn.Module, windows: npt.NDArray[np.float32], batch: int = 512
+) -> npt.NDArray[np.float32]:
     """Scores from the torch module, batched, for parity checks."""
     parts = []
     with torch.no_grad():

@@ -128,8 +128,11 @@ def _fit_gan(
             )
         history.setdefault("val_mmd", []).append(quality.mmd)
         history.setdefault("val_diversity_ratio", []).append(quality.diversity_ratio)
-        bar.set_postfix(W=f"{sums['wasserstein'] / len(batches):.3f}", mmd=f"{quality.mmd:.4f}",
-                        div=f"{quality.diversity_ratio:.2f}")
+        bar.set_postfix(
+            W=f"{sums['wasserstein'] / len(batches):.3f}",
+            mmd=f"{quality.mmd:.4f}",
+            div=f"{quality.diversity_ratio:.2f}",
+        )
         # Early epochs start from near-constant output; judge collapse and pick checkpoints after warm-up.
         if epoch <= warmup:
             continue
@@ -140,13 +143,19 @@ def _fit_gan(
             best_state = (copy.deepcopy(g.state_dict()), copy.deepcopy(d.state_dict()))
     if best_state is None:
         raise QualityGateError(
-            f"the generator collapsed in every epoch (generated windows spread less than {COLLAPSE_DIVERSITY:.0%}"
-            " of real ones); try more data, a lower lr or a smaller width"
+            "the generator collapsed in every epoch (generated windows spread less than "
+            f"{COLLAPSE_DIVERSITY:.0%} of real ones, at best {max(history['val_diversity_ratio']):.0%}); "
+            "try more epochs, a higher lr or more data"
         )
     g.load_state_dict(best_state[0])
     d.load_state_dict(best_state[1])
-    log.info("GAN: best epoch %d of %d (validation MMD %.4f), %d collapsed epochs",
-             nets.best_epoch, fit.epochs, best_mmd, nets.collapsed_epochs)
+    log.info(
+        "GAN: best epoch %d of %d (validation MMD %.4f), %d collapsed epochs",
+        nets.best_epoch,
+        fit.epochs,
+        best_mmd,
+        nets.collapsed_epochs,
+    )
 
 
 def izi_f_loss(nets: TrainedNets, windows: torch.Tensor, feature_weight: float = 1.0) -> torch.Tensor:

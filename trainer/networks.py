@@ -32,7 +32,9 @@ class Generator(nn.Module):
         super().__init__()
         self.base_len = window_len // 8
         self.base_width = 2 * width
-        self.project = nn.Sequential(nn.Linear(latent_dim, self.base_width * self.base_len), nn.LeakyReLU(NEGATIVE_SLOPE))
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim, self.base_width * self.base_len), nn.LeakyReLU(NEGATIVE_SLOPE)
+        )
         self.upsample = nn.Sequential(
             nn.ConvTranspose1d(2 * width, 2 * width, kernel_size=4, stride=2, padding=1),
             nn.LeakyReLU(NEGATIVE_SLOPE),

@@ -32,12 +32,15 @@ def relative_error(reference: npt.NDArray[np.floating], other: npt.NDArray[np.fl
     return float(np.abs(reference - other).max() / spread)
 
 
-def check_fp32_parity(torch_scores: npt.NDArray[np.floating], onnx_scores: npt.NDArray[np.floating],
-                      limit: float) -> float:
+def check_fp32_parity(
+    torch_scores: npt.NDArray[np.floating], onnx_scores: npt.NDArray[np.floating], limit: float
+) -> float:
     """ONNX FP32 must reproduce torch; returns the relative error."""
     error = relative_error(torch_scores, onnx_scores)
     if not np.isfinite(error) or error > limit:
-        raise QualityGateError(f"ONNX FP32 scores differ from torch by {error:.2e} (limit {limit:.0e}): export is broken")
+        raise QualityGateError(
+            f"ONNX FP32 scores differ from torch by {error:.2e} (limit {limit:.0e}): export is broken"
+        )
     return error
 
 
@@ -52,8 +55,9 @@ def int8_parity(
     """Rank and decision agreement on the same windows (normal and anomalous)."""
     rank = float(spearmanr(fp32, int8).statistic)
     agreement = float(np.mean((fp32 > fp32_threshold) == (int8 > int8_threshold)))
-    return Int8Parity(rank_correlation=rank, decision_agreement=agreement, auroc_fp32=auroc_fp32,
-                      auroc_int8=auroc_int8)
+    return Int8Parity(
+        rank_correlation=rank, decision_agreement=agreement, auroc_fp32=auroc_fp32, auroc_int8=auroc_int8
+    )
 
 
 def check_int8_parity(parity: Int8Parity, config: QuantizeConfig) -> None:
@@ -62,7 +66,9 @@ def check_int8_parity(parity: Int8Parity, config: QuantizeConfig) -> None:
     if not parity.rank_correlation >= config.min_rank_correlation:
         failures.append(f"rank correlation {parity.rank_correlation:.3f} < {config.min_rank_correlation}")
     if not parity.decision_agreement >= config.min_decision_agreement:
-        failures.append(f"decision agreement {parity.decision_agreement:.3f} < {config.min_decision_agreement}")
+        failures.append(
+            f"decision agreement {parity.decision_agreement:.3f} < {config.min_decision_agreement}"
+        )
     if parity.auroc_fp32 - parity.auroc_int8 > config.max_auc_drop:
         failures.append(f"AUROC fell from {parity.auroc_fp32:.3f} to {parity.auroc_int8:.3f}")
     if failures:

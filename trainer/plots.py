@@ -23,7 +23,7 @@ def plot_training_curves(history: dict[str, list[float]], best_epoch: int, path:
         ("validation: diversity ratio (collapse below 0.25)", ["val_diversity_ratio"]),
         ("encoder izi_f loss", ["encoder_loss", "encoder_val_loss"]),
     ]
-    for axis, (title, keys) in zip(figure.subplots(2, 2).flat, panels):
+    for axis, (title, keys) in zip(figure.subplots(2, 2).flat, panels, strict=False):
         for key in keys:
             if key in history:
                 axis.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
@@ -48,7 +48,7 @@ def plot_score_histograms(
     axis = figure.subplots()
     everything = np.concatenate([normal, *anomalous.values()])
     low = max(float(everything.min()), 1e-6)
-    bins = np.logspace(np.log10(low), np.log10(float(everything.max()) * 1.01), 60)
+    bins = list(np.logspace(np.log10(low), np.log10(float(everything.max()) * 1.01), 60))
     axis.hist(normal, bins=bins, alpha=0.7, label=f"held-out normal ({len(normal)})", density=True)
     for kind, scores in anomalous.items():
         axis.hist(scores, bins=bins, histtype="step", linewidth=1.4, label=kind, density=True)

@@ -1,8 +1,14 @@
 """Static INT8 (QDQ) quantisation of the scorer with onnxruntime's tools, calibrated on normal windows.
 
-Only the network layers (Conv, ConvTranspose, Gemm/MatMul) are quantised. The residual arithmetic that turns
-activations into a score (squares, means, divisions) stays FP32: quantising it flattens the small
-differences between normal and anomalous residuals into the same INT8 buckets and costs detection quality.
+What gets quantised was measured, not guessed (see README, "INT8"): the encoder's and critic's hidden
+layers. Three things stay FP32:
+- the residual arithmetic that turns activations into a score: in INT8 buckets the small differences
+  between normal and anomalous residuals vanish;
+- the generator: its quantisation noise lands directly in the reconstruction residual of every window and
+  buries short anomalies such as spikes under it;
+- the first layer of the encoder and of the critic: their input is the window itself, and an activation
+  range calibrated on normal windows clips exactly the large excursions that make an anomaly.
+Activations are symmetric INT8 (zero point 0), which TensorRT needs to build engines from the QDQ graph.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -23,10 +30,14 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edge_agent.bundle import SCORER_INPUT
+from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
 
-QUANTISED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+QUANTISABLE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+QUANTISED_SCOPES = ("terms.encoder.", "terms.critic.")  # module paths inside ScorerModule
+INPUT_LAYER_SCOPES = ("terms.encoder.body.0'", "terms.critic.body.0'")
+_SCOPE_KEY = "pkg.torch.onnx.name_scopes"  # where torch.onnx records each node's module path
 
 
 class _WindowReader(CalibrationDataReader):  # type: ignore[misc]
@@ -44,20 +55,38 @@ class _WindowReader(CalibrationDataReader):  # type: ignore[misc]
         return {SCORER_INPUT: np.ascontiguousarray(batch, dtype=np.float32)}
 
 
-def quantize_scorer(fp32_path: Path, int8_path: Path, calibration: npt.NDArray[np.float32]) -> None:
+def layers_to_quantise(model: onnx.ModelProto) -> list[str]:
+    """Names of the encoder's and critic's hidden layers in an exported scorer graph."""
+    chosen = []
+    for node in model.graph.node:
+        if node.op_type not in QUANTISABLE_OPS:
+            continue
+        scopes = next((prop.value for prop in node.metadata_props if prop.key == _SCOPE_KEY), "")
+        if any(s in scopes for s in QUANTISED_SCOPES) and not any(s in scopes for s in INPUT_LAYER_SCOPES):
+            chosen.append(node.name)
+    if not chosen:
+        raise TrainerError("no encoder/critic layers found in the exported scorer graph: cannot quantise it")
+    return chosen
+
+
+def quantize_scorer(fp32_path: Path, int8_path: Path, calibration: npt.NDArray[np.float32]) -> list[str]:
     """Write scorer.int8.onnx from scorer.onnx; calibration windows are raw normal windows."""
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        # No graph optimisation here: it would rename nodes and drop the module paths used to pick layers.
+        quant_pre_process(str(fp32_path), str(prepared), skip_optimization=True, skip_symbolic_shape=True)
+        layers = layers_to_quantise(onnx.load(str(prepared)))
         quantize_static(
             str(prepared),
             str(int8_path),
             calibration_data_reader=_WindowReader(calibration),
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=QUANTISED_OPS,
+            nodes_to_quantize=layers,
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": True},
         )
+    log.info("INT8: quantised %d layers of the encoder and critic", len(layers))
+    return layers

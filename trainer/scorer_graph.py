@@ -40,6 +40,10 @@ class ScoreTerms(nn.Module):
 class ScorerModule(nn.Module):
     """Raw windows [b, W, C] -> (score [b], contributions [b, C]); the contract's scorer graph."""
 
+    mean: torch.Tensor
+    scale: torch.Tensor
+    channel_residual_scale: torch.Tensor
+
     def __init__(
         self,
         terms: ScoreTerms,
@@ -73,6 +77,9 @@ class ScorerModule(nn.Module):
 
 class RawGenerator(nn.Module):
     """Latent [b, latent] -> windows [b, W, C] in raw units: the contract's generator graph."""
+
+    mean: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, generator: Generator, mean: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()

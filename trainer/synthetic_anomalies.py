@@ -49,8 +49,8 @@ INJECTORS: dict[str, Callable[[Windows, npt.NDArray[np.float64], np.random.Gener
 
 
 def broken_correlation(windows: Windows, rng: np.random.Generator) -> Windows:
-    """Each channel keeps its own normal-looking values but from another time, so cross-channel links break."""
-    out = windows.copy()
+    """One channel per window takes its values from another time: each looks normal, their links break."""
+    out: Windows = windows.copy()
     n = len(out)
     for i in range(n):
         c = rng.integers(out.shape[2])
@@ -64,7 +64,7 @@ def inject(kind: str, windows: Windows, scale: npt.NDArray[np.float64], seed: in
     rng = np.random.default_rng(seed)
     if kind == "broken_correlation":
         return broken_correlation(windows, rng)
-    out = windows.copy()
+    out: Windows = windows.copy()
     INJECTORS[kind](out, scale, rng)
     return out
 

@@ -33,13 +33,20 @@ def generation_quality(generated: torch.Tensor, real: torch.Tensor, seed: int = 
     """MMD^2 (biased estimate, mixture of 3 bandwidths) and diversity ratio."""
     fake = _subsample(generated, seed).flatten(1).double()
     true = _subsample(real, seed + 1).flatten(1).double()
-    d_ff, d_tt, d_ft = torch.cdist(fake, fake) ** 2, torch.cdist(true, true) ** 2, torch.cdist(fake, true) ** 2
+    d_ff, d_tt, d_ft = (
+        torch.cdist(fake, fake) ** 2,
+        torch.cdist(true, true) ** 2,
+        torch.cdist(fake, true) ** 2,
+    )
     bandwidth = float(d_tt[d_tt > 0].median()) if bool((d_tt > 0).any()) else 1.0
     mmd = 0.0
     for factor in (0.25, 1.0, 4.0):
         gamma = 1.0 / (factor * bandwidth)
-        mmd += float(torch.exp(-gamma * d_ff).mean() + torch.exp(-gamma * d_tt).mean()
-                     - 2 * torch.exp(-gamma * d_ft).mean())
+        mmd += float(
+            torch.exp(-gamma * d_ff).mean()
+            + torch.exp(-gamma * d_tt).mean()
+            - 2 * torch.exp(-gamma * d_ft).mean()
+        )
     spread_fake = float(d_ff.sqrt().mean())
     spread_true = float(d_tt.sqrt().mean())
     return GenerationQuality(mmd=max(mmd, 0.0), diversity_ratio=spread_fake / max(spread_true, 1e-12))

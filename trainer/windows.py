@@ -1,4 +1,4 @@
-"""Time-ordered train/holdout split, normalisation fitted on training rows only, sliding windows. numpy only."""
+"""Time-ordered train/holdout split, normalisation fitted on training rows only, sliding windows."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def build_windows(
     if n_train < 1 or n_holdout < 1:
         needed = int(np.ceil(window_len / holdout_fraction))
         raise DataError(
-            f"too few rows for window_len={window_len}: {rows_train} training and {rows_holdout} holdout rows "
+            f"too few rows for window_len={window_len}: {rows_train} training and {rows_holdout} holdout "
+            "rows "
             f"give {n_train} and {n_holdout} windows; need at least {needed} rows in one gap-free stretch"
         )
     return WindowSets(

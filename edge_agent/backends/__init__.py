@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_agent.backends.base import Scorer, ScoreBatch
+from edge_agent.backends.base import ScoreBatch, Scorer
 from edge_agent.bundle import SCORER_FP32, SCORER_INT8, Bundle
 from edge_agent.errors import ConfigError
 
@@ -11,7 +11,9 @@ PRECISION_FILES = {"fp32": SCORER_FP32, "int8": SCORER_INT8}
 __all__ = ["PRECISION_FILES", "ScoreBatch", "Scorer", "open_scorer"]
 
 
-def open_scorer(bundle: Bundle, backend: str = "onnxruntime", precision: str = "int8", threads: int = 1) -> Scorer:
+def open_scorer(
+    bundle: Bundle, backend: str = "onnxruntime", precision: str = "int8", threads: int = 1
+) -> Scorer:
     """Open the scorer graph of a bundle on a backend; unknown names are errors, never silent fallbacks."""
     if precision not in PRECISION_FILES:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {sorted(PRECISION_FILES)}")

@@ -30,7 +30,9 @@ class OnnxRuntimeScorer:
         try:
             import onnxruntime as ort
         except ImportError as err:
-            raise BackendUnavailable(f"onnxruntime is not installed ({err}); pip install onnxruntime") from None
+            raise BackendUnavailable(
+                f"onnxruntime is not installed ({err}); pip install onnxruntime"
+            ) from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -48,7 +50,9 @@ class OnnxRuntimeScorer:
     def score(self, windows: npt.NDArray[np.float32]) -> ScoreBatch:
         """Score raw windows [batch, window, channels]."""
         if windows.ndim != 3 or windows.shape[1:] != self._shape:
-            raise ValueError(f"windows of shape {windows.shape}, expected [batch, {self._shape[0]}, {self._shape[1]}]")
+            raise ValueError(
+                f"windows of shape {windows.shape}, expected [batch, {self._shape[0]}, {self._shape[1]}]"
+            )
         feed = {SCORER_INPUT: np.ascontiguousarray(windows, dtype=np.float32)}
         scores, contributions = self._session.run(self._outputs, feed)
         return ScoreBatch(scores=scores.astype(np.float32), contributions=contributions.astype(np.float32))

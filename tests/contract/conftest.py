@@ -11,7 +11,14 @@ from tests.conftest import correlated_series, write_csv
 
 TINY_CONFIG = {
     "model": {"window_len": 32, "latent_dim": 8, "width": 16},
-    "fit": {"epochs": 30, "encoder_epochs": 15, "max_train_windows": 512, "seed": 3},
+    "fit": {
+        "epochs": 30,
+        "encoder_epochs": 15,
+        "max_train_windows": 512,
+        "seed": 3,
+        "lr": 1e-3,
+        "critic_lr": 1e-3,
+    },
     "quantize": {"calibration_windows": 128},
 }
 
@@ -39,5 +46,8 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Pa
 
     folder = tmp_path_factory.mktemp("bundle")
     out = folder / "bundle"
-    assert main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(write_tiny_config(folder))]) == 0
+    assert (
+        main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(write_tiny_config(folder))])
+        == 0
+    )
     return out

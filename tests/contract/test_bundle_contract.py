@@ -49,10 +49,15 @@ def test_onnx_graphs_run_with_any_batch(tiny_bundle: Path) -> None:
             # Contributions split the score among channels.
             np.testing.assert_allclose(contributions.sum(axis=1), score, rtol=1e-4)
     generator = ort.InferenceSession(str(tiny_bundle / GENERATOR), providers=["CPUExecutionProvider"])
-    (windows,) = generator.run(None, {"latent": np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)})
+    (windows,) = generator.run(
+        None, {"latent": np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)}
+    )
     assert windows.shape == (5, 32, 3)
     # Raw units: the generated first channel lives around the training data's level of about 10.
-    assert abs(float(windows[..., 0].mean()) - manifest.normalisation.mean[0]) < 3 * manifest.normalisation.scale[0]
+    assert (
+        abs(float(windows[..., 0].mean()) - manifest.normalisation.mean[0])
+        < 3 * manifest.normalisation.scale[0]
+    )
 
 
 def _normal_windows(count: int) -> np.ndarray:
@@ -135,8 +140,9 @@ def test_corrupt_model_with_matching_hash_is_refused(tiny_bundle: Path, tmp_path
         (lambda m: m.update(bundle_id="../../etc"), "bundle_id"),
     ],
 )
-def test_manifest_that_does_not_match_is_refused(tiny_bundle: Path, tmp_path: Path, edit: object,
-                                                 message: str) -> None:
+def test_manifest_that_does_not_match_is_refused(
+    tiny_bundle: Path, tmp_path: Path, edit: object, message: str
+) -> None:
     copy = _copy(tiny_bundle, tmp_path)
     manifest = json.loads((copy / MANIFEST_NAME).read_text())
     edit(manifest)  # type: ignore[operator]

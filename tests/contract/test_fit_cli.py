@@ -40,8 +40,16 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["empty file", "no numeric column", "fewer rows than one window",
-                                  "all-NaN channel", "folder disagreeing on columns"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "empty file",
+        "no numeric column",
+        "fewer rows than one window",
+        "all-NaN channel",
+        "folder disagreeing on columns",
+    ],
+)
 def test_bad_data_fails_with_one_line_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
 ) -> None:
@@ -54,8 +62,9 @@ def test_bad_data_fails_with_one_line_and_writes_nothing(
     assert not [p for p in tmp_path.iterdir() if "staging" in p.name]
 
 
-def test_unwritable_out_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              normal_csv: Path) -> None:
+def test_unwritable_out_fails_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], normal_csv: Path
+) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     assert _fit(normal_csv, blocker / "bundle") == 2
@@ -69,22 +78,27 @@ def test_unwritable_out_fails_before_training(tmp_path: Path, capsys: pytest.Cap
     assert (foreign / "cat.jpg").read_bytes() == b"meow"
 
 
-def test_bad_config_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], normal_csv: Path) -> None:
+def test_bad_config_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], normal_csv: Path
+) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("model:\n  window: 32\n")
     assert _fit(normal_csv, tmp_path / "out", config) == 2
     assert "model.window: Extra inputs are not permitted" in capsys.readouterr().err
 
 
-def test_failed_quality_gate_keeps_the_previous_bundle(tiny_bundle: Path, tiny_data: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_failed_quality_gate_keeps_the_previous_bundle(
+    tiny_bundle: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "bundle"
     import shutil
 
     shutil.copytree(tiny_bundle, out)
     before = (out / "bundle.json").read_bytes()
-    impossible = write_tiny_config(tmp_path, fit={"epochs": 3, "encoder_epochs": 2},
-                                   quantize={"min_rank_correlation": 1.0, "min_decision_agreement": 1.0})
+    impossible = write_tiny_config(
+        tmp_path,
+        quantize={"min_rank_correlation": 1.0, "min_decision_agreement": 1.0},
+    )
     assert _fit(tiny_data, out, impossible) == 2
     assert "INT8 scorer does not match FP32" in capsys.readouterr().err
     assert (out / "bundle.json").read_bytes() == before
@@ -99,3 +113,15 @@ def test_same_data_and_seed_give_the_same_metrics(tiny_bundle: Path, tiny_data: 
     assert first["validation"] == second["validation"]
     assert first["thresholds"] == second["thresholds"]
     assert first["score"] == second["score"]
+
+
+def test_collapsed_generator_fails_the_fit(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Three epochs at a tiny learning rate leave the generator's output near constant: that must not ship.
+    config = write_tiny_config(
+        tmp_path, fit={"epochs": 3, "encoder_epochs": 1, "lr": 1e-5, "critic_lr": 1e-5}
+    )
+    assert _fit(tiny_data, tmp_path / "out", config) == 2
+    assert "generator collapsed in every epoch" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

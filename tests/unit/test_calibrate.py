@@ -8,7 +8,7 @@ from trainer.calibrate import MIN_TAIL, calibrate, pot_threshold, quantile_thres
 
 
 def test_pot_recovers_an_exponential_tail_beyond_the_sample() -> None:
-    # For Exp(1) the exceedance probability of t is exp(-t): budget 1e-4 -> t = 9.21, far past most maxima of 2000.
+    # For Exp(1), P(score > t) = exp(-t): budget 1e-4 -> t = 9.21, past most maxima of 2000 samples.
     errors_pot, errors_quantile = [], []
     for seed in range(20):
         scores = np.random.default_rng(seed).exponential(size=2000)

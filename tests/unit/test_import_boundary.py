@@ -13,8 +13,8 @@ def test_edge_agent_and_its_cli_never_import_torch_or_trainer() -> None:
         "from edge_agent.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'trainer', 'pandas'})\n"
-        "print(','.join(bad))\n"
+        "print('LOADED:' + ','.join(bad))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip().splitlines()[-1] == ""
+    assert result.stdout.strip().splitlines()[-1] == "LOADED:"
     assert "usage: edge-agent" in result.stdout

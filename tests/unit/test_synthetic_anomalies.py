@@ -11,7 +11,9 @@ def test_auroc_matches_pairwise_definition() -> None:
     rng = np.random.default_rng(0)
     normal, anomalous = rng.normal(size=40), rng.normal(0.7, size=30)
     anomalous[:5] = normal[:5]  # ties count half
-    pairs = (anomalous[:, None] > normal[None, :]).mean() + 0.5 * (anomalous[:, None] == normal[None, :]).mean()
+    pairs = (anomalous[:, None] > normal[None, :]).mean() + 0.5 * (
+        anomalous[:, None] == normal[None, :]
+    ).mean()
     assert auroc(normal, anomalous) == pairs
     assert auroc(np.zeros(3), np.ones(3)) == 1.0
 

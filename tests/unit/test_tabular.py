@@ -14,8 +14,12 @@ from edge_agent.tabular import parse_timestamp, read_table
 @pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
 def test_separator_is_detected(tmp_path: Path, sep: str) -> None:
     path = tmp_path / "data.csv"
-    path.write_text(sep.join(["time", "temp", "rpm"]) + "\n" + "\n".join(
-        sep.join([str(100 + i), f"{20 + i * 0.5}", f"{1500 + i}"]) for i in range(5)) + "\n")
+    path.write_text(
+        sep.join(["time", "temp", "rpm"])
+        + "\n"
+        + "\n".join(sep.join([str(100 + i), f"{20 + i * 0.5}", f"{1500 + i}"]) for i in range(5))
+        + "\n"
+    )
     table = read_table(path)
     assert table.channels == ["temp", "rpm"]
     assert table.timestamp_column == "time"

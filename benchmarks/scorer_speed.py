@@ -1,0 +1,112 @@
+"""Per-window scoring cost: torch eager vs ONNX Runtime FP32 vs INT8, batch 1/64/512, one CPU thread.
+
+Usage: python -m benchmarks.scorer_speed [--bundle DIR]   (without --bundle a default-sized bundle is fitted)
+Reports microseconds per window and ratios measured side by side in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.environment import write_result
+from edge_agent.backends import open_scorer
+from edge_agent.bundle import load_bundle
+
+BATCHES = (1, 64, 512)
+TARGET_WINDOWS = 20_000  # per measurement, so batch 1 and batch 512 get comparable wall time
+
+
+def _time_per_window(score: object, windows: np.ndarray, repeats: int = 5) -> float:
+    calls = max(3, TARGET_WINDOWS // len(windows) // repeats)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            score(windows)  # type: ignore[operator]
+        samples.append((time.perf_counter() - start) / (calls * len(windows)))
+    return statistics.median(samples) * 1e6
+
+
+def _torch_eager(window: int, channels: int, latent: int, width: int) -> object:
+    """Torch eager cost of the same architecture; weights do not change the cost, so fresh ones serve."""
+    import torch
+
+    from trainer.networks import Critic, Encoder, Generator
+    from trainer.scorer_graph import ScorerModule, ScoreTerms
+
+    torch.set_num_threads(1)
+    terms = ScoreTerms(
+        Encoder(latent, channels, window, width),
+        Generator(latent, channels, window, width),
+        Critic(channels, window, width),
+    )
+    module = ScorerModule(
+        terms, torch.zeros(channels), torch.ones(channels), torch.ones(channels), 1.0, 0.5
+    ).eval()
+
+    def run(windows: np.ndarray) -> None:
+        with torch.inference_mode():
+            module(torch.from_numpy(windows))
+
+    return run
+
+
+def measure(bundle_dir: Path, width: int) -> dict[str, object]:
+    bundle = load_bundle(bundle_dir)
+    window, channels = bundle.manifest.window_len, len(bundle.manifest.channels)
+    rng = np.random.default_rng(0)
+    mean = np.asarray(bundle.manifest.normalisation.mean, dtype=np.float32)
+    scale = np.asarray(bundle.manifest.normalisation.scale, dtype=np.float32)
+    results: dict[str, dict[str, float]] = {}
+    for precision in ("fp32", "int8"):
+        scorer = open_scorer(bundle, precision=precision, threads=1)
+        scorer.warmup()
+        results[precision] = {}
+        for batch in BATCHES:
+            windows = rng.normal(size=(batch, window, channels)).astype(np.float32) * scale + mean
+            results[precision][str(batch)] = _time_per_window(lambda w, s=scorer: s.score(w), windows)
+    eager = _torch_eager(window, channels, bundle.manifest.latent_dim, width)
+    results["torch_eager"] = {}
+    for batch in BATCHES:
+        windows = rng.normal(size=(batch, window, channels)).astype(np.float32)
+        results["torch_eager"][str(batch)] = _time_per_window(eager, windows)
+    ratios = {str(b): results["fp32"][str(b)] / results["int8"][str(b)] for b in BATCHES}
+    return {
+        "us_per_window": results,
+        "int8_speedup_over_fp32": ratios,
+        "window": window,
+        "channels": channels,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bundle", type=Path, help="bundle to time; default: fit one on 10,000 demo rows")
+    args = parser.parse_args()
+    from trainer.config import TrainConfig
+
+    width = TrainConfig().model.width
+    if args.bundle:
+        report = measure(args.bundle, width)
+    else:
+        from trainer.build import build_bundle
+        from trainer.demo_data import write_pump_csv
+
+        with tempfile.TemporaryDirectory() as scratch:
+            data = write_pump_csv(Path(scratch) / "pump.csv", rows=10_000, seed=1)
+            build_bundle(data, Path(scratch) / "bundle", TrainConfig())
+            report = measure(Path(scratch) / "bundle", width)
+    path = write_result("scorer_speed", report)
+    print(f"wrote {path}")
+    for name, per_batch in report["us_per_window"].items():  # type: ignore[union-attr]
+        print(f"{name:12s}", "  ".join(f"batch {b}: {us:8.1f} us" for b, us in per_batch.items()))
+
+
+if __name__ == "__main__":
+    main()
