@@ -90,6 +90,10 @@ class Provenance(_Strict):
     onnxruntime_version: str
     created_at: str
     fit_seconds: float
+    data_cleaning: dict[str, int] = Field(
+        default_factory=dict,
+        description="rows, interpolated cells, inserted rows, dropped duplicates, segments",
+    )
 
 
 class BundleManifest(_Strict):

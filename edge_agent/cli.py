@@ -6,6 +6,7 @@ Heavy libraries (onnxruntime) are imported inside the handlers so `--help` stays
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -23,7 +24,25 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="check a model bundle (hashes, schema, shapes) and summarise it"
     )
     verify.add_argument("--bundle", type=Path, required=True, help="bundle folder")
+    score = commands.add_parser("score", help="score a CSV offline through the daemon's own pipeline")
+    score.add_argument("--bundle", type=Path, required=True, help="bundle folder")
+    score.add_argument("--data", type=Path, required=True, help="CSV with the bundle's channels")
+    score.add_argument(
+        "--out", type=Path, required=True, help="output CSV: line, ts, score, anomaly, rejected"
+    )
+    score.add_argument("--backend", default="onnxruntime", help="scoring backend (default onnxruntime)")
+    score.add_argument("--precision", default="int8", choices=["int8", "fp32"], help="scorer graph to use")
     return parser
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from edge_agent.decision import DecisionConfig
+    from edge_agent.offline import open_pipeline, score_csv
+
+    pipeline = open_pipeline(args.bundle, args.backend, args.precision, DecisionConfig())
+    summary = score_csv(pipeline, args.data, args.out)
+    print(json.dumps({"out": str(args.out), **dataclasses.asdict(summary)}))
+    return 0
 
 
 def _run_verify(args: argparse.Namespace) -> int:
@@ -50,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    handlers = {"verify": _run_verify}
+    handlers = {"verify": _run_verify, "score": _run_score}
     try:
         return handlers[args.command](args)
     except EdgeAgentError as err:

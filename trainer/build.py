@@ -181,7 +181,7 @@ def _export_and_check(
     fp32_error = check_fp32_parity(
         torch_scores(scorer, normal), all_holdout_scores[SCORER_FP32][0], config.quantize.max_fp32_torch_error
     )
-    parity = _int8_parity(all_holdout_scores, thresholds, per_model)
+    parity = _int8_parity(all_holdout_scores, thresholds)
     check_int8_parity(parity, config.quantize)
     plot_training_curves(nets.history, nets.best_epoch, stage / "training_curves.png")
     validation: dict[str, object] = {
@@ -227,19 +227,21 @@ def _detection_metrics(
 def _int8_parity(
     scores: dict[str, tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]],
     thresholds: dict[str, Threshold],
-    metrics: dict[str, dict[str, object]],
 ) -> Int8Parity:
     def joined(model: str) -> npt.NDArray[np.float32]:
         normal, kinds = scores[model]
         return np.concatenate([normal, *kinds.values()])
 
+    def synthetic_auroc(model: str) -> float:
+        normal, kinds = scores[model]
+        return auroc(normal, np.concatenate(list(kinds.values())))
+
     return int8_parity(
         joined(SCORER_FP32),
         joined(SCORER_INT8),
-        thresholds[SCORER_FP32].value,
-        thresholds[SCORER_INT8].value,
-        float(metrics[SCORER_FP32]["auroc_synthetic"]),  # type: ignore[arg-type]
-        float(metrics[SCORER_INT8]["auroc_synthetic"]),  # type: ignore[arg-type]
+        n_normal=len(scores[SCORER_FP32][0]),
+        thresholds=(thresholds[SCORER_FP32].value, thresholds[SCORER_INT8].value),
+        aurocs=(synthetic_auroc(SCORER_FP32), synthetic_auroc(SCORER_INT8)),
     )
 
 
@@ -293,6 +295,7 @@ def _manifest(
             onnxruntime_version=version["onnxruntime"],
             created_at=created,
             fit_seconds=round(fit_seconds, 2),
+            data_cleaning=data.report.counts(),
         ),
         validation=validation,  # type: ignore[arg-type]
     )

@@ -92,9 +92,9 @@ class QuantizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     calibration_windows: int = Field(512, ge=16, description="normal windows fed to the INT8 calibrator")
-    min_rank_correlation: float = Field(0.9, ge=0, le=1, description="Spearman of INT8 vs FP32 scores")
-    min_decision_agreement: float = Field(0.95, ge=0, le=1, description="same alert/no-alert as FP32")
-    max_auc_drop: float = Field(0.05, ge=0, le=1, description="synthetic-anomaly AUROC loss allowed")
+    min_rank_correlation: float = Field(0.95, ge=0, le=1, description="Spearman of INT8 vs FP32 scores")
+    min_decision_agreement: float = Field(0.9, ge=0, le=1, description="same alert/no-alert as FP32")
+    max_auc_drop: float = Field(0.03, ge=0, le=1, description="synthetic-anomaly AUROC loss allowed")
     max_fp32_torch_error: float = Field(1e-3, gt=0, description="relative score error of ONNX FP32 vs torch")
 
 

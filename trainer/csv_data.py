@@ -44,6 +44,16 @@ class DataReport:
     dropped_duplicate_rows: int = 0
     segments: int = 0
 
+    def counts(self) -> dict[str, int]:
+        """The numeric part, for the bundle's provenance."""
+        return {
+            "rows": self.rows,
+            "interpolated_cells": self.interpolated_cells,
+            "inserted_rows": self.inserted_rows,
+            "dropped_duplicate_rows": self.dropped_duplicate_rows,
+            "segments": self.segments,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class TrainingData:

@@ -18,6 +18,7 @@ class Int8Parity:
 
     rank_correlation: float
     decision_agreement: float
+    normal_decision_agreement: float
     auroc_fp32: float
     auroc_int8: float
 
@@ -47,16 +48,18 @@ def check_fp32_parity(
 def int8_parity(
     fp32: npt.NDArray[np.floating],
     int8: npt.NDArray[np.floating],
-    fp32_threshold: float,
-    int8_threshold: float,
-    auroc_fp32: float,
-    auroc_int8: float,
+    n_normal: int,
+    thresholds: tuple[float, float],
+    aurocs: tuple[float, float],
 ) -> Int8Parity:
-    """Rank and decision agreement on the same windows (normal and anomalous)."""
-    rank = float(spearmanr(fp32, int8).statistic)
-    agreement = float(np.mean((fp32 > fp32_threshold) == (int8 > int8_threshold)))
+    """Rank and decision agreement on the same windows; the first `n_normal` are the normal ones."""
+    same = (fp32 > thresholds[0]) == (int8 > thresholds[1])
     return Int8Parity(
-        rank_correlation=rank, decision_agreement=agreement, auroc_fp32=auroc_fp32, auroc_int8=auroc_int8
+        rank_correlation=float(spearmanr(fp32, int8).statistic),
+        decision_agreement=float(np.mean(same)),
+        normal_decision_agreement=float(np.mean(same[:n_normal])),
+        auroc_fp32=aurocs[0],
+        auroc_int8=aurocs[1],
     )
 
 

@@ -1,0 +1,82 @@
+"""Per-device alert decisions: threshold, debounce, hysteresis, cooldown. Pure; time comes in with each call.
+
+A single window above the threshold is not an alert: `start_after` consecutive windows must be. An alert ends
+after `end_after` consecutive windows below `hysteresis * threshold`, so a score hovering at the threshold
+does not flap. After an end, no new alert starts for `cooldown_s` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NORMAL = "normal"
+ANOMALOUS = "anomalous"
+
+
+class DecisionConfig(BaseModel):
+    """How scores become alerts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_after: int = Field(3, ge=1, description="consecutive windows above threshold that start an alert")
+    end_after: int = Field(5, ge=1, description="consecutive windows below the end level that end it")
+    hysteresis: float = Field(0.9, gt=0, le=1, description="end level as a fraction of the threshold")
+    cooldown_s: float = Field(0.0, ge=0, description="quiet time after an alert ends before a new one")
+    threshold_overrides: dict[str, float] = Field(
+        default_factory=dict, description="per-device thresholds replacing the bundle's"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of one score for one device."""
+
+    state: str  # NORMAL or ANOMALOUS after this score
+    changed: bool  # state differs from before this score
+    alert: str | None  # "start", "end" or None
+    threshold: float
+
+
+@dataclass(slots=True)
+class _DeviceState:
+    state: str = NORMAL
+    above: int = 0
+    below: int = 0
+    ended_at: float = float("-inf")
+
+
+class Decider:
+    """Decision state of every device."""
+
+    def __init__(self, threshold: float, config: DecisionConfig) -> None:
+        self.threshold = threshold
+        self.config = config
+        self._devices: dict[str, _DeviceState] = {}
+
+    def threshold_for(self, device: str) -> float:
+        """The device's override, or the bundle's threshold."""
+        return self.config.threshold_overrides.get(device, self.threshold)
+
+    def state_of(self, device: str) -> str:
+        """Current state; devices never scored are normal."""
+        state = self._devices.get(device)
+        return state.state if state else NORMAL
+
+    def update(self, device: str, score: float, now: float) -> Decision:
+        """Feed one score; returns the decision after it."""
+        state = self._devices.setdefault(device, _DeviceState())
+        threshold = self.threshold_for(device)
+        if state.state == NORMAL:
+            state.above = state.above + 1 if score > threshold else 0
+            cooling = now - state.ended_at < self.config.cooldown_s
+            if state.above >= self.config.start_after and not cooling:
+                state.state, state.above, state.below = ANOMALOUS, 0, 0
+                return Decision(ANOMALOUS, True, "start", threshold)
+            return Decision(NORMAL, False, None, threshold)
+        state.below = state.below + 1 if score < self.config.hysteresis * threshold else 0
+        if state.below >= self.config.end_after:
+            state.state, state.above, state.below, state.ended_at = NORMAL, 0, 0, now
+            return Decision(NORMAL, True, "end", threshold)
+        return Decision(ANOMALOUS, False, None, threshold)

@@ -1,0 +1,84 @@
+"""`edge-agent score`: the daemon's pipeline over a CSV, one output row per input row."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.backends import open_scorer
+from edge_agent.bundle import load_bundle
+from edge_agent.cli import main
+from tests.conftest import correlated_series, write_csv
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_scores_every_row_and_flags_the_injected_fault(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    values = correlated_series(700, seed=21)
+    std = values.std(axis=0)
+    values[400:500, 1] += 4 * std[1]  # a 100-row level shift on one channel
+    values[200, 0] = np.nan  # a reading the daemon would reject
+    data = write_csv(tmp_path / "live.csv", values)
+    out = tmp_path / "scored.csv"
+    assert main(["score", "--bundle", str(tiny_bundle), "--data", str(data), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    rows = _read(out)
+    assert len(rows) == summary["rows"] == 700
+    assert all(r["score"] == "" for r in rows[:31]) and rows[31]["score"] != ""  # window_len = 32
+    assert rows[200]["rejected"] == "non_numeric" and rows[200]["score"] == ""
+    assert summary["rejected"] == {"non_numeric": 1}
+    flagged = np.array([int(r["anomaly"]) for r in rows])
+    assert flagged[420:500].mean() > 0.8, "the level shift must be flagged"
+    assert flagged[40:390].mean() < 0.05, "normal stretches stay quiet"
+    assert summary["alerts"] >= 1
+
+
+def test_scores_match_the_backend_on_the_same_windows(tiny_bundle: Path, tmp_path: Path) -> None:
+    values = correlated_series(100, seed=4)
+    data = write_csv(tmp_path / "d.csv", values)
+    out = tmp_path / "o.csv"
+    assert (
+        main(
+            [
+                "score",
+                "--bundle",
+                str(tiny_bundle),
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 0
+    )
+    scored = np.array([float(r["score"]) for r in _read(out)[31:]])
+    windows = np.stack([values[i : i + 32] for i in range(0, 69)]).astype(np.float32)
+    direct = open_scorer(load_bundle(tiny_bundle), precision="fp32").score(windows).scores
+    np.testing.assert_allclose(scored, direct, rtol=1e-4)
+
+
+def test_missing_channel_and_bad_bundle_are_one_line_errors(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_csv(tmp_path / "d.csv", correlated_series(50)[:, :2])
+    assert (
+        main(["score", "--bundle", str(tiny_bundle), "--data", str(data), "--out", str(tmp_path / "o.csv")])
+        == 2
+    )
+    assert "s2 not found" in capsys.readouterr().err
+    assert (
+        main(["score", "--bundle", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "o.csv")]) == 2
+    )
+    assert "no bundle.json" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()

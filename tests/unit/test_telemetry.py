@@ -1,0 +1,65 @@
+"""Payload decoding: every malformed reading is refused with its own reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_agent import telemetry as t
+from edge_agent.telemetry import PayloadError, decode_telemetry
+
+CHANNELS = ["temp", "rpm"]
+
+
+def _decode(payload: object, device: str = "pump-1", raw: bytes | None = None) -> t.Reading:
+    data = raw if raw is not None else json.dumps(payload).encode()
+    return decode_telemetry(data, device, CHANNELS, received_ts=1000.0, max_bytes=256)
+
+
+def test_object_and_list_forms_give_bundle_order() -> None:
+    by_name = _decode({"ts": 5, "seq": 7, "values": {"rpm": 1500, "temp": 20.5}, "note": "ignored"})
+    by_order = _decode({"ts": "1970-01-01T00:00:05Z", "values": [20.5, 1500]})
+    np.testing.assert_allclose(by_name.values, [20.5, 1500])
+    np.testing.assert_allclose(by_order.values, by_name.values)
+    assert by_name.ts == by_order.ts == 5.0 and by_name.seq == 7 and by_order.seq is None
+
+
+def test_missing_ts_takes_the_receive_time() -> None:
+    assert _decode({"values": [1, 2]}).ts == 1000.0
+
+
+@pytest.mark.parametrize(
+    ("payload", "raw", "reason"),
+    [
+        (None, b'{"values": [NaN, 1]}', t.BAD_JSON),
+        (None, b'{"values": [Infinity, 1]}', t.BAD_JSON),
+        (None, b"{not json", t.BAD_JSON),
+        (None, b"\xff\xfe", t.BAD_JSON),
+        (None, b'{"values": [1, 2], "pad": "' + b"x" * 300 + b'"}', t.TOO_LARGE),
+        ([1, 2], None, t.NOT_OBJECT),
+        ({"ts": 1}, None, t.MISSING_VALUES),
+        ({"values": {"temp": 1}}, None, t.MISSING_CHANNEL),
+        ({"values": {"temp": 1, "rpm": 2, "volts": 3}}, None, t.EXTRA_CHANNEL),
+        ({"values": {"temp": "hot", "rpm": 2}}, None, t.NON_NUMERIC),
+        ({"values": {"temp": True, "rpm": 2}}, None, t.NON_NUMERIC),
+        ({"values": {"temp": None, "rpm": 2}}, None, t.NON_NUMERIC),
+        (None, b'{"values": [1e999, 2]}', t.NON_NUMERIC),
+        ({"values": [1, 2, 3]}, None, t.WRONG_CHANNEL_COUNT),
+        ({"ts": "yesterday", "values": [1, 2]}, None, t.BAD_TS),
+        ({"ts": -5, "values": [1, 2]}, None, t.BAD_TS),
+        ({"seq": "7", "values": [1, 2]}, None, t.BAD_SEQ),
+    ],
+)
+def test_bad_payloads_are_refused_with_a_reason(payload: object, raw: bytes | None, reason: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        _decode(payload, raw=raw)
+    assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("device", ["", "a/b", "#", "x" * 65, "pump 1", "dev+"])
+def test_unsafe_device_ids_are_refused(device: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        _decode({"values": [1, 2]}, device=device)
+    assert caught.value.reason == t.BAD_DEVICE

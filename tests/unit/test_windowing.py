@@ -1,0 +1,63 @@
+"""Per-device windows: hop, order policy, gaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_agent.telemetry import Reading
+from edge_agent.windowing import DUPLICATE, OUT_OF_ORDER, OrderError, WindowStore
+
+
+def _reading(ts: float, value: float, device: str = "d1", seq: int | None = None) -> Reading:
+    return Reading(device, ts, np.array([value, -value], dtype=np.float32), seq)
+
+
+def test_first_window_when_full_then_every_hop() -> None:
+    store = WindowStore(window_len=4, hop_len=2, n_channels=2)
+    emitted = [store.push(_reading(i, i)) is not None for i in range(10)]
+    assert emitted == [False, False, False, True, False, True, False, True, False, True]
+    window = store.push(_reading(10, 10))
+    assert window is None
+    window = store.push(_reading(11, 11))
+    assert window is not None
+    np.testing.assert_allclose(window[:, 0], [8, 9, 10, 11])  # oldest first
+
+
+def test_devices_are_independent() -> None:
+    store = WindowStore(window_len=3, hop_len=1, n_channels=2)
+    for i in range(3):
+        store.push(_reading(i, i, "a"))
+    assert store.push(_reading(3, 100, "b")) is None
+    window = store.push(_reading(3, 3, "a"))
+    assert window is not None and window[-1, 0] == 3
+    assert len(store) == 2
+
+
+def test_duplicates_and_late_readings_are_refused_without_touching_the_window() -> None:
+    store = WindowStore(window_len=3, hop_len=1, n_channels=2)
+    for i in range(3):
+        store.push(_reading(i, i, seq=i))
+    for reading, reason in [
+        (_reading(2, 2, seq=2), DUPLICATE),
+        (_reading(1.5, 9, seq=1), OUT_OF_ORDER),
+        (_reading(1.0, 9), OUT_OF_ORDER),
+        (_reading(2.0, 9), DUPLICATE),
+    ]:
+        with pytest.raises(OrderError) as caught:
+            store.push(reading)
+        assert caught.value.reason == reason
+    window = store.push(_reading(3, 3, seq=3))
+    assert window is not None
+    np.testing.assert_allclose(window[:, 0], [1, 2, 3])
+
+
+def test_a_long_gap_restarts_the_window() -> None:
+    store = WindowStore(window_len=3, hop_len=1, n_channels=2, max_gap_s=5)
+    for i in range(3):
+        store.push(_reading(i, i))
+    assert store.push(_reading(100, 100)) is None
+    assert store.push(_reading(101, 101)) is None
+    window = store.push(_reading(102, 102))
+    assert window is not None
+    np.testing.assert_allclose(window[:, 0], [100, 101, 102])
