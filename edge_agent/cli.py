@@ -8,11 +8,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
-import sys
-import traceback
 from pathlib import Path
 
+from edge_agent.command_runner import run_command
 from edge_agent.errors import EdgeAgentError
 
 
@@ -65,18 +63,5 @@ def _run_verify(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edge-agent` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     handlers = {"verify": _run_verify, "score": _run_score}
-    try:
-        return handlers[args.command](args)
-    except EdgeAgentError as err:
-        print(f"edge-agent: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception:
-        traceback.print_exc()
-        return 1
+    return run_command("edge-agent", handlers[args.command], args, (EdgeAgentError,))

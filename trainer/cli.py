@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_agent.command_runner import run_command
 from edge_agent.errors import EdgeAgentError
 from trainer.errors import TrainerError
 
@@ -90,19 +89,5 @@ def _print_summary(result: BuildResult) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edge-trainer` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     handlers = {"fit": _run_fit, "demo": _run_demo}
-    try:
-        return handlers[args.command](args)
-    except (TrainerError, EdgeAgentError) as err:
-        print(f"edge-trainer: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("edge-trainer: interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        return 1
+    return run_command("edge-trainer", handlers[args.command], args, (TrainerError, EdgeAgentError))
