@@ -30,7 +30,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--backend", default="onnxruntime", help="scoring backend (default onnxruntime)")
     score.add_argument("--precision", default="int8", choices=["int8", "fp32"], help="scorer graph to use")
+    run = commands.add_parser("run", help="the daemon: MQTT telemetry in, alerts and state out")
+    run.add_argument("--config", type=Path, help="YAML agent config (see configs/agent.yaml)")
+    run.add_argument("--broker", help="mqtt://host:port (overrides the config)")
+    run.add_argument("--bundle", type=Path, help="bundle folder (overrides the config)")
+    run.add_argument("--agent-id", help="agent id used in topics and the client id")
+    run.add_argument("--validate-config", action="store_true", help="check the config and exit")
     return parser
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from edge_agent.config import broker_from_url, load_agent_config
+    from edge_agent.errors import ConfigError
+
+    overrides: dict[str, object] = {"bundle": args.bundle, "agent_id": args.agent_id}
+    if args.broker:
+        overrides["broker"] = broker_from_url(args.broker)
+    config = load_agent_config(args.config, overrides)
+    if args.validate_config:
+        print(json.dumps({"valid": True, "agent_id": config.agent_id}))
+        return 0
+    if config.bundle is None:
+        raise ConfigError("no bundle: set bundle in the config or pass --bundle")
+    from edge_agent.mqtt_link import MqttLink
+    from edge_agent.offline import open_pipeline
+    from edge_agent.service import AgentService
+
+    pipeline = open_pipeline(config.bundle, config.backend.name, config.backend.precision, config.decision)
+    link = MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    AgentService(config, pipeline, link).run(stop)
+    return 0
 
 
 def _run_score(args: argparse.Namespace) -> int:
@@ -63,5 +98,5 @@ def _run_verify(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edge-agent` console script."""
     args = _parser().parse_args(argv)
-    handlers = {"verify": _run_verify, "score": _run_score}
+    handlers = {"verify": _run_verify, "score": _run_score, "run": _run_daemon}
     return run_command("edge-agent", handlers[args.command], args, (EdgeAgentError,))

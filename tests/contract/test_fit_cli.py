@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import correlated_series, write_csv
-from tests.contract.conftest import write_tiny_config
+from tests.conftest import correlated_series, write_csv, write_tiny_config
 from trainer.cli import main
 
 

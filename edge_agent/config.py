@@ -1,0 +1,188 @@
+"""The agent's configuration: one pydantic model per concern, YAML first, explicit flags on top.
+
+Unknown keys are errors and name their line, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edge_agent.decision import DecisionConfig
+from edge_agent.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BrokerConfig(_Section):
+    """Where and how to connect."""
+
+    host: str = Field("127.0.0.1", description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker port")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    client_id: str | None = Field(None, description="default: edgegan-<agent_id>")
+    keepalive_s: int = Field(30, ge=5, description="MQTT keepalive")
+    session_expiry_s: int = Field(
+        3600, ge=0, description="MQTT 5: how long the broker keeps our QoS 1 backlog while we are away"
+    )
+    username: str | None = Field(None, description="user name; or set password_env")
+    password_env: str | None = Field(
+        None, description="name of the environment variable holding the password"
+    )
+    tls_ca: Path | None = Field(None, description="CA certificate; setting it enables TLS")
+    tls_cert: Path | None = Field(None, description="client certificate (mutual TLS)")
+    tls_key: Path | None = Field(None, description="client key (mutual TLS)")
+    reconnect_min_s: int = Field(1, ge=1, description="first reconnect delay")
+    reconnect_max_s: int = Field(30, ge=1, description="longest reconnect delay (exponential backoff)")
+
+    def password(self) -> str | None:
+        """Read at connect time, never stored in the config or logged."""
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set")
+        return value
+
+
+class TopicsConfig(_Section):
+    """Topic templates; {device} and {agent_id} are filled in."""
+
+    telemetry: str = Field("sensors/+/telemetry", description="subscription; the device is the '+' level")
+    alert: str = Field("edgegan/alert/{device}")
+    state: str = Field("edgegan/state/{device}")
+    agent_status: str = Field("edgegan/agent/{agent_id}/status")
+    agent_stats: str = Field("edgegan/agent/{agent_id}/stats")
+    rejected: str = Field("edgegan/agent/{agent_id}/rejected")
+
+    @field_validator("telemetry")
+    @classmethod
+    def _one_device_level(cls, value: str) -> str:
+        if value.split("/").count("+") != 1 or "#" in value:
+            raise ValueError("telemetry must contain exactly one '+' level (the device id) and no '#'")
+        return value
+
+    def device_of(self, topic: str) -> str | None:
+        """The device id from a telemetry topic, or None when the topic does not match."""
+        pattern, parts = self.telemetry.split("/"), topic.split("/")
+        if len(pattern) != len(parts):
+            return None
+        device = None
+        for want, got in zip(pattern, parts, strict=True):
+            if want == "+":
+                device = got
+            elif want != got:
+                return None
+        return device
+
+
+class BackendConfig(_Section):
+    """Which runtime scores windows."""
+
+    name: Literal["onnxruntime"] = Field("onnxruntime", description="scoring backend")
+    precision: Literal["int8", "fp32"] = Field("int8", description="scorer graph")
+    threads: int = Field(1, ge=1, description="intra-op threads")
+
+
+class IngestConfig(_Section):
+    """Limits on what devices may send."""
+
+    max_payload_bytes: int = Field(16384, ge=64)
+    max_future_s: float = Field(30.0, ge=0, description="readings further ahead of our clock are rejected")
+    max_age_s: float = Field(3600.0, gt=0, description="readings older than this are rejected as stale")
+    max_gap_s: float | None = Field(None, description="a longer silence restarts the device's window")
+    inbox_size: int = Field(10000, ge=10, description="bounded queue between the MQTT thread and scoring")
+    batch_max: int = Field(1024, ge=1, description="readings scored per loop iteration at most")
+    batch_wait_s: float = Field(0.005, ge=0, le=1, description="added latency allowed to form a batch")
+
+
+class StatsConfig(_Section):
+    """Periodic counters."""
+
+    interval_s: float = Field(10.0, gt=0)
+    rejected_per_s: float = Field(1.0, gt=0, description="rate limit of messages on the rejected topic")
+
+
+class AgentConfig(_Section):
+    """The whole daemon configuration."""
+
+    agent_id: str = Field("edge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    bundle: Path | None = Field(None, description="model bundle folder")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+
+
+def broker_from_url(url: str) -> dict[str, object]:
+    """`mqtt://host:port` or `mqtts://host:port` as broker settings."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+        raise ConfigError(f"--broker {url!r}: expected mqtt://host:port or mqtts://host:port")
+    settings: dict[str, object] = {
+        "host": parts.hostname,
+        "port": parts.port or (8883 if parts.scheme == "mqtts" else 1883),
+    }
+    if parts.username:
+        settings["username"] = parts.username
+    return settings
+
+
+def load_agent_config(path: Path | None, overrides: dict[str, object] | None = None) -> AgentConfig:
+    """YAML (optional), then non-None overrides; nested sections merge key by key."""
+    raw: dict[str, object] = {}
+    text = ""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+            loaded = yaml.safe_load(text)
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        raw = dict(loaded or {})
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}  # type: ignore[dict-item]
+        else:
+            raw[key] = value
+    try:
+        return AgentConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        line = _line_of(text, [str(p) for p in first["loc"]])
+        source = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
+        raise ConfigError(f"{source}{where}: {first['msg']}") from None
+
+
+def _line_of(text: str, keys: list[str]) -> int | None:
+    """Line of the deepest key of `keys` that appears in the YAML text, for error messages."""
+    if not text:
+        return None
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line

@@ -1,0 +1,158 @@
+"""The only paho-mqtt user: connection, session, last will, bounded inbox, publishing.
+
+Delivery: telemetry is subscribed with QoS 1 in a persistent session (MQTT 5: clean_start=False and a
+session expiry on every connect; 3.1.1: clean_session=False), and acknowledged by hand only after the
+service has scored it. A reading the agent received but had not processed when it died is therefore
+redelivered by the broker, and readings published while the agent is away wait in its session.
+Callbacks run on paho's network thread: they only enqueue, count and log, and never raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.config import BrokerConfig, TopicsConfig
+from edge_agent.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message as received, before any decoding."""
+
+    topic: str
+    payload: bytes
+    received_ts: float
+    mid: int
+    qos: int
+    retain: bool
+
+
+class MqttLink:
+    """A connected client with an inbox; `drain` hands messages to the service loop."""
+
+    def __init__(self, broker: BrokerConfig, topics: TopicsConfig, agent_id: str, inbox_size: int) -> None:
+        self.broker, self.topics, self.agent_id = broker, topics, agent_id
+        self.inbox: queue.Queue[RawMessage] = queue.Queue(maxsize=inbox_size)
+        self.inbox_dropped = 0
+        self.connected = threading.Event()
+        self.connects = 0
+        self.status_topic = topics.agent_status.format(agent_id=agent_id)
+        self._client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        v5 = self.broker.protocol == "5"
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.broker.client_id or f"edgegan-{self.agent_id}",
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
+        if self.broker.username:
+            client.username_pw_set(self.broker.username, self.broker.password())
+        if self.broker.tls_ca:
+            self._configure_tls(client)
+        client.reconnect_delay_set(self.broker.reconnect_min_s, self.broker.reconnect_max_s)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _configure_tls(self, client: mqtt.Client) -> None:
+        for name in ("tls_ca", "tls_cert", "tls_key"):
+            path = getattr(self.broker, name)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"broker.{name}: {path} not found")
+        client.tls_set(
+            ca_certs=str(self.broker.tls_ca),
+            certfile=str(self.broker.tls_cert) if self.broker.tls_cert else None,
+            keyfile=str(self.broker.tls_key) if self.broker.tls_key else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+
+    def start(self) -> None:
+        """Connect in the background; paho reconnects with backoff after any loss."""
+        kwargs: dict[str, Any] = {"keepalive": self.broker.keepalive_s}
+        if self.broker.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self.broker.session_expiry_s
+            # Passed explicitly so paho sends the same on every reconnect, not a clean start after the first.
+            kwargs.update(clean_start=False, properties=properties)
+        self._client.connect_async(self.broker.host, self.broker.port, **kwargs)
+        self._client.loop_start()
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: object, _flags: object, reason: Any, _properties: object
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        self.connects += 1
+        client.subscribe(self.topics.telemetry, qos=1)
+        client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        log.info("connected to %s:%d (connection %d)", self.broker.host, self.broker.port, self.connects)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: object, _flags: object, reason: Any, _properties: object
+    ) -> None:
+        self.connected.clear()
+        log.warning("disconnected from broker: %s; reconnecting with backoff", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        raw = RawMessage(
+            message.topic, bytes(message.payload), time.time(), message.mid, message.qos, bool(message.retain)
+        )
+        try:
+            self.inbox.put_nowait(raw)
+        except queue.Full:
+            # Not acknowledged: with QoS 1 the broker redelivers it after our next reconnect.
+            self.inbox_dropped += 1
+
+    def drain(self, max_items: int, wait_s: float) -> list[RawMessage]:
+        """Up to `max_items` messages, waiting at most `wait_s` for the first."""
+        try:
+            items = [self.inbox.get(timeout=wait_s)]
+        except queue.Empty:
+            return []
+        while len(items) < max_items:
+            try:
+                items.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def ack(self, message: RawMessage) -> None:
+        """Acknowledge a processed QoS 1 message so the broker forgets it."""
+        if message.qos > 0:
+            self._client.ack(message.mid, message.qos)
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False) -> None:
+        """Queue a message; paho keeps QoS 1 messages until acknowledged, across reconnects."""
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def stop(self) -> None:
+        """Clean stop: retained offline status, then disconnect (no last will is sent)."""
+        if self.connected.is_set():
+            info = self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
+            info.wait_for_publish(timeout=3)
+        self._client.disconnect()
+        self._client.loop_stop()

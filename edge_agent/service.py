@@ -1,0 +1,155 @@
+"""The daemon: drain the inbox, decode, score in micro-batches, publish alerts, state and stats.
+
+Bad input is counted under its reason and dropped; it never stops the loop. A failing backend or bundle is
+fatal: the caller logs it and exits non-zero so systemd restarts us.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from edge_agent.config import AgentConfig
+from edge_agent.mqtt_link import MqttLink, RawMessage
+from edge_agent.pipeline import Outcome, ScoringPipeline
+from edge_agent.stats import Stats
+from edge_agent.telemetry import BAD_DEVICE, PayloadError, Reading, decode_telemetry
+
+log = logging.getLogger(__name__)
+
+STALE = "stale_ts"
+FUTURE = "future_ts"
+
+
+class AgentService:
+    """Wires a link, a pipeline and stats together."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        pipeline: ScoringPipeline,
+        link: MqttLink,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config, self.pipeline, self.link, self.clock = config, pipeline, link, clock
+        self.stats = Stats()
+        self._open_alerts: dict[str, str] = {}
+        self._next_stats = 0.0
+        self._rejected_budget = 1.0
+        self._last_budget_ts = clock()
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set, then finish what is in the inbox."""
+        self.link.start()
+        while not stop.is_set():
+            self.step()
+        while self.step():
+            pass
+        self.publish_stats()
+        self.link.stop()
+
+    def step(self) -> int:
+        """One loop iteration; returns how many messages it handled."""
+        ingest = self.config.ingest
+        raws = self.link.drain(ingest.batch_max, ingest.batch_wait_s)
+        if raws:
+            self._handle(raws)
+        now = self.clock()
+        if now >= self._next_stats:
+            self.publish_stats()
+            self._next_stats = now + self.config.stats.interval_s
+        return len(raws)
+
+    def _handle(self, raws: list[RawMessage]) -> None:
+        readings: list[Reading] = []
+        received_at: dict[int, float] = {}
+        for raw in raws:
+            self.stats.received += 1
+            try:
+                reading = self._decode(raw)
+            except PayloadError as err:
+                self._reject(raw.topic, err.reason, err.detail)
+                continue
+            readings.append(reading)
+            received_at[id(reading)] = raw.received_ts
+        outcomes, dropped = self.pipeline.push_many(readings)
+        for item in dropped:
+            self._reject(item.reading.device, item.reason, f"ts {item.reading.ts}")
+        now = self.clock()
+        for outcome in outcomes:
+            self._publish_outcome(outcome)
+            self.stats.observe_latency(now - received_at[id(outcome.reading)])
+        self.stats.scored += len(outcomes)
+        for raw in raws:
+            self.link.ack(raw)  # only now: a crash before this point gets the readings redelivered
+
+    def _decode(self, raw: RawMessage) -> Reading:
+        device = self.config.topics.device_of(raw.topic)
+        if device is None:
+            raise PayloadError(BAD_DEVICE, f"topic {raw.topic[:80]!r} does not match the telemetry filter")
+        ingest = self.config.ingest
+        reading = decode_telemetry(
+            raw.payload, device, self.pipeline.channels, raw.received_ts, ingest.max_payload_bytes
+        )
+        if reading.ts > raw.received_ts + ingest.max_future_s:
+            raise PayloadError(FUTURE, f"ts {reading.ts:.0f} is {reading.ts - raw.received_ts:.0f} s ahead")
+        if reading.ts < raw.received_ts - ingest.max_age_s:
+            raise PayloadError(STALE, f"ts {reading.ts:.0f} is {raw.received_ts - reading.ts:.0f} s old")
+        return reading
+
+    def _reject(self, where: str, reason: str, detail: str) -> None:
+        self.stats.rejected[reason] += 1
+        log.debug("rejected %s: %s (%s)", where, reason, detail)
+        now = self.clock()
+        rate = self.config.stats.rejected_per_s
+        self._rejected_budget = min(rate, self._rejected_budget + (now - self._last_budget_ts) * rate)
+        self._last_budget_ts = now
+        if self._rejected_budget >= 1.0:
+            self._rejected_budget -= 1.0
+            topic = self.config.topics.rejected.format(agent_id=self.config.agent_id)
+            payload = {"source": where, "reason": reason, "detail": detail[:200], "ts": now}
+            self.link.publish(topic, json.dumps(payload), qos=0)
+
+    def _publish_outcome(self, outcome: Outcome) -> None:
+        decision = outcome.decision
+        device = outcome.reading.device
+        topics = self.config.topics
+        if decision.changed:
+            self.link.publish(topics.state.format(device=device), decision.state, qos=1, retain=True)
+        if decision.alert is None:
+            return
+        if decision.alert == "start":
+            self._open_alerts[device] = uuid.uuid4().hex
+            self.stats.alerts += 1
+        alert_id = self._open_alerts.get(device, uuid.uuid4().hex)
+        if decision.alert == "end":
+            self._open_alerts.pop(device, None)
+        payload = {
+            "alert_id": alert_id,
+            "type": decision.alert,
+            "device": device,
+            "ts": outcome.reading.ts,
+            "score": round(outcome.score, 6),
+            "threshold": round(decision.threshold, 6),
+            "top_channels": [{"channel": c, "contribution": v} for c, v in outcome.top_channels],
+            "bundle_id": self.pipeline.bundle_id,
+            "agent_id": self.config.agent_id,
+        }
+        self.link.publish(topics.alert.format(device=device), json.dumps(payload), qos=1)
+
+    def publish_stats(self) -> None:
+        """The periodic stats message."""
+        topic = self.config.topics.agent_stats.format(agent_id=self.config.agent_id)
+        snapshot = self.stats.snapshot(
+            {
+                "inbox_dropped": self.link.inbox_dropped,
+                "bundle_id": self.pipeline.bundle_id,
+                "devices": len(self.pipeline.windows),
+                "ts": self.clock(),
+            }
+        )
+        self.link.publish(topic, json.dumps(snapshot), qos=0)

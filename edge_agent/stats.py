@@ -1,0 +1,39 @@
+"""Counters and latency percentiles for the stats topic. Pure."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+
+import numpy as np
+
+
+class Stats:
+    """What the agent did since it started."""
+
+    def __init__(self, latency_window: int = 4096) -> None:
+        self.received = 0
+        self.scored = 0
+        self.alerts = 0
+        self.rejected: Counter[str] = Counter()
+        self._latency_ms: deque[float] = deque(maxlen=latency_window)
+
+    def observe_latency(self, seconds: float) -> None:
+        """Receive-to-decision time of one scored reading."""
+        self._latency_ms.append(seconds * 1e3)
+
+    def snapshot(self, extra: dict[str, object] | None = None) -> dict[str, object]:
+        """JSON-ready counters; latency percentiles over the most recent readings."""
+        latency = np.asarray(self._latency_ms)
+        percentiles = (
+            {f"p{q}": round(float(np.percentile(latency, q)), 3) for q in (50, 95, 99)}
+            if latency.size
+            else {}
+        )
+        return {
+            "received": self.received,
+            "scored": self.scored,
+            "alerts": self.alerts,
+            "rejected": dict(self.rejected),
+            "latency_ms": percentiles,
+            **(extra or {}),
+        }

@@ -1,0 +1,196 @@
+"""A real Mosquitto per test on a free port, a recorder for topics, and an agent running in a thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.config import AgentConfig, load_agent_config
+from edge_agent.mqtt_link import MqttLink
+from edge_agent.offline import open_pipeline
+from edge_agent.service import AgentService
+
+TIMEOUT_S = 20.0
+
+
+def _mosquitto() -> str | None:
+    return shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    """A mosquitto process we own."""
+
+    port: int
+    folder: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = _mosquitto()
+        assert binary is not None
+        conf = self.folder / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 100000\n"
+        )
+        self.process = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """Mosquitto on a free port, stopped after the test."""
+    if _mosquitto() is None:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto is not installed; .ci/run installs it")
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    instance = Broker(port=_free_port(), folder=tmp_path)
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@dataclass
+class Recorder:
+    """Subscribes to topics and keeps every message, for assertions."""
+
+    port: int
+    topics: list[str]
+    messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    _lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: [c.subscribe(t, qos=1) for t in self.topics]
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
+            self._lock.notify_all()
+
+    def wait_for(
+        self, predicate: Callable[[list[tuple[str, bytes, bool]]], bool], timeout: float = TIMEOUT_S
+    ) -> list[tuple[str, bytes, bool]]:
+        """Block until predicate(messages) holds; fail with what arrived otherwise."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: predicate(self.messages), timeout=timeout):
+                seen = sorted({t for t, _, _ in self.messages})
+                raise AssertionError(f"condition not met within {timeout} s; topics seen: {seen}")
+            return list(self.messages)
+
+    def json_on(self, topic: str) -> list[dict[str, object]]:
+        with self._lock:
+            return [json.loads(p) for t, p, _ in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def recorder(broker: Broker) -> Iterator[Callable[..., Recorder]]:
+    made: list[Recorder] = []
+
+    def make(*topics: str) -> Recorder:
+        made.append(Recorder(broker.port, list(topics)))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.close()
+
+
+def publisher(port: int) -> mqtt.Client:
+    """A device-side client."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+@dataclass
+class RunningAgent:
+    """An AgentService on its own thread."""
+
+    service: AgentService
+    stop: threading.Event
+    thread: threading.Thread
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "agent did not stop"
+
+
+def agent_config(bundle: Path, port: int, **sections: dict[str, object]) -> AgentConfig:
+    """Fast-reacting settings for tests."""
+    base: dict[str, object] = {
+        "bundle": str(bundle),
+        "broker": {"port": port, "reconnect_min_s": 1, "reconnect_max_s": 2},
+        "stats": {"interval_s": 0.5},
+        "ingest": {"max_payload_bytes": 2048},
+        "decision": {"start_after": 3, "end_after": 3},
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}  # type: ignore[dict-item]
+    return load_agent_config(None, base)
+
+
+@pytest.fixture
+def start_agent() -> Iterator[Callable[[AgentConfig], RunningAgent]]:
+    running: list[RunningAgent] = []
+
+    def start(config: AgentConfig) -> RunningAgent:
+        assert config.bundle is not None
+        pipeline = open_pipeline(config.bundle, "onnxruntime", config.backend.precision, config.decision)
+        link = MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size)
+        service = AgentService(config, pipeline, link)
+        stop = threading.Event()
+        thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+        thread.start()
+        assert link.connected.wait(TIMEOUT_S), "agent did not connect"
+        running.append(RunningAgent(service, stop, thread))
+        return running[-1]
+
+    yield start
+    for agent in running:
+        if agent.thread.is_alive():
+            agent.shutdown()

@@ -1,0 +1,153 @@
+"""The daemon against a real Mosquitto: alerts, poison payloads, broker restarts, clean stop."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import correlated_series
+from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher
+
+
+def _payloads(values: np.ndarray, start_ts: float) -> list[bytes]:
+    return [
+        json.dumps(
+            {"ts": start_ts + i, "seq": i, "values": {f"s{c}": float(v[c]) for c in range(3)}}
+        ).encode()
+        for i, v in enumerate(values)
+    ]
+
+
+def _stats(recorder: Recorder, agent_id: str = "edge-1") -> dict[str, object]:
+    found = recorder.json_on(f"edgegan/agent/{agent_id}/stats")
+    return found[-1] if found else {}
+
+
+def test_alert_for_an_injected_fault_and_none_for_normal_data(
+    tiny_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    watch = recorder("edgegan/#")
+    agent = start_agent(agent_config(tiny_bundle, broker.port))
+    faulty = correlated_series(260, seed=31)
+    faulty[180:, 1] += 4 * faulty[:, 1].std()
+    normal = correlated_series(260, seed=32)
+    now = time.time() - 300
+    device = publisher(broker.port)
+    for a, b in zip(_payloads(faulty, now), _payloads(normal, now), strict=True):
+        device.publish("sensors/pump-a/telemetry", a, qos=1)
+        device.publish("sensors/pump-b/telemetry", b, qos=1)
+    watch.wait_for(lambda ms: any(t == "edgegan/alert/pump-a" for t, _, _ in ms))
+    watch.wait_for(lambda ms: _stats(watch).get("scored", 0) >= 2 * (260 - 31))
+    alerts = watch.json_on("edgegan/alert/pump-a")
+    assert alerts[0]["type"] == "start" and alerts[0]["device"] == "pump-a"
+    assert alerts[0]["ts"] >= now + 180
+    assert alerts[0]["score"] > alerts[0]["threshold"]
+    assert alerts[0]["bundle_id"] == agent.service.pipeline.bundle_id
+    assert {c["channel"] for c in alerts[0]["top_channels"]} >= {"s1"}
+    assert watch.json_on("edgegan/alert/pump-b") == []
+    assert ("edgegan/state/pump-a", b"anomalous", False) in watch.messages or any(
+        t == "edgegan/state/pump-a" and p == b"anomalous" for t, p, _ in watch.messages
+    )
+    device.loop_stop()
+    agent.shutdown()
+    # Clean stop: retained offline status.
+    late = recorder("edgegan/agent/edge-1/status", "edgegan/state/pump-a")
+    late.wait_for(
+        lambda ms: (
+            ("edgegan/agent/edge-1/status", b"offline", True) in ms
+            and ("edgegan/state/pump-a", b"anomalous", True) in ms
+        )
+    )
+
+
+def test_poison_payloads_are_counted_and_scoring_goes_on(
+    tiny_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    watch = recorder("edgegan/agent/#")
+    start_agent(agent_config(tiny_bundle, broker.port))
+    device = publisher(broker.port)
+    good = _payloads(correlated_series(80, seed=5), time.time() - 100)
+    poison = {
+        "sensors/p1/telemetry": [
+            b"{broken",
+            b'{"values": [NaN, 1, 2]}',
+            b'{"values": [1, 2]}',
+            b'{"values": {"s0": 1, "s1": 2}}',
+            b'{"values": [1, 2, 3], "x": "' + b"y" * 4000 + b'"}',
+            b'{"ts": 4102444800, "values": [1, 2, 3]}',
+            b"[]",
+            b"\xff\xfe",
+        ],
+        "sensors/bad.id/telemetry": [good[0]],
+    }
+    for i, payload in enumerate(good):
+        device.publish("sensors/p1/telemetry", payload, qos=1)
+        if i == 40:
+            for topic, bad in poison.items():
+                for item in bad:
+                    device.publish(topic, item, qos=1)
+            device.publish("sensors/p1/telemetry", payload, qos=1)  # a redelivered duplicate
+    expected_scored = 80 - 31
+    stats = watch.wait_for(
+        lambda ms: (
+            _stats(watch).get("scored", 0) >= expected_scored
+            and sum(_stats(watch).get("rejected", {}).values()) >= 10
+        )
+    )
+    assert stats
+    rejected = _stats(watch)["rejected"]
+    assert rejected == {
+        "bad_json": 3,
+        "wrong_channel_count": 1,
+        "missing_channel": 1,
+        "too_large": 1,
+        "future_ts": 1,
+        "not_object": 1,
+        "duplicate": 1,
+        "bad_device": 1,
+    }, rejected
+    assert _stats(watch)["scored"] == expected_scored
+    assert watch.json_on("edgegan/agent/edge-1/rejected"), "rejections are published (rate-limited)"
+
+
+def test_agent_resumes_after_a_broker_restart(
+    tiny_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    agent = start_agent(agent_config(tiny_bundle, broker.port))
+    payloads = _payloads(correlated_series(120, seed=8), time.time() - 200)
+    device = publisher(broker.port)
+    for payload in payloads[:60]:
+        device.publish("sensors/r1/telemetry", payload, qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 20
+    while agent.service.stats.scored < 60 - 31 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert agent.service.stats.scored == 60 - 31
+    broker.stop()
+    time.sleep(1.0)
+    broker.start()
+    assert agent.service.link.connected.wait(20), "agent did not reconnect"
+    assert agent.service.link.connects == 2
+    device.loop_stop()
+    device = publisher(broker.port)
+    watch = recorder("edgegan/agent/edge-1/status")
+    watch.wait_for(lambda ms: ("edgegan/agent/edge-1/status", b"online", True) in ms)
+    for payload in payloads[60:]:
+        device.publish("sensors/r1/telemetry", payload, qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 20
+    while agent.service.stats.scored < 120 - 31 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert agent.service.stats.scored == 120 - 31
+    device.loop_stop()
