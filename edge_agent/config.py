@@ -61,6 +61,9 @@ class TopicsConfig(_Section):
     agent_status: str = Field("edgegan/agent/{agent_id}/status")
     agent_stats: str = Field("edgegan/agent/{agent_id}/stats")
     rejected: str = Field("edgegan/agent/{agent_id}/rejected")
+    score: str | None = Field(
+        None, description="optional: every scored window as JSON (QoS 0), for dashboards that plot scores"
+    )
 
     @field_validator("telemetry")
     @classmethod

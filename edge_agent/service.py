@@ -118,6 +118,10 @@ class AgentService:
         decision = outcome.decision
         device = outcome.reading.device
         topics = self.config.topics
+        if topics.score is not None:
+            score = {"device": device, "ts": outcome.reading.ts, "seq": outcome.reading.seq,
+                     "score": round(outcome.score, 6), "threshold": round(decision.threshold, 6)}
+            self.link.publish(topics.score.format(device=device), json.dumps(score), qos=0)
         if decision.changed:
             self.link.publish(topics.state.format(device=device), decision.state, qos=1, retain=True)
         if decision.alert is None:
