@@ -44,6 +44,7 @@ class Broker:
     port: int
     folder: Path
     process: subprocess.Popen[bytes] | None = None
+    listener_options: str = ""  # extra lines for the listener (TLS, auth)
 
     def start(self) -> None:
         binary = _mosquitto()
@@ -51,7 +52,7 @@ class Broker:
         conf = self.folder / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 100000\n"
+            f"max_queued_messages 100000\n{self.listener_options}"
         )
         self.process = subprocess.Popen(
             [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
