@@ -57,14 +57,19 @@ def _run_daemon(args: argparse.Namespace) -> int:
         raise ConfigError("no bundle: set bundle in the config or pass --bundle")
     from edge_agent.mqtt_link import MqttLink
     from edge_agent.offline import open_pipeline
+    from edge_agent.pipeline import ScoringPipeline
     from edge_agent.service import AgentService
 
-    pipeline = open_pipeline(config.bundle, config.backend.name, config.backend.precision, config.decision)
+    def open_model(bundle: Path) -> ScoringPipeline:
+        return open_pipeline(bundle, config.backend.name, config.backend.precision, config.decision)
+
     link = MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size)
+    service = AgentService(config, open_model(config.bundle), link, open_model)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    AgentService(config, pipeline, link).run(stop)
+    signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
+    service.run(stop)
     return 0
 
 

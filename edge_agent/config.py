@@ -61,9 +61,17 @@ class TopicsConfig(_Section):
     agent_status: str = Field("edgegan/agent/{agent_id}/status")
     agent_stats: str = Field("edgegan/agent/{agent_id}/stats")
     rejected: str = Field("edgegan/agent/{agent_id}/rejected")
+    command: str = Field("edgegan/agent/{agent_id}/cmd/+", description="commands; the '+' level is the name")
     score: str | None = Field(
         None, description="optional: every scored window as JSON (QoS 0), for dashboards that plot scores"
     )
+
+    @field_validator("command")
+    @classmethod
+    def _command_name_level(cls, value: str) -> str:
+        if not value.endswith("/+") or value.count("+") != 1 or "#" in value:
+            raise ValueError("command must end with '/+' (the command name) and hold no other wildcard")
+        return value
 
     @field_validator("telemetry")
     @classmethod

@@ -55,6 +55,10 @@ class Decider:
         self.config = config
         self._devices: dict[str, _DeviceState] = {}
 
+    def adopt_states(self, previous: Decider) -> None:
+        """Continue the open alerts of another decider (after a model swap)."""
+        self._devices = previous._devices
+
     def threshold_for(self, device: str) -> float:
         """The device's override, or the bundle's threshold."""
         return self.config.threshold_overrides.get(device, self.threshold)

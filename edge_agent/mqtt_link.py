@@ -53,6 +53,7 @@ class MqttLink:
         self.connected = threading.Event()
         self.connects = 0
         self.status_topic = topics.agent_status.format(agent_id=agent_id)
+        self.command_filter = topics.command.format(agent_id=agent_id)
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -106,7 +107,7 @@ class MqttLink:
             log.error("broker refused the connection: %s", reason)
             return
         self.connects += 1
-        client.subscribe(self.topics.telemetry, qos=1)
+        client.subscribe([(self.topics.telemetry, 1), (self.command_filter, 1)])
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         log.info("connected to %s:%d (connection %d)", self.broker.host, self.broker.port, self.connects)
         self.connected.set()
@@ -126,6 +127,13 @@ class MqttLink:
         except queue.Full:
             # Not acknowledged: with QoS 1 the broker redelivers it after our next reconnect.
             self.inbox_dropped += 1
+
+    def is_command(self, topic: str) -> str | None:
+        """The command name when `topic` is on the command filter, else None."""
+        prefix = self.command_filter[: -len("+")]
+        if topic.startswith(prefix) and "/" not in topic[len(prefix) :]:
+            return topic[len(prefix) :]
+        return None
 
     def drain(self, max_items: int, wait_s: float) -> list[RawMessage]:
         """Up to `max_items` messages, waiting at most `wait_s` for the first."""

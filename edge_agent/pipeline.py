@@ -55,6 +55,18 @@ class ScoringPipeline:
         self.windows = WindowStore(manifest.window_len, manifest.hop_len, len(self.channels), max_gap_s)
         self.decider = Decider(bundle.threshold_for(PRECISION_FILES[precision]).value, decision)
 
+    def adopt_state(self, previous: ScoringPipeline) -> bool:
+        """Keep the devices' windows and alert states across a model swap when the shapes allow it."""
+        same_shape = (
+            self.channels == previous.channels
+            and self.windows.window_len == previous.windows.window_len
+            and self.windows.hop_len == previous.windows.hop_len
+        )
+        if same_shape:
+            self.windows = previous.windows
+            self.decider.adopt_states(previous.decider)
+        return same_shape
+
     def push_many(self, readings: list[Reading]) -> tuple[list[Outcome], list[Dropped]]:
         """Window every reading, score all due windows in one backend call, decide in arrival order."""
         ready: list[tuple[Reading, npt.NDArray[np.float32]]] = []

@@ -12,8 +12,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from edge_agent.config import AgentConfig
+from edge_agent.errors import EdgeAgentError
 from edge_agent.mqtt_link import MqttLink, RawMessage
 from edge_agent.pipeline import Outcome, ScoringPipeline
 from edge_agent.stats import Stats
@@ -33,10 +35,14 @@ class AgentService:
         config: AgentConfig,
         pipeline: ScoringPipeline,
         link: MqttLink,
+        open_model: Callable[[Path], ScoringPipeline] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config, self.pipeline, self.link, self.clock = config, pipeline, link, clock
+        self.open_model = open_model  # builds a verified, warmed-up pipeline for a bundle path (hot swap)
         self.stats = Stats()
+        self.reloads: dict[str, int | str | None] = {"ok": 0, "failed": 0, "last_error": None}
+        self._reload_request: Path | None = None
         self._open_alerts: dict[str, str] = {}
         self._next_stats = 0.0
         self._rejected_budget = 1.0
@@ -52,8 +58,15 @@ class AgentService:
         self.publish_stats()
         self.link.stop()
 
+    def request_reload(self, bundle: Path | None = None) -> None:
+        """Ask for a model swap at the next loop iteration (safe from signal handlers and other threads)."""
+        self._reload_request = bundle or self.config.bundle
+
     def step(self) -> int:
         """One loop iteration; returns how many messages it handled."""
+        if self._reload_request is not None:
+            target, self._reload_request = self._reload_request, None
+            self._reload(target)
         ingest = self.config.ingest
         raws = self.link.drain(ingest.batch_max, ingest.batch_wait_s)
         if raws:
@@ -68,6 +81,10 @@ class AgentService:
         readings: list[Reading] = []
         received_at: dict[int, float] = {}
         for raw in raws:
+            command = self.link.is_command(raw.topic)
+            if command is not None:
+                self._command(command, raw)
+                continue
             self.stats.received += 1
             try:
                 reading = self._decode(raw)
@@ -86,6 +103,49 @@ class AgentService:
         self.stats.scored += len(outcomes)
         for raw in raws:
             self.link.ack(raw)  # only now: a crash before this point gets the readings redelivered
+
+    def _command(self, name: str, raw: RawMessage) -> None:
+        if raw.retain:
+            # A retained command would fire again on every reconnect: never act on one.
+            self.stats.rejected["retained_command"] += 1
+            log.warning("ignored retained command %r", name)
+            return
+        if not raw.payload:
+            return  # an empty message clears a retained one on the broker; it is not a command
+        if name != "reload":
+            self.stats.rejected["unknown_command"] += 1
+            return
+        bundle = None
+        try:
+            body = json.loads(raw.payload)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("bundle"), str):
+            bundle = Path(body["bundle"])
+        self.request_reload(bundle)
+
+    def _reload(self, bundle: Path | None) -> None:
+        """Load, verify and warm up the new model; swap only if all of that worked."""
+        if self.open_model is None or bundle is None:
+            log.error("reload asked but no bundle path or loader is configured")
+            return
+        try:
+            fresh = self.open_model(bundle)
+        except EdgeAgentError as err:
+            self.reloads["failed"] = int(self.reloads["failed"] or 0) + 1
+            self.reloads["last_error"] = str(err)
+            log.error("reload of %s refused, %s keeps serving: %s", bundle, self.pipeline.bundle_id, err)
+            return
+        kept = fresh.adopt_state(self.pipeline)
+        previous, self.pipeline = self.pipeline, fresh
+        previous.scorer.close()
+        self.reloads["ok"] = int(self.reloads["ok"] or 0) + 1
+        log.info(
+            "model swapped: %s -> %s (device state %s)",
+            previous.bundle_id,
+            fresh.bundle_id,
+            "kept" if kept else "reset: shapes differ",
+        )
 
     def _decode(self, raw: RawMessage) -> Reading:
         device = self.config.topics.device_of(raw.topic)
@@ -119,8 +179,13 @@ class AgentService:
         device = outcome.reading.device
         topics = self.config.topics
         if topics.score is not None:
-            score = {"device": device, "ts": outcome.reading.ts, "seq": outcome.reading.seq,
-                     "score": round(outcome.score, 6), "threshold": round(decision.threshold, 6)}
+            score = {
+                "device": device,
+                "ts": outcome.reading.ts,
+                "seq": outcome.reading.seq,
+                "score": round(outcome.score, 6),
+                "threshold": round(decision.threshold, 6),
+            }
             self.link.publish(topics.score.format(device=device), json.dumps(score), qos=0)
         if decision.changed:
             self.link.publish(topics.state.format(device=device), decision.state, qos=1, retain=True)
@@ -152,6 +217,7 @@ class AgentService:
             {
                 "inbox_dropped": self.link.inbox_dropped,
                 "bundle_id": self.pipeline.bundle_id,
+                "reloads": self.reloads,
                 "devices": len(self.pipeline.windows),
                 "ts": self.clock(),
             }

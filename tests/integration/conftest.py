@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_agent.config import AgentConfig, load_agent_config
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.offline import open_pipeline
+from edge_agent.pipeline import ScoringPipeline
 from edge_agent.service import AgentService
 
 TIMEOUT_S = 20.0
@@ -181,9 +182,12 @@ def start_agent() -> Iterator[Callable[[AgentConfig], RunningAgent]]:
 
     def start(config: AgentConfig) -> RunningAgent:
         assert config.bundle is not None
-        pipeline = open_pipeline(config.bundle, "onnxruntime", config.backend.precision, config.decision)
+
+        def open_model(bundle: Path) -> ScoringPipeline:
+            return open_pipeline(bundle, "onnxruntime", config.backend.precision, config.decision)
+
         link = MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size)
-        service = AgentService(config, pipeline, link)
+        service = AgentService(config, open_model(config.bundle), link, open_model)
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
         thread.start()
