@@ -6,12 +6,13 @@ Unknown keys are errors and name their line, so a typo never silently falls back
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge_agent.decision import DecisionConfig
 from edge_agent.errors import ConfigError
@@ -114,6 +115,28 @@ class IngestConfig(_Section):
     batch_wait_s: float = Field(0.005, ge=0, le=1, description="added latency allowed to form a batch")
 
 
+class ShardConfig(_Section):
+    """Split a fleet across agents: each device is scored by exactly one of `count` agents.
+
+    Every agent subscribes to all telemetry and keeps the devices whose CRC-32 of the id, modulo `count`,
+    equals `index`. Mosquitto's shared subscriptions cannot do this (they deal messages out round robin,
+    splitting a device's stream); on EMQX a `$share` subscription with the hash_topic strategy can.
+    """
+
+    index: int = Field(0, ge=0, description="this agent's shard, 0-based")
+    count: int = Field(1, ge=1, description="number of agents sharing the fleet")
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> ShardConfig:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} must be below count {self.count}")
+        return self
+
+    def owns(self, device: str) -> bool:
+        """Whether this agent scores `device`; stable across processes and restarts."""
+        return self.count == 1 or zlib.crc32(device.encode()) % self.count == self.index
+
+
 class StatsConfig(_Section):
     """Periodic counters."""
 
@@ -132,6 +155,7 @@ class AgentConfig(_Section):
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
+    shard: ShardConfig = Field(default_factory=ShardConfig)
 
 
 def broker_from_url(url: str) -> dict[str, object]:

@@ -43,6 +43,7 @@ class AgentService:
         self.stats = Stats()
         self.reloads: dict[str, int | str | None] = {"ok": 0, "failed": 0, "last_error": None}
         self._reload_request: Path | None = None
+        self.not_mine = 0
         self._open_alerts: dict[str, str] = {}
         self._next_stats = 0.0
         self._rejected_budget = 1.0
@@ -84,6 +85,10 @@ class AgentService:
             command = self.link.is_command(raw.topic)
             if command is not None:
                 self._command(command, raw)
+                continue
+            device = self.config.topics.device_of(raw.topic)
+            if device is not None and not self.config.shard.owns(device):
+                self.not_mine += 1  # another agent's device: acknowledged, not scored
                 continue
             self.stats.received += 1
             try:
@@ -185,6 +190,7 @@ class AgentService:
                 "seq": outcome.reading.seq,
                 "score": round(outcome.score, 6),
                 "threshold": round(decision.threshold, 6),
+                "agent_id": self.config.agent_id,
             }
             self.link.publish(topics.score.format(device=device), json.dumps(score), qos=0)
         if decision.changed:
@@ -218,6 +224,7 @@ class AgentService:
                 "inbox_dropped": self.link.inbox_dropped,
                 "bundle_id": self.pipeline.bundle_id,
                 "reloads": self.reloads,
+                "other_shards": self.not_mine,
                 "devices": len(self.pipeline.windows),
                 "ts": self.clock(),
             }

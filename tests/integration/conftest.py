@@ -162,9 +162,12 @@ class RunningAgent:
         assert not self.thread.is_alive(), "agent did not stop"
 
 
-def agent_config(bundle: Path, port: int, **sections: dict[str, object]) -> AgentConfig:
+def agent_config(
+    bundle: Path, port: int, agent_id: str = "edge-1", **sections: dict[str, object]
+) -> AgentConfig:
     """Fast-reacting settings for tests."""
     base: dict[str, object] = {
+        "agent_id": agent_id,
         "bundle": str(bundle),
         "broker": {"port": port, "reconnect_min_s": 1, "reconnect_max_s": 2},
         "stats": {"interval_s": 0.5},

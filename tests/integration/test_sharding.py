@@ -1,0 +1,55 @@
+"""Two sharded agents on one broker: every device is scored, each by exactly one agent."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import correlated_series
+from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher
+
+DEVICES = [f"unit-{i:02d}" for i in range(12)]
+READINGS = 40
+
+
+def test_two_agents_split_the_fleet_without_overlap(
+    tiny_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    watch = recorder("edgegan/score/#")
+    for index in (0, 1):
+        start_agent(
+            agent_config(
+                tiny_bundle,
+                broker.port,
+                shard={"index": index, "count": 2},
+                topics={"score": "edgegan/score/{device}"},
+                agent_id=f"shard-{index}",
+            )
+        )
+    device = publisher(broker.port)
+    rows = correlated_series(READINGS, seed=12)
+    start = time.time() - 100
+    for i in range(READINGS):
+        for name in DEVICES:
+            payload = {"ts": start + i, "values": rows[i].tolist()}
+            device.publish(f"sensors/{name}/telemetry", json.dumps(payload), qos=1)
+    expected = len(DEVICES) * (READINGS - 31)
+    watch.wait_for(lambda ms: len(ms) >= expected)
+    time.sleep(0.5)  # anything beyond the expected count would be a duplicate: give it time to show
+    scorers: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
+    for _topic, payload, _ in watch.messages:
+        item = json.loads(payload)
+        scorers[item["device"]].add(item["agent_id"])
+        counts[item["device"]] += 1
+    assert set(scorers) == set(DEVICES)
+    assert all(len(agents) == 1 for agents in scorers.values()), scorers
+    assert all(count == READINGS - 31 for count in counts.values()), counts
+    assert {a for agents in scorers.values() for a in agents} == {"shard-0", "shard-1"}
+    device.loop_stop()
