@@ -17,6 +17,7 @@ from edge_agent.errors import EdgeAgentError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-agent", description="EdgeGAN edge agent")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-json", action="store_true", help="structured logs: one JSON object per line")
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser(
         "verify", help="check a model bundle (hashes, schema, shapes) and summarise it"

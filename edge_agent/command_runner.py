@@ -6,6 +6,7 @@ Shared by `edge-agent` and `edge-trainer` so both behave the same for scripts th
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import traceback
@@ -14,13 +15,32 @@ from collections.abc import Callable
 Handler = Callable[[argparse.Namespace], int]
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for journald, Loki or any log shipper that parses fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def run_command(
     prog: str, handler: Handler, args: argparse.Namespace, expected: tuple[type[Exception], ...]
 ) -> int:
     """Configure logging, run one subcommand handler and map its outcome to an exit code."""
+    handler_out = logging.StreamHandler()
+    if getattr(args, "log_json", False):
+        handler_out.setFormatter(JsonLogFormatter())
+    else:
+        handler_out.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO, handlers=[handler_out]
     )
     try:
         return handler(args)

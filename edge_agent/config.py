@@ -141,6 +141,8 @@ class StatsConfig(_Section):
     """Periodic counters."""
 
     interval_s: float = Field(10.0, gt=0)
+    prometheus_port: int | None = Field(None, ge=1, le=65535, description="serve /metrics on this port")
+    prometheus_address: str = Field("127.0.0.1", description="address the metrics endpoint binds to")
     rejected_per_s: float = Field(1.0, gt=0, description="rate limit of messages on the rejected topic")
 
 

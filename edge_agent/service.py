@@ -51,6 +51,12 @@ class AgentService:
 
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop` is set, then finish what is in the inbox."""
+        stop_metrics = None
+        stats = self.config.stats
+        if stats.prometheus_port is not None:
+            from edge_agent.metrics import serve_metrics
+
+            stop_metrics = serve_metrics(stats.prometheus_port, stats.prometheus_address, self.snapshot)
         self.link.start()
         while not stop.is_set():
             self.step()
@@ -58,6 +64,8 @@ class AgentService:
             pass
         self.publish_stats()
         self.link.stop()
+        if stop_metrics is not None:
+            stop_metrics()
 
     def request_reload(self, bundle: Path | None = None) -> None:
         """Ask for a model swap at the next loop iteration (safe from signal handlers and other threads)."""
@@ -219,7 +227,11 @@ class AgentService:
     def publish_stats(self) -> None:
         """The periodic stats message."""
         topic = self.config.topics.agent_stats.format(agent_id=self.config.agent_id)
-        snapshot = self.stats.snapshot(
+        self.link.publish(topic, json.dumps(self.snapshot()), qos=0)
+
+    def snapshot(self) -> dict[str, object]:
+        """Counters for the stats topic and the Prometheus endpoint."""
+        return self.stats.snapshot(
             {
                 "inbox_dropped": self.link.inbox_dropped,
                 "bundle_id": self.pipeline.bundle_id,
@@ -229,4 +241,3 @@ class AgentService:
                 "ts": self.clock(),
             }
         )
-        self.link.publish(topic, json.dumps(snapshot), qos=0)

@@ -151,3 +151,32 @@ def test_agent_resumes_after_a_broker_restart(
         time.sleep(0.05)
     assert agent.service.stats.scored == 120 - 31
     device.loop_stop()
+
+
+def test_prometheus_endpoint_reports_the_same_counters(
+    tiny_bundle: Path,
+    broker: Broker,
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    import urllib.request
+
+    from tests.integration.conftest import _free_port
+
+    port = _free_port()
+    agent = start_agent(
+        agent_config(tiny_bundle, broker.port, stats={"interval_s": 0.5, "prometheus_port": port})
+    )
+    device = publisher(broker.port)
+    for payload in _payloads(correlated_series(40, seed=3), time.time() - 100):
+        device.publish("sensors/m1/telemetry", payload, qos=1).wait_for_publish(5)
+    device.publish("sensors/m1/telemetry", b"{oops", qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 20
+    while agent.service.stats.received < 41 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "edgegan_scored_total 9.0" in text
+    assert 'edgegan_rejected_total{reason="bad_json"} 1.0' in text
+    assert "edgegan_received_total 41.0" in text
+    assert f'edgegan_bundle_info{{bundle_id="{agent.service.pipeline.bundle_id}"}} 1.0' in text
+    device.loop_stop()

@@ -60,3 +60,18 @@ def test_validate_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["run", "--config", str(bad), "--validate-config"]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml:2: decision.start_after" in err and len(err.strip().splitlines()) == 1
+
+
+def test_json_log_lines() -> None:
+    import json
+    import logging
+
+    from edge_agent.command_runner import JsonLogFormatter
+
+    record = logging.LogRecord("edge_agent.x", logging.WARNING, __file__, 1, "lost %s", ("broker",), None)
+    entry = json.loads(JsonLogFormatter().format(record))
+    assert (
+        entry["level"] == "warning"
+        and entry["message"] == "lost broker"
+        and entry["logger"] == "edge_agent.x"
+    )

@@ -1,0 +1,62 @@
+"""Prometheus endpoint: the same counters as the stats topic, read at scrape time (no double bookkeeping)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+Snapshot = Callable[[], dict[str, Any]]
+
+
+class _AgentCollector(Collector):
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        data = self._snapshot()
+        for name, help_text in (
+            ("received", "telemetry messages received"),
+            ("scored", "windows scored"),
+            ("alerts", "alerts started"),
+        ):
+            yield CounterMetricFamily(f"edgegan_{name}", help_text, value=float(data[name]))
+        rejected = CounterMetricFamily("edgegan_rejected", "readings rejected, by reason", labels=["reason"])
+        for reason, count in sorted(data["rejected"].items()):
+            rejected.add_metric([reason], float(count))
+        yield rejected
+        latency = GaugeMetricFamily(
+            "edgegan_latency_ms", "receive-to-decision latency over recent readings", labels=["quantile"]
+        )
+        for key, value in data["latency_ms"].items():
+            latency.add_metric([f"0.{key[1:]}"], float(value))
+        yield latency
+        yield GaugeMetricFamily("edgegan_devices", "devices with a window", value=float(data["devices"]))
+        yield GaugeMetricFamily(
+            "edgegan_inbox_dropped",
+            "messages the full inbox could not take",
+            value=float(data["inbox_dropped"]),
+        )
+        info = GaugeMetricFamily("edgegan_bundle_info", "the model bundle in use", labels=["bundle_id"])
+        info.add_metric([str(data["bundle_id"])], 1.0)
+        yield info
+
+
+def serve_metrics(port: int, address: str, snapshot: Snapshot) -> Callable[[], None]:
+    """Start the scrape endpoint on a background thread; returns the function that stops it."""
+    registry = CollectorRegistry()
+    registry.register(_AgentCollector(snapshot))
+    server, _thread = start_http_server(port, addr=address, registry=registry)
+    log.info("Prometheus metrics on http://%s:%d/metrics", address, port)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return stop
