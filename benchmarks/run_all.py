@@ -5,7 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("benchmarks.fit_speed", "benchmarks.scorer_speed", "benchmarks.calibration_check")
+BENCHMARKS = (
+    "benchmarks.fit_speed",
+    "benchmarks.scorer_speed",
+    "benchmarks.calibration_check",
+    "benchmarks.agent_throughput",
+)
 
 
 def main() -> int:

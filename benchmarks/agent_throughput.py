@@ -1,0 +1,290 @@
+"""Agent throughput, latency and memory against a bare paho subscriber, same broker, same run.
+
+Usage: python -m benchmarks.agent_throughput [--bundle runs/demo/bundle] [--messages 30000]
+1. Drain rate: N readings (100 devices) wait in a persistent session; the consumer connects and the time to
+   take all of them is measured, for the agent and for a subscriber that only decodes JSON.
+2. Latency: 1,000 readings/s over 100 devices for 15 s; publish-to-decision latency from the score topic.
+3. Resident memory of the agent process (VmRSS) at the end.
+Writes benchmarks/results/agent_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from benchmarks.environment import write_result
+
+DEVICES = 100
+BARE_SUBSCRIBER = r"""
+import json, sys, time, threading
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+port, expected, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+count, done, started = 0, threading.Event(), [0.0]
+def on_message(c, u, m):
+    global count
+    json.loads(m.payload)
+    count += 1
+    if count >= expected:
+        done.set()
+def on_connect(c, u, f, r, p):
+    started[0] = time.perf_counter()
+    c.subscribe("sensors/+/telemetry", qos=1)
+c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bare", protocol=mqtt.MQTTv5)
+c.on_message, c.on_connect = on_message, on_connect
+props = Properties(PacketTypes.CONNECT); props.SessionExpiryInterval = 3600
+c.connect("127.0.0.1", port, clean_start=False, properties=props)
+c.loop_start()
+if mode == "register":
+    time.sleep(1); c.disconnect(); c.loop_stop(); sys.exit(0)
+done.wait(600)
+print(json.dumps({"seconds": time.perf_counter() - started[0], "count": count}))
+c.disconnect(); c.loop_stop()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_broker(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    conf = folder / "mosquitto.conf"
+    # Same limits for both consumers; 20 in-flight QoS 1 messages (the default) throttles any consumer.
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n"
+        "max_inflight_messages 1000\nset_tcp_nodelay true\n"
+    )
+    process = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("mosquitto did not start")
+
+
+def _client(port: int) -> mqtt.Client:
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def _payloads(
+    channels: list[str], means: np.ndarray, scales: np.ndarray, count: int, ts: float
+) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(count, len(channels))) * scales + means
+    return [
+        json.dumps(
+            {"ts": ts + i // DEVICES, "values": dict(zip(channels, map(float, row), strict=True))}
+        ).encode()
+        for i, row in enumerate(rows)
+    ]
+
+
+def _publish_all(port: int, payloads: list[bytes]) -> None:
+    client = _client(port)
+    infos = [
+        client.publish(f"sensors/dev{i % DEVICES:03d}/telemetry", p, qos=1) for i, p in enumerate(payloads)
+    ]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _agent_config(folder: Path, port: int, bundle: Path, stats_interval: float, scores: bool) -> Path:
+    path = folder / "agent.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "agent_id": "bench",
+                "bundle": str(bundle),
+                "broker": {"port": port},
+                "topics": {"score": "bench/score/{device}" if scores else None},
+                "stats": {"interval_s": stats_interval},
+                "ingest": {"max_age_s": 86400.0},
+            }
+        )
+    )
+    return path
+
+
+def _start_agent(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+class _Watch:
+    """Follows the agent's stats and score topics."""
+
+    def __init__(self, port: int) -> None:
+        self.stats: dict[str, object] = {}
+        self.online = threading.Event()
+        self.latency_s: list[float] = []
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe(
+            [("edgegan/agent/bench/#", 0), ("bench/score/#", 0)]
+        )
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic.endswith("/stats"):
+            self.stats = json.loads(message.payload)
+        elif message.topic.endswith("/status") and message.payload == b"online":
+            self.online.set()
+        elif message.topic.startswith("bench/score/"):
+            self.latency_s.append(time.time() - json.loads(message.payload)["ts"])
+
+
+def drain_rates(port: int, folder: Path, bundle: Path, payloads: list[bytes]) -> dict[str, float]:
+    """Readings/s taking a backlog of `payloads` from a persistent session."""
+    script = folder / "bare.py"
+    script.write_text(BARE_SUBSCRIBER)
+    subprocess.run([sys.executable, str(script), str(port), "0", "register"], check=True)
+    _publish_all(port, payloads)
+    out = subprocess.run(
+        [sys.executable, str(script), str(port), str(len(payloads)), "run"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    bare = json.loads(out)
+    config = _agent_config(folder, port, bundle, stats_interval=0.2, scores=False)
+    agent = _start_agent(config)  # registers the session, then stops cleanly
+    watch = _Watch(port)
+    watch.online.wait(60)
+    agent.send_signal(signal.SIGTERM)
+    agent.wait(30)
+    watch.online.clear()
+    _publish_all(port, payloads)
+    agent = _start_agent(config)
+    watch.online.wait(60)
+    start = time.perf_counter()
+    while int(watch.stats.get("received", 0)) < len(payloads):  # type: ignore[call-overload]
+        time.sleep(0.01)
+    agent_seconds = time.perf_counter() - start
+    agent.send_signal(signal.SIGTERM)
+    agent.wait(30)
+    return {
+        "bare_subscriber_per_s": len(payloads) / bare["seconds"],
+        "agent_per_s": len(payloads) / agent_seconds,
+        "ratio": (len(payloads) / agent_seconds) / (len(payloads) / bare["seconds"]),
+    }
+
+
+def paced_latency(
+    port: int,
+    folder: Path,
+    bundle: Path,
+    channels: list[str],
+    means: np.ndarray,
+    scales: np.ndarray,
+    seconds: int = 15,
+    rate_hz: int = 1000,
+) -> dict[str, float]:
+    """1,000 readings/s over 100 devices; publish-to-decision latency and the agent's memory."""
+    config = _agent_config(folder, port, bundle, stats_interval=1.0, scores=True)
+    agent = _start_agent(config)
+    watch = _Watch(port)
+    watch.online.wait(60)
+    publisher = _client(port)
+    rng = np.random.default_rng(1)
+    tick = DEVICES / rate_hz
+    start = time.perf_counter()
+    for step in range(int(seconds * rate_hz / DEVICES)):
+        now = time.time()
+        for device in range(DEVICES):
+            row = rng.normal(size=len(channels)) * scales + means
+            body = {"ts": now, "values": dict(zip(channels, map(float, row), strict=True))}
+            publisher.publish(f"sensors/dev{device:03d}/telemetry", json.dumps(body), qos=1)
+        delay = start + (step + 1) * tick - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    achieved = seconds * rate_hz / (time.perf_counter() - start)
+    time.sleep(2)
+    rss_kb = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{agent.pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS")
+    )
+    internal = watch.stats.get("latency_ms")
+    agent.send_signal(signal.SIGTERM)
+    agent.wait(30)
+    latency_ms = np.asarray(watch.latency_s) * 1e3
+    return {
+        "offered_per_s": achieved,
+        "scored_windows": int(latency_ms.size),
+        "latency_p50_ms": float(np.percentile(latency_ms, 50)),
+        "latency_p99_ms": float(np.percentile(latency_ms, 99)),
+        "agent_rss_mb": rss_kb / 1024,
+        "agent_receive_to_decision_ms": internal,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bundle", type=Path, default=Path("runs/demo/bundle"))
+    parser.add_argument("--messages", type=int, default=30000)
+    args = parser.parse_args()
+    from edge_agent.bundle import load_bundle
+
+    manifest = load_bundle(args.bundle).manifest
+    means, scales = np.array(manifest.normalisation.mean), np.array(manifest.normalisation.scale)
+    report: dict[str, object] = {
+        "bundle": manifest.bundle_id,
+        "window": manifest.window_len,
+        "channels": len(manifest.channels),
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        port = _free_port()
+        broker = _start_broker(folder, port)
+        try:
+            payloads = _payloads(manifest.channels, means, scales, args.messages, time.time() - 3600)
+            report["drain"] = drain_rates(port, folder, args.bundle.resolve(), payloads)
+            report["paced"] = paced_latency(
+                port, folder, args.bundle.resolve(), manifest.channels, means, scales
+            )
+        finally:
+            broker.terminate()
+            broker.wait(10)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {write_result('agent_throughput', report)}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
