@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge_agent.decision import DecisionConfig
 from edge_agent.errors import ConfigError
+from edge_agent.yaml_config import load_yaml_model
 
 
 class _Section(BaseModel):
@@ -176,50 +176,4 @@ def broker_from_url(url: str) -> dict[str, object]:
 
 def load_agent_config(path: Path | None, overrides: dict[str, object] | None = None) -> AgentConfig:
     """YAML (optional), then non-None overrides; nested sections merge key by key."""
-    raw: dict[str, object] = {}
-    text = ""
-    if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-            loaded = yaml.safe_load(text)
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        raw = dict(loaded or {})
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key] = {**raw[key], **value}  # type: ignore[dict-item]
-        else:
-            raw[key] = value
-    try:
-        return AgentConfig.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        line = _line_of(text, [str(p) for p in first["loc"]])
-        source = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
-        raise ConfigError(f"{source}{where}: {first['msg']}") from None
-
-
-def _line_of(text: str, keys: list[str]) -> int | None:
-    """Line of the deepest key of `keys` that appears in the YAML text, for error messages."""
-    if not text:
-        return None
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for key in keys:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
-        if match is None:
-            break
-        line, node = match[0].start_mark.line + 1, match[1]
-    return line
+    return load_yaml_model(AgentConfig, path, overrides)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge_agent.errors import ConfigError
+from edge_agent.yaml_config import load_yaml_model
 
 
 class DataConfig(BaseModel):
@@ -113,26 +112,5 @@ class TrainConfig(BaseModel):
 def load_train_config(
     path: Path | None, overrides: dict[str, dict[str, object]] | None = None
 ) -> TrainConfig:
-    """YAML file (optional) first, then explicit overrides per section; errors name the key."""
-    raw: dict[str, object] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        raw = dict(loaded or {})
-    for section, values in (overrides or {}).items():
-        merged = dict(raw.get(section) or {})  # type: ignore[call-overload]
-        merged.update({key: value for key, value in values.items() if value is not None})
-        raw[section] = merged
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        source = f"{path}: " if path else ""
-        raise ConfigError(f"{source}{where}: {first['msg']}") from None
+    """YAML file (optional) first, then explicit overrides per section; errors name file, line and key."""
+    return load_yaml_model(TrainConfig, path, dict(overrides or {}))

@@ -24,7 +24,7 @@ def test_repository_sample_config_is_valid() -> None:
 def test_unknown_key_is_rejected_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("fit:\n  epoch: 3\n")
-    with pytest.raises(ConfigError, match=r"c\.yaml: fit\.epoch: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"c\.yaml:2: fit\.epoch: Extra inputs"):
         load_train_config(path)
 
 
