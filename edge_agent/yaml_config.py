@@ -51,8 +51,9 @@ def _merge(base: dict[str, object], overrides: dict[str, object]) -> dict[str, o
         if value is None:
             continue
         current = merged.get(key)
-        if isinstance(value, dict) and isinstance(current, dict):
-            merged[key] = _merge(current, value)
+        if isinstance(value, dict):
+            # Merge into the file's section (or an empty one) so None values inside are dropped too.
+            merged[key] = _merge(current if isinstance(current, dict) else {}, value)
         else:
             merged[key] = value
     return merged

@@ -35,6 +35,11 @@ def test_window_must_be_a_multiple_of_eight(tmp_path: Path) -> None:
         load_train_config(path)
 
 
+def test_unset_flags_without_a_file_keep_the_defaults() -> None:
+    config = load_train_config(None, {"fit": {"epochs": None, "seed": None}, "data": {"columns": None}})
+    assert config == load_train_config(None)
+
+
 def test_flags_override_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("fit:\n  epochs: 3\n  seed: 4\n")
