@@ -100,7 +100,7 @@ class AgentService:
                 continue
             self.stats.received += 1
             try:
-                reading = self._decode(raw)
+                reading = self._decode(raw, device)
             except PayloadError as err:
                 self._reject(raw.topic, err.reason, err.detail)
                 continue
@@ -160,8 +160,7 @@ class AgentService:
             "kept" if kept else "reset: shapes differ",
         )
 
-    def _decode(self, raw: RawMessage) -> Reading:
-        device = self.config.topics.device_of(raw.topic)
+    def _decode(self, raw: RawMessage, device: str | None) -> Reading:
         if device is None:
             raise PayloadError(BAD_DEVICE, f"topic {raw.topic[:80]!r} does not match the telemetry filter")
         ingest = self.config.ingest

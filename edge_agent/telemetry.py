@@ -116,22 +116,33 @@ def _number(raw: object, channel: str) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise PayloadError(NON_NUMERIC, f"channel {channel!r} holds {str(raw)[:40]!r}")
     value = float(raw)
-    if not math.isfinite(value):  # huge integers overflow to inf
-        raise PayloadError(NON_NUMERIC, f"channel {channel!r} is not finite")
+    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:  # windows are float32
+        raise PayloadError(NON_NUMERIC, f"channel {channel!r} is not a finite float32")
     return value
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_PLAIN_NUMBERS = (int, float)  # exact types: bool is a subclass of int and must not pass
 
 
 def _values(raw: object, channels: list[str]) -> npt.NDArray[np.float32]:
     if isinstance(raw, list):
         if len(raw) != len(channels):
             raise PayloadError(WRONG_CHANNEL_COUNT, f"{len(raw)} values for {len(channels)} channels")
-        return np.array([_number(v, c) for v, c in zip(raw, channels, strict=True)], dtype=np.float32)
-    if not isinstance(raw, dict):
+        ordered = raw
+    elif isinstance(raw, dict):
+        missing = [c for c in channels if c not in raw]
+        if missing:
+            raise PayloadError(MISSING_CHANNEL, f"missing {', '.join(missing[:5])}")
+        if len(raw) != len(channels):
+            extra = [str(k) for k in raw if k not in channels]
+            raise PayloadError(EXTRA_CHANNEL, f"unknown {', '.join(e[:40] for e in extra[:5])}")
+        ordered = [raw[c] for c in channels]
+    else:
         raise PayloadError(MISSING_VALUES, "no 'values' object or list")
-    missing = [c for c in channels if c not in raw]
-    if missing:
-        raise PayloadError(MISSING_CHANNEL, f"missing {', '.join(missing[:5])}")
-    if len(raw) != len(channels):
-        extra = [str(k) for k in raw if k not in channels]
-        raise PayloadError(EXTRA_CHANNEL, f"unknown {', '.join(e[:40] for e in extra[:5])}")
-    return np.array([_number(raw[c], c) for c in channels], dtype=np.float32)
+    # Fast path for the common case; the per-value walk below names the offending channel otherwise.
+    if all(type(v) in _PLAIN_NUMBERS for v in ordered):
+        wide = np.array(ordered, dtype=np.float64)
+        if np.isfinite(wide).all() and float(np.abs(wide).max()) <= _FLOAT32_MAX:  # windows are float32
+            return wide.astype(np.float32)
+    return np.array([_number(v, c) for v, c in zip(ordered, channels, strict=True)], dtype=np.float32)
