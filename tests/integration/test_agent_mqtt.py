@@ -180,3 +180,19 @@ def test_prometheus_endpoint_reports_the_same_counters(
     assert "edgegan_received_total 41.0" in text
     assert f'edgegan_bundle_info{{bundle_id="{agent.service.pipeline.bundle_id}"}} 1.0' in text
     device.loop_stop()
+
+
+def test_mqtt_311_connection_scores_readings(
+    tiny_bundle: Path,
+    broker: Broker,
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    agent = start_agent(agent_config(tiny_bundle, broker.port, broker={"protocol": "3.1.1"}))
+    device = publisher(broker.port)
+    for payload in _payloads(correlated_series(40, seed=13), time.time() - 100):
+        device.publish("sensors/v3/telemetry", payload, qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 20
+    while agent.service.stats.scored < 40 - 31 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert agent.service.stats.scored == 40 - 31
+    device.loop_stop()
