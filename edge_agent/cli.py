@@ -57,8 +57,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     if config.bundle is None:
         raise ConfigError("no bundle: set bundle in the config or pass --bundle")
     from edge_agent.mqtt_link import MqttLink
-    from edge_agent.offline import open_pipeline
-    from edge_agent.pipeline import ScoringPipeline
+    from edge_agent.pipeline import ScoringPipeline, open_pipeline
     from edge_agent.service import AgentService
 
     def open_model(bundle: Path) -> ScoringPipeline:
@@ -76,7 +75,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
 def _run_score(args: argparse.Namespace) -> int:
     from edge_agent.decision import DecisionConfig
-    from edge_agent.offline import open_pipeline, score_csv
+    from edge_agent.offline import score_csv
+    from edge_agent.pipeline import open_pipeline
 
     pipeline = open_pipeline(args.bundle, args.backend, args.precision, DecisionConfig())
     summary = score_csv(pipeline, args.data, args.out)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.decision import ANOMALOUS, DecisionConfig
+from edge_agent.decision import ANOMALOUS
 from edge_agent.errors import DataError
 from edge_agent.pipeline import ScoringPipeline
 from edge_agent.tabular import read_table
@@ -106,21 +106,3 @@ def _write(
     except OSError as err:
         temporary.unlink(missing_ok=True)
         raise DataError(f"--out {out}: cannot write ({err.strerror})") from None
-
-
-def open_pipeline(
-    bundle_dir: Path, backend: str, precision: str, decision: DecisionConfig
-) -> ScoringPipeline:
-    """Load and verify the bundle, open the backend, warm it up."""
-    from edge_agent.backends import open_scorer
-    from edge_agent.bundle import load_bundle
-
-    bundle = load_bundle(bundle_dir)
-    scorer = open_scorer(bundle, backend=backend, precision=precision)
-    log.info(
-        "bundle %s, backend %s, warm-up %.1f ms",
-        bundle.manifest.bundle_id,
-        scorer.name,
-        scorer.warmup() * 1e3,
-    )
-    return ScoringPipeline(bundle, scorer, precision, decision)

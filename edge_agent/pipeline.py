@@ -4,16 +4,20 @@ offline `score` command's single code path, so what `score` reports is what the 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.backends import PRECISION_FILES, Scorer
-from edge_agent.bundle import Bundle
+from edge_agent.backends import PRECISION_FILES, Scorer, open_scorer
+from edge_agent.bundle import Bundle, load_bundle
 from edge_agent.decision import Decider, Decision, DecisionConfig
 from edge_agent.telemetry import Reading
 from edge_agent.windowing import OrderError, WindowStore
+
+log = logging.getLogger(__name__)
 
 TOP_CHANNELS = 3
 
@@ -91,3 +95,18 @@ class ScoringPipeline:
     def _top(self, contributions: npt.NDArray[np.float32]) -> list[tuple[str, float]]:
         order = np.argsort(contributions)[::-1][:TOP_CHANNELS]
         return [(self.channels[i], round(float(contributions[i]), 6)) for i in order]
+
+
+def open_pipeline(
+    bundle_dir: Path, backend: str, precision: str, decision: DecisionConfig
+) -> ScoringPipeline:
+    """Load and verify the bundle, open the backend, warm it up."""
+    bundle = load_bundle(bundle_dir)
+    scorer = open_scorer(bundle, backend=backend, precision=precision)
+    log.info(
+        "bundle %s, backend %s, warm-up %.1f ms",
+        bundle.manifest.bundle_id,
+        scorer.name,
+        scorer.warmup() * 1e3,
+    )
+    return ScoringPipeline(bundle, scorer, precision, decision)

@@ -19,8 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import AgentConfig, load_agent_config
 from edge_agent.mqtt_link import MqttLink
-from edge_agent.offline import open_pipeline
-from edge_agent.pipeline import ScoringPipeline
+from edge_agent.pipeline import ScoringPipeline, open_pipeline
 from edge_agent.service import AgentService
 
 TIMEOUT_S = 20.0
