@@ -139,6 +139,16 @@ def recorder(broker: Broker) -> Iterator[Callable[..., Recorder]]:
         item.close()
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT_S) -> bool:
+    """Poll `condition` until it holds or `timeout` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
 def publisher(port: int) -> mqtt.Client:
     """A device-side client."""
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.conftest import correlated_series
-from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher
+from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher, wait_until
 
 
 def _payloads(values: np.ndarray, start_ts: float) -> list[bytes]:
@@ -131,9 +131,7 @@ def test_agent_resumes_after_a_broker_restart(
     device = publisher(broker.port)
     for payload in payloads[:60]:
         device.publish("sensors/r1/telemetry", payload, qos=1).wait_for_publish(5)
-    deadline = time.monotonic() + 20
-    while agent.service.stats.scored < 60 - 31 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: agent.service.stats.scored >= 60 - 31)
     assert agent.service.stats.scored == 60 - 31
     broker.stop()
     time.sleep(1.0)
@@ -146,9 +144,7 @@ def test_agent_resumes_after_a_broker_restart(
     watch.wait_for(lambda ms: ("edgegan/agent/edge-1/status", b"online", True) in ms)
     for payload in payloads[60:]:
         device.publish("sensors/r1/telemetry", payload, qos=1).wait_for_publish(5)
-    deadline = time.monotonic() + 20
-    while agent.service.stats.scored < 120 - 31 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: agent.service.stats.scored >= 120 - 31)
     assert agent.service.stats.scored == 120 - 31
     device.loop_stop()
 
@@ -170,9 +166,7 @@ def test_prometheus_endpoint_reports_the_same_counters(
     for payload in _payloads(correlated_series(40, seed=3), time.time() - 100):
         device.publish("sensors/m1/telemetry", payload, qos=1).wait_for_publish(5)
     device.publish("sensors/m1/telemetry", b"{oops", qos=1).wait_for_publish(5)
-    deadline = time.monotonic() + 20
-    while agent.service.stats.received < 41 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: agent.service.stats.received >= 41)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     assert "edgegan_scored_total 9.0" in text
@@ -191,8 +185,6 @@ def test_mqtt_311_connection_scores_readings(
     device = publisher(broker.port)
     for payload in _payloads(correlated_series(40, seed=13), time.time() - 100):
         device.publish("sensors/v3/telemetry", payload, qos=1).wait_for_publish(5)
-    deadline = time.monotonic() + 20
-    while agent.service.stats.scored < 40 - 31 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: agent.service.stats.scored >= 40 - 31)
     assert agent.service.stats.scored == 40 - 31
     device.loop_stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edge_agent.bundle import MANIFEST_NAME, SCORER_INT8
 from tests.conftest import correlated_series
-from tests.integration.conftest import Broker, RunningAgent, agent_config, publisher
+from tests.integration.conftest import Broker, RunningAgent, agent_config, publisher, wait_until
 
 COMMAND = "edgegan/agent/edge-1/cmd/reload"
 
@@ -28,15 +28,6 @@ def _variant(source: Path, folder: Path, bundle_id: str, corrupt: bool = False) 
     return target
 
 
-def _until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def test_reload_command_swaps_good_bundles_and_refuses_corrupt_ones(
     tiny_bundle: Path, broker: Broker, start_agent: Callable[..., RunningAgent], tmp_path: Path
 ) -> None:
@@ -48,7 +39,7 @@ def test_reload_command_swaps_good_bundles_and_refuses_corrupt_ones(
     agent = start_agent(agent_config(tiny_bundle, broker.port))
     service = agent.service
     original = service.pipeline.bundle_id
-    assert _until(lambda: service.stats.rejected["retained_command"] == 1)
+    assert wait_until(lambda: service.stats.rejected["retained_command"] == 1)
     assert service.pipeline.bundle_id == original
     device.publish(COMMAND, b"", qos=1, retain=True).wait_for_publish(5)  # clear the retained command
 
@@ -61,18 +52,18 @@ def test_reload_command_swaps_good_bundles_and_refuses_corrupt_ones(
 
     for i in range(40):
         send(i)
-    assert _until(lambda: service.stats.scored == 40 - 31)
+    assert wait_until(lambda: service.stats.scored == 40 - 31)
 
     device.publish(COMMAND, json.dumps({"bundle": str(bad)}), qos=1).wait_for_publish(5)
-    assert _until(lambda: service.reloads["failed"] == 1), service.reloads
+    assert wait_until(lambda: service.reloads["failed"] == 1), service.reloads
     assert "sha256" in str(service.reloads["last_error"])
     assert service.pipeline.bundle_id == original, "a corrupt bundle must leave the old one serving"
     send(40)
-    assert _until(lambda: service.stats.scored == 41 - 31)
+    assert wait_until(lambda: service.stats.scored == 41 - 31)
 
     device.publish(COMMAND, json.dumps({"bundle": str(good)}), qos=1).wait_for_publish(5)
-    assert _until(lambda: service.pipeline.bundle_id == "swapped-good")
+    assert wait_until(lambda: service.pipeline.bundle_id == "swapped-good")
     assert service.reloads["ok"] == 1
     send(41)  # same shapes: the device's window survived the swap, so this reading is scored at once
-    assert _until(lambda: service.stats.scored == 42 - 31)
+    assert wait_until(lambda: service.stats.scored == 42 - 31)
     device.loop_stop()

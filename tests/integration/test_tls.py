@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import correlated_series
-from tests.integration.conftest import Broker, RunningAgent, agent_config
+from tests.integration.conftest import Broker, RunningAgent, agent_config, wait_until
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -109,9 +109,7 @@ def test_agent_scores_over_mutual_tls(
     start = time.time() - 100
     for i, row in enumerate(correlated_series(60, seed=2)):
         device.publish("sensors/t1/telemetry", json.dumps({"ts": start + i, "values": row.tolist()}), qos=1)
-    deadline = time.monotonic() + 20
-    while agent.service.stats.scored < 60 - 31 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: agent.service.stats.scored >= 60 - 31)
     assert agent.service.stats.scored == 60 - 31
     device.loop_stop()
 
