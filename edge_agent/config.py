@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from edge_agent.decision import DecisionConfig
 from edge_agent.errors import ConfigError
@@ -63,6 +63,7 @@ class TopicsConfig(_Section):
     agent_stats: str = Field("edgegan/agent/{agent_id}/stats")
     rejected: str = Field("edgegan/agent/{agent_id}/rejected")
     command: str = Field("edgegan/agent/{agent_id}/cmd/+", description="commands; the '+' level is the name")
+    _telemetry_levels: list[str] = PrivateAttr(default_factory=list)
     score: str | None = Field(
         None, description="optional: every scored window as JSON (QoS 0), for dashboards that plot scores"
     )
@@ -81,9 +82,13 @@ class TopicsConfig(_Section):
             raise ValueError("telemetry must contain exactly one '+' level (the device id) and no '#'")
         return value
 
+    def model_post_init(self, context: object, /) -> None:
+        """Split the telemetry filter once: `device_of` runs for every message."""
+        self._telemetry_levels = self.telemetry.split("/")
+
     def device_of(self, topic: str) -> str | None:
         """The device id from a telemetry topic, or None when the topic does not match."""
-        pattern, parts = self.telemetry.split("/"), topic.split("/")
+        pattern, parts = self._telemetry_levels, topic.split("/")
         if len(pattern) != len(parts):
             return None
         device = None

@@ -54,6 +54,7 @@ class MqttLink:
         self.connects = 0
         self.status_topic = topics.agent_status.format(agent_id=agent_id)
         self.command_filter = topics.command.format(agent_id=agent_id)
+        self._command_prefix = self.command_filter[: -len("+")]  # computed once: checked on every message
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -130,10 +131,10 @@ class MqttLink:
 
     def is_command(self, topic: str) -> str | None:
         """The command name when `topic` is on the command filter, else None."""
-        prefix = self.command_filter[: -len("+")]
-        if topic.startswith(prefix) and "/" not in topic[len(prefix) :]:
-            return topic[len(prefix) :]
-        return None
+        if not topic.startswith(self._command_prefix):
+            return None
+        name = topic[len(self._command_prefix) :]
+        return None if "/" in name else name
 
     def drain(self, max_items: int, wait_s: float) -> list[RawMessage]:
         """Up to `max_items` messages, waiting at most `wait_s` for the first."""

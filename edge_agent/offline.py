@@ -8,7 +8,6 @@ the state the daemon would have published (1 while an alert is open). Rows that 
 from __future__ import annotations
 
 import csv
-import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ from edge_agent.errors import DataError
 from edge_agent.pipeline import ScoringPipeline
 from edge_agent.tabular import read_table
 from edge_agent.telemetry import Reading
-
-log = logging.getLogger(__name__)
 
 OFFLINE_DEVICE = "offline"
 _CHUNK = 1024

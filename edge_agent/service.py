@@ -41,9 +41,7 @@ class AgentService:
         self.config, self.pipeline, self.link, self.clock = config, pipeline, link, clock
         self.open_model = open_model  # builds a verified, warmed-up pipeline for a bundle path (hot swap)
         self.stats = Stats()
-        self.reloads: dict[str, int | str | None] = {"ok": 0, "failed": 0, "last_error": None}
         self._reload_request: Path | None = None
-        self.not_mine = 0
         self._open_alerts: dict[str, str] = {}
         self._next_stats = 0.0
         self._rejected_budget = 1.0
@@ -96,7 +94,7 @@ class AgentService:
                 continue
             device = self.config.topics.device_of(raw.topic)
             if device is not None and not self.config.shard.owns(device):
-                self.not_mine += 1  # another agent's device: acknowledged, not scored
+                self.stats.other_shards += 1
                 continue
             self.stats.received += 1
             try:
@@ -145,14 +143,14 @@ class AgentService:
         try:
             fresh = self.open_model(bundle)
         except EdgeAgentError as err:
-            self.reloads["failed"] = int(self.reloads["failed"] or 0) + 1
-            self.reloads["last_error"] = str(err)
+            self.stats.reloads_failed += 1
+            self.stats.last_reload_error = str(err)
             log.error("reload of %s refused, %s keeps serving: %s", bundle, self.pipeline.bundle_id, err)
             return
         kept = fresh.adopt_state(self.pipeline)
         previous, self.pipeline = self.pipeline, fresh
         previous.scorer.close()
-        self.reloads["ok"] = int(self.reloads["ok"] or 0) + 1
+        self.stats.reloads_ok += 1
         log.info(
             "model swapped: %s -> %s (device state %s)",
             previous.bundle_id,
@@ -234,8 +232,6 @@ class AgentService:
             {
                 "inbox_dropped": self.link.inbox_dropped,
                 "bundle_id": self.pipeline.bundle_id,
-                "reloads": self.reloads,
-                "other_shards": self.not_mine,
                 "devices": len(self.pipeline.windows),
                 "ts": self.clock(),
             }

@@ -14,6 +14,10 @@ class Stats:
         self.received = 0
         self.scored = 0
         self.alerts = 0
+        self.other_shards = 0  # telemetry of devices another shard scores: acknowledged, not scored
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self.last_reload_error: str | None = None
         self.rejected: Counter[str] = Counter()
         self._latency_ms: deque[float] = deque(maxlen=latency_window)
 
@@ -33,6 +37,12 @@ class Stats:
             "received": self.received,
             "scored": self.scored,
             "alerts": self.alerts,
+            "other_shards": self.other_shards,
+            "reloads": {
+                "ok": self.reloads_ok,
+                "failed": self.reloads_failed,
+                "last_error": self.last_reload_error,
+            },
             "rejected": dict(self.rejected),
             "latency_ms": percentiles,
             **(extra or {}),

@@ -153,7 +153,8 @@ def _export_and_check(
     quantize_scorer(stage / SCORER_FP32, stage / SCORER_INT8, calibration)
 
     normal, anomalous = _check_windows(windows, config.fit.seed)
-    all_holdout_scores = {}
+    check_scores = {}
+    aurocs: dict[str, float] = {}
     per_model: dict[str, dict[str, object]] = {}
     thresholds: dict[str, Threshold] = {}
     for model in (SCORER_FP32, SCORER_INT8):
@@ -167,9 +168,10 @@ def _export_and_check(
         )
         normal_scores = _score(ort_scorer, normal)
         kind_scores = {kind: _score(ort_scorer, w) for kind, w in anomalous.items()}
-        all_holdout_scores[model] = (normal_scores, kind_scores)
+        check_scores[model] = (normal_scores, kind_scores)
+        aurocs[model] = auroc(normal_scores, np.concatenate(list(kind_scores.values())))
         per_model[model] = _detection_metrics(
-            normal_scores, kind_scores, thresholds[model].value, holdout_scores
+            normal_scores, kind_scores, aurocs[model], thresholds[model].value, holdout_scores
         )
         plot_score_histograms(
             normal_scores,
@@ -179,9 +181,9 @@ def _export_and_check(
             stage / f"scores_{model}.png",
         )
     fp32_error = check_fp32_parity(
-        torch_scores(scorer, normal), all_holdout_scores[SCORER_FP32][0], config.quantize.max_fp32_torch_error
+        torch_scores(scorer, normal), check_scores[SCORER_FP32][0], config.quantize.max_fp32_torch_error
     )
-    parity = _int8_parity(all_holdout_scores, thresholds)
+    parity = _int8_parity(check_scores, thresholds, aurocs)
     check_int8_parity(parity, config.quantize)
     plot_training_curves(nets.history, nets.best_epoch, stage / "training_curves.png")
     validation: dict[str, object] = {
@@ -211,12 +213,12 @@ def _score(
 def _detection_metrics(
     normal: npt.NDArray[np.float32],
     kinds: dict[str, npt.NDArray[np.float32]],
+    auroc_synthetic: float,
     threshold: float,
     holdout: npt.NDArray[np.float32],
 ) -> dict[str, object]:
-    anomalies = np.concatenate(list(kinds.values()))
     return {
-        "auroc_synthetic": auroc(normal, anomalies),
+        "auroc_synthetic": auroc_synthetic,
         "auroc_by_kind": {kind: auroc(normal, scores) for kind, scores in kinds.items()},
         "recall_by_kind": {kind: float(np.mean(scores > threshold)) for kind, scores in kinds.items()},
         "holdout_false_alarm_rate": float(np.mean(holdout > threshold)),
@@ -227,21 +229,18 @@ def _detection_metrics(
 def _int8_parity(
     scores: dict[str, tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]],
     thresholds: dict[str, Threshold],
+    aurocs: dict[str, float],
 ) -> Int8Parity:
     def joined(model: str) -> npt.NDArray[np.float32]:
         normal, kinds = scores[model]
         return np.concatenate([normal, *kinds.values()])
-
-    def synthetic_auroc(model: str) -> float:
-        normal, kinds = scores[model]
-        return auroc(normal, np.concatenate(list(kinds.values())))
 
     return int8_parity(
         joined(SCORER_FP32),
         joined(SCORER_INT8),
         n_normal=len(scores[SCORER_FP32][0]),
         thresholds=(thresholds[SCORER_FP32].value, thresholds[SCORER_INT8].value),
-        aurocs=(synthetic_auroc(SCORER_FP32), synthetic_auroc(SCORER_INT8)),
+        aurocs=(aurocs[SCORER_FP32], aurocs[SCORER_INT8]),
     )
 
 

@@ -55,15 +55,15 @@ def test_reload_command_swaps_good_bundles_and_refuses_corrupt_ones(
     assert wait_until(lambda: service.stats.scored == 40 - 31)
 
     device.publish(COMMAND, json.dumps({"bundle": str(bad)}), qos=1).wait_for_publish(5)
-    assert wait_until(lambda: service.reloads["failed"] == 1), service.reloads
-    assert "sha256" in str(service.reloads["last_error"])
+    assert wait_until(lambda: service.stats.reloads_failed == 1), service.stats.last_reload_error
+    assert "sha256" in str(service.stats.last_reload_error)
     assert service.pipeline.bundle_id == original, "a corrupt bundle must leave the old one serving"
     send(40)
     assert wait_until(lambda: service.stats.scored == 41 - 31)
 
     device.publish(COMMAND, json.dumps({"bundle": str(good)}), qos=1).wait_for_publish(5)
     assert wait_until(lambda: service.pipeline.bundle_id == "swapped-good")
-    assert service.reloads["ok"] == 1
+    assert service.stats.reloads_ok == 1
     send(41)  # same shapes: the device's window survived the swap, so this reading is scored at once
     assert wait_until(lambda: service.stats.scored == 42 - 31)
     device.loop_stop()
