@@ -61,7 +61,14 @@ def _run_daemon(args: argparse.Namespace) -> int:
     from edge_agent.service import AgentService
 
     def open_model(bundle: Path) -> ScoringPipeline:
-        return open_pipeline(bundle, config.backend.name, config.backend.precision, config.decision)
+        return open_pipeline(
+            bundle,
+            config.backend.name,
+            config.backend.precision,
+            config.decision,
+            config.ingest.max_gap_s,
+            config.ingest.reorder_depth,
+        )
 
     link = MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size)
     service = AgentService(config, open_model(config.bundle), link, open_model)

@@ -115,6 +115,13 @@ class IngestConfig(_Section):
     max_future_s: float = Field(30.0, ge=0, description="readings further ahead of our clock are rejected")
     max_age_s: float = Field(3600.0, gt=0, description="readings older than this are rejected as stale")
     max_gap_s: float | None = Field(None, description="a longer silence restarts the device's window")
+    reorder_depth: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="readings held per device so that late ones still enter in order (adds that many "
+        "sample periods of latency); 0 drops any late reading as out_of_order",
+    )
     inbox_size: int = Field(10000, ge=10, description="bounded queue between the MQTT thread and scoring")
     batch_max: int = Field(1024, ge=1, description="readings scored per loop iteration at most")
     batch_wait_s: float = Field(0.005, ge=0, le=1, description="added latency allowed to form a batch")

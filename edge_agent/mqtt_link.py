@@ -5,15 +5,20 @@ session expiry on every connect; 3.1.1: clean_session=False), and acknowledged b
 service has scored it. A reading the agent received but had not processed when it died is therefore
 redelivered by the broker, and readings published while the agent is away wait in its session.
 Callbacks run on paho's network thread: they only enqueue, count and log, and never raise.
+
+The network thread and the scoring loop share one GIL, and paho's own parsing takes most of it, so the
+hand-over between them is kept lean: a deque with two events instead of queue.Queue, and acknowledgements
+queued by the scoring loop and sent by the network thread (an ack sent from the scoring loop wakes the
+network thread through a socket for every single message).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +53,15 @@ class MqttLink:
 
     def __init__(self, broker: BrokerConfig, topics: TopicsConfig, agent_id: str, inbox_size: int) -> None:
         self.broker, self.topics, self.agent_id = broker, topics, agent_id
-        self.inbox: queue.Queue[RawMessage] = queue.Queue(maxsize=inbox_size)
+        self.inbox_size = inbox_size
         self.inbox_dropped = 0
+        self._inbox: deque[RawMessage] = deque()
+        self._has_items = threading.Event()
+        self._has_room = threading.Event()
+        self._has_room.set()
+        self._acks: deque[int] = deque()  # mids processed by the scoring loop, sent by the network thread
+        # Half the keepalive: a network thread blocked on a full inbox cannot answer the broker's pings.
+        self._full_wait_s = broker.keepalive_s / 2
         self.connected = threading.Event()
         self.connects = 0
         self.status_topic = topics.agent_status.format(agent_id=agent_id)
@@ -96,6 +108,9 @@ class MqttLink:
         if self.broker.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self.broker.session_expiry_s
+            # Asks the broker to keep at most this many unacknowledged messages in flight to us. Not every
+            # broker honours it (Mosquitto 2.0.11 overshoots once acks flow), hence the blocking inbox too.
+            properties.ReceiveMaximum = min(self.inbox_size, 65535)
             # Passed explicitly so paho sends the same on every reconnect, not a clean start after the first.
             kwargs.update(clean_start=False, properties=properties)
         self._client.connect_async(self.broker.host, self.broker.port, **kwargs)
@@ -120,14 +135,30 @@ class MqttLink:
         log.warning("disconnected from broker: %s; reconnecting with backoff", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._send_acks()
         raw = RawMessage(
             message.topic, bytes(message.payload), time.time(), message.mid, message.qos, bool(message.retain)
         )
-        try:
-            self.inbox.put_nowait(raw)
-        except queue.Full:
-            # Not acknowledged: with QoS 1 the broker redelivers it after our next reconnect.
-            self.inbox_dropped += 1
+        if len(self._inbox) >= self.inbox_size:
+            # A full inbox blocks the network thread, so the socket stops being read and TCP pushes back on
+            # the broker, which keeps the messages. Only a scoring loop stuck for longer than the wait drops.
+            self._has_room.clear()
+            if len(self._inbox) >= self.inbox_size and not self._has_room.wait(self._full_wait_s):
+                # Not acknowledged: with QoS 1 the broker redelivers it after our next reconnect.
+                self.inbox_dropped += 1
+                return
+        self._inbox.append(raw)
+        if not self._has_items.is_set():
+            self._has_items.set()
+
+    def _send_acks(self) -> None:
+        take = self._acks.popleft
+        while True:
+            try:
+                mid = take()
+            except IndexError:
+                return
+            self._client.ack(mid, 1)
 
     def is_command(self, topic: str) -> str | None:
         """The command name when `topic` is on the command filter, else None."""
@@ -138,28 +169,34 @@ class MqttLink:
 
     def drain(self, max_items: int, wait_s: float) -> list[RawMessage]:
         """Up to `max_items` messages, waiting at most `wait_s` for the first."""
-        try:
-            items = [self.inbox.get(timeout=wait_s)]
-        except queue.Empty:
-            return []
+        if not self._inbox:
+            self._send_acks()  # nothing arriving, so the network thread is not sending them
+            self._has_items.clear()
+            if not self._inbox:  # checked again after clearing, so a message appended meanwhile is not missed
+                self._has_items.wait(wait_s)
+        items: list[RawMessage] = []
+        take = self._inbox.popleft
         while len(items) < max_items:
             try:
-                items.append(self.inbox.get_nowait())
-            except queue.Empty:
+                items.append(take())
+            except IndexError:
                 break
+        if items and not self._has_room.is_set():
+            self._has_room.set()
         return items
 
     def ack(self, message: RawMessage) -> None:
-        """Acknowledge a processed QoS 1 message so the broker forgets it."""
-        if message.qos > 0:
-            self._client.ack(message.mid, message.qos)
+        """Acknowledge a processed QoS 1 message so the broker forgets it (sent on the next occasion)."""
+        if message.qos == 1:
+            self._acks.append(message.mid)
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False) -> None:
         """Queue a message; paho keeps QoS 1 messages until acknowledged, across reconnects."""
         self._client.publish(topic, payload, qos=qos, retain=retain)
 
     def stop(self) -> None:
-        """Clean stop: retained offline status, then disconnect (no last will is sent)."""
+        """Clean stop: pending acks, retained offline status, then disconnect (no last will is sent)."""
+        self._send_acks()
         if self.connected.is_set():
             info = self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             info.wait_for_publish(timeout=3)

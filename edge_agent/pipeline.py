@@ -15,7 +15,7 @@ from edge_agent.backends import PRECISION_FILES, Scorer, open_scorer
 from edge_agent.bundle import Bundle, load_bundle
 from edge_agent.decision import Decider, Decision, DecisionConfig
 from edge_agent.telemetry import Reading
-from edge_agent.windowing import OrderError, WindowStore
+from edge_agent.windowing import OrderError, ReorderBuffer, WindowBatch, WindowStore
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,14 @@ class Outcome:
 
     reading: Reading  # the reading that completed the window
     score: float
-    top_channels: list[tuple[str, float]]  # (channel, contribution), largest first
+    contributions: npt.NDArray[np.float32]  # [channels], summing to the score
+    channels: list[str]
     decision: Decision
+
+    def top_channels(self, count: int = TOP_CHANNELS) -> list[tuple[str, float]]:
+        """(channel, contribution), largest first; computed on demand since only alerts carry it."""
+        order = np.argsort(self.contributions)[::-1][:count]
+        return [(self.channels[i], round(float(self.contributions[i]), 6)) for i in order]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,7 @@ class ScoringPipeline:
         precision: str,
         decision: DecisionConfig,
         max_gap_s: float | None = None,
+        reorder_depth: int = 0,
     ) -> None:
         manifest = bundle.manifest
         self.bundle_id = manifest.bundle_id
@@ -57,6 +64,8 @@ class ScoringPipeline:
         self.sample_period_s = manifest.sample_period_s or 1.0
         self.scorer = scorer
         self.windows = WindowStore(manifest.window_len, manifest.hop_len, len(self.channels), max_gap_s)
+        self.reorder = ReorderBuffer(reorder_depth)
+        self._batch = WindowBatch(manifest.window_len, len(self.channels))
         self.decider = Decider(bundle.threshold_for(PRECISION_FILES[precision]).value, decision)
 
     def adopt_state(self, previous: ScoringPipeline) -> bool:
@@ -68,37 +77,44 @@ class ScoringPipeline:
         )
         if same_shape:
             self.windows = previous.windows
+            self.reorder = previous.reorder
             self.decider.adopt_states(previous.decider)
         return same_shape
 
     def push_many(self, readings: list[Reading]) -> tuple[list[Outcome], list[Dropped]]:
         """Window every reading, score all due windows in one backend call, decide in arrival order."""
-        ready: list[tuple[Reading, npt.NDArray[np.float32]]] = []
+        ready: list[Reading] = []
         dropped: list[Dropped] = []
-        for reading in readings:
+        self._batch.clear()
+        for arrived in readings:
             try:
-                window = self.windows.push(reading)
+                released = self.reorder.push(arrived)
             except OrderError as err:
-                dropped.append(Dropped(reading, err.reason))
+                dropped.append(Dropped(arrived, err.reason))
                 continue
-            if window is not None:
-                ready.append((reading, window))
+            for reading in released:
+                try:
+                    if self.windows.push_into(reading, self._batch):
+                        ready.append(reading)
+                except OrderError as err:
+                    dropped.append(Dropped(reading, err.reason))
         if not ready:
             return [], dropped
-        batch = self.scorer.score(np.stack([window for _, window in ready]))
+        batch = self.scorer.score(self._batch.windows)
         outcomes = []
-        for (reading, _), score, contributions in zip(ready, batch.scores, batch.contributions, strict=True):
+        for reading, score, contributions in zip(ready, batch.scores, batch.contributions, strict=True):
             decision = self.decider.update(reading.device, float(score), now=reading.ts)
-            outcomes.append(Outcome(reading, float(score), self._top(contributions), decision))
+            outcomes.append(Outcome(reading, float(score), contributions, self.channels, decision))
         return outcomes, dropped
-
-    def _top(self, contributions: npt.NDArray[np.float32]) -> list[tuple[str, float]]:
-        order = np.argsort(contributions)[::-1][:TOP_CHANNELS]
-        return [(self.channels[i], round(float(contributions[i]), 6)) for i in order]
 
 
 def open_pipeline(
-    bundle_dir: Path, backend: str, precision: str, decision: DecisionConfig
+    bundle_dir: Path,
+    backend: str,
+    precision: str,
+    decision: DecisionConfig,
+    max_gap_s: float | None = None,
+    reorder_depth: int = 0,
 ) -> ScoringPipeline:
     """Load and verify the bundle, open the backend, warm it up."""
     bundle = load_bundle(bundle_dir)
@@ -109,4 +125,4 @@ def open_pipeline(
         scorer.name,
         scorer.warmup() * 1e3,
     )
-    return ScoringPipeline(bundle, scorer, precision, decision)
+    return ScoringPipeline(bundle, scorer, precision, decision, max_gap_s, reorder_depth)

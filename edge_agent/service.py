@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 STALE = "stale_ts"
 FUTURE = "future_ts"
+MAX_CACHED_ROUTES = 100_000
+INTERNAL_ERROR = "internal_error"
 
 
 class AgentService:
@@ -43,6 +45,7 @@ class AgentService:
         self.stats = Stats()
         self._reload_request: Path | None = None
         self._open_alerts: dict[str, str] = {}
+        self._routes: dict[str, tuple[str | None, bool]] = {}
         self._next_stats = 0.0
         self._rejected_budget = 1.0
         self._last_budget_ts = clock()
@@ -77,7 +80,16 @@ class AgentService:
         ingest = self.config.ingest
         raws = self.link.drain(ingest.batch_max, ingest.batch_wait_s)
         if raws:
-            self._handle(raws)
+            try:
+                self._handle(raws)
+            except EdgeAgentError:
+                raise  # a failing backend or model: fatal, systemd restarts us
+            except Exception:
+                # A bug met by some input must not stop the daemon, nor come back forever as a redelivery.
+                log.exception("internal error on a batch of %d messages; acknowledged and skipped", len(raws))
+                self.stats.rejected[INTERNAL_ERROR] += len(raws)
+                for raw in raws:
+                    self.link.ack(raw)
         now = self.clock()
         if now >= self._next_stats:
             self.publish_stats()
@@ -86,14 +98,13 @@ class AgentService:
 
     def _handle(self, raws: list[RawMessage]) -> None:
         readings: list[Reading] = []
-        received_at: dict[int, float] = {}
         for raw in raws:
             command = self.link.is_command(raw.topic)
             if command is not None:
                 self._command(command, raw)
                 continue
-            device = self.config.topics.device_of(raw.topic)
-            if device is not None and not self.config.shard.owns(device):
+            device, owned = self._route(raw.topic)
+            if not owned:
                 self.stats.other_shards += 1
                 continue
             self.stats.received += 1
@@ -103,17 +114,27 @@ class AgentService:
                 self._reject(raw.topic, err.reason, err.detail)
                 continue
             readings.append(reading)
-            received_at[id(reading)] = raw.received_ts
         outcomes, dropped = self.pipeline.push_many(readings)
         for item in dropped:
             self._reject(item.reading.device, item.reason, f"ts {item.reading.ts}")
         now = self.clock()
         for outcome in outcomes:
             self._publish_outcome(outcome)
-            self.stats.observe_latency(now - received_at[id(outcome.reading)])
+            self.stats.observe_latency(now - outcome.reading.received_ts)
         self.stats.scored += len(outcomes)
         for raw in raws:
             self.link.ack(raw)  # only now: a crash before this point gets the readings redelivered
+
+    def _route(self, topic: str) -> tuple[str | None, bool]:
+        """(device, scored here) for a telemetry topic; memoised because a fleet repeats its topics."""
+        route = self._routes.get(topic)
+        if route is None:
+            device = self.config.topics.device_of(topic)
+            route = (device, device is None or self.config.shard.owns(device))
+            if len(self._routes) >= MAX_CACHED_ROUTES:
+                self._routes.clear()  # topics are attacker-chosen: never let the memo grow without bound
+            self._routes[topic] = route
+        return route
 
     def _command(self, name: str, raw: RawMessage) -> None:
         if raw.retain:
@@ -215,7 +236,7 @@ class AgentService:
             "ts": outcome.reading.ts,
             "score": round(outcome.score, 6),
             "threshold": round(decision.threshold, 6),
-            "top_channels": [{"channel": c, "contribution": v} for c, v in outcome.top_channels],
+            "top_channels": [{"channel": c, "contribution": v} for c, v in outcome.top_channels()],
             "bundle_id": self.pipeline.bundle_id,
             "agent_id": self.config.agent_id,
         }

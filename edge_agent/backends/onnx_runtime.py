@@ -55,7 +55,11 @@ class OnnxRuntimeScorer:
             )
         feed = {SCORER_INPUT: np.ascontiguousarray(windows, dtype=np.float32)}
         scores, contributions = self._session.run(self._outputs, feed)
-        return ScoreBatch(scores=scores.astype(np.float32), contributions=contributions.astype(np.float32))
+        # copy=False: a needless copy of a large array would also release and re-take the GIL.
+        return ScoreBatch(
+            scores=scores.astype(np.float32, copy=False),
+            contributions=contributions.astype(np.float32, copy=False),
+        )
 
     def warmup(self) -> float:
         """Run one batch of zeros; returns seconds taken."""

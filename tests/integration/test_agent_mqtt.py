@@ -186,3 +186,25 @@ def test_mqtt_311_connection_scores_readings(
     wait_until(lambda: agent.service.stats.scored >= 40 - 31)
     assert agent.service.stats.scored == 40 - 31
     device.loop_stop()
+
+
+def test_late_readings_within_the_reorder_depth_are_scored_in_order(
+    tiny_bundle: Path,
+    broker: Broker,
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    agent = start_agent(agent_config(tiny_bundle, broker.port, ingest={"reorder_depth": 2}))
+    payloads = _payloads(correlated_series(60, seed=14), time.time() - 100)
+    for i in range(0, len(payloads) - 1, 2):  # every pair swapped: each odd reading arrives one early
+        payloads[i], payloads[i + 1] = payloads[i + 1], payloads[i]
+    payloads.append(payloads[10])  # and one redelivered long after
+    device = publisher(broker.port)
+    for payload in payloads:
+        device.publish("sensors/late/telemetry", payload, qos=1).wait_for_publish(5)
+    # 60 readings, 2 held back by the reorder stage, a window of 32: 60 - 2 - 31 windows.
+    wait_until(
+        lambda: agent.service.stats.scored >= 60 - 2 - 31 and sum(agent.service.stats.rejected.values())
+    )
+    assert agent.service.stats.scored == 60 - 2 - 31
+    assert dict(agent.service.stats.rejected) == {"out_of_order": 1}
+    device.loop_stop()

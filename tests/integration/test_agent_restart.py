@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import pytest
 import yaml
 
 from tests.conftest import correlated_series
@@ -41,8 +42,9 @@ def _covered(recorder: Recorder) -> set[int]:
     return seqs
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_readings_published_while_the_agent_is_down_are_scored(
-    tiny_bundle: Path, broker: Broker, recorder: Callable[..., Recorder], tmp_path: Path
+    tiny_bundle: Path, broker: Broker, recorder: Callable[..., Recorder], tmp_path: Path, protocol: str
 ) -> None:
     config = tmp_path / "agent.yaml"
     config.write_text(
@@ -50,7 +52,12 @@ def test_readings_published_while_the_agent_is_down_are_scored(
             {
                 "agent_id": "restart",
                 "bundle": str(tiny_bundle),
-                "broker": {"port": broker.port, "reconnect_min_s": 1, "reconnect_max_s": 2},
+                "broker": {
+                    "port": broker.port,
+                    "protocol": protocol,  # 5: clean_start=False + session expiry; 3.1.1: clean_session=False
+                    "reconnect_min_s": 1,
+                    "reconnect_max_s": 2,
+                },
                 "topics": {"score": "edgegan/score/{device}"},
                 "stats": {"interval_s": 0.5},
             }

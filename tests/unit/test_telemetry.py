@@ -45,7 +45,8 @@ def test_missing_ts_takes_the_receive_time() -> None:
         ({"values": {"temp": "hot", "rpm": 2}}, None, t.NON_NUMERIC),
         ({"values": {"temp": True, "rpm": 2}}, None, t.NON_NUMERIC),
         ({"values": {"temp": None, "rpm": 2}}, None, t.NON_NUMERIC),
-        (None, b'{"values": [1e999, 2]}', t.NON_NUMERIC),
+        (None, b'{"values": [1e999, 2]}', t.BAD_JSON),  # overflows a double: not a JSON number we accept
+        (None, b'{"values": [1, 2]} trailing', t.BAD_JSON),
         (None, b'{"values": [1e39, 2]}', t.NON_NUMERIC),
         ({"values": [1, 2, 3]}, None, t.WRONG_CHANNEL_COUNT),
         ({"ts": "yesterday", "values": [1, 2]}, None, t.BAD_TS),

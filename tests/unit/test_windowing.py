@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from edge_agent.telemetry import Reading
-from edge_agent.windowing import DUPLICATE, OUT_OF_ORDER, OrderError, WindowStore
+from edge_agent.windowing import (
+    DUPLICATE,
+    OUT_OF_ORDER,
+    OrderError,
+    ReorderBuffer,
+    WindowBatch,
+    WindowStore,
+)
 
 
 def _reading(ts: float, value: float, device: str = "d1", seq: int | None = None) -> Reading:
@@ -61,3 +68,46 @@ def test_a_long_gap_restarts_the_window() -> None:
     window = store.push(_reading(102, 102))
     assert window is not None
     np.testing.assert_allclose(window[:, 0], [100, 101, 102])
+
+
+def test_batched_windows_equal_the_copied_ones_across_the_ring_wrap() -> None:
+    copied = WindowStore(window_len=4, hop_len=1, n_channels=2)
+    batched = WindowStore(window_len=4, hop_len=1, n_channels=2)
+    batch = WindowBatch(window_len=4, n_channels=2, capacity=2)  # small: forces the batch to grow
+    expected = []
+    for i in range(11):
+        for device in ("a", "b"):
+            window = copied.push(_reading(i, i + (100 if device == "b" else 0), device))
+            if window is not None:
+                expected.append(window)
+            batched.push_into(_reading(i, i + (100 if device == "b" else 0), device), batch)
+    assert batch.count == len(expected) == 16
+    np.testing.assert_array_equal(batch.windows, np.stack(expected))
+    np.testing.assert_allclose(batch.windows[-1][:, 0], [107, 108, 109, 110])
+
+
+def test_reorder_buffer_puts_late_readings_in_place() -> None:
+    reorder = ReorderBuffer(depth=2)
+    released = [r.ts for ts in (1, 3, 2, 4, 6, 5, 7, 8) for r in reorder.push(_reading(ts, ts))]
+    assert released == [1, 2, 3, 4, 5, 6]  # 7 and 8 are held until two newer readings come
+    assert reorder.held() == 2
+
+
+def test_reorder_buffer_refuses_too_late_and_repeated_readings() -> None:
+    reorder = ReorderBuffer(depth=1)
+    for ts in (1, 2, 3):
+        reorder.push(_reading(ts, ts, seq=ts))
+    for reading, reason in [
+        (_reading(2, 2, seq=2), DUPLICATE),  # the last one released, redelivered
+        (_reading(3, 3, seq=3), DUPLICATE),  # still held
+        (_reading(0.5, 0, seq=0), OUT_OF_ORDER),  # later than the depth allows
+    ]:
+        with pytest.raises(OrderError) as caught:
+            reorder.push(reading)
+        assert caught.value.reason == reason
+
+
+def test_reorder_depth_zero_passes_through_and_lets_the_store_judge_order() -> None:
+    reorder = ReorderBuffer(depth=0)
+    assert [r.ts for r in reorder.push(_reading(5, 5))] == [5]
+    assert [r.ts for r in reorder.push(_reading(4, 4))] == [4]
