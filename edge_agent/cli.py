@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from edge_agent.command_runner import run_command
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import ConfigError, EdgeAgentError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +37,32 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--bundle", type=Path, help="bundle folder (overrides the config)")
     run.add_argument("--agent-id", help="agent id used in topics and the client id")
     run.add_argument("--validate-config", action="store_true", help="check the config and exit")
+    _add_simulate(commands)
     return parser
+
+
+def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = commands.add_parser(
+        "simulate", help="publish a simulated fleet (GAN-generated, with faults and ground truth)"
+    )
+    sim.add_argument("--bundle", type=Path, help="bundle folder (its generator makes the readings)")
+    sim.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port")
+    sim.add_argument("--scenario", type=Path, help="YAML scenario (see configs/scenario.yaml)")
+    sim.add_argument("--devices", type=int, help="number of simulated devices")
+    sim.add_argument("--rate", type=float, help="readings per second per device")
+    sim.add_argument("--duration", type=float, help="seconds to run")
+    sim.add_argument("--seed", type=int, help="seed of the whole run")
+    sim.add_argument(
+        "--inject",
+        help="comma-separated fault kinds injected at random, or 'none' for clean streams "
+        "(default: a mix of anomaly kinds on half the devices)",
+    )
+    sim.add_argument("--truth-file", type=Path, help="write ground truth here (JSON lines)")
+    sim.add_argument("--evaluate", action="store_true", help="collect the agent's alerts and print the table")
+    sim.add_argument("--report", type=Path, help="write the run's figures (and evaluation) as JSON")
+    sim.add_argument("--replay", type=Path, help="publish this CSV instead of generated data")
+    sim.add_argument("--replay-device", default="replay-1", help="device id for --replay")
+    sim.add_argument("--speed", type=float, default=1.0, help="replay this many times faster")
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
@@ -108,8 +133,57 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_simulate(args: argparse.Namespace) -> int:
+    from edge_agent.config import BrokerConfig, broker_from_url
+    from edge_agent.simulator.run import replay_csv, simulate
+    from edge_agent.simulator.scenario import load_scenario
+
+    broker = BrokerConfig.model_validate(broker_from_url(args.broker))
+    if args.replay is not None:
+        report = replay_csv(args.replay, broker, args.replay_device, args.speed)
+        summary: dict[str, object] = {"published": report.published, "seconds": round(report.seconds, 3)}
+        summary["max_lag_s"] = round(report.max_lag_s, 4)
+        print(json.dumps(summary))
+        return 0
+    if args.bundle is None:
+        raise ConfigError("simulate needs --bundle (or --replay CSV)")
+    overrides: dict[str, object] = {
+        "devices": args.devices,
+        "rate_hz": args.rate,
+        "duration_s": args.duration,
+        "seed": args.seed,
+    }
+    if args.inject is not None:
+        kinds = [k.strip() for k in args.inject.split(",") if k.strip()]
+        overrides["random"] = {"kinds": [] if kinds == ["none"] else kinds}
+    scenario = load_scenario(args.scenario, overrides)
+    result = simulate(args.bundle, broker, scenario, args.truth_file, score_alerts=args.evaluate)
+    figures: dict[str, object] = {
+        "devices": result.report.devices,
+        "published": result.report.published,
+        "seconds": round(result.report.seconds, 3),
+        "rate_per_s": round(result.report.rate_per_s, 1),
+        "planned_per_s": round(scenario.devices * scenario.rate_hz, 1),
+        "max_lag_s": round(result.report.max_lag_s, 4),
+        "faults": len(result.report.truth),
+    }
+    if result.evaluation is not None:
+        print(result.evaluation.table())
+        figures["evaluation"] = result.evaluation.as_dict()
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in figures.items() if k != "evaluation"}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edge-agent` console script."""
     args = _parser().parse_args(argv)
-    handlers = {"verify": _run_verify, "score": _run_score, "run": _run_daemon}
+    handlers = {
+        "verify": _run_verify,
+        "score": _run_score,
+        "run": _run_daemon,
+        "simulate": _run_simulate,
+    }
     return run_command("edge-agent", handlers[args.command], args, (EdgeAgentError,))

@@ -1,0 +1,127 @@
+"""Continuous per-device streams from the bundle's generator, through onnxruntime (no torch).
+
+The generator makes independent windows; laid end to end they would jump at every boundary, which a scorer
+rightly calls anomalous. Each next window is therefore picked, among a few candidates, as the one whose start
+best continues the previous window's end, and the two are cross-faded over an overlap with equal-power
+weights (on deviations from the channel means, so levels and variances are kept through the fade).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.bundle import GENERATOR, GENERATOR_INPUT, GENERATOR_OUTPUT, Bundle
+from edge_agent.errors import BackendUnavailable, BundleError
+
+CANDIDATES = 8  # windows generated per step to choose the best continuation from
+# Latent vectors are drawn with this standard deviation, not 1 (the "truncation trick"): the generator's
+# rare far-out samples are what a scorer flags, and a simulator of *normal* operation should not make them.
+TRUNCATION = 0.7
+
+
+class Generator:
+    """The bundle's generator graph: latent vectors to windows in raw units."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise BackendUnavailable(f"onnxruntime is not installed ({err})") from None
+        manifest = bundle.manifest
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(
+                str(bundle.model_path(GENERATOR)), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # ORT's exception types are not importable in a stable way
+            raise BundleError(f"{bundle.path}: cannot load {GENERATOR} ({err})") from None
+        self.latent_dim = manifest.latent_dim
+        self.window_len = manifest.window_len
+        self.channels = list(manifest.channels)
+        self.mean = np.asarray(manifest.normalisation.mean, dtype=np.float32)
+        self.scale = np.asarray(manifest.normalisation.scale, dtype=np.float32)
+
+    def windows(self, latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """[batch, latent] -> [batch, window, channels] in raw units."""
+        (out,) = self._session.run([GENERATOR_OUTPUT], {GENERATOR_INPUT: latent.astype(np.float32)})
+        return np.asarray(out, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """What makes one simulated device differ from another of the same model."""
+
+    gain: npt.NDArray[np.float32]  # [channels], around 1
+    offset: npt.NDArray[np.float32]  # [channels], raw units
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, scale: npt.NDArray[np.float32], variation: float) -> DeviceProfile:
+        """Small per-channel gain and offset changes, `variation` as a fraction of the channel's spread."""
+        n = len(scale)
+        gain = (1 + variation * rng.standard_normal(n)).astype(np.float32)
+        offset = (variation * scale * rng.standard_normal(n)).astype(np.float32)
+        return cls(gain=gain, offset=offset)
+
+
+class DeviceStream:
+    """An endless stream of rows for one device; `next_row` is cheap, generation happens in chunks."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        seed: int,
+        variation: float = 0.03,
+        overlap: int | None = None,
+        truncation: float = TRUNCATION,
+    ) -> None:
+        self.generator = generator
+        self.truncation = truncation
+        self.rng = np.random.default_rng(seed)
+        self.profile = DeviceProfile.draw(self.rng, generator.scale, variation)
+        window = generator.window_len
+        self.overlap = overlap if overlap is not None else max(2, window // 3)
+        if not 0 < self.overlap < window:
+            raise ValueError(f"overlap {self.overlap} must lie between 0 and the window ({window})")
+        angle = np.linspace(0.0, np.pi / 2, self.overlap + 2, dtype=np.float32)[1:-1, None]
+        self._fade_out, self._fade_in = np.cos(angle), np.sin(angle)
+        self._previous = self._pick(None)
+        self._chunk = self._previous[: window - self.overlap]
+        self._index = 0
+
+    def _pick(self, previous: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
+        shape = (CANDIDATES, self.generator.latent_dim)
+        latent = (self.truncation * self.rng.standard_normal(shape)).astype(np.float32)
+        candidates = self.generator.windows(latent)
+        if previous is None:
+            return candidates[0]
+        tail = (previous[-self.overlap :] - self.generator.mean) / self.generator.scale
+        heads = (candidates[:, : self.overlap] - self.generator.mean) / self.generator.scale
+        best = int(np.argmin(((heads - tail) ** 2).sum(axis=(1, 2))))
+        return candidates[best]
+
+    def _next_chunk(self) -> npt.NDArray[np.float32]:
+        window, overlap = self.generator.window_len, self.overlap
+        current = self._pick(self._previous)
+        mean = self.generator.mean
+        blended = mean + self._fade_out * (self._previous[-overlap:] - mean)
+        blended = blended + self._fade_in * (current[:overlap] - mean)
+        chunk = np.concatenate([blended, current[overlap : window - overlap]])
+        self._previous = current
+        return chunk.astype(np.float32)
+
+    def next_row(self) -> npt.NDArray[np.float32]:
+        """The next reading's values in raw units, with this device's gain and offset."""
+        if self._index == len(self._chunk):
+            self._chunk, self._index = self._next_chunk(), 0
+        row = self._chunk[self._index]
+        self._index += 1
+        mean = self.generator.mean
+        return (mean + self.profile.gain * (row - mean) + self.profile.offset).astype(np.float32)
+
+    def rows(self, count: int) -> npt.NDArray[np.float32]:
+        """The next `count` rows as one array."""
+        return np.stack([self.next_row() for _ in range(count)]) if count else np.zeros((0, 0), np.float32)
