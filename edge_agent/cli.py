@@ -157,7 +157,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
         kinds = [k.strip() for k in args.inject.split(",") if k.strip()]
         overrides["random"] = {"kinds": [] if kinds == ["none"] else kinds}
     scenario = load_scenario(args.scenario, overrides)
-    result = simulate(args.bundle, broker, scenario, args.truth_file, score_alerts=args.evaluate)
+    alerts_file = args.report.with_suffix(".alerts.jsonl") if args.report is not None else None
+    result = simulate(
+        args.bundle, broker, scenario, args.truth_file, score_alerts=args.evaluate, alerts_file=alerts_file
+    )
     figures: dict[str, object] = {
         "devices": result.report.devices,
         "published": result.report.published,

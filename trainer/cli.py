@@ -29,9 +29,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--out", type=Path, required=True, help="bundle folder to write (replaced atomically)")
     _add_fit_options(fit)
-    demo = commands.add_parser("demo", help="generate pump-like demo data and fit a bundle on it")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for demo data and bundle")
+    demo = commands.add_parser(
+        "demo",
+        help="the whole story: pump-like data, a model, a broker, the agent and a simulated fleet with faults",
+    )
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for everything it writes")
     demo.add_argument("--rows", type=int, default=6000, help="rows of demo data at 1 Hz")
+    demo.add_argument("--devices", type=int, default=20, help="simulated devices")
+    demo.add_argument("--rate", type=float, default=10.0, help="readings per second per simulated device")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds the simulated fleet runs")
+    demo.add_argument("--no-fleet", action="store_true", help="stop after the bundle (no broker, agent, fleet)")
     _add_fit_options(demo)
     return parser
 
@@ -68,7 +75,17 @@ def _run_demo(args: argparse.Namespace) -> int:
         raise TrainerError(f"--rows {args.rows}: the demo needs at least 200 rows")
     data = write_pump_csv(args.out / "pump_normal.csv", rows=args.rows, seed=7)
     log.info("demo data: %s (%d rows, 8 channels)", data, args.rows)
-    _print_summary(build_bundle(data, args.out / "bundle", _load_config(args)))
+    result = build_bundle(data, args.out / "bundle", _load_config(args))
+    _print_summary(result)
+    if args.no_fleet:
+        return 0
+    from trainer.fleet_demo import run_fleet
+
+    seed = args.seed if args.seed is not None else 7
+    fleet = run_fleet(result.bundle.path, args.out / "fleet", args.devices, args.rate, args.duration, seed)
+    assert fleet.evaluation is not None  # run_fleet checks it
+    print(fleet.evaluation.table())
+    log.info("figures: %s", args.out / "fleet" / "evaluation.json")
     return 0
 
 

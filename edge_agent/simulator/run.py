@@ -93,6 +93,7 @@ def simulate(
     score_alerts: bool = False,
     settle_s: float | None = None,
     stop: threading.Event | None = None,
+    alerts_file: Path | None = None,
 ) -> SimulationResult:
     """Publish the scenario in real time; with `score_alerts`, collect the agent's alerts and evaluate."""
     bundle = load_bundle(bundle_dir)
@@ -125,6 +126,9 @@ def simulate(
     window_s = bundle.manifest.window_len / scenario.rate_hz
     time.sleep(settle_s if settle_s is not None else min(5.0, window_s))  # alerts for the last readings
     alerts = collector.close()
+    if alerts_file is not None:
+        alerts_file.parent.mkdir(parents=True, exist_ok=True)
+        alerts_file.write_text("".join(json.dumps(alert) + "\n" for alert in alerts))
     device_hours = scenario.devices * scenario.duration_s / 3600.0
     evaluation = evaluate(report.truth, alerts, device_hours, grace_s=window_s)
     return SimulationResult(report, evaluation)

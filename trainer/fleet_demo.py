@@ -1,0 +1,243 @@
+"""The main job: data -> model -> broker -> agent -> simulated fleet with faults -> evaluation table.
+
+Every stage runs for real and is checked: the broker must accept connections, the agent must come online
+and score, the simulator must publish what it planned, the agent must stop cleanly. Any failure raises
+TrainerError with the stage's name, so `edge-trainer demo` exits non-zero with one line saying where.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.config import BrokerConfig
+from edge_agent.simulator.faults import (
+    BROKEN_CORRELATION,
+    CLOCK_SKEW,
+    DRIFT,
+    DUPLICATE,
+    LEVEL_SHIFT,
+    MALFORMED,
+    NAN,
+    NOISE_BURST,
+    SPIKE,
+    STUCK,
+)
+from edge_agent.simulator.run import SimulationResult, simulate
+from edge_agent.simulator.scenario import Scenario
+from trainer.errors import TrainerError
+
+log = logging.getLogger(__name__)
+
+AGENT_ID = "demo"
+MOSQUITTO_PATHS = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+DEMO_KINDS = [LEVEL_SHIFT, DRIFT, STUCK, NOISE_BURST, BROKEN_CORRELATION, SPIKE]
+TRANSPORT_DEMO_KINDS = [MALFORMED, NAN, DUPLICATE, CLOCK_SKEW]
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """A broker this process started."""
+
+    port: int
+    protocol: str  # "5" for Mosquitto, "3.1.1" for the embedded fallback
+    kind: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise TrainerError(f"broker: exited with code {process.returncode} before accepting connections")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TrainerError(f"broker: nothing listens on 127.0.0.1:{port} after {seconds:.0f} s")
+
+
+@contextmanager
+def local_broker(folder: Path) -> Iterator[LocalBroker]:
+    """Mosquitto on a free port when installed, otherwise the embedded pure-Python broker (MQTT 3.1.1)."""
+    port = _free_port()
+    binary = next((found for name in MOSQUITTO_PATHS if (found := shutil.which(name))), None)
+    log_file = (folder / "broker.log").open("wb")
+    if binary is not None:
+        conf = folder / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n")
+        command, broker = [binary, "-c", str(conf)], LocalBroker(port, "5", "mosquitto")
+    else:
+        try:
+            import amqtt  # noqa: F401
+        except ImportError:
+            log_file.close()
+            raise TrainerError(
+                "broker: neither mosquitto nor amqtt is installed (apt install mosquitto, or pip install amqtt)"
+            ) from None
+        command = [sys.executable, "-m", "trainer.embedded_broker", "--port", str(port)]
+        broker = LocalBroker(port, "3.1.1", "embedded amqtt")
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, process)
+        log.info("broker: %s on 127.0.0.1:%d (MQTT %s)", broker.kind, port, broker.protocol)
+        yield broker
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log_file.close()
+
+
+class _AgentWatch:
+    """Follows the agent's status and stats topics."""
+
+    def __init__(self, broker: BrokerConfig) -> None:
+        self.online = threading.Event()
+        self.stats: dict[str, object] = {}
+        protocol = mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311
+        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=protocol)
+        self._client.on_connect = lambda c, *_: c.subscribe(f"edgegan/agent/{AGENT_ID}/#", qos=1)
+        self._client.on_message = self._on_message
+        self._client.connect(broker.host, broker.port)
+        self._client.loop_start()
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic.endswith("/status"):
+            if message.payload == b"online":
+                self.online.set()
+            else:
+                self.online.clear()
+        elif message.topic.endswith("/stats"):
+            try:
+                self.stats = json.loads(message.payload)
+            except ValueError:
+                pass
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def _start_agent(bundle: Path, broker: LocalBroker, folder: Path) -> subprocess.Popen[bytes]:
+    config = folder / "agent.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "agent_id": AGENT_ID,
+                "bundle": str(bundle.resolve()),
+                "broker": {"port": broker.port, "protocol": broker.protocol},
+                "stats": {"interval_s": 1.0},
+            }
+        )
+    )
+    log_file = (folder / "agent.log").open("wb")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "edge_agent", "run", "--config", str(config)]
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    log_file.close()  # the child holds its own descriptor
+    return process
+
+
+def demo_scenario(devices: int, rate_hz: float, duration_s: float, seed: int) -> Scenario:
+    """Half the devices get anomalies, a few get transport faults; the rest stay clean."""
+    return Scenario.model_validate(
+        {
+            "devices": devices,
+            "rate_hz": rate_hz,
+            "duration_s": duration_s,
+            "seed": seed,
+            "random": {
+                "kinds": DEMO_KINDS,
+                "per_device_hour": 3600 / duration_s * 3,
+                "device_fraction": 0.5,
+                "duration_s": (64 / rate_hz, 160 / rate_hz),
+                "magnitude": 1.0,
+            },
+            "events": [
+                {"device": devices - 1 - i, "kind": kind, "at_s": duration_s / 2, "duration_s": 3 / rate_hz}
+                for i, kind in enumerate(TRANSPORT_DEMO_KINDS)
+                if devices - 1 - i >= devices // 2
+            ],
+        }
+    )
+
+
+def run_fleet(
+    bundle: Path, folder: Path, devices: int, rate_hz: float, duration_s: float, seed: int
+) -> SimulationResult:
+    """Broker, agent and simulated fleet; returns the simulation and its evaluation."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="edgegan-broker-") as scratch, local_broker(Path(scratch)) as broker:
+        broker_config = BrokerConfig(port=broker.port, protocol=broker.protocol)  # type: ignore[arg-type]
+        watch = _AgentWatch(broker_config)
+        agent = _start_agent(bundle, broker, folder)
+        try:
+            if not watch.online.wait(60):
+                raise TrainerError(f"agent: not online after 60 s (log: {folder / 'agent.log'})")
+            log.info("agent: online; simulating %d devices for %.0f s", devices, duration_s)
+            scenario = demo_scenario(devices, rate_hz, duration_s, seed)
+            result = simulate(
+                bundle,
+                broker_config,
+                scenario,
+                folder / "truth.jsonl",
+                score_alerts=True,
+                alerts_file=folder / "alerts.jsonl",
+            )
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                code = agent.wait(30)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                code = -9
+            stats = dict(watch.stats)
+            watch.close()
+        if code != 0:
+            raise TrainerError(f"agent: exit code {code} after SIGTERM (log: {folder / 'agent.log'})")
+    _check(result, stats, folder)
+    return result
+
+
+def _check(result: SimulationResult, stats: dict[str, object], folder: Path) -> None:
+    report, evaluation = result.report, result.evaluation
+    if report.published < 0.9 * report.planned_readings:
+        raise TrainerError(f"simulator: published {report.published} of {report.planned_readings} readings")
+    scored = int(stats.get("scored", 0))  # type: ignore[call-overload]
+    if scored == 0:
+        raise TrainerError(f"agent: scored nothing (stats {stats}; log: {folder / 'agent.log'})")
+    if evaluation is None:
+        raise TrainerError("evaluation: no result")
+    figures = {
+        "published": report.published,
+        "publish_rate_per_s": round(report.rate_per_s, 1),
+        "agent": {k: stats.get(k) for k in ("received", "scored", "alerts", "rejected", "latency_ms")},
+        "evaluation": evaluation.as_dict(),
+    }
+    (folder / "evaluation.json").write_text(json.dumps(figures, indent=2) + "\n")
