@@ -67,6 +67,7 @@ class MqttLink:
         self.status_topic = topics.agent_status.format(agent_id=agent_id)
         self.command_filter = topics.command.format(agent_id=agent_id)
         self._command_prefix = self.command_filter[: -len("+")]  # computed once: checked on every message
+        self._subscribe_mid: int | None = None
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -85,6 +86,7 @@ class MqttLink:
             self._configure_tls(client)
         client.reconnect_delay_set(self.broker.reconnect_min_s, self.broker.reconnect_max_s)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -123,9 +125,21 @@ class MqttLink:
             log.error("broker refused the connection: %s", reason)
             return
         self.connects += 1
-        client.subscribe([(self.topics.telemetry, 1), (self.command_filter, 1)])
-        client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        _, self._subscribe_mid = client.subscribe([(self.topics.telemetry, 1), (self.command_filter, 1)])
         log.info("connected to %s:%d (connection %d)", self.broker.host, self.broker.port, self.connects)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, _userdata: object, mid: int, reasons: list[Any], _properties: object
+    ) -> None:
+        # Online only once the broker confirms the subscriptions: a reading published after `online` is
+        # then never missed, even on the very first connection, before the session holds anything.
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker refused the subscriptions: %s (check its ACL)", ", ".join(refused))
+            return
+        client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         self.connected.set()
 
     def _on_disconnect(

@@ -88,3 +88,21 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Pa
         == 0
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def pump_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small bundle on the demo's noisy 8-channel pump data, whose generator makes convincing streams.
+
+    The tiny bundle's periodic, nearly noise-free test signal is hard for a GAN trained in seconds; the
+    simulator tests need a generator whose clean output the scorer accepts, as a real bundle's would be.
+    """
+    from trainer.cli import main
+    from trainer.demo_data import write_pump_csv
+
+    folder = tmp_path_factory.mktemp("pump")
+    data = write_pump_csv(folder / "pump.csv", rows=3000, seed=5)
+    config = write_tiny_config(folder, model={"width": 32, "latent_dim": 16})
+    out = folder / "bundle"
+    assert main(["fit", "--data", str(data), "--out", str(out), "--config", str(config)]) == 0
+    return out

@@ -31,14 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_fit_options(fit)
     demo = commands.add_parser(
         "demo",
-        help="the whole story: pump-like data, a model, a broker, the agent and a simulated fleet with faults",
+        help="the whole story: pump-like data, a model, a broker, the agent and a faulty simulated fleet",
     )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for everything it writes")
     demo.add_argument("--rows", type=int, default=6000, help="rows of demo data at 1 Hz")
     demo.add_argument("--devices", type=int, default=20, help="simulated devices")
     demo.add_argument("--rate", type=float, default=10.0, help="readings per second per simulated device")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds the simulated fleet runs")
-    demo.add_argument("--no-fleet", action="store_true", help="stop after the bundle (no broker, agent, fleet)")
+    demo.add_argument(
+        "--no-fleet", action="store_true", help="stop after the bundle (no broker, agent, fleet)"
+    )
     _add_fit_options(demo)
     return parser
 

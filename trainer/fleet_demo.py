@@ -7,6 +7,7 @@ TrainerError with the stage's name, so `edge-trainer demo` exits non-zero with o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -96,7 +97,8 @@ def local_broker(folder: Path) -> Iterator[LocalBroker]:
         except ImportError:
             log_file.close()
             raise TrainerError(
-                "broker: neither mosquitto nor amqtt is installed (apt install mosquitto, or pip install amqtt)"
+                "broker: neither mosquitto nor amqtt is installed "
+                "(apt install mosquitto, or pip install amqtt)"
             ) from None
         command = [sys.executable, "-m", "trainer.embedded_broker", "--port", str(port)]
         broker = LocalBroker(port, "3.1.1", "embedded amqtt")
@@ -134,10 +136,8 @@ class _AgentWatch:
             else:
                 self.online.clear()
         elif message.topic.endswith("/stats"):
-            try:
+            with contextlib.suppress(ValueError):
                 self.stats = json.loads(message.payload)
-            except ValueError:
-                pass
 
     def close(self) -> None:
         self._client.disconnect()
@@ -193,7 +193,10 @@ def run_fleet(
 ) -> SimulationResult:
     """Broker, agent and simulated fleet; returns the simulation and its evaluation."""
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="edgegan-broker-") as scratch, local_broker(Path(scratch)) as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="edgegan-broker-") as scratch,
+        local_broker(Path(scratch)) as broker,
+    ):
         broker_config = BrokerConfig(port=broker.port, protocol=broker.protocol)  # type: ignore[arg-type]
         watch = _AgentWatch(broker_config)
         agent = _start_agent(bundle, broker, folder)

@@ -81,10 +81,13 @@ class Evaluation:
             lines.append(f"{row.kind:<20}{row.injected:>9}{detected:>9}{recall:>8}{delay:>9}")
         lines.append(
             f"alerts {self.alerts}, false alarms {self.false_alarms} "
-            f"({self.false_alarms_per_device_hour:.2f} per device-hour over {self.device_hours:.2f} device-hours)"
+            f"({self.false_alarms_per_device_hour:.2f} per device-hour, "
+            f"{self.device_hours:.2f} device-hours)"
         )
         if any(row.injected for row in self.kinds if row.kind in TRANSPORT_KINDS):
-            lines.append("* transport faults should draw no alert: their 'detected' column counts alerts drawn")
+            lines.append(
+                "* transport faults should draw no alert: their 'detected' column counts alerts drawn"
+            )
         return "\n".join(lines)
 
 

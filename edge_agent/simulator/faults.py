@@ -93,7 +93,8 @@ class Injection:
             noise = rng.standard_normal(len(chosen)).astype(np.float32)
             self._ar_state = (0.9 * self._ar_state + np.sqrt(1 - 0.81) * noise).astype(np.float32)
             out[chosen] = mean[chosen] + 1.5 * scale[chosen] * self._ar_state
-        return out
+        result: npt.NDArray[np.float32] = out
+        return result
 
 
 def draw_channels(rng: np.random.Generator, kind: str, n_channels: int) -> list[int]:

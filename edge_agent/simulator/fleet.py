@@ -104,7 +104,9 @@ class Fleet:
         for index in range(scenario.devices):
             rate = scenario.rate_hz * (1 + scenario.rate_spread * rng.uniform(-1, 1))
             phase = rng.uniform(0, 1 / rate)  # devices do not all report on the same tick
-            stream = DeviceStream(self.generator, seed=scenario.seed * 100_003 + index, variation=scenario.variation)
+            stream = DeviceStream(
+                self.generator, seed=scenario.seed * 100_003 + index, variation=scenario.variation
+            )
             self.devices.append(_Device(scenario.device_name(index), stream, rate, start + phase))
         self.injections = plan_faults(
             scenario,

@@ -1,4 +1,4 @@
-"""`edge-agent simulate`: a fleet (or a CSV replay) on a broker, optionally scored against the agent's alerts."""
+"""`edge-agent simulate`: a fleet (or a CSV replay) on a broker, optionally scored against the alerts."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.bundle import load_bundle
 from edge_agent.config import BrokerConfig
-from edge_agent.errors import DataError
+from edge_agent.errors import DataError, EdgeAgentError
 from edge_agent.simulator.evaluate import Evaluation, evaluate
 from edge_agent.simulator.fleet import (
     TELEMETRY_TOPIC,
@@ -42,13 +42,21 @@ class AlertCollector:
             callback_api_version=CallbackAPIVersion.VERSION2,
             protocol=mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311,
         )
-        self._client.on_connect = lambda c, *_: (c.subscribe(topic_filter, qos=1), self._ready.set())
+        self._topic_filter = topic_filter
+        self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         if broker.username:
             self._client.username_pw_set(broker.username, broker.password())
-        self._client.connect(broker.host, broker.port)
+        try:
+            self._client.connect(broker.host, broker.port)
+        except OSError as err:
+            raise EdgeAgentError(f"cannot reach the broker at {broker.host}:{broker.port}: {err}") from None
         self._client.loop_start()
         self._ready.wait(10)
+
+    def _on_connect(self, client: mqtt.Client, *_: object) -> None:
+        client.subscribe(self._topic_filter, qos=1)
+        self._ready.set()
 
     def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
         try:

@@ -59,7 +59,9 @@ class DeviceProfile:
     offset: npt.NDArray[np.float32]  # [channels], raw units
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, scale: npt.NDArray[np.float32], variation: float) -> DeviceProfile:
+    def draw(
+        cls, rng: np.random.Generator, scale: npt.NDArray[np.float32], variation: float
+    ) -> DeviceProfile:
         """Small per-channel gain and offset changes, `variation` as a fraction of the channel's spread."""
         n = len(scale)
         gain = (1 + variation * rng.standard_normal(n)).astype(np.float32)
@@ -97,11 +99,13 @@ class DeviceStream:
         latent = (self.truncation * self.rng.standard_normal(shape)).astype(np.float32)
         candidates = self.generator.windows(latent)
         if previous is None:
-            return candidates[0]
+            first: npt.NDArray[np.float32] = candidates[0]
+            return first
         tail = (previous[-self.overlap :] - self.generator.mean) / self.generator.scale
         heads = (candidates[:, : self.overlap] - self.generator.mean) / self.generator.scale
         best = int(np.argmin(((heads - tail) ** 2).sum(axis=(1, 2))))
-        return candidates[best]
+        chosen: npt.NDArray[np.float32] = candidates[best]
+        return chosen
 
     def _next_chunk(self) -> npt.NDArray[np.float32]:
         window, overlap = self.generator.window_len, self.overlap
@@ -120,7 +124,8 @@ class DeviceStream:
         row = self._chunk[self._index]
         self._index += 1
         mean = self.generator.mean
-        return (mean + self.profile.gain * (row - mean) + self.profile.offset).astype(np.float32)
+        varied: npt.NDArray[np.float32] = mean + self.profile.gain * (row - mean) + self.profile.offset
+        return varied.astype(np.float32)
 
     def rows(self, count: int) -> npt.NDArray[np.float32]:
         """The next `count` rows as one array."""

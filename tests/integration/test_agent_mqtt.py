@@ -164,7 +164,7 @@ def test_prometheus_endpoint_reports_the_same_counters(
     for payload in _payloads(correlated_series(40, seed=3), time.time() - 100):
         device.publish("sensors/m1/telemetry", payload, qos=1).wait_for_publish(5)
     device.publish("sensors/m1/telemetry", b"{oops", qos=1).wait_for_publish(5)
-    wait_until(lambda: agent.service.stats.received >= 41)
+    wait_until(lambda: agent.service.stats.received >= 41 and agent.service.stats.scored >= 9)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     assert "edgegan_scored_total 9.0" in text

@@ -1,0 +1,136 @@
+"""Generated streams are continuous, reproducible and normal; every fault does what its name says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.bundle import SCORER_INT8, load_bundle
+from edge_agent.decision import DecisionConfig
+from edge_agent.pipeline import open_pipeline
+from edge_agent.simulator import faults
+from edge_agent.simulator.fleet import Fleet
+from edge_agent.simulator.scenario import Scenario
+from edge_agent.simulator.stream import DeviceStream, Generator
+from edge_agent.telemetry import PayloadError, Reading, decode_telemetry
+
+
+@pytest.fixture(scope="module")
+def generator(pump_bundle: Path) -> Generator:
+    return Generator(load_bundle(pump_bundle))
+
+
+def test_same_seed_same_stream_other_seed_other_device(generator: Generator) -> None:
+    first = DeviceStream(generator, seed=4).rows(100)
+    again = DeviceStream(generator, seed=4).rows(100)
+    other = DeviceStream(generator, seed=5).rows(100)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+
+
+def test_window_joins_are_no_rougher_than_the_stream_itself(generator: Generator) -> None:
+    stream = DeviceStream(generator, seed=1, variation=0.0)
+    rows = (stream.rows(40 * (generator.window_len - stream.overlap)) - generator.mean) / generator.scale
+    steps = np.abs(np.diff(rows, axis=0)).mean(axis=1)  # [rows - 1] mean absolute step per row
+    chunk = generator.window_len - stream.overlap
+    at_joins = steps[chunk - 1 :: chunk]  # the step from a chunk's last row to the next chunk's first
+    inside = np.delete(steps, np.arange(chunk - 1, len(steps), chunk))
+    assert at_joins.size >= 30
+    assert np.median(at_joins) < 1.5 * np.median(inside), (np.median(at_joins), np.median(inside))
+
+
+def test_clean_simulated_streams_alert_within_the_calibrated_budget(pump_bundle: Path) -> None:
+    bundle = load_bundle(pump_bundle)
+    pipeline = open_pipeline(pump_bundle, "onnxruntime", "int8", DecisionConfig())
+    generator = Generator(bundle)
+    windows = alerts = 0
+    for device in range(8):
+        rows = DeviceStream(generator, seed=100 + device).rows(800)
+        readings = [Reading(f"d{device}", float(i), row) for i, row in enumerate(rows)]
+        outcomes, dropped = pipeline.push_many(readings)
+        assert not dropped
+        windows += len(outcomes)
+        alerts += sum(outcome.decision.alert == "start" for outcome in outcomes)
+    budget = bundle.threshold_for(SCORER_INT8).false_alarm_budget
+    assert windows > 5000
+    assert alerts / windows <= budget, f"{alerts} alert starts in {windows} windows, budget {budget}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "check"),
+    [
+        (faults.SPIKE, lambda before, after, s: np.isclose(after - before, 6 * s, rtol=1e-4)),
+        (faults.LEVEL_SHIFT, lambda before, after, s: np.isclose(after - before, 4 * s, rtol=1e-4)),
+        (faults.DRIFT, lambda before, after, s: np.isclose(after - before, 4 * s, rtol=1e-4)),  # halfway
+    ],
+)
+def test_value_anomalies_move_the_chosen_channel_by_their_size(kind: str, check: object) -> None:
+    mean = np.zeros(3, np.float32)
+    scale = np.array([1.0, 2.0, 3.0], np.float32)
+    injection = faults.Injection("d", kind, start=0.0, end=10.0, channels=[1])
+    row = np.array([1.0, 1.0, 1.0], np.float32)
+    out = injection.apply(row, 5.0, mean, scale, np.random.default_rng(0))
+    assert check(row[1], out[1], scale[1])  # type: ignore[operator]
+    np.testing.assert_array_equal(out[[0, 2]], row[[0, 2]])
+
+
+def test_stuck_holds_the_first_value_and_broken_correlation_decouples() -> None:
+    mean, scale = np.zeros(2, np.float32), np.ones(2, np.float32)
+    rng = np.random.default_rng(0)
+    stuck = faults.Injection("d", faults.STUCK, 0.0, 10.0, [0])
+    values = [
+        stuck.apply(np.array([float(i), float(i)], np.float32), i, mean, scale, rng)[0] for i in range(5)
+    ]
+    assert values == [0.0] * 5
+    broken = faults.Injection("d", faults.BROKEN_CORRELATION, 0.0, 1e9, [1])
+    drive = np.sin(np.arange(2000) / 10.0).astype(np.float32)
+    out = np.array(
+        [broken.apply(np.array([d, d], np.float32), i, mean, scale, rng) for i, d in enumerate(drive)]
+    )
+    assert abs(np.corrcoef(out[:, 0], out[:, 1])[0, 1]) < 0.3  # was 1.0 before the fault
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"), [(faults.MALFORMED, "bad_json"), (faults.NAN, "bad_json"), (faults.DUPLICATE, None)]
+)
+def test_transport_faults_produce_what_the_agent_must_reject(
+    pump_bundle: Path, kind: str, reason: str
+) -> None:
+    scenario = Scenario(
+        devices=1,
+        duration_s=10,
+        random=None,
+        events=[{"device": 0, "kind": kind, "at_s": 0, "duration_s": 5}],
+    )
+    fleet = Fleet(load_bundle(pump_bundle), scenario, start=1000.0)
+    payloads = fleet.reading(fleet.devices[0])
+    if kind == faults.DUPLICATE:
+        assert len(payloads) == 2 and payloads[0] == payloads[1]
+        return
+    with pytest.raises(PayloadError) as caught:
+        decode_telemetry(payloads[0], "sim-0001", fleet.channels, 1000.0)
+    assert caught.value.reason == reason
+
+
+def test_out_of_order_sends_a_reading_after_its_successor_and_dropout_sends_nothing(
+    pump_bundle: Path,
+) -> None:
+    scenario = Scenario(
+        devices=2,
+        rate_hz=1.0,
+        duration_s=10,
+        random=None,
+        events=[
+            {"device": 0, "kind": faults.OUT_OF_ORDER, "at_s": 0, "duration_s": 0.5},
+            {"device": 1, "kind": faults.DROPOUT, "at_s": 0, "duration_s": 2.5},
+        ],
+    )
+    fleet = Fleet(load_bundle(pump_bundle), scenario, start=1000.0)
+    first, second = fleet.devices
+    assert fleet.reading(first) == []
+    late = fleet.reading(first)
+    seqs = [decode_telemetry(p, "sim-0001", fleet.channels, 1000.0).seq for p in late]
+    assert seqs == [1, 0]
+    assert [len(fleet.reading(second)) for _ in range(4)] == [0, 0, 0, 1]
