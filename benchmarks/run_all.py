@@ -10,6 +10,7 @@ BENCHMARKS = (
     "benchmarks.scorer_speed",
     "benchmarks.calibration_check",
     "benchmarks.agent_throughput",
+    "benchmarks.simulator_scale",
 )
 
 

@@ -46,6 +46,7 @@ class FleetReport:
     planned_readings: int
     max_lag_s: float
     truth: list[dict[str, object]] = field(default_factory=list)
+    dropped: int = 0  # messages paho refused because too many were waiting for the broker
 
     @property
     def rate_per_s(self) -> float:
@@ -99,7 +100,9 @@ class Fleet:
         self.generator = Generator(bundle)
         self.channels = list(bundle.manifest.channels)
         rng = np.random.default_rng(scenario.seed)
+        self._rebase_at_run = start is None  # real-time runs start their clocks when `run` begins
         start = time.time() if start is None else start
+        self.start = start
         self.devices: list[_Device] = []
         for index in range(scenario.devices):
             rate = scenario.rate_hz * (1 + scenario.rate_spread * rng.uniform(-1, 1))
@@ -120,6 +123,14 @@ class Fleet:
             self._by_device.setdefault(injection.device, []).append(injection)
         self._rng = np.random.default_rng(scenario.seed + 2)
         self.last_info: mqtt.MQTTMessageInfo | None = None  # waited for before disconnecting
+
+    def _shift(self, seconds: float) -> None:
+        self.start += seconds
+        for device in self.devices:
+            device.start += seconds
+        for injection in self.injections:
+            injection.start += seconds
+            injection.end += seconds
 
     def reading(self, device: _Device) -> list[bytes]:
         """The payloads this device sends for its next reading (none, one, or a duplicate pair)."""
@@ -162,13 +173,15 @@ class Fleet:
     ) -> FleetReport:
         """Publish in real time for `duration_s` seconds (or until `stop`)."""
         stop = stop or threading.Event()
+        if self._rebase_at_run:
+            self._shift(time.time() - self.start)  # building a large fleet takes seconds: no backlog from it
         due = [(d.start, i) for i, d in enumerate(self.devices)]
         heapq.heapify(due)
         pending_truth = list(self.injections)
         truth: list[dict[str, object]] = []
         began = time.time()
         end = began + duration_s
-        published = planned = 0
+        published = planned = dropped = 0
         max_lag = 0.0
         while due and not stop.is_set():
             when, index = due[0]
@@ -191,7 +204,11 @@ class Fleet:
                     on_truth(record)
             device = self.devices[index]
             for payload in self.reading(device):
-                self.last_info = client.publish(TELEMETRY_TOPIC.format(device=device.name), payload, qos=1)
+                info = client.publish(TELEMETRY_TOPIC.format(device=device.name), payload, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+                    dropped += 1  # paho's queue is full (65,535 unacknowledged): the broker cannot keep up
+                    continue
+                self.last_info = info
                 published += 1
             planned += 1
             heapq.heappush(due, (device.ts(), index))
@@ -202,6 +219,7 @@ class Fleet:
             planned_readings=planned,
             max_lag_s=max_lag,
             truth=truth,
+            dropped=dropped,
         )
 
 
