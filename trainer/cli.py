@@ -84,7 +84,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     from trainer.fleet_demo import run_fleet
 
     seed = args.seed if args.seed is not None else 7
-    fleet = run_fleet(result.bundle.path, args.out / "fleet", args.devices, args.rate, args.duration, seed)
+    fleet = run_fleet(
+        result.bundle.path,
+        args.out / "fleet",
+        args.devices,
+        args.rate,
+        args.duration,
+        seed,
+        args.broker_kind,
+    )
     assert fleet.evaluation is not None  # run_fleet checks it
     print(fleet.evaluation.table())
     log.info("figures: %s", args.out / "fleet" / "evaluation.json")

@@ -82,10 +82,17 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float =
 
 
 @contextmanager
-def local_broker(folder: Path) -> Iterator[LocalBroker]:
-    """Mosquitto on a free port when installed, otherwise the embedded pure-Python broker (MQTT 3.1.1)."""
+def local_broker(folder: Path, kind: str = "auto") -> Iterator[LocalBroker]:
+    """Mosquitto on a free port when installed, otherwise the embedded pure-Python broker (MQTT 3.1.1).
+
+    `kind` is "auto", "mosquitto" or "embedded".
+    """
     port = _free_port()
     binary = next((found for name in MOSQUITTO_PATHS if (found := shutil.which(name))), None)
+    if kind == "mosquitto" and binary is None:
+        raise TrainerError("broker: mosquitto is not installed (apt install mosquitto)")
+    if kind == "embedded":
+        binary = None
     log_file = (folder / "broker.log").open("wb")
     if binary is not None:
         conf = folder / "mosquitto.conf"
@@ -189,13 +196,19 @@ def demo_scenario(devices: int, rate_hz: float, duration_s: float, seed: int) ->
 
 
 def run_fleet(
-    bundle: Path, folder: Path, devices: int, rate_hz: float, duration_s: float, seed: int
+    bundle: Path,
+    folder: Path,
+    devices: int,
+    rate_hz: float,
+    duration_s: float,
+    seed: int,
+    broker_kind: str = "auto",
 ) -> SimulationResult:
     """Broker, agent and simulated fleet; returns the simulation and its evaluation."""
     folder.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="edgegan-broker-") as scratch,
-        local_broker(Path(scratch)) as broker,
+        local_broker(Path(scratch), broker_kind) as broker,
     ):
         broker_config = BrokerConfig(port=broker.port, protocol=broker.protocol)  # type: ignore[arg-type]
         watch = _AgentWatch(broker_config)

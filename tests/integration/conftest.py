@@ -96,11 +96,15 @@ class Recorder:
     _lock: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self) -> None:
+        subscribed = threading.Event()
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_: [c.subscribe(t, qos=1) for t in self.topics]
+        self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in self.topics])
+        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
+        # Only once the broker has confirmed: a message published right after must not be missed.
+        assert subscribed.wait(TIMEOUT_S), f"no SUBACK for {self.topics}"
 
     def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
         with self._lock:
