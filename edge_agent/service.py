@@ -19,6 +19,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.mqtt_link import MqttLink, RawMessage
 from edge_agent.pipeline import Outcome, ScoringPipeline
 from edge_agent.stats import Stats
+from edge_agent.systemd_notify import SystemdNotifier
 from edge_agent.telemetry import BAD_DEVICE, PayloadError, Reading, decode_telemetry
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class AgentService:
         self.config, self.pipeline, self.link, self.clock = config, pipeline, link, clock
         self.open_model = open_model  # builds a verified, warmed-up pipeline for a bundle path (hot swap)
         self.stats = Stats()
+        self.systemd = SystemdNotifier()
         self._reload_request: Path | None = None
         self._open_alerts: dict[str, str] = {}
         self._routes: dict[str, tuple[str | None, bool]] = {}
@@ -59,14 +61,18 @@ class AgentService:
 
             stop_metrics = serve_metrics(stats.prometheus_port, stats.prometheus_address, self.snapshot)
         self.link.start()
+        self.systemd.ready(f"serving {self.pipeline.bundle_id}")
         while not stop.is_set():
             self.step()
+            self.systemd.watchdog()  # fed by the scoring loop itself: a hung loop gets us restarted
+        self.systemd.stopping()
         while self.step():
             pass
         self.publish_stats()
         self.link.stop()
         if stop_metrics is not None:
             stop_metrics()
+        self.systemd.close()
 
     def request_reload(self, bundle: Path | None = None) -> None:
         """Ask for a model swap at the next loop iteration (safe from signal handlers and other threads)."""
@@ -246,6 +252,12 @@ class AgentService:
         """The periodic stats message."""
         topic = self.config.topics.agent_stats.format(agent_id=self.config.agent_id)
         self.link.publish(topic, json.dumps(self.snapshot()), qos=0)
+        stats = self.stats
+        self.systemd.status(
+            f"{'connected' if self.link.connected.is_set() else 'reconnecting'}; bundle "
+            f"{self.pipeline.bundle_id}; received {stats.received}, scored {stats.scored}, "
+            f"alerts {stats.alerts}, rejected {sum(stats.rejected.values())}"
+        )
 
     def snapshot(self) -> dict[str, object]:
         """Counters for the stats topic and the Prometheus endpoint."""
