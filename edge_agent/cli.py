@@ -29,7 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--out", type=Path, required=True, help="output CSV: line, ts, score, anomaly, rejected"
     )
-    score.add_argument("--backend", default="onnxruntime", help="scoring backend (default onnxruntime)")
+    score.add_argument(
+        "--backend",
+        default="onnxruntime",
+        choices=["onnxruntime", "tensorrt", "auto"],
+        help="scoring backend",
+    )
     score.add_argument("--precision", default="int8", choices=["int8", "fp32"], help="scorer graph to use")
     run = commands.add_parser("run", help="the daemon: MQTT telemetry in, alerts and state out")
     run.add_argument("--config", type=Path, help="YAML agent config (see configs/agent.yaml)")
@@ -93,6 +98,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
             config.decision,
             config.ingest.max_gap_s,
             config.ingest.reorder_depth,
+            config.backend.threads,
         )
 
     link = MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size)

@@ -103,9 +103,13 @@ class TopicsConfig(_Section):
 class BackendConfig(_Section):
     """Which runtime scores windows."""
 
-    name: Literal["onnxruntime"] = Field("onnxruntime", description="scoring backend")
+    name: Literal["onnxruntime", "tensorrt", "auto"] = Field(
+        "onnxruntime",
+        description="onnxruntime (CPU), tensorrt (GPU; an error if it cannot run), or auto (TensorRT where "
+        "it works, else onnxruntime)",
+    )
     precision: Literal["int8", "fp32"] = Field("int8", description="scorer graph")
-    threads: int = Field(1, ge=1, description="intra-op threads")
+    threads: int = Field(1, ge=1, description="intra-op threads (onnxruntime on CPU)")
 
 
 class IngestConfig(_Section):

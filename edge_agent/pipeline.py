@@ -115,10 +115,11 @@ def open_pipeline(
     decision: DecisionConfig,
     max_gap_s: float | None = None,
     reorder_depth: int = 0,
+    threads: int = 1,
 ) -> ScoringPipeline:
     """Load and verify the bundle, open the backend, warm it up."""
     bundle = load_bundle(bundle_dir)
-    scorer = open_scorer(bundle, backend=backend, precision=precision)
+    scorer = open_scorer(bundle, backend=backend, precision=precision, threads=threads)
     log.info(
         "bundle %s, backend %s, warm-up %.1f ms",
         bundle.manifest.bundle_id,

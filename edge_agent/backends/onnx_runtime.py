@@ -25,7 +25,7 @@ class OnnxRuntimeScorer:
         window_len: int,
         n_channels: int,
         threads: int = 1,
-        providers: list[str] | None = None,
+        providers: list[str | tuple[str, dict[str, object]]] | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -60,6 +60,10 @@ class OnnxRuntimeScorer:
             scores=scores.astype(np.float32, copy=False),
             contributions=contributions.astype(np.float32, copy=False),
         )
+
+    def providers(self) -> list[str]:
+        """The execution providers the session actually got, best first."""
+        return list(self._session.get_providers())
 
     def warmup(self) -> float:
         """Run one batch of zeros; returns seconds taken."""
