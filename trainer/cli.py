@@ -13,8 +13,14 @@ from edge_agent.errors import EdgeAgentError
 from trainer.errors import TrainerError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from trainer.build import BuildResult
     from trainer.config import TrainConfig
+    from trainer.synth_report import SynthReport
+
+    F32Array = npt.NDArray[np.float32]
 
 log = logging.getLogger("trainer")
 
@@ -42,6 +48,26 @@ def _parser() -> argparse.ArgumentParser:
         "--no-fleet", action="store_true", help="stop after the bundle (no broker, agent, fleet)"
     )
     _add_fit_options(demo)
+    synth = commands.add_parser(
+        "synth", help="synthetic sensor data from a bundle's generator, with quality and privacy reports"
+    )
+    synth.add_argument("--bundle", type=Path, required=True, help="bundle folder")
+    synth.add_argument("--rows", type=int, required=True, help="rows to generate")
+    synth.add_argument("--out", type=Path, required=True, help="output .csv (or .parquet with pyarrow)")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same rows")
+    synth.add_argument("--truncation", type=float, default=0.7, help="latent std: lower is more typical")
+    synth.add_argument("--data", type=Path, help="the real training data: enables the quality/privacy report")
+    synth.add_argument("--config", type=Path, help="training config (for its holdout split)")
+    synth.add_argument("--report", type=Path, help="report folder (default: beside --out)")
+    synth.add_argument(
+        "--max-closer-to-training",
+        type=float,
+        default=0.65,
+        help="memorisation threshold: share of synthetic windows nearer to training than to held-out data",
+    )
+    synth.add_argument(
+        "--refuse-memorised", action="store_true", help="write nothing when memorisation passes the threshold"
+    )
     return parser
 
 
@@ -99,6 +125,58 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_synth(args: argparse.Namespace) -> int:
+    from trainer.synth import synthesize, write_synthetic
+
+    channels, timestamps, values = synthesize(args.bundle, args.rows, args.seed, args.truncation)
+    if args.data is None:
+        log.warning("no --data: the privacy check did not run (it needs the real training data)")
+    else:
+        report = _synth_report(args, channels, values)
+        share = report.closer_to_training
+        if share > args.max_closer_to_training:
+            message = (
+                f"memorisation: {share:.2f} of synthetic windows lie nearer to training than to held-out "
+                f"data (threshold {args.max_closer_to_training})"
+            )
+            if args.refuse_memorised:
+                raise TrainerError(message + "; nothing written (--refuse-memorised)")
+            log.warning("%s", message)
+    write_synthetic(args.out, channels, timestamps, values)
+    log.info("wrote %d rows to %s", args.rows, args.out)
+    return 0
+
+
+def _synth_report(args: argparse.Namespace, channels: list[str], values: F32Array) -> SynthReport:
+    import numpy as np
+
+    from edge_agent.bundle import load_bundle
+    from trainer.csv_data import load_training_data
+    from trainer.synth_report import build_report, write_report
+
+    manifest = load_bundle(args.bundle).manifest
+    config = _load_config(argparse.Namespace(config=args.config, epochs=None, seed=None, columns=None))
+    data = load_training_data(args.data, config.data.model_copy(update={"columns": channels}))
+    train, holdout = [], []
+    for segment in data.segments:
+        cut = len(segment.values) - int(round(len(segment.values) * config.data.holdout_fraction))
+        train.append(segment.values[:cut])
+        holdout.append(segment.values[cut:])
+    report = build_report(
+        np.asarray(values, dtype=np.float32),
+        np.concatenate(train).astype(np.float32),
+        np.concatenate(holdout).astype(np.float32),
+        manifest.window_len,
+        np.asarray(manifest.normalisation.mean, dtype=np.float32),
+        np.asarray(manifest.normalisation.scale, dtype=np.float32),
+        seed=args.seed,
+    )
+    folder = args.report or args.out.parent / f"{args.out.stem}.report"
+    path = write_report(report, folder, channels, args.max_closer_to_training)
+    log.info("report: %s", path)
+    return report
+
+
 def _print_summary(result: BuildResult) -> None:
     manifest = result.bundle.manifest
     validation = manifest.validation
@@ -116,5 +194,5 @@ def _print_summary(result: BuildResult) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edge-trainer` console script."""
     args = _parser().parse_args(argv)
-    handlers = {"fit": _run_fit, "demo": _run_demo}
+    handlers = {"fit": _run_fit, "demo": _run_demo, "synth": _run_synth}
     return run_command("edge-trainer", handlers[args.command], args, (TrainerError, EdgeAgentError))
