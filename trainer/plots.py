@@ -59,3 +59,57 @@ def plot_score_histograms(
     axis.set_title(title)
     axis.legend(fontsize=8)
     figure.savefig(path, dpi=90)
+
+
+def plot_synthetic_comparison(
+    real: npt.NDArray[np.floating], synthetic: npt.NDArray[np.floating], channels: list[str], folder: Path
+) -> list[Path]:
+    """Three PNGs for the synthetic-data report: per-channel histograms, correlation matrices, spectra.
+
+    `real` and `synthetic` are rows [n, channels] in the same (normalised) units.
+    """
+    from scipy import signal
+
+    paths = []
+    columns = min(4, len(channels))
+    rows = int(np.ceil(len(channels) / columns))
+    figure = Figure(figsize=(3.2 * columns, 2.4 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    for index, axis in enumerate(np.atleast_1d(figure.subplots(rows, columns)).flat):
+        if index >= len(channels):
+            axis.set_visible(False)
+            continue
+        bins = np.histogram_bin_edges(np.concatenate([real[:, index], synthetic[:, index]]), bins=40)
+        axis.hist(real[:, index], bins=bins, alpha=0.5, density=True, label="held-out real")
+        axis.hist(synthetic[:, index], bins=bins, alpha=0.5, density=True, label="synthetic")
+        axis.set_title(channels[index], fontsize=9)
+    figure.axes[0].legend(fontsize=7)
+    paths.append(folder / "distributions.png")
+    figure.savefig(paths[-1], dpi=80)
+
+    figure = Figure(figsize=(9, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    for axis, data, title in zip(
+        figure.subplots(1, 2), (real, synthetic), ("held-out real", "synthetic"), strict=True
+    ):
+        image = axis.imshow(np.corrcoef(data.T), vmin=-1, vmax=1, cmap="coolwarm")
+        axis.set_title(f"correlations: {title}", fontsize=10)
+        axis.set_xticks(range(len(channels)), channels, rotation=90, fontsize=7)
+        axis.set_yticks(range(len(channels)), channels, fontsize=7)
+    figure.colorbar(image, ax=figure.axes, shrink=0.8)
+    paths.append(folder / "correlations.png")
+    figure.savefig(paths[-1], dpi=80)
+
+    figure = Figure(figsize=(8, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
+    segment = min(256, len(real), len(synthetic))
+    for data, label, style in ((real, "held-out real", "-"), (synthetic, "synthetic", "--")):
+        frequency, power = signal.welch(data, axis=0, nperseg=segment)
+        axis.semilogy(frequency, power.mean(axis=1), style, label=label)
+    axis.set_xlabel("frequency (cycles per sample)")
+    axis.set_ylabel("mean power spectral density")
+    axis.legend()
+    paths.append(folder / "spectra.png")
+    figure.savefig(paths[-1], dpi=80)
+    return paths

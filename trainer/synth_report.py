@@ -32,10 +32,12 @@ F32 = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class SynthReport:
-    """The figures, JSON-ready through `as_dict`."""
+    """The figures, JSON-ready through `as_dict`, and the normalised rows the plots are drawn from."""
 
     privacy: dict[str, float]
     quality: dict[str, object]
+    real_rows: F32
+    synthetic_rows: F32
 
     @property
     def closer_to_training(self) -> float:
@@ -175,13 +177,18 @@ def build_report(
     return SynthReport(
         privacy=privacy_figures(synthetic, train, holdout, rng),
         quality=quality_figures(synth_n, hold_n, synthetic, train, holdout, seed),
+        real_rows=hold_n,
+        synthetic_rows=synth_n,
     )
 
 
 def write_report(report: SynthReport, folder: Path, channels: list[str], threshold: float) -> Path:
     """report.json and report.md in `folder`."""
+    from trainer.plots import plot_synthetic_comparison
+
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    plots = plot_synthetic_comparison(report.real_rows, report.synthetic_rows, channels, folder)
     p, q = report.privacy, report.quality
     ks = q["ks_per_channel"]
     assert isinstance(ks, list)
@@ -208,6 +215,8 @@ def write_report(report: SynthReport, folder: Path, channels: list[str], thresho
         f"as trained on real: {q['predictive_mae_train_real_test_real']:.3f} |",
         "",
         "KS per channel: " + ", ".join(f"{c} {v:.3f}" for c, v in zip(channels, ks, strict=True)),
+        "",
+        *(f"![{plot.stem}]({plot.name})" for plot in plots),
         "",
     ]
     path = folder / "report.md"

@@ -39,7 +39,12 @@ def test_report_has_quality_and_privacy_figures(pump_bundle: Path, tmp_path: Pat
     privacy, quality = report["privacy"], report["quality"]
     assert 0 <= privacy["closer_to_training_share"] <= 1 and 0 <= privacy["membership_inference_auc"] <= 1
     assert len(quality["ks_per_channel"]) == 8 and 0 <= quality["discriminative_score"] <= 0.5
-    assert "membership inference AUC" in (tmp_path / "synth.report" / "report.md").read_text()
+    markdown = (tmp_path / "synth.report" / "report.md").read_text()
+    assert "membership inference AUC" in markdown
+    for plot in ("distributions", "correlations", "spectra"):
+        assert (
+            tmp_path / "synth.report" / f"{plot}.png"
+        ).stat().st_size > 1000 and f"({plot}.png)" in markdown
 
 
 def test_refuse_memorised_writes_nothing(
