@@ -91,15 +91,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     from edge_agent.service import AgentService
 
     def open_model(bundle: Path) -> ScoringPipeline:
-        return open_pipeline(
-            bundle,
-            config.backend.name,
-            config.backend.precision,
-            config.decision,
-            config.ingest.max_gap_s,
-            config.ingest.reorder_depth,
-            config.backend.threads,
-        )
+        return open_pipeline(bundle, config.backend, config.decision, config.ingest)
 
     link = MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size)
     service = AgentService(config, open_model(config.bundle), link, open_model)
@@ -112,11 +104,13 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    from edge_agent.config import BackendConfig
     from edge_agent.decision import DecisionConfig
     from edge_agent.offline import score_csv
     from edge_agent.pipeline import open_pipeline
 
-    pipeline = open_pipeline(args.bundle, args.backend, args.precision, DecisionConfig())
+    backend = BackendConfig(name=args.backend, precision=args.precision)
+    pipeline = open_pipeline(args.bundle, backend, DecisionConfig())
     summary = score_csv(pipeline, args.data, args.out)
     print(json.dumps({"out": str(args.out), **dataclasses.asdict(summary)}))
     return 0

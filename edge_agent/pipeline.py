@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from edge_agent.backends import PRECISION_FILES, Scorer, open_scorer
 from edge_agent.bundle import Bundle, load_bundle
+from edge_agent.config import BackendConfig, IngestConfig
 from edge_agent.decision import Decider, Decision, DecisionConfig
 from edge_agent.telemetry import Reading
 from edge_agent.windowing import OrderError, ReorderBuffer, WindowBatch, WindowStore
@@ -110,20 +111,20 @@ class ScoringPipeline:
 
 def open_pipeline(
     bundle_dir: Path,
-    backend: str,
-    precision: str,
+    backend: BackendConfig,
     decision: DecisionConfig,
-    max_gap_s: float | None = None,
-    reorder_depth: int = 0,
-    threads: int = 1,
+    ingest: IngestConfig | None = None,
 ) -> ScoringPipeline:
     """Load and verify the bundle, open the backend, warm it up."""
+    ingest = ingest or IngestConfig()
     bundle = load_bundle(bundle_dir)
-    scorer = open_scorer(bundle, backend=backend, precision=precision, threads=threads)
+    scorer = open_scorer(bundle, backend=backend.name, precision=backend.precision, threads=backend.threads)
     log.info(
         "bundle %s, backend %s, warm-up %.1f ms",
         bundle.manifest.bundle_id,
         scorer.name,
         scorer.warmup() * 1e3,
     )
-    return ScoringPipeline(bundle, scorer, precision, decision, max_gap_s, reorder_depth)
+    return ScoringPipeline(
+        bundle, scorer, backend.precision, decision, ingest.max_gap_s, ingest.reorder_depth
+    )

@@ -200,14 +200,7 @@ def start_agent() -> Iterator[Callable[[AgentConfig], RunningAgent]]:
         assert config.bundle is not None
 
         def open_model(bundle: Path) -> ScoringPipeline:
-            return open_pipeline(
-                bundle,
-                "onnxruntime",
-                config.backend.precision,
-                config.decision,
-                config.ingest.max_gap_s,
-                config.ingest.reorder_depth,
-            )
+            return open_pipeline(bundle, config.backend, config.decision, config.ingest)
 
         link = MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size)
         service = AgentService(config, open_model(config.bundle), link, open_model)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from edge_agent.bundle import SCORER_INT8, load_bundle
+from edge_agent.config import BackendConfig
 from edge_agent.decision import DecisionConfig
 from edge_agent.pipeline import open_pipeline
 from edge_agent.simulator import faults
@@ -43,7 +44,7 @@ def test_window_joins_are_no_rougher_than_the_stream_itself(generator: Generator
 
 def test_clean_simulated_streams_alert_within_the_calibrated_budget(pump_bundle: Path) -> None:
     bundle = load_bundle(pump_bundle)
-    pipeline = open_pipeline(pump_bundle, "onnxruntime", "int8", DecisionConfig())
+    pipeline = open_pipeline(pump_bundle, BackendConfig(), DecisionConfig())
     generator = Generator(bundle)
     windows = alerts = 0
     for device in range(8):
