@@ -11,6 +11,7 @@ BENCHMARKS = (
     "benchmarks.calibration_check",
     "benchmarks.agent_throughput",
     "benchmarks.simulator_scale",
+    "benchmarks.augmentation",
 )
 
 
