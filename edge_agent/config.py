@@ -63,6 +63,9 @@ class TopicsConfig(_Section):
     agent_stats: str = Field("edgegan/agent/{agent_id}/stats")
     rejected: str = Field("edgegan/agent/{agent_id}/rejected")
     command: str = Field("edgegan/agent/{agent_id}/cmd/+", description="commands; the '+' level is the name")
+    device_availability: str = Field(
+        "edgegan/device/{device}/availability", description="retained online/offline per device"
+    )
     _telemetry_levels: list[str] = PrivateAttr(default_factory=list)
     score: str | None = Field(
         None, description="optional: every scored window as JSON (QoS 0), for dashboards that plot scores"
@@ -119,6 +122,9 @@ class IngestConfig(_Section):
     max_future_s: float = Field(30.0, ge=0, description="readings further ahead of our clock are rejected")
     max_age_s: float = Field(3600.0, gt=0, description="readings older than this are rejected as stale")
     max_gap_s: float | None = Field(None, description="a longer silence restarts the device's window")
+    offline_after_s: float | None = Field(
+        300.0, gt=0, description="a device silent this long is published offline; null disables"
+    )
     reorder_depth: int = Field(
         0,
         ge=0,

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from edge_agent.availability import OFFLINE, ONLINE, DeviceAvailability
 from edge_agent.config import AgentConfig
 from edge_agent.errors import EdgeAgentError
 from edge_agent.mqtt_link import MqttLink, RawMessage
@@ -48,6 +49,9 @@ class AgentService:
         self._reload_request: Path | None = None
         self._open_alerts: dict[str, str] = {}
         self._routes: dict[str, tuple[str | None, bool]] = {}
+        offline_after = config.ingest.offline_after_s
+        self.availability = DeviceAvailability(offline_after) if offline_after is not None else None
+        self._next_availability_check = 0.0
         self._next_stats = 0.0
         self._rejected_budget = 1.0
         self._last_budget_ts = clock()
@@ -97,6 +101,10 @@ class AgentService:
                 for raw in raws:
                     self.link.ack(raw)
         now = self.clock()
+        if self.availability is not None and now >= self._next_availability_check:
+            for device in self.availability.expired(now):
+                self._publish_availability(device, OFFLINE)
+            self._next_availability_check = now + min(1.0, self.availability.offline_after_s / 4)
         if now >= self._next_stats:
             self.publish_stats()
             self._next_stats = now + self.config.stats.interval_s
@@ -120,6 +128,9 @@ class AgentService:
                 self._reject(raw.topic, err.reason, err.detail)
                 continue
             readings.append(reading)
+            # Usable readings count as signs of life; a device sending only garbage stays offline.
+            if self.availability is not None and self.availability.heard(reading.device, raw.received_ts):
+                self._publish_availability(reading.device, ONLINE)
         outcomes, dropped = self.pipeline.push_many(readings)
         for item in dropped:
             self._reject(item.reading.device, item.reason, f"ts {item.reading.ts}")
@@ -130,6 +141,10 @@ class AgentService:
         self.stats.scored += len(outcomes)
         for raw in raws:
             self.link.ack(raw)  # only now: a crash before this point gets the readings redelivered
+
+    def _publish_availability(self, device: str, state: str) -> None:
+        topic = self.config.topics.device_availability.format(device=device)
+        self.link.publish(topic, state, qos=1, retain=True)
 
     def _route(self, topic: str) -> tuple[str | None, bool]:
         """(device, scored here) for a telemetry topic; memoised because a fleet repeats its topics."""

@@ -208,3 +208,25 @@ def test_late_readings_within_the_reorder_depth_are_scored_in_order(
     assert agent.service.stats.scored == 60 - 2 - 31
     assert dict(agent.service.stats.rejected) == {"out_of_order": 1}
     device.loop_stop()
+
+
+def test_a_silent_device_turns_offline_and_back_online(
+    tiny_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    watch = recorder("edgegan/device/+/availability")
+    start_agent(agent_config(tiny_bundle, broker.port, ingest={"offline_after_s": 1.0}))
+    device = publisher(broker.port)
+    payloads = _payloads(correlated_series(10, seed=15), time.time() - 50)
+    topic = "edgegan/device/quiet/availability"
+    for payload in payloads[:3]:
+        device.publish("sensors/quiet/telemetry", payload, qos=1).wait_for_publish(5)
+    watch.wait_for(lambda ms: [p for t, p, _ in ms if t == topic] == [b"online", b"offline"])
+    for payload in payloads[3:5]:
+        device.publish("sensors/quiet/telemetry", payload, qos=1).wait_for_publish(5)
+    watch.wait_for(lambda ms: [p for t, p, _ in ms if t == topic] == [b"online", b"offline", b"online"])
+    late = recorder(topic)  # a dashboard connecting now gets the retained state
+    late.wait_for(lambda ms: ms == [(topic, b"online", True)])
+    device.loop_stop()

@@ -1,0 +1,37 @@
+"""Per-device availability: a device silent for `offline_after_s` turns offline, and online when heard again.
+
+Pure bookkeeping; the service publishes the transitions (retained), so dashboards such as Home Assistant
+show a dead sensor as unavailable instead of as its last, stale state.
+"""
+
+from __future__ import annotations
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+
+class DeviceAvailability:
+    """When each device was last heard, and which of them are online."""
+
+    def __init__(self, offline_after_s: float) -> None:
+        self.offline_after_s = offline_after_s
+        self._last_heard: dict[str, float] = {}
+        self._online: set[str] = set()
+
+    def heard(self, device: str, now: float) -> bool:
+        """Record a message; True when the device was not online before (publish `online`)."""
+        self._last_heard[device] = now
+        if device in self._online:
+            return False
+        self._online.add(device)
+        return True
+
+    def expired(self, now: float) -> list[str]:
+        """Devices that just went silent for too long (publish `offline`); each is reported once."""
+        gone = [d for d in self._online if now - self._last_heard[d] > self.offline_after_s]
+        self._online.difference_update(gone)
+        return sorted(gone)
+
+    def online(self) -> int:
+        """How many devices are online."""
+        return len(self._online)
