@@ -63,6 +63,10 @@ class TopicsConfig(_Section):
     agent_stats: str = Field("edgegan/agent/{agent_id}/stats")
     rejected: str = Field("edgegan/agent/{agent_id}/rejected")
     command: str = Field("edgegan/agent/{agent_id}/cmd/+", description="commands; the '+' level is the name")
+    command_response: str = Field(
+        "edgegan/agent/{agent_id}/response/{command}",
+        description="answers to commands: {id, command, status: ok|error, detail}",
+    )
     device_availability: str = Field(
         "edgegan/device/{device}/availability", description="retained online/offline per device"
     )

@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent.config import BrokerConfig, TopicsConfig
 from edge_agent.errors import ConfigError
@@ -125,7 +126,14 @@ class MqttLink:
             log.error("broker refused the connection: %s", reason)
             return
         self.connects += 1
-        _, self._subscribe_mid = client.subscribe([(self.topics.telemetry, 1), (self.command_filter, 1)])
+        commands: Any = 1
+        if self.broker.protocol == "5":
+            # Retain-as-published: a retained command published while we are connected then still carries
+            # its retain flag, so it is ignored like one delivered on subscribe. (MQTT 3.1.1 cannot tell.)
+            commands = SubscribeOptions(qos=1, retainAsPublished=True)
+        _, self._subscribe_mid = client.subscribe(
+            [(self.topics.telemetry, 1), (self.command_filter, commands)]
+        )
         log.info("connected to %s:%d (connection %d)", self.broker.host, self.broker.port, self.connects)
 
     def _on_subscribe(

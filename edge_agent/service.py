@@ -21,7 +21,7 @@ from edge_agent.mqtt_link import MqttLink, RawMessage
 from edge_agent.pipeline import Outcome, ScoringPipeline
 from edge_agent.stats import Stats
 from edge_agent.systemd_notify import SystemdNotifier
-from edge_agent.telemetry import BAD_DEVICE, PayloadError, Reading, decode_telemetry
+from edge_agent.telemetry import BAD_DEVICE, DEVICE_ID, PayloadError, Reading, decode_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,11 @@ STALE = "stale_ts"
 FUTURE = "future_ts"
 MAX_CACHED_ROUTES = 100_000
 INTERNAL_ERROR = "internal_error"
+OK, ERROR = "ok", "error"
+
+
+class CommandError(EdgeAgentError):
+    """A command that cannot be carried out; its message goes back in the response."""
 
 
 class AgentService:
@@ -47,6 +52,10 @@ class AgentService:
         self.stats = Stats()
         self.systemd = SystemdNotifier()
         self._reload_request: Path | None = None
+        self._reload_transaction: tuple[str, object] | None = None  # the command that asked, to answer it
+        self._current_bundle: Path | None = config.bundle
+        self._previous_bundle: Path | None = None  # what `rollback` goes back to
+        self._muted: set[str] = set()
         self._open_alerts: dict[str, str] = {}
         self._routes: dict[str, tuple[str | None, bool]] = {}
         offline_after = config.ingest.offline_after_s
@@ -165,22 +174,72 @@ class AgentService:
             return
         if not raw.payload:
             return  # an empty message clears a retained one on the broker; it is not a command
-        if name != "reload":
-            self.stats.rejected["unknown_command"] += 1
-            return
-        bundle = None
         try:
             body = json.loads(raw.payload)
         except ValueError:
             body = None
-        if isinstance(body, dict) and isinstance(body.get("bundle"), str):
-            bundle = Path(body["bundle"])
-        self.request_reload(bundle)
+        if not isinstance(body, dict):
+            self._respond(name, None, ERROR, "the payload must be a JSON object")
+            return
+        transaction = body.get("id")
+        try:
+            detail = self._execute(name, body, transaction)
+        except CommandError as err:
+            self._respond(name, transaction, ERROR, str(err))
+            return
+        if detail is not None:  # None: answered later (a reload answers once it has run)
+            self._respond(name, transaction, OK, detail)
+
+    def _execute(self, name: str, body: dict[str, object], transaction: object) -> str | None:
+        """Carry out one command; the detail for an ok response, or None when the answer comes later."""
+        if name in ("reload", "rollback"):
+            bundle: Path | None
+            if name == "rollback":
+                if self._previous_bundle is None:
+                    raise CommandError("nothing to roll back to: no bundle was swapped in since start")
+                bundle = self._previous_bundle
+            else:
+                given = body.get("bundle")
+                if given is not None and not isinstance(given, str):
+                    raise CommandError("'bundle' must be a path")
+                bundle = Path(given) if given else self.config.bundle
+            self._reload_transaction = (name, transaction)
+            self.request_reload(bundle)
+            return None
+        device = body.get("device")
+        if not isinstance(device, str) or not DEVICE_ID.match(device):
+            raise CommandError(f"'device' must be a device id matching {DEVICE_ID.pattern}")
+        if name == "threshold":
+            value = body.get("value")
+            overrides = self.config.decision.threshold_overrides  # shared by every pipeline loaded
+            if value is None:
+                overrides.pop(device, None)
+                return f"{device}: back to the bundle's threshold"
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise CommandError("'value' must be a positive number, or null to clear the override")
+            overrides[device] = float(value)
+            return f"{device}: threshold {float(value)}"
+        if name == "mute":
+            self._muted.add(device)
+            return f"{device}: alerts muted"
+        if name == "unmute":
+            self._muted.discard(device)
+            return f"{device}: alerts unmuted"
+        self.stats.rejected["unknown_command"] += 1
+        raise CommandError(f"unknown command {name!r}; known: reload, rollback, threshold, mute, unmute")
+
+    def _respond(self, name: str, transaction: object, status: str, detail: str) -> None:
+        topic = self.config.topics.command_response.format(agent_id=self.config.agent_id, command=name)
+        payload = {"id": transaction, "command": name, "status": status, "detail": detail, "ts": self.clock()}
+        self.link.publish(topic, json.dumps(payload), qos=1)
 
     def _reload(self, bundle: Path | None) -> None:
         """Load, verify and warm up the new model; swap only if all of that worked."""
+        command, self._reload_transaction = self._reload_transaction, None
         if self.open_model is None or bundle is None:
             log.error("reload asked but no bundle path or loader is configured")
+            if command is not None:
+                self._respond(command[0], command[1], ERROR, "no bundle path or loader is configured")
             return
         try:
             fresh = self.open_model(bundle)
@@ -188,11 +247,18 @@ class AgentService:
             self.stats.reloads_failed += 1
             self.stats.last_reload_error = str(err)
             log.error("reload of %s refused, %s keeps serving: %s", bundle, self.pipeline.bundle_id, err)
+            if command is not None:
+                self._respond(
+                    command[0], command[1], ERROR, f"{err}; {self.pipeline.bundle_id} keeps serving"
+                )
             return
         kept = fresh.adopt_state(self.pipeline)
         previous, self.pipeline = self.pipeline, fresh
         previous.scorer.close()
+        self._previous_bundle, self._current_bundle = self._current_bundle, bundle
         self.stats.reloads_ok += 1
+        if command is not None:
+            self._respond(command[0], command[1], OK, f"serving {fresh.bundle_id}")
         log.info(
             "model swapped: %s -> %s (device state %s)",
             previous.bundle_id,
@@ -242,7 +308,7 @@ class AgentService:
             self.link.publish(topics.score.format(device=device), json.dumps(score), qos=0)
         if decision.changed:
             self.link.publish(topics.state.format(device=device), decision.state, qos=1, retain=True)
-        if decision.alert is None:
+        if decision.alert is None or device in self._muted:
             return
         if decision.alert == "start":
             self._open_alerts[device] = uuid.uuid4().hex

@@ -1,0 +1,80 @@
+"""Request/response commands on the agent's command topics: every command's ok and error path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher
+
+PREFIX = "edgegan/agent/edge-1"
+
+
+def test_every_command_answers_ok_or_error_with_its_transaction_id(
+    tiny_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+    tmp_path: Path,
+) -> None:
+    agent = start_agent(agent_config(tiny_bundle, broker.port))
+    answers = recorder(f"{PREFIX}/response/+")
+    operator = publisher(broker.port)
+    copy = tmp_path / "bundle-copy"
+    shutil.copytree(tiny_bundle, copy)
+
+    def ask(command: str, body: object, retain: bool = False) -> None:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        operator.publish(f"{PREFIX}/cmd/{command}", payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def answer(transaction: str | None, command: str) -> dict[str, object]:
+        def found(messages: list[tuple[str, bytes, bool]]) -> bool:
+            return any(json.loads(p).get("id") == transaction for t, p, _ in messages if t.endswith(command))
+
+        answers.wait_for(found)
+        return next(a for a in answers.json_on(f"{PREFIX}/response/{command}") if a["id"] == transaction)
+
+    bundle_threshold = agent.service.pipeline.decider.threshold
+    ask("threshold", {"id": "t1", "device": "d1", "value": 7.5})
+    assert answer("t1", "threshold")["status"] == "ok"
+    assert agent.service.pipeline.decider.threshold_for("d1") == 7.5
+    ask("threshold", {"id": "t2", "device": "bad id!", "value": 1})
+    assert answer("t2", "threshold")["status"] == "error"
+    ask("threshold", {"id": "t3", "device": "d1", "value": -1})
+    assert answer("t3", "threshold")["status"] == "error"
+    ask("threshold", {"id": "t4", "device": "d1", "value": None})
+    assert answer("t4", "threshold")["status"] == "ok"
+    assert agent.service.pipeline.decider.threshold_for("d1") == bundle_threshold
+
+    ask("mute", {"id": "m1", "device": "d1"})
+    assert answer("m1", "mute")["status"] == "ok" and "d1" in agent.service._muted
+    ask("unmute", {"id": "m2", "device": "d1"})
+    assert answer("m2", "unmute")["status"] == "ok" and "d1" not in agent.service._muted
+    ask("mute", {"id": "m3"})
+    assert answer("m3", "mute")["status"] == "error"
+
+    ask("rollback", {"id": "r0"})
+    assert "nothing to roll back" in str(answer("r0", "rollback")["detail"])
+    ask("reload", {"id": "r1", "bundle": str(copy)})
+    assert answer("r1", "reload")["status"] == "ok"
+    ask("reload", {"id": "r2", "bundle": str(tmp_path / "missing")})
+    failed = answer("r2", "reload")
+    assert failed["status"] == "error" and "keeps serving" in str(failed["detail"])
+    ask("rollback", {"id": "r3"})
+    assert answer("r3", "rollback")["status"] == "ok"
+    assert agent.service.stats.reloads_ok == 2 and agent.service.stats.reloads_failed == 1
+
+    ask("explode", {"id": "u1"})
+    assert answer("u1", "explode")["status"] == "error"
+    ask("mute", b"[1, 2]")
+    assert answer(None, "mute")["status"] == "error"
+
+    ask("threshold", {"id": "retained", "device": "d2", "value": 3.0}, retain=True)
+    ask("threshold", {"id": "after", "device": "d3", "value": 4.0})
+    assert answer("after", "threshold")["status"] == "ok"
+    assert all(a["id"] != "retained" for a in answers.json_on(f"{PREFIX}/response/threshold"))
+    assert agent.service.pipeline.decider.threshold_for("d2") == bundle_threshold
+    operator.publish(f"{PREFIX}/cmd/threshold", b"", qos=1, retain=True).wait_for_publish(5)
+    operator.loop_stop()
