@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher
+from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher, wait_until
 
 PREFIX = "edgegan/agent/edge-1"
 
@@ -78,3 +78,31 @@ def test_every_command_answers_ok_or_error_with_its_transaction_id(
     assert agent.service.pipeline.decider.threshold_for("d2") == bundle_threshold
     operator.publish(f"{PREFIX}/cmd/threshold", b"", qos=1, retain=True).wait_for_publish(5)
     operator.loop_stop()
+
+
+def test_a_muted_device_raises_no_alert_but_keeps_its_state(
+    tiny_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    import time
+
+    from tests.conftest import correlated_series
+
+    agent = start_agent(agent_config(tiny_bundle, broker.port))
+    watch = recorder("edgegan/#")
+    device = publisher(broker.port)
+    device.publish(f"{PREFIX}/cmd/mute", json.dumps({"id": "m", "device": "loud"}), qos=1).wait_for_publish(5)
+    watch.wait_for(lambda ms: any(t == f"{PREFIX}/response/mute" for t, _, _ in ms))
+    faulty = correlated_series(260, seed=31)
+    faulty[180:, 1] += 4 * faulty[:, 1].std()  # the fault the alert test sees
+    start = time.time() - 300
+    for i, row in enumerate(faulty):
+        body = {"ts": start + i, "values": [float(v) for v in row]}
+        device.publish("sensors/loud/telemetry", json.dumps(body), qos=1)
+    watch.wait_for(lambda ms: any(t == "edgegan/state/loud" and p == b"anomalous" for t, p, _ in ms))
+    wait_until(lambda: agent.service.stats.scored >= 260 - 31)
+    time.sleep(0.5)  # an alert would have been published in the same step as the state
+    assert watch.json_on("edgegan/alert/loud") == []
+    device.loop_stop()
