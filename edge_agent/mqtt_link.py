@@ -1,4 +1,4 @@
-"""The only paho-mqtt user: connection, session, last will, bounded inbox, publishing.
+"""The agent's MQTT connection: session, last will, bounded inbox, publishing; credentials for every client.
 
 Delivery: telemetry is subscribed with QoS 1 in a persistent session (MQTT 5: clean_start=False and a
 session expiry on every connect; 3.1.1: clean_session=False), and acknowledged by hand only after the
@@ -49,6 +49,25 @@ class RawMessage:
     retain: bool
 
 
+def configure_credentials(client: mqtt.Client, broker: BrokerConfig) -> None:
+    """Username/password and TLS from the broker settings, for every paho client EdgeGAN builds."""
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password())
+    if not broker.tls_ca:
+        return
+    for name in ("tls_ca", "tls_cert", "tls_key"):
+        path = getattr(broker, name)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"broker.{name}: {path} not found")
+    client.tls_set(
+        ca_certs=str(broker.tls_ca),
+        certfile=str(broker.tls_cert) if broker.tls_cert else None,
+        keyfile=str(broker.tls_key) if broker.tls_key else None,
+        cert_reqs=ssl.CERT_REQUIRED,
+        tls_version=ssl.PROTOCOL_TLS_CLIENT,
+    )
+
+
 class MqttLink:
     """A connected client with an inbox; `drain` hands messages to the service loop."""
 
@@ -81,29 +100,13 @@ class MqttLink:
             manual_ack=True,
         )
         client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
-        if self.broker.username:
-            client.username_pw_set(self.broker.username, self.broker.password())
-        if self.broker.tls_ca:
-            self._configure_tls(client)
+        configure_credentials(client, self.broker)
         client.reconnect_delay_set(self.broker.reconnect_min_s, self.broker.reconnect_max_s)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
-
-    def _configure_tls(self, client: mqtt.Client) -> None:
-        for name in ("tls_ca", "tls_cert", "tls_key"):
-            path = getattr(self.broker, name)
-            if path is not None and not path.is_file():
-                raise ConfigError(f"broker.{name}: {path} not found")
-        client.tls_set(
-            ca_certs=str(self.broker.tls_ca),
-            certfile=str(self.broker.tls_cert) if self.broker.tls_cert else None,
-            keyfile=str(self.broker.tls_key) if self.broker.tls_key else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
 
     def start(self) -> None:
         """Connect in the background; paho reconnects with backoff after any loss."""
@@ -174,6 +177,8 @@ class MqttLink:
             self._has_items.set()
 
     def _send_acks(self) -> None:
+        if not self._acks:
+            return  # the common case on the network thread: checked without raising IndexError
         take = self._acks.popleft
         while True:
             try:

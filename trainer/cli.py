@@ -151,11 +151,12 @@ def _synth_report(args: argparse.Namespace, channels: list[str], values: F32Arra
     import numpy as np
 
     from edge_agent.bundle import load_bundle
+    from trainer.config import load_train_config
     from trainer.csv_data import load_training_data
     from trainer.synth_report import build_report, write_report
 
     manifest = load_bundle(args.bundle).manifest
-    config = _load_config(argparse.Namespace(config=args.config, epochs=None, seed=None, columns=None))
+    config = load_train_config(args.config)
     data = load_training_data(args.data, config.data.model_copy(update={"columns": channels}))
     train, holdout = [], []
     for segment in data.segments:

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import BrokerConfig
 from edge_agent.simulator.faults import (
@@ -41,6 +40,7 @@ from edge_agent.simulator.faults import (
     SPIKE,
     STUCK,
 )
+from edge_agent.simulator.fleet import connect_client, plain_client
 from edge_agent.simulator.run import SimulationResult, simulate
 from edge_agent.simulator.scenario import Scenario
 from trainer.errors import TrainerError
@@ -129,12 +129,10 @@ class _AgentWatch:
     def __init__(self, broker: BrokerConfig) -> None:
         self.online = threading.Event()
         self.stats: dict[str, object] = {}
-        protocol = mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=protocol)
+        self._client = plain_client(broker)
         self._client.on_connect = lambda c, *_: c.subscribe(f"edgegan/agent/{AGENT_ID}/#", qos=1)
         self._client.on_message = self._on_message
-        self._client.connect(broker.host, broker.port)
-        self._client.loop_start()
+        connect_client(self._client, broker)
 
     def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
         if message.topic.endswith("/status"):

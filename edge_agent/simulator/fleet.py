@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_agent.bundle import Bundle
 from edge_agent.config import BrokerConfig
 from edge_agent.errors import EdgeAgentError
+from edge_agent.mqtt_link import configure_credentials
 from edge_agent.simulator import faults
 from edge_agent.simulator.faults import Injection
 from edge_agent.simulator.scenario import Scenario, plan_faults
@@ -67,28 +68,32 @@ class _Device:
         return self.start + self.count / self.rate_hz
 
 
-def connect_publisher(broker: BrokerConfig, client_id: str) -> mqtt.Client:
-    """A paho client for publishing, connected and looping; raises ConnectionError when unreachable."""
+def plain_client(broker: BrokerConfig, client_id: str = "") -> mqtt.Client:
+    """A paho client with the broker's protocol and credentials, not yet connected (set callbacks first)."""
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311,
     )
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    if broker.username:
-        client.username_pw_set(broker.username, broker.password())
-    if broker.tls_ca:
-        client.tls_set(
-            ca_certs=str(broker.tls_ca),
-            certfile=str(broker.tls_cert) if broker.tls_cert else None,
-            keyfile=str(broker.tls_key) if broker.tls_key else None,
-        )
+    configure_credentials(client, broker)
+    return client
+
+
+def connect_client(client: mqtt.Client, broker: BrokerConfig) -> None:
+    """Connect and start paho's network thread; an unreachable broker is a one-line EdgeAgentError."""
     try:
         client.connect(broker.host, broker.port, keepalive=broker.keepalive_s)
     except OSError as err:
         raise EdgeAgentError(f"cannot reach the broker at {broker.host}:{broker.port}: {err}") from None
     client.loop_start()
+
+
+def connect_publisher(broker: BrokerConfig, client_id: str) -> mqtt.Client:
+    """A connected client for publishing many QoS 1 messages."""
+    client = plain_client(broker, client_id)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    connect_client(client, broker)
     return client
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.bundle import load_bundle
 from edge_agent.config import BrokerConfig
@@ -21,8 +20,10 @@ from edge_agent.simulator.fleet import (
     TELEMETRY_TOPIC,
     Fleet,
     FleetReport,
+    connect_client,
     connect_publisher,
     finish_publishing,
+    plain_client,
     write_truth_file,
 )
 from edge_agent.simulator.scenario import Scenario
@@ -37,26 +38,15 @@ class AlertCollector:
     def __init__(self, broker: BrokerConfig, topic_filter: str = "edgegan/alert/+") -> None:
         self.alerts: list[dict[str, object]] = []
         self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            protocol=mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311,
-        )
-        self._topic_filter = topic_filter
-        self._client.on_connect = self._on_connect
+        subscribed = threading.Event()
+        self._client = plain_client(broker)
+        self._client.on_connect = lambda client, *_: client.subscribe(topic_filter, qos=1)
+        self._client.on_subscribe = lambda *_: subscribed.set()
         self._client.on_message = self._on_message
-        if broker.username:
-            self._client.username_pw_set(broker.username, broker.password())
-        try:
-            self._client.connect(broker.host, broker.port)
-        except OSError as err:
-            raise EdgeAgentError(f"cannot reach the broker at {broker.host}:{broker.port}: {err}") from None
-        self._client.loop_start()
-        self._ready.wait(10)
-
-    def _on_connect(self, client: mqtt.Client, *_: object) -> None:
-        client.subscribe(self._topic_filter, qos=1)
-        self._ready.set()
+        connect_client(self._client, broker)
+        if not subscribed.wait(10):  # alerts published before the SUBACK would be missed
+            self.close()
+            raise EdgeAgentError(f"no subscription to {topic_filter} confirmed by the broker within 10 s")
 
     def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
         try:

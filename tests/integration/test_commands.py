@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.conftest import correlated_series
 from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher, wait_until
 
 PREFIX = "edgegan/agent/edge-1"
@@ -86,10 +88,6 @@ def test_a_muted_device_raises_no_alert_but_keeps_its_state(
     recorder: Callable[..., Recorder],
     start_agent: Callable[..., RunningAgent],
 ) -> None:
-    import time
-
-    from tests.conftest import correlated_series
-
     agent = start_agent(agent_config(tiny_bundle, broker.port))
     watch = recorder("edgegan/#")
     device = publisher(broker.port)
