@@ -11,6 +11,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,26 +34,35 @@ def _time_per_window(score: object, windows: np.ndarray, repeats: int = 5) -> fl
     return statistics.median(samples) * 1e6
 
 
-def _torch_eager(window: int, channels: int, latent: int, width: int) -> object:
-    """Torch eager cost of the same architecture; weights do not change the cost, so fresh ones serve."""
+def torch_scorer(latent: int, channels: int, window: int, width: int | None = None) -> Any:
+    """The scorer graph as a torch module; weights do not change the cost, so fresh ones serve."""
     import torch
 
+    from trainer.config import TrainConfig
     from trainer.networks import Critic, Encoder, Generator
     from trainer.scorer_graph import ScorerModule, ScoreTerms
 
-    torch.set_num_threads(1)
+    width = width or TrainConfig().model.width
     terms = ScoreTerms(
         Encoder(latent, channels, window, width),
         Generator(latent, channels, window, width),
         Critic(channels, window, width),
     )
-    module = ScorerModule(
+    return ScorerModule(
         terms, torch.zeros(channels), torch.ones(channels), torch.ones(channels), 1.0, 0.5
     ).eval()
 
+
+def _torch_eager(window: int, channels: int, latent: int, width: int) -> object:
+    """Torch eager cost of the same architecture, one CPU thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    module = torch_scorer(latent, channels, window, width)
+
     def run(windows: np.ndarray) -> None:
         with torch.inference_mode():
-            module(torch.from_numpy(windows))
+            module(torch.from_numpy(windows))  # type: ignore[operator]
 
     return run
 

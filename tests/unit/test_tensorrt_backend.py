@@ -29,7 +29,10 @@ def test_auto_uses_onnxruntime_where_tensorrt_cannot_run(tiny_bundle: Path) -> N
     assert scorer.name.startswith("onnxruntime:")
 
 
-@pytest.mark.skipif(not HAS_TENSORRT, reason="no TensorRT execution provider here (needs an NVIDIA GPU)")
+NO_TRT_REASON = "this onnxruntime has no TensorRT provider (needs onnxruntime-gpu with TensorRT and a GPU)"
+
+
+@pytest.mark.skipif(not HAS_TENSORRT, reason=NO_TRT_REASON)
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_tensorrt_engines_build_cache_and_match_onnxruntime(tiny_bundle: Path, precision: str) -> None:
     bundle = load_bundle(tiny_bundle)
