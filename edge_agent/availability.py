@@ -32,6 +32,10 @@ class DeviceAvailability:
         self._online.difference_update(gone)
         return sorted(gone)
 
+    def states(self) -> dict[str, str]:
+        """Every device heard so far and whether it is online now (for re-announcing after a reconnect)."""
+        return {d: ONLINE if d in self._online else OFFLINE for d in self._last_heard}
+
     def online(self) -> int:
         """How many devices are online."""
         return len(self._online)

@@ -86,14 +86,14 @@ def _run_daemon(args: argparse.Namespace) -> int:
         return 0
     if config.bundle is None:
         raise ConfigError("no bundle: set bundle in the config or pass --bundle")
-    from edge_agent.mqtt_link import MqttLink
+    from edge_agent.mqtt_link import open_link
     from edge_agent.pipeline import ScoringPipeline, open_pipeline
     from edge_agent.service import AgentService
 
     def open_model(bundle: Path) -> ScoringPipeline:
         return open_pipeline(bundle, config.backend, config.decision, config.ingest)
 
-    link = MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size)
+    link = open_link(config)
     service = AgentService(config, open_model(config.bundle), link, open_model)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

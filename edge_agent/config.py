@@ -170,6 +170,34 @@ class StatsConfig(_Section):
     prometheus_port: int | None = Field(None, ge=1, le=65535, description="serve /metrics on this port")
     prometheus_address: str = Field("127.0.0.1", description="address the metrics endpoint binds to")
     rejected_per_s: float = Field(1.0, gt=0, description="rate limit of messages on the rejected topic")
+    max_devices_reported: int = Field(
+        1000, ge=0, description="per-device health in stats and metrics: at most this many, worst first"
+    )
+
+
+class SpoolConfig(_Section):
+    """Store-and-forward of alerts and state changes (see edge_agent/spool.py)."""
+
+    path: Path | None = Field(
+        None,
+        description="SQLite file that keeps alerts and state changes until the broker has them; null keeps "
+        "them in memory only (lost if the agent restarts during an outage)",
+    )
+    max_bytes: int = Field(50_000_000, ge=1024, description="payload bytes the spool may hold")
+    max_age_s: float = Field(7 * 86400.0, gt=0, description="older messages are dropped, not sent")
+    on_full: Literal["drop_oldest", "drop_newest"] = Field(
+        "drop_oldest", description="which message gives way when the spool is full"
+    )
+
+
+class HomeAssistantConfig(_Section):
+    """Home Assistant MQTT discovery (opt-in)."""
+
+    enabled: bool = Field(False, description="announce a binary sensor and a score sensor per device")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_/-]+$")
+    status_topic: str = Field(
+        "homeassistant/status", description="Home Assistant's birth topic: `online` there re-announces"
+    )
 
 
 class AgentConfig(_Section):
@@ -184,6 +212,17 @@ class AgentConfig(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
     shard: ShardConfig = Field(default_factory=ShardConfig)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+
+    @model_validator(mode="after")
+    def _score_topic_for_home_assistant(self) -> AgentConfig:
+        if self.homeassistant.enabled and self.topics.score is None:
+            raise ValueError(
+                "homeassistant.enabled needs topics.score (the score sensor's topic), e.g. "
+                "'edgegan/score/{device}'"
+            )
+        return self
 
 
 def broker_from_url(url: str) -> dict[str, object]:

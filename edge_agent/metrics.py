@@ -43,9 +43,36 @@ class _AgentCollector(Collector):
             "messages the full inbox could not take",
             value=float(data["inbox_dropped"]),
         )
+        yield from _device_health(data["device_health"])
+        if "spool" in data:
+            yield from _spool(data["spool"])
         info = GaugeMetricFamily("edgegan_bundle_info", "the model bundle in use", labels=["bundle_id"])
         info.add_metric([str(data["bundle_id"])], 1.0)
         yield info
+
+
+def _device_health(health: dict[str, dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
+    """Per-device data quality and drift (the worst devices first, bounded by stats.max_devices_reported)."""
+    for key, name, help_text in (
+        ("rejected_rate", "edgegan_device_rejected_ratio", "share of the device's messages rejected"),
+        ("missing_channel_rate", "edgegan_device_missing_channel_ratio", "share missing a channel"),
+        ("drift", "edgegan_device_score_drift", "recent share of scores above calibration p90, over 0.10"),
+    ):
+        family = GaugeMetricFamily(name, help_text, labels=["device"])
+        for device, values in health.items():
+            if values.get(key) is not None:
+                family.add_metric([device], float(values[key]))
+        yield family
+
+
+def _spool(spool: dict[str, Any]) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    yield GaugeMetricFamily("edgegan_spool_messages", "messages stored", value=float(spool["stored"]))
+    yield GaugeMetricFamily("edgegan_spool_waiting", "stored, not yet sent", value=float(spool["waiting"]))
+    yield GaugeMetricFamily("edgegan_spool_bytes", "payload bytes stored", value=float(spool["bytes"]))
+    dropped = CounterMetricFamily("edgegan_spool_dropped", "messages the spool dropped", labels=["reason"])
+    for reason, count in sorted(spool["dropped"].items()):
+        dropped.add_metric([reason], float(count))
+    yield dropped
 
 
 def serve_metrics(port: int, address: str, snapshot: Snapshot) -> Callable[[], None]:

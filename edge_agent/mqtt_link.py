@@ -19,6 +19,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge_agent.config import BrokerConfig, TopicsConfig
+from edge_agent.config import AgentConfig, BrokerConfig, TopicsConfig
 from edge_agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,19 @@ def configure_credentials(client: mqtt.Client, broker: BrokerConfig) -> None:
 class MqttLink:
     """A connected client with an inbox; `drain` hands messages to the service loop."""
 
-    def __init__(self, broker: BrokerConfig, topics: TopicsConfig, agent_id: str, inbox_size: int) -> None:
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        topics: TopicsConfig,
+        agent_id: str,
+        inbox_size: int,
+        extra_subscriptions: tuple[str, ...] = (),
+    ) -> None:
         self.broker, self.topics, self.agent_id = broker, topics, agent_id
+        self.extra_subscriptions = extra_subscriptions  # e.g. Home Assistant's status topic (QoS 1)
+        # Told of the PUBACK of every tracked publish, on the network thread.
+        self.on_acknowledged: Callable[[int], None] | None = None
+        self.sessions = 0  # connections whose subscriptions the broker confirmed; a change means re-announce
         self.inbox_size = inbox_size
         self.inbox_dropped = 0
         self._inbox: deque[RawMessage] = deque()
@@ -106,6 +118,7 @@ class MqttLink:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         return client
 
     def start(self) -> None:
@@ -136,6 +149,7 @@ class MqttLink:
             commands = SubscribeOptions(qos=1, retainAsPublished=True)
         _, self._subscribe_mid = client.subscribe(
             [(self.topics.telemetry, 1), (self.command_filter, commands)]
+            + [(topic, 1) for topic in self.extra_subscriptions]
         )
         log.info("connected to %s:%d (connection %d)", self.broker.host, self.broker.port, self.connects)
 
@@ -151,6 +165,7 @@ class MqttLink:
             log.error("broker refused the subscriptions: %s (check its ACL)", ", ".join(refused))
             return
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        self.sessions += 1
         self.connected.set()
 
     def _on_disconnect(
@@ -175,6 +190,14 @@ class MqttLink:
         self._inbox.append(raw)
         if not self._has_items.is_set():
             self._has_items.set()
+
+    def _on_publish(
+        self, _client: mqtt.Client, _userdata: object, mid: int, reason: Any, _properties: object
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("broker refused publish %d: %s (check its ACL)", mid, reason)
+        if self.on_acknowledged is not None:
+            self.on_acknowledged(mid)
 
     def _send_acks(self) -> None:
         if not self._acks:
@@ -221,6 +244,14 @@ class MqttLink:
         """Queue a message; paho keeps QoS 1 messages until acknowledged, across reconnects."""
         self._client.publish(topic, payload, qos=qos, retain=retain)
 
+    def publish_tracked(self, topic: str, payload: str | bytes, qos: int, retain: bool) -> int | None:
+        """Publish and return the message id that `on_acknowledged` will report; None if paho refused it."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.warning("publish to %s not queued: %s", topic, mqtt.error_string(info.rc))
+            return None
+        return int(info.mid)
+
     def stop(self) -> None:
         """Clean stop: pending acks, retained offline status, then disconnect (no last will is sent)."""
         self._send_acks()
@@ -229,3 +260,9 @@ class MqttLink:
             info.wait_for_publish(timeout=3)
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def open_link(config: AgentConfig) -> MqttLink:
+    """The agent's link with every subscription its config asks for."""
+    extra = (config.homeassistant.status_topic,) if config.homeassistant.enabled else ()
+    return MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size, extra)

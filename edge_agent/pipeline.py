@@ -67,7 +67,9 @@ class ScoringPipeline:
         self.windows = WindowStore(manifest.window_len, manifest.hop_len, len(self.channels), max_gap_s)
         self.reorder = ReorderBuffer(reorder_depth)
         self._batch = WindowBatch(manifest.window_len, len(self.channels))
-        self.decider = Decider(bundle.threshold_for(PRECISION_FILES[precision]).value, decision)
+        threshold = bundle.threshold_for(PRECISION_FILES[precision])
+        self.decider = Decider(threshold.value, decision)
+        self.threshold_details = dict(threshold.details)  # calibration facts, e.g. the drift reference
 
     def adopt_state(self, previous: ScoringPipeline) -> bool:
         """Keep the devices' windows and alert states across a model swap when the shapes allow it."""

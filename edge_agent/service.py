@@ -16,9 +16,12 @@ from pathlib import Path
 
 from edge_agent.availability import OFFLINE, ONLINE, DeviceAvailability
 from edge_agent.config import AgentConfig
+from edge_agent.device_health import DeviceHealth, reference_score
 from edge_agent.errors import EdgeAgentError
+from edge_agent.homeassistant import discovery_messages
 from edge_agent.mqtt_link import MqttLink, RawMessage
 from edge_agent.pipeline import Outcome, ScoringPipeline
+from edge_agent.spool import Spool
 from edge_agent.stats import Stats
 from edge_agent.systemd_notify import SystemdNotifier
 from edge_agent.telemetry import BAD_DEVICE, DEVICE_ID, PayloadError, Reading, decode_telemetry
@@ -64,6 +67,17 @@ class AgentService:
         self._next_stats = 0.0
         self._rejected_budget = 1.0
         self._last_budget_ts = clock()
+        self.health = DeviceHealth(reference_score(pipeline.threshold_details))
+        self._announced: set[str] = set()  # devices announced to Home Assistant
+        self._sessions_seen = 0  # link sessions already re-announced to
+        spool = config.spool
+        self.spool = (
+            Spool(spool.path, spool.max_bytes, spool.max_age_s, spool.on_full, clock)
+            if spool.path is not None
+            else None
+        )
+        if self.spool is not None:
+            link.on_acknowledged = self.spool.acknowledged
 
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop` is set, then finish what is in the inbox."""
@@ -83,6 +97,8 @@ class AgentService:
             pass
         self.publish_stats()
         self.link.stop()
+        if self.spool is not None:
+            self.spool.close()
         if stop_metrics is not None:
             stop_metrics()
         self.systemd.close()
@@ -109,6 +125,12 @@ class AgentService:
                 self.stats.rejected[INTERNAL_ERROR] += len(raws)
                 for raw in raws:
                     self.link.ack(raw)
+        if self.link.connected.is_set():
+            if self.link.sessions != self._sessions_seen:
+                self._sessions_seen = self.link.sessions
+                self._new_session()
+            elif self.spool is not None and self.spool.waiting():
+                self.spool.flush(self.link.publish_tracked)
         now = self.clock()
         if self.availability is not None and now >= self._next_availability_check:
             for device in self.availability.expired(now):
@@ -126,25 +148,33 @@ class AgentService:
             if command is not None:
                 self._command(command, raw)
                 continue
+            if raw.topic == self._ha_status_topic:
+                self._home_assistant_status(raw.payload)
+                continue
             device, owned = self._route(raw.topic)
             if not owned:
                 self.stats.other_shards += 1
                 continue
             self.stats.received += 1
+            if device is not None:
+                self.health.received(device)
             try:
                 reading = self._decode(raw, device)
             except PayloadError as err:
-                self._reject(raw.topic, err.reason, err.detail)
+                self._reject(raw.topic, err.reason, err.detail, device)
                 continue
             readings.append(reading)
+            if self._ha_status_topic is not None and reading.device not in self._announced:
+                self._announce(reading.device)
             # Usable readings count as signs of life; a device sending only garbage stays offline.
             if self.availability is not None and self.availability.heard(reading.device, raw.received_ts):
                 self._publish_availability(reading.device, ONLINE)
         outcomes, dropped = self.pipeline.push_many(readings)
         for item in dropped:
-            self._reject(item.reading.device, item.reason, f"ts {item.reading.ts}")
+            self._reject(item.reading.device, item.reason, f"ts {item.reading.ts}", item.reading.device)
         now = self.clock()
         for outcome in outcomes:
+            self.health.scored(outcome.reading.device, outcome.score)
             self._publish_outcome(outcome)
             self.stats.observe_latency(now - outcome.reading.received_ts)
         self.stats.scored += len(outcomes)
@@ -154,6 +184,58 @@ class AgentService:
     def _publish_availability(self, device: str, state: str) -> None:
         topic = self.config.topics.device_availability.format(device=device)
         self.link.publish(topic, state, qos=1, retain=True)
+
+    @property
+    def _ha_status_topic(self) -> str | None:
+        ha = self.config.homeassistant
+        return ha.status_topic if ha.enabled else None
+
+    def _new_session(self) -> None:
+        """After each (re)connect: send what waited, then re-announce (brokers can lose retained ones)."""
+        if self.spool is not None:
+            self.spool.flush(self.link.publish_tracked)
+        if self._ha_status_topic is not None:
+            self._announce_all()
+        elif self.availability is not None:
+            for device, state in self.availability.states().items():
+                self._publish_availability(device, state)
+
+    def _home_assistant_status(self, payload: bytes) -> None:
+        if payload.strip() == b"online":
+            log.info("Home Assistant is online: re-announcing %d devices", len(self._announced))
+            self._announce_all()
+
+    def _announce(self, device: str) -> None:
+        for topic, payload in discovery_messages(self.config, device, self.pipeline.bundle_id):
+            self.link.publish(topic, payload, qos=1, retain=True)
+        self._announced.add(device)
+
+    def _announce_all(self) -> None:
+        """Discovery configs, then the retained states they point at, for every device announced."""
+        availability = self.availability.states() if self.availability is not None else {}
+        for device in sorted(self._announced):
+            self._announce(device)
+            if device in availability:
+                self._publish_availability(device, availability[device])
+            state_topic = self.config.topics.state.format(device=device)
+            self.link.publish(state_topic, self.pipeline.decider.state_of(device), qos=1, retain=True)
+
+    def _publish_reliably(
+        self, topic: str, payload: str, retain: bool, coalesce_key: str | None = None
+    ) -> None:
+        """QoS 1 through the spool when one is configured (survives outages and restarts)."""
+        if self.spool is None:
+            self.link.publish(topic, payload, qos=1, retain=retain)
+            return
+        self.spool.submit(
+            topic,
+            payload.encode(),
+            1,
+            retain,
+            self.link.connected.is_set(),
+            self.link.publish_tracked,
+            coalesce_key,
+        )
 
     def _route(self, topic: str) -> tuple[str | None, bool]:
         """(device, scored here) for a telemetry topic; memoised because a fleet repeats its topics."""
@@ -255,6 +337,7 @@ class AgentService:
         kept = fresh.adopt_state(self.pipeline)
         previous, self.pipeline = self.pipeline, fresh
         previous.scorer.close()
+        self.health.reference = reference_score(fresh.threshold_details)
         self._previous_bundle, self._current_bundle = self._current_bundle, bundle
         self.stats.reloads_ok += 1
         if command is not None:
@@ -279,8 +362,10 @@ class AgentService:
             raise PayloadError(STALE, f"ts {reading.ts:.0f} is {raw.received_ts - reading.ts:.0f} s old")
         return reading
 
-    def _reject(self, where: str, reason: str, detail: str) -> None:
+    def _reject(self, where: str, reason: str, detail: str, device: str | None = None) -> None:
         self.stats.rejected[reason] += 1
+        if device is not None:
+            self.health.rejected(device, reason)
         log.debug("rejected %s: %s (%s)", where, reason, detail)
         now = self.clock()
         rate = self.config.stats.rejected_per_s
@@ -307,7 +392,8 @@ class AgentService:
             }
             self.link.publish(topics.score.format(device=device), json.dumps(score), qos=0)
         if decision.changed:
-            self.link.publish(topics.state.format(device=device), decision.state, qos=1, retain=True)
+            state_topic = topics.state.format(device=device)
+            self._publish_reliably(state_topic, decision.state, True, f"state:{device}")
         if decision.alert is None or device in self._muted:
             return
         if decision.alert == "start":
@@ -327,7 +413,7 @@ class AgentService:
             "bundle_id": self.pipeline.bundle_id,
             "agent_id": self.config.agent_id,
         }
-        self.link.publish(topics.alert.format(device=device), json.dumps(payload), qos=1)
+        self._publish_reliably(topics.alert.format(device=device), json.dumps(payload), False)
 
     def publish_stats(self) -> None:
         """The periodic stats message."""
@@ -342,11 +428,13 @@ class AgentService:
 
     def snapshot(self) -> dict[str, object]:
         """Counters for the stats topic and the Prometheus endpoint."""
-        return self.stats.snapshot(
-            {
-                "inbox_dropped": self.link.inbox_dropped,
-                "bundle_id": self.pipeline.bundle_id,
-                "devices": len(self.pipeline.windows),
-                "ts": self.clock(),
-            }
-        )
+        extra: dict[str, object] = {
+            "inbox_dropped": self.link.inbox_dropped,
+            "bundle_id": self.pipeline.bundle_id,
+            "devices": len(self.pipeline.windows),
+            "device_health": self.health.snapshot(self.config.stats.max_devices_reported),
+            "ts": self.clock(),
+        }
+        if self.spool is not None:
+            extra["spool"] = self.spool.snapshot()
+        return self.stats.snapshot(extra)

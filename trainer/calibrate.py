@@ -19,6 +19,7 @@ from edge_agent.bundle import Threshold
 
 log = logging.getLogger(__name__)
 
+DRIFT_QUANTILES = (0.5, 0.9, 0.99)  # recorded with every threshold: the agent compares live scores
 MIN_TAIL = 20  # fewer exceedances than this and the GPD fit is noise: fall back to the quantile
 _MAX_SHAPE = 0.5  # heavier tails than this from a small sample are fitting noise
 
@@ -77,7 +78,9 @@ def pot_threshold(scores: npt.NDArray[np.floating], budget: float, initial_quant
 def calibrate(
     scores: npt.NDArray[np.floating], budget: float, method: str, initial_quantile: float = 0.9
 ) -> Threshold:
-    """Threshold by the configured method."""
-    if method == "pot":
-        return pot_threshold(scores, budget, initial_quantile)
-    return quantile_threshold(scores, budget)
+    """Threshold by the configured method, with the holdout's score quantiles (the agent's drift reference)."""
+    threshold = (
+        pot_threshold(scores, budget, initial_quantile) if method == "pot" else quantile_threshold(scores, budget)
+    )
+    reference = {f"holdout_q{int(q * 100)}": float(np.quantile(scores, q)) for q in DRIFT_QUANTILES}
+    return threshold.model_copy(update={"details": {**threshold.details, **reference}})

@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import AgentConfig, load_agent_config
-from edge_agent.mqtt_link import MqttLink
+from edge_agent.mqtt_link import open_link
 from edge_agent.pipeline import ScoringPipeline, open_pipeline
 from edge_agent.service import AgentService
 
@@ -202,7 +202,7 @@ def start_agent() -> Iterator[Callable[[AgentConfig], RunningAgent]]:
         def open_model(bundle: Path) -> ScoringPipeline:
             return open_pipeline(bundle, config.backend, config.decision, config.ingest)
 
-        link = MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size)
+        link = open_link(config)
         service = AgentService(config, open_model(config.bundle), link, open_model)
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)

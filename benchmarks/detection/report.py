@@ -1,0 +1,220 @@
+"""benchmarks/REPORT.md from the detection results: tables per dataset, verdict, speed, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.detection.metrics import pr_curve
+from benchmarks.environment import describe_machine
+
+BENCHMARKS = Path(__file__).resolve().parents[1]
+OURS_PREFIX = "EdgeGAN"
+COLUMNS = (
+    ("precision", "P"),
+    ("recall", "R"),
+    ("f1", "F1"),
+    ("false_alarm_rate", "FAR"),
+    ("miss_rate", "miss"),
+    ("auc_pr_mean", "AUC-PR"),
+    ("event_recall", "event recall"),
+    ("mean_delay_rows", "delay (rows)"),
+    ("point_adjusted_f1", "PA-F1 (inflated)"),
+)
+
+
+def _cell(value: object, key: str) -> str:
+    if value is None:
+        return "-"
+    if key == "false_alarm_rate":
+        return f"{float(value):.4f}"  # type: ignore[arg-type]
+    if key == "mean_delay_rows":
+        return f"{float(value):.0f}"  # type: ignore[arg-type]
+    return f"{float(value):.3f}"  # type: ignore[arg-type]
+
+
+def _table(rows: dict[str, dict[str, object]]) -> list[str]:
+    lines = [
+        "| detector | " + " | ".join(label for _, label in COLUMNS) + " |",
+        "| --- |" + " --- |" * len(COLUMNS),
+    ]
+    for name, row in rows.items():
+        label = f"**{name}**" if name.startswith(OURS_PREFIX) else name
+        lines.append(f"| {label} | " + " | ".join(_cell(row.get(k), k) for k, _ in COLUMNS) + " |")
+    return lines
+
+
+def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
+    """Which baselines `ours` beats on point-wise F1 at an equal or lower false-alarm rate, and which not."""
+    mine = rows[ours]
+    lines = []
+    for name, row in rows.items():
+        if name.startswith(OURS_PREFIX) or name.startswith("reference"):
+            continue
+        f1_ok = float(mine["f1"]) > float(row["f1"])  # type: ignore[arg-type]
+        far_ok = float(mine["false_alarm_rate"] or 0) <= float(row["false_alarm_rate"] or 0)  # type: ignore[arg-type]
+        if f1_ok and far_ok:
+            word = "beaten"
+        elif f1_ok:
+            word = "higher F1, but at a higher false-alarm rate"
+        else:
+            word = "**not beaten**"
+        lines.append(
+            f"- {name}: {word} (F1 {float(row['f1']):.3f} vs {float(mine['f1']):.3f}, "  # type: ignore[arg-type]
+            f"FAR {_cell(row['false_alarm_rate'], 'false_alarm_rate')} vs "
+            f"{_cell(mine['false_alarm_rate'], 'false_alarm_rate')})"
+        )
+    return lines
+
+
+def _representative(results: list[dict[str, object]], group: str) -> dict[str, object] | None:
+    members = [r for r in results if r["group"] == group and "failed" not in r and int(r["test_positive_rows"]) > 0]  # type: ignore[call-overload]
+    return max(members, key=lambda r: int(r["test_positive_rows"])) if members else None  # type: ignore[call-overload]
+
+
+def _plots(results: list[dict[str, object]], group: str, folder: Path) -> list[str]:
+    """PR curves and a score trace for the group's series with the most labelled rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    member = _representative(results, group)
+    if member is None:
+        return []
+    traces = np.load(Path(str(member["_traces"])))
+    labels = traces["labels"].astype(np.int8)
+    names = [n for n in member["detectors"] if n in traces and "daemon" not in n]  # type: ignore[attr-defined]
+    slug = f"{group}_{member['series']}".replace(" ", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for name in names:
+        precision, recall = pr_curve(traces[name], labels)
+        axis.plot(recall, precision, label=name, linewidth=2.2 if name.startswith(OURS_PREFIX) else 1.2)
+    axis.axhline(labels.mean(), color="grey", linestyle=":", label="positive share")
+    axis.set(xlabel="recall", ylabel="precision", title=f"PR curves: {group} {member['series']}")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    pr_path = folder / f"pr_{slug}.png"
+    figure.savefig(pr_path, dpi=110)
+    plt.close(figure)
+
+    shown = [n for n in names if n in ("EdgeGAN ORT INT8", "IsolationForest", "Conv autoencoder", "PCA Q")]
+    figure, axes = plt.subplots(len(shown), 1, figsize=(10, 1.8 * len(shown) + 0.5), sharex=True)
+    axes = np.atleast_1d(axes)
+    for axis, name in zip(axes, shown, strict=True):
+        scores = traces[name]
+        axis.plot(scores, linewidth=0.6)
+        threshold = member["detectors"][name]["threshold"]  # type: ignore[index]
+        axis.axhline(threshold, color="red", linewidth=0.8)
+        for start, end in _spans(labels):
+            axis.axvspan(start, end, color="orange", alpha=0.3)
+        low, high = np.percentile(scores, 0.5), max(np.percentile(scores, 99.9), threshold * 1.2)
+        axis.set_ylim(low, high)
+        axis.set_ylabel(name, fontsize=7)
+    axes[-1].set_xlabel("test row (orange: labelled anomaly; red: threshold from training data)")
+    figure.tight_layout()
+    trace_path = folder / f"trace_{slug}.png"
+    figure.savefig(trace_path, dpi=100)
+    plt.close(figure)
+    return [pr_path.name, trace_path.name]
+
+
+def _spans(labels: np.ndarray) -> list[tuple[int, int]]:
+    from benchmarks.detection.metrics import segments
+
+    return segments(labels)
+
+
+def write_report(payload: dict[str, object], results: list[dict[str, object]], quick: bool) -> Path:
+    """Write the markdown report (REPORT.md, or REPORT.quick.md beside the results for quick runs)."""
+    out = BENCHMARKS / ("results/REPORT.quick.md" if quick else "REPORT.md")
+    plots = BENCHMARKS / "results" / ("plots_quick" if quick else "plots")
+    settings = payload["settings"]
+    machine = describe_machine()
+    lines = [
+        "# Detection benchmark: EdgeGAN against baselines",
+        "",
+        "Generated by `python -m benchmarks.detection.run` (see benchmarks/README.md); do not edit by hand.",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}, "
+        f"torch {machine.get('torch', '-')}, onnxruntime {machine['onnxruntime']}, measured "
+        f"{machine['measured_at']}.",
+        "",
+        "## How it is measured",
+        "",
+        f"- One model per series. Windows of {settings['window_len']} rows (EdgeGAN's default); one "  # type: ignore[index]
+        "window per test row, ending on that row, so every test row gets a score.",
+        "- NAB: the first half of each file trains, the second half is the test part; labelled rows in the first "
+        "half are blanked, so no detector trains or calibrates on them. SMD: its own train and test files.",
+        f"- Thresholds come from the training part only: the last {settings['holdout_fraction']} of it "  # type: ignore[index]
+        f"is held out and every detector's threshold is {settings['threshold_rule']} at a false-alarm "  # type: ignore[index]
+        f"budget of {settings['false_alarm_budget']}, the rule EdgeGAN's fit uses. No threshold sees a test "  # type: ignore[index]
+        "label or test score.",
+        "- Baselines get the same windows, normalised with the training part's per-channel mean and spread.",
+        "- Point-wise metrics count every test row; rows of all series in a dataset are pooled. AUC-PR is the "
+        "mean over series that have labelled rows in the test part. Event recall: a labelled segment counts "
+        "as found when any row inside it is flagged; delay is rows from its start to the first flag.",
+        "- PA-F1 is point-adjusted F1 (one flag in a segment credits the whole segment). It is inflated: compare "
+        "it with the all-ones and random-alarm references, which score high on it without looking at the data.",
+        "- `EdgeGAN daemon (INT8)` is `edge-agent score`: the daemon's pipeline and alert logic (3 windows "
+        "above threshold open an alert, hysteresis closes it), which is what a deployment publishes.",
+        "",
+    ]
+    groups: dict[str, dict[str, object]] = payload["groups"]  # type: ignore[assignment]
+    for group, info in groups.items():
+        rows: dict[str, dict[str, object]] = info["detectors"]  # type: ignore[assignment]
+        lines += [
+            f"## {group}",
+            "",
+            f"{len(info['series'])} series, {info['test_rows']:,} test rows, "  # type: ignore[arg-type]
+            f"{info['test_positive_rows']:,} labelled anomalous.",
+            "",
+        ]
+        if info["failed"]:
+            lines += [f"Not pooled (a detector failed): {'; '.join(info['failed'])}.", ""]  # type: ignore[arg-type]
+        lines += _table(rows)
+        lines += ["", "Verdict for the daemon's decisions (what a deployment publishes):", ""]
+        lines += verdict(rows, "EdgeGAN daemon (INT8)")
+        lines += ["", "Verdict for the raw INT8 threshold:", ""]
+        lines += verdict(rows, "EdgeGAN ORT INT8")
+        names = _plots(results, group, plots)
+        if names:
+            lines += ["", *[f"![{name}](results/{plots.name}/{name})" for name in names]]
+        lines += [
+            "",
+            "| detector | fit, s (all series) | scoring, us per window (mean) |",
+            "| --- | --- | --- |",
+        ]
+        for name, row in rows.items():
+            if not name.startswith("reference"):
+                lines.append(f"| {name} | {row['fit_seconds_total']} | {row['score_us_per_window_mean']} |")
+        lines.append("")
+    lines += [
+        "## Per series",
+        "",
+        "| dataset | series | test rows | anomalous | F1: EdgeGAN daemon / INT8 / best baseline (name) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for entry in results:
+        if "failed" in entry:
+            lines.append(f"| {entry['group']} | {entry['series']} | - | - | failed: {entry['failed']} |")
+            continue
+        detectors: dict[str, dict[str, object]] = entry["detectors"]  # type: ignore[assignment]
+        f1 = {n: _f1_of(d) for n, d in detectors.items()}
+        best = max((n for n in f1 if not n.startswith(OURS_PREFIX)), key=lambda n: f1[n])
+        lines.append(
+            f"| {entry['group']} | {entry['series']} | {entry['test_rows']} | {entry['test_positive_rows']} | "
+            f"{f1['EdgeGAN daemon (INT8)']:.3f} / {f1['EdgeGAN ORT INT8']:.3f} / {f1[best]:.3f} ({best}) |"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _f1_of(detector: dict[str, object]) -> float:
+    counts: dict[str, int] = detector["counts"]  # type: ignore[assignment]
+    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0

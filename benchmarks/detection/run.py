@@ -1,0 +1,304 @@
+"""Detection benchmark: EdgeGAN against baselines on NAB and SMD, same windows, same splits.
+
+Usage: python -m benchmarks.detection.run [--datasets DIR] [--groups realKnownCause,realAWSCloudwatch,SMD]
+                                          [--quick] [--cache runs/detection] [--fresh]
+Per series it fits every detector on the training part's windows, takes each one's threshold from the
+holdout (the tail of the training part) with the same POT rule and false-alarm budget as EdgeGAN's own
+calibration, and scores one window per test row. Results are cached per series (a cut-off run resumes);
+the pooled table goes to benchmarks/results/detection.json and the report to benchmarks/REPORT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks.detection import baselines, metrics, ours
+from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, load_all
+from benchmarks.environment import write_result
+from trainer.build import build_bundle
+from trainer.calibrate import pot_threshold
+from trainer.config import TrainConfig
+from trainer.csv_data import load_training_data
+from trainer.windows import Normaliser, build_windows, slide
+
+log = logging.getLogger("benchmarks.detection")
+REPO = Path(__file__).resolve().parents[2]
+OURS_FP32, OURS_INT8, OURS_DAEMON = "EdgeGAN ORT FP32", "EdgeGAN ORT INT8", "EdgeGAN daemon (INT8)"
+
+
+def benchmark_config(quick: bool) -> TrainConfig:
+    """Default model settings; blanked label rows split the training data instead of failing it."""
+    overrides: dict[str, object] = {"data": {"on_long_gap": "split"}}
+    if quick:
+        overrides["fit"] = {"epochs": 20, "encoder_epochs": 10, "max_train_windows": 256}
+    return TrainConfig.model_validate(overrides)
+
+
+def make_baselines(quick: bool) -> list[baselines.Detector]:
+    """Fresh baseline detectors; quick mode shrinks only their training budgets."""
+    return [
+        baselines.IsolationForestDetector(),
+        baselines.PcaDetector("Q"),
+        baselines.PcaDetector("T2"),
+        baselines.ConvAutoencoderDetector(epochs=3 if quick else 40, windows_per_epoch=512 if quick else 4096),
+        baselines.PyodAnoGanDetector(epochs=3 if quick else 100, fit_windows=200 if quick else 500),
+    ]
+
+
+def _normalise(windows: npt.NDArray[np.float32], normaliser: Normaliser) -> npt.NDArray[np.float32]:
+    return ((windows - normaliser.mean) / normaliser.scale).astype(np.float32)
+
+
+def _test_windows(series: LabelledSeries, window_len: int) -> npt.NDArray[np.float32]:
+    """One window per test row, ending on it; the first ones reach back into the training part."""
+    history = series.train[-(window_len - 1) :]
+    from benchmarks.detection.datasets import _fill_nan
+
+    return slide(np.vstack([_fill_nan(history), series.test]), window_len, 1)
+
+
+def _entry(
+    scores: npt.NDArray[np.float64] | None,
+    predicted: npt.NDArray[np.bool_],
+    labels: npt.NDArray[np.int8],
+    fit_s: float,
+    score_s: float,
+    threshold: float | None,
+) -> dict[str, object]:
+    return {
+        "counts": asdict(metrics.count(predicted, labels)),
+        "auc_pr": metrics.average_precision(scores, labels) if scores is not None else None,
+        "threshold": threshold,
+        "alarm_rate": float(predicted.mean()),
+        "fit_seconds": round(fit_s, 2),
+        "score_us_per_window": round(score_s / len(labels) * 1e6, 2),
+    }
+
+
+def evaluate_series(
+    series: LabelledSeries,
+    config: TrainConfig,
+    work: Path,
+    detectors: list[baselines.Detector],
+) -> tuple[dict[str, object], dict[str, npt.NDArray[np.float64]]]:
+    """Every detector on one series: (result entry, test scores per detector for plots)."""
+    window_len = config.model.window_len
+    work.mkdir(parents=True, exist_ok=True)
+    train_csv = series.write_train_csv(work / "train.csv")
+    data = load_training_data(train_csv, config.data)
+    sets = build_windows(data.segments, window_len, config.fit.train_stride, config.data.holdout_fraction)
+    test_windows = _test_windows(series, window_len)
+    labels = series.test_labels
+    entries: dict[str, dict[str, object]] = {}
+    traces: dict[str, npt.NDArray[np.float64]] = {"labels": labels.astype(np.float64)}
+
+    bundle_dir = work / "bundle"
+    shutil.rmtree(bundle_dir, ignore_errors=True)
+    started = time.perf_counter()
+    build_bundle(train_csv, bundle_dir, config)
+    fit_s = time.perf_counter() - started
+    for name, precision in ((OURS_FP32, "fp32"), (OURS_INT8, "int8")):
+        graph = ours.score_graph(bundle_dir, precision, test_windows)
+        predicted = graph.scores > graph.threshold
+        entries[name] = _entry(graph.scores, predicted, labels, fit_s, graph.seconds, graph.threshold)
+        traces[name] = graph.scores
+        traces[f"{name} threshold"] = np.array([graph.threshold])
+    history = window_len - 1
+    test_csv = series.write_test_csv(work / "test.csv", history)
+    started = time.perf_counter()
+    states = ours.daemon_states(bundle_dir, test_csv, work / "daemon.csv", history)
+    daemon_s = time.perf_counter() - started
+    entries[OURS_DAEMON] = _entry(traces[OURS_INT8], states, labels, fit_s, daemon_s, None)
+    traces[OURS_DAEMON] = states.astype(np.float64)
+
+    train_n = _normalise(sets.train, sets.normaliser)
+    holdout_n = _normalise(sets.holdout, sets.normaliser)
+    test_n = _normalise(test_windows, sets.normaliser)
+    score_config = config.score
+    for detector in detectors:
+        started = time.perf_counter()
+        detector.fit(train_n)
+        fit_s = time.perf_counter() - started
+        threshold = pot_threshold(
+            detector.score(holdout_n), score_config.false_alarm_budget, score_config.pot_initial_quantile
+        ).value
+        started = time.perf_counter()
+        scores = detector.score(test_n)
+        score_s = time.perf_counter() - started
+        entries[detector.name] = _entry(scores, scores > threshold, labels, fit_s, score_s, threshold)
+        traces[detector.name] = scores
+    entry = {
+        "series": series.name,
+        "group": series.group,
+        "test_rows": len(labels),
+        "test_positive_rows": int(labels.sum()),
+        "train_rows": len(series.train),
+        "blanked_train_rows": series.blanked_train_rows,
+        "holdout_windows": len(sets.holdout),
+        "detectors": entries,
+    }
+    return entry, traces
+
+
+def _config_key(config: TrainConfig, quick: bool) -> str:
+    text = json.dumps({"config": config.model_dump(mode="json"), "quick": quick}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def run_all(
+    series_list: list[LabelledSeries],
+    config: TrainConfig,
+    cache: Path,
+    quick: bool,
+    detector_factory: Callable[[bool], list[baselines.Detector]] = make_baselines,
+) -> list[dict[str, object]]:
+    """Evaluate each series, reusing cached results made with the same settings."""
+    key = _config_key(config, quick)
+    results = []
+    for index, series in enumerate(series_list, 1):
+        folder = cache / key / f"{series.group.replace(' ', '_')}__{series.name}"
+        result_file = folder / "result.json"
+        if result_file.is_file():
+            results.append(json.loads(result_file.read_text()))
+            continue
+        started = time.perf_counter()
+        try:
+            entry, traces = evaluate_series(series, config, folder, detector_factory(quick))
+        except Exception as err:  # noqa: BLE001 - one failed series must not end the run; it is recorded
+            log.exception("series %s failed", series.name)
+            entry = {"series": series.name, "group": series.group, "failed": f"{type(err).__name__}: {err}"}
+            traces = {}
+        entry["seconds"] = round(time.perf_counter() - started, 1)
+        if traces:
+            np.savez_compressed(folder / "traces.npz", **traces)
+        result_file.parent.mkdir(parents=True, exist_ok=True)
+        result_file.write_text(json.dumps(entry, indent=1))
+        print(f"[{index}/{len(series_list)}] {series.group} {series.name}: {entry['seconds']} s", flush=True)
+        results.append(entry)
+    return results
+
+
+def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, object]]]:
+    """Per group and detector: pooled point-wise and event metrics, mean AUC-PR, references.
+
+    Only series where every detector ran are pooled, so every row of a group's table covers the same rows.
+    """
+    table: dict[str, dict[str, dict[str, object]]] = {}
+    groups = sorted({str(r["group"]) for r in results})
+    for group in groups:
+        members = [r for r in results if r["group"] == group and "failed" not in r]
+        if not members:
+            continue
+        names = list(members[0]["detectors"])  # type: ignore[call-overload]
+        rows: dict[str, dict[str, object]] = {}
+        for name in names:
+            counts = [metrics.Counts(**m["detectors"][name]["counts"]) for m in members]  # type: ignore[index]
+            total = sum(counts[1:], counts[0])
+            aucs = [m["detectors"][name]["auc_pr"] for m in members]  # type: ignore[index]
+            aucs = [a for a in aucs if a is not None]
+            rows[name] = {
+                **total.summary(),
+                "auc_pr_mean": float(np.mean(aucs)) if aucs else None,
+                "fit_seconds_total": round(sum(m["detectors"][name]["fit_seconds"] for m in members), 1),  # type: ignore[index]
+                "score_us_per_window_mean": round(
+                    float(np.mean([m["detectors"][name]["score_us_per_window"] for m in members])), 2  # type: ignore[index]
+                ),
+            }
+        rows["reference: all ones"] = _reference(members, lambda labels: [np.ones(len(labels), dtype=bool)])
+        rows["reference: random 1% alarms"] = _reference(
+            members, lambda labels: [c for c in _random_predictions(labels)]
+        )
+        table[group] = {
+            "series": [str(m["series"]) for m in members],
+            "failed": [f"{r['series']}: {r['failed']}" for r in results if r["group"] == group and "failed" in r],
+            "test_rows": sum(int(m["test_rows"]) for m in members),  # type: ignore[call-overload]
+            "test_positive_rows": sum(int(m["test_positive_rows"]) for m in members),  # type: ignore[call-overload]
+            "detectors": rows,
+        }
+    return table
+
+
+def _random_predictions(labels: npt.NDArray[np.int8]) -> list[npt.NDArray[np.bool_]]:
+    return [np.random.default_rng(seed).random(len(labels)) < 0.01 for seed in range(5)]
+
+
+def _reference(
+    members: list[dict[str, object]],
+    predictions: Callable[[npt.NDArray[np.int8]], list[npt.NDArray[np.bool_]]],
+) -> dict[str, object]:
+    """Pooled metrics of a label-blind detector, averaged over its random draws."""
+    summaries = []
+    draws = len(predictions(np.zeros(1, dtype=np.int8)))
+    for draw in range(draws):
+        total: metrics.Counts | None = None
+        for member in members:
+            labels = np.load(Path(str(member["_traces"])))["labels"].astype(np.int8)
+            counts = metrics.count(predictions(labels)[draw], labels)
+            total = counts if total is None else total + counts
+        assert total is not None
+        summaries.append(total.summary())
+    keys = summaries[0].keys()
+    return {k: float(np.mean([s[k] for s in summaries if s[k] is not None])) for k in keys}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--groups", default="realKnownCause,realAWSCloudwatch,SMD")
+    parser.add_argument("--quick", action="store_true", help="short fits: a smoke run of the harness")
+    parser.add_argument("--cache", type=Path, default=REPO / "runs" / "detection")
+    parser.add_argument("--fresh", action="store_true", help="ignore cached per-series results")
+    parser.add_argument("--series", help="only series whose name contains this")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.fresh:
+        shutil.rmtree(args.cache, ignore_errors=True)
+    config = benchmark_config(args.quick)
+    series_list = load_all(args.datasets, tuple(args.groups.split(",")))
+    if args.series:
+        series_list = [s for s in series_list if args.series in s.name]
+    results = run_all(series_list, config, args.cache, args.quick)
+    payload = finish(results, config, args.cache, args.quick)
+    path = write_result("detection_quick" if args.quick else "detection", payload)
+    print(f"wrote {path}")
+
+
+def finish(
+    results: list[dict[str, object]], config: TrainConfig, cache: Path, quick: bool
+) -> dict[str, object]:
+    """Pool, attach trace paths for the report, and write REPORT.md (quick runs write REPORT.quick.md)."""
+    from benchmarks.detection.report import write_report
+
+    key = _config_key(config, quick)
+    for entry in results:
+        folder = cache / key / f"{str(entry['group']).replace(' ', '_')}__{entry['series']}"
+        entry["_traces"] = str(folder / "traces.npz")
+    pooled = pool(results)
+    payload: dict[str, object] = {
+        "settings": {
+            "window_len": config.model.window_len,
+            "false_alarm_budget": config.score.false_alarm_budget,
+            "threshold_rule": f"POT on holdout scores, initial quantile {config.score.pot_initial_quantile}",
+            "holdout_fraction": config.data.holdout_fraction,
+            "quick": quick,
+        },
+        "groups": pooled,
+        "series": [{k: v for k, v in r.items() if k != "_traces"} for r in results],
+    }
+    write_report(payload, results, quick)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
