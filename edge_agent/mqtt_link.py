@@ -235,6 +235,10 @@ class MqttLink:
             self._has_room.set()
         return items
 
+    def inbox_depth(self) -> int:
+        """Messages received and not yet drained (a backlog the scoring loop has still to work through)."""
+        return len(self._inbox)
+
     def ack(self, message: RawMessage) -> None:
         """Acknowledge a processed QoS 1 message so the broker forgets it (sent on the next occasion)."""
         if message.qos == 1:

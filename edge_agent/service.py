@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -125,12 +126,7 @@ class AgentService:
                 self.stats.rejected[INTERNAL_ERROR] += len(raws)
                 for raw in raws:
                     self.link.ack(raw)
-        if self.link.connected.is_set():
-            if self.link.sessions != self._sessions_seen:
-                self._sessions_seen = self.link.sessions
-                self._new_session()
-            elif self.spool is not None and self.spool.waiting():
-                self.spool.flush(self.link.publish_tracked)
+        self._keep_connection_state()
         now = self.clock()
         if self.availability is not None and now >= self._next_availability_check:
             for device in self.availability.expired(now):
@@ -140,6 +136,17 @@ class AgentService:
             self.publish_stats()
             self._next_stats = now + self.config.stats.interval_s
         return len(raws)
+
+    def _keep_connection_state(self) -> None:
+        """Re-announce after a (re)connect, send what the spool holds, and forget what the broker has."""
+        if self.link.connected.is_set():
+            if self.link.sessions != self._sessions_seen:
+                self._sessions_seen = self.link.sessions
+                self._new_session()
+            elif self.spool is not None and self.spool.waiting():
+                self._flush_spool()
+        if self.spool is not None:
+            self._spool_do(self.spool.settle)
 
     def _handle(self, raws: list[RawMessage]) -> None:
         readings: list[Reading] = []
@@ -156,7 +163,7 @@ class AgentService:
                 self.stats.other_shards += 1
                 continue
             self.stats.received += 1
-            if device is not None:
+            if device is not None and DEVICE_ID.match(device):
                 self.health.received(device)
             try:
                 reading = self._decode(raw, device)
@@ -192,8 +199,7 @@ class AgentService:
 
     def _new_session(self) -> None:
         """After each (re)connect: send what waited, then re-announce (brokers can lose retained ones)."""
-        if self.spool is not None:
-            self.spool.flush(self.link.publish_tracked)
+        self._flush_spool()
         if self._ha_status_topic is not None:
             self._announce_all()
         elif self.availability is not None:
@@ -204,6 +210,19 @@ class AgentService:
         if payload.strip() == b"online":
             log.info("Home Assistant is online: re-announcing %d devices", len(self._announced))
             self._announce_all()
+
+    def _flush_spool(self) -> None:
+        spool = self.spool
+        if spool is not None:
+            self._spool_do(lambda: spool.flush(self.link.publish_tracked))
+
+    def _spool_do(self, action: Callable[[], object]) -> None:
+        """Spool housekeeping; a disk error is logged and counted, never fatal (retried on the next loop)."""
+        try:
+            action()
+        except sqlite3.Error as err:
+            self.stats.rejected["spool_error"] += 1
+            log.error("spool: %s; retried on the next loop", err)
 
     def _announce(self, device: str) -> None:
         for topic, payload in discovery_messages(self.config, device, self.pipeline.bundle_id):
@@ -224,18 +243,22 @@ class AgentService:
         self, topic: str, payload: str, retain: bool, coalesce_key: str | None = None
     ) -> None:
         """QoS 1 through the spool when one is configured (survives outages and restarts)."""
-        if self.spool is None:
-            self.link.publish(topic, payload, qos=1, retain=retain)
-            return
-        self.spool.submit(
-            topic,
-            payload.encode(),
-            1,
-            retain,
-            self.link.connected.is_set(),
-            self.link.publish_tracked,
-            coalesce_key,
-        )
+        if self.spool is not None:
+            try:
+                self.spool.submit(
+                    topic,
+                    payload.encode(),
+                    1,
+                    retain,
+                    self.link.connected.is_set(),
+                    self.link.publish_tracked,
+                    coalesce_key,
+                )
+                return
+            except sqlite3.Error as err:  # a full disk or a damaged file must not cost the alert
+                self.stats.rejected["spool_error"] += 1
+                log.error("spool failed (%s): %s sent without it", err, topic)
+        self.link.publish(topic, payload, qos=1, retain=retain)
 
     def _route(self, topic: str) -> tuple[str | None, bool]:
         """(device, scored here) for a telemetry topic; memoised because a fleet repeats its topics."""
@@ -430,6 +453,7 @@ class AgentService:
         """Counters for the stats topic and the Prometheus endpoint."""
         extra: dict[str, object] = {
             "inbox_dropped": self.link.inbox_dropped,
+            "inbox_depth": self.link.inbox_depth(),
             "bundle_id": self.pipeline.bundle_id,
             "devices": len(self.pipeline.windows),
             "device_health": self.health.snapshot(self.config.stats.max_devices_reported),

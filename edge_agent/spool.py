@@ -92,7 +92,9 @@ class Spool:
             on_full,
             clock,
         )
-        self._db = sqlite3.connect(str(path), isolation_level=None)  # autocommit; one statement each
+        # Autocommit, one statement each. Built on one thread and used by the service loop's thread, never by
+        # two at once, hence check_same_thread=False.
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a spooled alert survives power loss too
         self._db.execute(_SCHEMA)
@@ -139,7 +141,7 @@ class Spool:
         coalesce_key: str | None = None,
     ) -> None:
         """Store a message, then send it at once when connected and nothing older is waiting."""
-        self._settle()
+        self.settle()
         historical = not connected
         if coalesce_key is not None:
             self._drop_waiting(coalesce_key)
@@ -158,7 +160,7 @@ class Spool:
 
     def flush(self, publish: Publish, limit: int = 1000) -> int:
         """Send waiting messages in order (at most `limit` now); returns how many were handed over."""
-        self._settle()
+        self.settle()
         self._expire()
         sent = 0
         for row in self._waiting_rows(limit):
@@ -166,10 +168,6 @@ class Spool:
             sent += 1
         self.flushed += sent
         return sent
-
-    def lost_connection(self) -> None:
-        """Messages in flight when the link went down stay with paho, which resends them on reconnect."""
-        self._settle()
 
     def _send(self, row: _Row, publish: Publish) -> None:
         payload = mark_historical(row.payload) if row.historical else row.payload
@@ -182,8 +180,8 @@ class Spool:
             return
         self._in_flight[mid] = row.id
 
-    def _settle(self) -> None:
-        """Delete what the broker acknowledged."""
+    def settle(self) -> None:
+        """Delete what the broker acknowledged (cheap when nothing was)."""
         while self._acked:
             row_id = self._in_flight.pop(self._acked.popleft(), None)
             if row_id is not None:

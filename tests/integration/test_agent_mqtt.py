@@ -115,6 +115,12 @@ def test_poison_payloads_are_counted_and_scoring_goes_on(
         "bad_device": 1,
     }, rejected
     assert _stats(watch)["scored"] == expected_scored
+    # Per-device data quality: p1 sent 80 good readings, 8 poison payloads and 1 duplicate.
+    health = _stats(watch)["device_health"]["p1"]  # type: ignore[index]
+    assert health["received"] == 89
+    assert health["rejected_rate"] == round(9 / 89, 4)
+    assert health["missing_channel_rate"] == round(1 / 89, 4)
+    assert "bad.id" not in _stats(watch)["device_health"]  # type: ignore[operator]
     assert watch.json_on("edgegan/agent/edge-1/rejected"), "rejections are published (rate-limited)"
 
 
@@ -171,6 +177,7 @@ def test_prometheus_endpoint_reports_the_same_counters(
     assert 'edgegan_rejected_total{reason="bad_json"} 1.0' in text
     assert "edgegan_received_total 41.0" in text
     assert f'edgegan_bundle_info{{bundle_id="{agent.service.pipeline.bundle_id}"}} 1.0' in text
+    assert f'edgegan_device_rejected_ratio{{device="m1"}} {round(1 / 41, 4)}' in text
     device.loop_stop()
 
 
