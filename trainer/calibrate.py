@@ -78,9 +78,11 @@ def pot_threshold(scores: npt.NDArray[np.floating], budget: float, initial_quant
 def calibrate(
     scores: npt.NDArray[np.floating], budget: float, method: str, initial_quantile: float = 0.9
 ) -> Threshold:
-    """Threshold by the configured method, with the holdout's score quantiles (the agent's drift reference)."""
+    """Threshold by the configured method, plus the holdout score quantiles (the agent's drift reference)."""
     threshold = (
-        pot_threshold(scores, budget, initial_quantile) if method == "pot" else quantile_threshold(scores, budget)
+        pot_threshold(scores, budget, initial_quantile)
+        if method == "pot"
+        else quantile_threshold(scores, budget)
     )
     reference = {f"holdout_q{int(q * 100)}": float(np.quantile(scores, q)) for q in DRIFT_QUANTILES}
     return threshold.model_copy(update={"details": {**threshold.details, **reference}})

@@ -50,10 +50,10 @@ class IsolationForestDetector:
         from sklearn.ensemble import IsolationForest
 
         self.model = IsolationForest(n_estimators=200, random_state=self.seed, n_jobs=1)
-        self.model.fit(_flat(_evenly(windows, FIT_WINDOW_CAP)))  # type: ignore[attr-defined]
+        self.model.fit(_flat(_evenly(windows, FIT_WINDOW_CAP)))
 
     def score(self, windows: Windows) -> Scores:
-        return -np.asarray(self.model.score_samples(_flat(windows)), dtype=np.float64)  # type: ignore[attr-defined]
+        return -np.asarray(self.model.score_samples(_flat(windows)), dtype=np.float64)
 
 
 @dataclass
@@ -125,13 +125,13 @@ class ConvAutoencoderDetector:
         )
         assert length % 4 == 0, "window length must be a multiple of 4"
         data = torch.from_numpy(np.ascontiguousarray(windows.transpose(0, 2, 1)))
-        optimiser = torch.optim.Adam(self.model.parameters(), lr=1e-3)  # type: ignore[attr-defined]
+        optimiser = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         generator = torch.Generator().manual_seed(self.seed)
         for _ in range(self.epochs):
             order = torch.randperm(len(data), generator=generator)[: self.windows_per_epoch]
             for start in range(0, len(order), 64):
                 batch = data[order[start : start + 64]]
-                loss = ((self.model(batch) - batch) ** 2).mean()  # type: ignore[operator]
+                loss = ((self.model(batch) - batch) ** 2).mean()
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -144,7 +144,7 @@ class ConvAutoencoderDetector:
         with torch.inference_mode():
             for start in range(0, len(data), 1024):
                 batch = data[start : start + 1024]
-                out.append(((self.model(batch) - batch) ** 2).mean(dim=(1, 2)).numpy())  # type: ignore[operator]
+                out.append(((self.model(batch) - batch) ** 2).mean(dim=(1, 2)).numpy())
         return np.concatenate(out).astype(np.float64)
 
 
@@ -164,14 +164,14 @@ class PyodAnoGanDetector:
 
         torch.manual_seed(self.seed)
         self.model = AnoGAN(epochs=self.epochs, contamination=0.01, verbose=0, device="cpu")
-        self.model.fit(_flat(_evenly(windows, self.fit_windows)))  # type: ignore[attr-defined]
+        self.model.fit(_flat(_evenly(windows, self.fit_windows)))
 
     def score(self, windows: Windows) -> Scores:
-        return np.asarray(self.model.decision_function(_flat(windows)), dtype=np.float64)  # type: ignore[attr-defined]
+        return np.asarray(self.model.decision_function(_flat(windows)), dtype=np.float64)
 
 
 def timed(action: object, *args: object) -> tuple[object, float]:
     """(result, seconds)."""
     start = time.perf_counter()
-    result = action(*args)  # type: ignore[operator]
+    result = action(*args)
     return result, time.perf_counter() - start

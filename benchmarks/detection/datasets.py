@@ -120,9 +120,9 @@ def nab_files(root: Path, group: str) -> list[str]:
     return sorted(f"{group}/{path.name}" for path in folder.glob("*.csv"))
 
 
-def load_all(root: Path, groups: tuple[str, ...] = ("realKnownCause", "realAWSCloudwatch", "SMD")) -> list[
-    LabelledSeries
-]:
+def load_all(
+    root: Path, groups: tuple[str, ...] = ("realKnownCause", "realAWSCloudwatch", "SMD")
+) -> list[LabelledSeries]:
     """Every series of the chosen groups."""
     series: list[LabelledSeries] = []
     for group in groups:

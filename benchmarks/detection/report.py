@@ -28,10 +28,10 @@ def _cell(value: object, key: str) -> str:
     if value is None:
         return "-"
     if key == "false_alarm_rate":
-        return f"{float(value):.4f}"  # type: ignore[arg-type]
+        return f"{float(value):.4f}"
     if key == "mean_delay_rows":
-        return f"{float(value):.0f}"  # type: ignore[arg-type]
-    return f"{float(value):.3f}"  # type: ignore[arg-type]
+        return f"{float(value):.0f}"
+    return f"{float(value):.3f}"
 
 
 def _table(rows: dict[str, dict[str, object]]) -> list[str]:
@@ -52,8 +52,8 @@ def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
     for name, row in rows.items():
         if name.startswith(OURS_PREFIX) or name.startswith("reference"):
             continue
-        f1_ok = float(mine["f1"]) > float(row["f1"])  # type: ignore[arg-type]
-        far_ok = float(mine["false_alarm_rate"] or 0) <= float(row["false_alarm_rate"] or 0)  # type: ignore[arg-type]
+        f1_ok = float(mine["f1"]) > float(row["f1"])
+        far_ok = float(mine["false_alarm_rate"] or 0) <= float(row["false_alarm_rate"] or 0)
         if f1_ok and far_ok:
             word = "beaten"
         elif f1_ok:
@@ -61,7 +61,7 @@ def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
         else:
             word = "**not beaten**"
         lines.append(
-            f"- {name}: {word} (F1 {float(row['f1']):.3f} vs {float(mine['f1']):.3f}, "  # type: ignore[arg-type]
+            f"- {name}: {word} (F1 {float(row['f1']):.3f} vs {float(mine['f1']):.3f}, "
             f"FAR {_cell(row['false_alarm_rate'], 'false_alarm_rate')} vs "
             f"{_cell(mine['false_alarm_rate'], 'false_alarm_rate')})"
         )
@@ -69,8 +69,10 @@ def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
 
 
 def _representative(results: list[dict[str, object]], group: str) -> dict[str, object] | None:
-    members = [r for r in results if r["group"] == group and "failed" not in r and int(r["test_positive_rows"]) > 0]  # type: ignore[call-overload]
-    return max(members, key=lambda r: int(r["test_positive_rows"])) if members else None  # type: ignore[call-overload]
+    members = [
+        r for r in results if r["group"] == group and "failed" not in r and int(r["test_positive_rows"]) > 0
+    ]
+    return max(members, key=lambda r: int(r["test_positive_rows"])) if members else None
 
 
 def _plots(results: list[dict[str, object]], group: str, folder: Path) -> list[str]:
@@ -85,7 +87,7 @@ def _plots(results: list[dict[str, object]], group: str, folder: Path) -> list[s
         return []
     traces = np.load(Path(str(member["_traces"])))
     labels = traces["labels"].astype(np.int8)
-    names = [n for n in member["detectors"] if n in traces and "daemon" not in n]  # type: ignore[attr-defined]
+    names = [n for n in member["detectors"] if n in traces and "daemon" not in n]
     slug = f"{group}_{member['series']}".replace(" ", "_")
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -107,7 +109,7 @@ def _plots(results: list[dict[str, object]], group: str, folder: Path) -> list[s
     for axis, name in zip(axes, shown, strict=True):
         scores = traces[name]
         axis.plot(scores, linewidth=0.6)
-        threshold = member["detectors"][name]["threshold"]  # type: ignore[index]
+        threshold = member["detectors"][name]["threshold"]
         axis.axhline(threshold, color="red", linewidth=0.8)
         for start, end in _spans(labels):
             axis.axvspan(start, end, color="orange", alpha=0.3)
@@ -145,36 +147,38 @@ def write_report(payload: dict[str, object], results: list[dict[str, object]], q
         "",
         "## How it is measured",
         "",
-        f"- One model per series. Windows of {settings['window_len']} rows (EdgeGAN's default); one "  # type: ignore[index]
+        f"- One model per series. Windows of {settings['window_len']} rows (EdgeGAN's default); one "
         "window per test row, ending on that row, so every test row gets a score.",
-        "- NAB: the first half of each file trains, the second half is the test part; labelled rows in the first "
-        "half are blanked, so no detector trains or calibrates on them. SMD: its own train and test files.",
-        f"- Thresholds come from the training part only: the last {settings['holdout_fraction']} of it "  # type: ignore[index]
-        f"is held out and every detector's threshold is {settings['threshold_rule']} at a false-alarm "  # type: ignore[index]
-        f"budget of {settings['false_alarm_budget']}, the rule EdgeGAN's fit uses. No threshold sees a test "  # type: ignore[index]
+        "- NAB: the first half of each file trains, the second half is the test part; labelled rows in the "
+        "first half are blanked, so no detector trains or calibrates on them. SMD: its own train and test "
+        "files.",
+        f"- Thresholds come from the training part only: the last {settings['holdout_fraction']} of it "
+        f"is held out and every detector's threshold is {settings['threshold_rule']} at a false-alarm "
+        f"budget of {settings['false_alarm_budget']}, the rule EdgeGAN's fit uses. No threshold sees a test "
         "label or test score.",
         "- Baselines get the same windows, normalised with the training part's per-channel mean and spread.",
-        "- Point-wise metrics count every test row; rows of all series in a dataset are pooled. AUC-PR is the "
-        "mean over series that have labelled rows in the test part. Event recall: a labelled segment counts "
-        "as found when any row inside it is flagged; delay is rows from its start to the first flag.",
-        "- PA-F1 is point-adjusted F1 (one flag in a segment credits the whole segment). It is inflated: compare "
-        "it with the all-ones and random-alarm references, which score high on it without looking at the data.",
+        "- Point-wise metrics count every test row; rows of all series in a dataset are pooled. AUC-PR is "
+        "the mean over series that have labelled rows in the test part. Event recall: a labelled segment "
+        "counts as found when any row inside it is flagged; delay is rows from its start to the first flag.",
+        "- PA-F1 is point-adjusted F1 (one flag in a segment credits the whole segment). It is inflated: "
+        "compare it with the all-ones and random-alarm references, which score high on it without looking "
+        "at the data.",
         "- `EdgeGAN daemon (INT8)` is `edge-agent score`: the daemon's pipeline and alert logic (3 windows "
         "above threshold open an alert, hysteresis closes it), which is what a deployment publishes.",
         "",
     ]
-    groups: dict[str, dict[str, object]] = payload["groups"]  # type: ignore[assignment]
+    groups: dict[str, dict[str, object]] = payload["groups"]
     for group, info in groups.items():
-        rows: dict[str, dict[str, object]] = info["detectors"]  # type: ignore[assignment]
+        rows: dict[str, dict[str, object]] = info["detectors"]
         lines += [
             f"## {group}",
             "",
-            f"{len(info['series'])} series, {info['test_rows']:,} test rows, "  # type: ignore[arg-type]
+            f"{len(info['series'])} series, {info['test_rows']:,} test rows, "
             f"{info['test_positive_rows']:,} labelled anomalous.",
             "",
         ]
         if info["failed"]:
-            lines += [f"Not pooled (a detector failed): {'; '.join(info['failed'])}.", ""]  # type: ignore[arg-type]
+            lines += [f"Not pooled (a detector failed): {'; '.join(info['failed'])}.", ""]
         lines += _table(rows)
         lines += ["", "Verdict for the daemon's decisions (what a deployment publishes):", ""]
         lines += verdict(rows, "EdgeGAN daemon (INT8)")
@@ -202,11 +206,12 @@ def write_report(payload: dict[str, object], results: list[dict[str, object]], q
         if "failed" in entry:
             lines.append(f"| {entry['group']} | {entry['series']} | - | - | failed: {entry['failed']} |")
             continue
-        detectors: dict[str, dict[str, object]] = entry["detectors"]  # type: ignore[assignment]
+        detectors: dict[str, dict[str, object]] = entry["detectors"]
         f1 = {n: _f1_of(d) for n, d in detectors.items()}
         best = max((n for n in f1 if not n.startswith(OURS_PREFIX)), key=lambda n: f1[n])
         lines.append(
-            f"| {entry['group']} | {entry['series']} | {entry['test_rows']} | {entry['test_positive_rows']} | "
+            f"| {entry['group']} | {entry['series']} | {entry['test_rows']} | "
+            f"{entry['test_positive_rows']} | "
             f"{f1['EdgeGAN daemon (INT8)']:.3f} / {f1['EdgeGAN ORT INT8']:.3f} / {f1[best]:.3f} ({best}) |"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -215,6 +220,6 @@ def write_report(payload: dict[str, object], results: list[dict[str, object]], q
 
 
 def _f1_of(detector: dict[str, object]) -> float:
-    counts: dict[str, int] = detector["counts"]  # type: ignore[assignment]
+    counts: dict[str, int] = detector["counts"]
     tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0

@@ -51,7 +51,9 @@ def make_baselines(quick: bool) -> list[baselines.Detector]:
         baselines.IsolationForestDetector(),
         baselines.PcaDetector("Q"),
         baselines.PcaDetector("T2"),
-        baselines.ConvAutoencoderDetector(epochs=3 if quick else 40, windows_per_epoch=512 if quick else 4096),
+        baselines.ConvAutoencoderDetector(
+            epochs=3 if quick else 40, windows_per_epoch=512 if quick else 4096
+        ),
         baselines.PyodAnoGanDetector(epochs=3 if quick else 100, fit_windows=200 if quick else 500),
     ]
 
@@ -200,19 +202,20 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
         members = [r for r in results if r["group"] == group and "failed" not in r]
         if not members:
             continue
-        names = list(members[0]["detectors"])  # type: ignore[call-overload]
+        names = list(members[0]["detectors"])
         rows: dict[str, dict[str, object]] = {}
         for name in names:
-            counts = [metrics.Counts(**m["detectors"][name]["counts"]) for m in members]  # type: ignore[index]
+            counts = [metrics.Counts(**m["detectors"][name]["counts"]) for m in members]
             total = sum(counts[1:], counts[0])
-            aucs = [m["detectors"][name]["auc_pr"] for m in members]  # type: ignore[index]
+            aucs = [m["detectors"][name]["auc_pr"] for m in members]
             aucs = [a for a in aucs if a is not None]
             rows[name] = {
                 **total.summary(),
                 "auc_pr_mean": float(np.mean(aucs)) if aucs else None,
-                "fit_seconds_total": round(sum(m["detectors"][name]["fit_seconds"] for m in members), 1),  # type: ignore[index]
+                "fit_seconds_total": round(sum(m["detectors"][name]["fit_seconds"] for m in members), 1),
                 "score_us_per_window_mean": round(
-                    float(np.mean([m["detectors"][name]["score_us_per_window"] for m in members])), 2  # type: ignore[index]
+                    float(np.mean([m["detectors"][name]["score_us_per_window"] for m in members])),
+                    2,
                 ),
             }
         rows["reference: all ones"] = _reference(members, lambda labels: [np.ones(len(labels), dtype=bool)])
@@ -221,9 +224,11 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
         )
         table[group] = {
             "series": [str(m["series"]) for m in members],
-            "failed": [f"{r['series']}: {r['failed']}" for r in results if r["group"] == group and "failed" in r],
-            "test_rows": sum(int(m["test_rows"]) for m in members),  # type: ignore[call-overload]
-            "test_positive_rows": sum(int(m["test_positive_rows"]) for m in members),  # type: ignore[call-overload]
+            "failed": [
+                f"{r['series']}: {r['failed']}" for r in results if r["group"] == group and "failed" in r
+            ],
+            "test_rows": sum(int(m["test_rows"]) for m in members),
+            "test_positive_rows": sum(int(m["test_positive_rows"]) for m in members),
             "detectors": rows,
         }
     return table
@@ -253,7 +258,9 @@ def _reference(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--groups", default="realKnownCause,realAWSCloudwatch,SMD")
     parser.add_argument("--quick", action="store_true", help="short fits: a smoke run of the harness")
