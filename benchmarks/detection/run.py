@@ -17,7 +17,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from trainer.build import build_bundle
 from trainer.calibrate import pot_threshold
 from trainer.config import TrainConfig
 from trainer.csv_data import load_training_data
-from trainer.windows import Normaliser, build_windows, slide
+from trainer.windows import Normaliser, WindowSets, build_windows, slide
 
 log = logging.getLogger("benchmarks.detection")
 REPO = Path(__file__).resolve().parents[2]
@@ -88,74 +88,143 @@ def _entry(
     }
 
 
-def evaluate_series(
-    series: LabelledSeries,
-    config: TrainConfig,
-    work: Path,
-    detectors: list[baselines.Detector],
-) -> tuple[dict[str, object], dict[str, npt.NDArray[np.float64]]]:
-    """Every detector on one series: (result entry, test scores per detector for plots)."""
-    window_len = config.model.window_len
-    work.mkdir(parents=True, exist_ok=True)
-    train_csv = series.write_train_csv(work / "train.csv")
-    data = load_training_data(train_csv, config.data)
-    sets = build_windows(data.segments, window_len, config.fit.train_stride, config.data.holdout_fraction)
-    test_windows = _test_windows(series, window_len)
-    labels = series.test_labels
-    entries: dict[str, dict[str, object]] = {}
-    traces: dict[str, npt.NDArray[np.float64]] = {"labels": labels.astype(np.float64)}
+@dataclass
+class Prepared:
+    """One series cut into the windows every detector sees."""
 
-    bundle_dir = work / "bundle"
+    series: LabelledSeries
+    train_csv: Path
+    sets: WindowSets
+    test_windows: npt.NDArray[np.float32]
+
+    def normalised(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return _normalise(windows, self.sets.normaliser)
+
+
+def prepare(series: LabelledSeries, config: TrainConfig, folder: Path) -> Prepared:
+    """The training CSV (for EdgeGAN's own fit) and the train/holdout/test windows (for everyone)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train_csv = series.write_train_csv(folder / "train.csv")
+    data = load_training_data(train_csv, config.data)
+    window_len = config.model.window_len
+    sets = build_windows(data.segments, window_len, config.fit.train_stride, config.data.holdout_fraction)
+    return Prepared(series, train_csv, sets, _test_windows(series, window_len))
+
+
+def run_baseline(
+    detector: baselines.Detector, prepared: Prepared, config: TrainConfig
+) -> tuple[dict[str, object], npt.NDArray[np.float64]]:
+    """Fit on the training windows, threshold on the holdout (POT, EdgeGAN's budget), score the test."""
+    labels = prepared.series.test_labels
+    started = time.perf_counter()
+    detector.fit(prepared.normalised(prepared.sets.train))
+    fit_s = time.perf_counter() - started
+    holdout_scores = detector.score(prepared.normalised(prepared.sets.holdout))
+    threshold = pot_threshold(
+        holdout_scores, config.score.false_alarm_budget, config.score.pot_initial_quantile
+    ).value
+    test = prepared.normalised(prepared.test_windows)
+    started = time.perf_counter()
+    scores = detector.score(test)
+    score_s = time.perf_counter() - started
+    return _entry(scores, scores > threshold, labels, fit_s, score_s, threshold), scores
+
+
+def run_edgegan(
+    prepared: Prepared, config: TrainConfig, folder: Path
+) -> tuple[dict[str, dict[str, object]], dict[str, npt.NDArray[np.float64]]]:
+    """The real fit, both ONNX graphs, and the daemon's decisions through `edge-agent score`."""
+    labels = prepared.series.test_labels
+    bundle_dir = folder / "bundle"
     shutil.rmtree(bundle_dir, ignore_errors=True)
     started = time.perf_counter()
-    build_bundle(train_csv, bundle_dir, config)
+    build_bundle(prepared.train_csv, bundle_dir, config)
     fit_s = time.perf_counter() - started
+    entries: dict[str, dict[str, object]] = {}
+    traces: dict[str, npt.NDArray[np.float64]] = {}
     for name, precision in ((OURS_FP32, "fp32"), (OURS_INT8, "int8")):
-        graph = ours.score_graph(bundle_dir, precision, test_windows)
+        graph = ours.score_graph(bundle_dir, precision, prepared.test_windows)
         predicted = graph.scores > graph.threshold
         entries[name] = _entry(graph.scores, predicted, labels, fit_s, graph.seconds, graph.threshold)
         traces[name] = graph.scores
-        traces[f"{name} threshold"] = np.array([graph.threshold])
-    history = window_len - 1
-    test_csv = series.write_test_csv(work / "test.csv", history)
+    history = config.model.window_len - 1
+    test_csv = prepared.series.write_test_csv(folder / "test.csv", history)
     started = time.perf_counter()
-    states = ours.daemon_states(bundle_dir, test_csv, work / "daemon.csv", history)
+    states = ours.daemon_states(bundle_dir, test_csv, folder / "daemon.csv", history)
     daemon_s = time.perf_counter() - started
     entries[OURS_DAEMON] = _entry(traces[OURS_INT8], states, labels, fit_s, daemon_s, None)
     traces[OURS_DAEMON] = states.astype(np.float64)
+    return entries, traces
 
-    train_n = _normalise(sets.train, sets.normaliser)
-    holdout_n = _normalise(sets.holdout, sets.normaliser)
-    test_n = _normalise(test_windows, sets.normaliser)
-    score_config = config.score
-    for detector in detectors:
-        started = time.perf_counter()
-        detector.fit(train_n)
-        fit_s = time.perf_counter() - started
-        threshold = pot_threshold(
-            detector.score(holdout_n), score_config.false_alarm_budget, score_config.pot_initial_quantile
-        ).value
-        started = time.perf_counter()
-        scores = detector.score(test_n)
-        score_s = time.perf_counter() - started
-        entries[detector.name] = _entry(scores, scores > threshold, labels, fit_s, score_s, threshold)
-        traces[detector.name] = scores
-    entry = {
+
+def _key(payload: object) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _split_key(config: TrainConfig, quick: bool) -> str:
+    """What the windows and thresholds depend on: baselines are reused while it stays the same."""
+    return _key(
+        {
+            "data": config.data.model_dump(mode="json"),
+            "window": config.model.window_len,
+            "stride": config.fit.train_stride,
+            "score": config.score.model_dump(mode="json"),
+            "quick": quick,
+        }
+    )
+
+
+def _series_folder(cache: Path, series: LabelledSeries) -> Path:
+    return cache / f"{series.group.replace(' ', '_')}__{series.name}"
+
+
+def evaluate_series(
+    series: LabelledSeries,
+    config: TrainConfig,
+    cache: Path,
+    quick: bool,
+    detector_factory: Callable[[bool], list[baselines.Detector]] = make_baselines,
+    with_ours: bool = True,
+) -> dict[str, object]:
+    """Every detector on one series, each result cached on its own; returns the merged entry."""
+    folder = _series_folder(cache, series)
+    split = _split_key(config, quick)
+    ours_folder = folder / f"edgegan-{_key(config.model_dump(mode='json'))}-{split}"
+    merged = folder / f"merged-{ours_folder.name}"
+    prepared: Prepared | None = None
+    entries: dict[str, dict[str, object]] = {}
+    traces: dict[str, npt.NDArray[np.float64]] = {"labels": series.test_labels.astype(np.float64)}
+    if with_ours:
+        if not (ours_folder / "result.json").is_file():
+            prepared = prepare(series, config, folder / "work")
+            ours_folder.mkdir(parents=True, exist_ok=True)
+            ours_entries, ours_traces = run_edgegan(prepared, config, ours_folder)
+            np.savez_compressed(ours_folder / "traces.npz", **ours_traces)
+            (ours_folder / "result.json").write_text(json.dumps(ours_entries, indent=1))
+        entries.update(json.loads((ours_folder / "result.json").read_text()))
+        traces.update(dict(np.load(ours_folder / "traces.npz")))
+    for detector in detector_factory(quick):
+        stem = folder / f"baselines-{split}" / detector.name.replace(" ", "_")
+        if not stem.with_suffix(".json").is_file():
+            prepared = prepared or prepare(series, config, folder / "work")
+            entry, scores = run_baseline(detector, prepared, config)
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            np.save(stem.with_suffix(".npy"), scores)
+            stem.with_suffix(".json").write_text(json.dumps(entry, indent=1))
+        entries[detector.name] = json.loads(stem.with_suffix(".json").read_text())
+        traces[detector.name] = np.load(stem.with_suffix(".npy"))
+    merged.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(merged / "traces.npz", **traces)
+    return {
         "series": series.name,
         "group": series.group,
-        "test_rows": len(labels),
-        "test_positive_rows": int(labels.sum()),
+        "test_rows": len(series.test_labels),
+        "test_positive_rows": int(series.test_labels.sum()),
         "train_rows": len(series.train),
         "blanked_train_rows": series.blanked_train_rows,
-        "holdout_windows": len(sets.holdout),
         "detectors": entries,
+        "_traces": str(merged / "traces.npz"),
     }
-    return entry, traces
-
-
-def _config_key(config: TrainConfig, quick: bool) -> str:
-    text = json.dumps({"config": config.model_dump(mode="json"), "quick": quick}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def run_all(
@@ -164,29 +233,19 @@ def run_all(
     cache: Path,
     quick: bool,
     detector_factory: Callable[[bool], list[baselines.Detector]] = make_baselines,
+    with_ours: bool = True,
 ) -> list[dict[str, object]]:
-    """Evaluate each series, reusing cached results made with the same settings."""
-    key = _config_key(config, quick)
+    """Evaluate each series; a failure is recorded for that series and the run goes on."""
     results = []
     for index, series in enumerate(series_list, 1):
-        folder = cache / key / f"{series.group.replace(' ', '_')}__{series.name}"
-        result_file = folder / "result.json"
-        if result_file.is_file():
-            results.append(json.loads(result_file.read_text()))
-            continue
         started = time.perf_counter()
         try:
-            entry, traces = evaluate_series(series, config, folder, detector_factory(quick))
+            entry = evaluate_series(series, config, cache, quick, detector_factory, with_ours)
         except Exception as err:  # noqa: BLE001 - one failed series must not end the run; it is recorded
             log.exception("series %s failed", series.name)
             entry = {"series": series.name, "group": series.group, "failed": f"{type(err).__name__}: {err}"}
-            traces = {}
-        entry["seconds"] = round(time.perf_counter() - started, 1)
-        if traces:
-            np.savez_compressed(folder / "traces.npz", **traces)
-        result_file.parent.mkdir(parents=True, exist_ok=True)
-        result_file.write_text(json.dumps(entry, indent=1))
-        print(f"[{index}/{len(series_list)}] {series.group} {series.name}: {entry['seconds']} s", flush=True)
+        seconds = round(time.perf_counter() - started, 1)
+        print(f"[{index}/{len(series_list)}] {series.group} {series.name}: {seconds} s", flush=True)
         results.append(entry)
     return results
 
@@ -267,6 +326,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "detection")
     parser.add_argument("--fresh", action="store_true", help="ignore cached per-series results")
     parser.add_argument("--series", help="only series whose name contains this")
+    parser.add_argument("--baselines-only", action="store_true", help="fill the baselines' cache, no report")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.fresh:
@@ -275,7 +335,9 @@ def main() -> None:
     series_list = load_all(args.datasets, tuple(args.groups.split(",")))
     if args.series:
         series_list = [s for s in series_list if args.series in s.name]
-    results = run_all(series_list, config, args.cache, args.quick)
+    results = run_all(series_list, config, args.cache, args.quick, with_ours=not args.baselines_only)
+    if args.baselines_only:
+        return
     payload = finish(results, config, args.cache, args.quick)
     path = write_result("detection_quick" if args.quick else "detection", payload)
     print(f"wrote {path}")
@@ -287,10 +349,6 @@ def finish(
     """Pool, attach trace paths for the report, and write REPORT.md (quick runs write REPORT.quick.md)."""
     from benchmarks.detection.report import write_report
 
-    key = _config_key(config, quick)
-    for entry in results:
-        folder = cache / key / f"{str(entry['group']).replace(' ', '_')}__{entry['series']}"
-        entry["_traces"] = str(folder / "traces.npz")
     pooled = pool(results)
     payload: dict[str, object] = {
         "settings": {
