@@ -98,7 +98,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
+    signal.signal(signal.SIGHUP, lambda *_: service.request_reload_all())
     service.run(stop)
     return 0
 

@@ -5,7 +5,9 @@ Unknown keys are errors and name their line, so a typo never silently falls back
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import zlib
 from pathlib import Path
 from typing import Literal
@@ -16,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from edge_agent.decision import DecisionConfig
 from edge_agent.errors import ConfigError
 from edge_agent.yaml_config import load_yaml_model
+
+DEFAULT_MODEL = "default"
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class _Section(BaseModel):
@@ -200,11 +205,24 @@ class HomeAssistantConfig(_Section):
     )
 
 
+class RouteConfig(_Section):
+    """Devices whose id matches `devices` (shell-style pattern, e.g. `fan-*`) are scored by `bundle`."""
+
+    devices: str = Field(min_length=1)
+    bundle: str = Field(description="a name from `bundles`, or `default` for `bundle`")
+
+
 class AgentConfig(_Section):
     """The whole daemon configuration."""
 
     agent_id: str = Field("edge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    bundle: Path | None = Field(None, description="model bundle folder")
+    bundle: Path | None = Field(None, description="model bundle folder (the `default` model)")
+    bundles: dict[str, Path] = Field(
+        default_factory=dict, description="more models by name, for gateways watching different machines"
+    )
+    routes: list[RouteConfig] = Field(
+        default_factory=list, description="device pattern -> model name; first match wins, else default"
+    )
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
@@ -214,6 +232,24 @@ class AgentConfig(_Section):
     shard: ShardConfig = Field(default_factory=ShardConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+
+    @model_validator(mode="after")
+    def _routes_name_known_bundles(self) -> AgentConfig:
+        for name in self.bundles:
+            if name == DEFAULT_MODEL or not MODEL_NAME.match(name):
+                raise ValueError(f"bundles: {name!r} must match {MODEL_NAME.pattern} and not be 'default'")
+        for index, route in enumerate(self.routes):
+            if route.bundle != DEFAULT_MODEL and route.bundle not in self.bundles:
+                known = ", ".join([DEFAULT_MODEL, *self.bundles])
+                raise ValueError(f"routes[{index}].bundle {route.bundle!r} is not one of: {known}")
+        return self
+
+    def model_for(self, device: str) -> str:
+        """The model name that scores `device`: the first matching route, else `default`."""
+        for route in self.routes:
+            if fnmatch.fnmatchcase(device, route.devices):
+                return route.bundle
+        return DEFAULT_MODEL
 
     @model_validator(mode="after")
     def _score_topic_for_home_assistant(self) -> AgentConfig:

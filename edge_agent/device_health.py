@@ -29,6 +29,7 @@ class _Device:
     rejected: int = 0
     missing_channel: int = 0
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_SCORES))
+    reference: float | None = None  # of the model that scores this device
 
 
 def reference_score(details: dict[str, float]) -> float | None:
@@ -43,8 +44,7 @@ def reference_score(details: dict[str, float]) -> float | None:
 class DeviceHealth:
     """Counters and recent scores per device; bounded in devices like the window store."""
 
-    def __init__(self, reference: float | None, max_devices: int = 100_000) -> None:
-        self.reference = reference
+    def __init__(self, max_devices: int = 100_000) -> None:
         self.max_devices = max_devices
         self._devices: dict[str, _Device] = {}
 
@@ -67,10 +67,13 @@ class DeviceHealth:
             entry.rejected += 1
             entry.missing_channel += reason == MISSING_CHANNEL
 
-    def scored(self, device: str, score: float) -> None:
-        """One window scored."""
+    def scored(self, device: str, score: float, reference: float | None) -> None:
+        """One window scored by a model whose calibration reference is `reference`."""
         entry = self._devices.get(device)
         if entry is not None:
+            if entry.reference != reference:
+                entry.recent.clear()  # a new model: its scores are on another scale
+                entry.reference = reference
             entry.recent.append(score)
 
     def snapshot(self, limit: int) -> dict[str, dict[str, float | int | None]]:
@@ -82,8 +85,8 @@ class DeviceHealth:
         out: dict[str, dict[str, float | int | None]] = {}
         for device, entry in self._devices.items():
             drift = None
-            if self.reference is not None and len(entry.recent) >= MIN_SCORES_FOR_DRIFT:
-                share = float(np.mean(np.asarray(entry.recent) > self.reference))
+            if entry.reference is not None and len(entry.recent) >= MIN_SCORES_FOR_DRIFT:
+                share = float(np.mean(np.asarray(entry.recent) > entry.reference))
                 drift = round(share / (1.0 - REFERENCE_QUANTILE), 3)
             out[device] = {
                 "received": entry.received,

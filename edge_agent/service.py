@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent.availability import OFFLINE, ONLINE, DeviceAvailability
-from edge_agent.config import AgentConfig
+from edge_agent.config import DEFAULT_MODEL, AgentConfig
 from edge_agent.device_health import DeviceHealth, reference_score
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.homeassistant import discovery_messages
 from edge_agent.mqtt_link import MqttLink, RawMessage
 from edge_agent.pipeline import Outcome, ScoringPipeline
@@ -51,24 +51,30 @@ class AgentService:
         open_model: Callable[[Path], ScoringPipeline] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.config, self.pipeline, self.link, self.clock = config, pipeline, link, clock
+        self.config, self.link, self.clock = config, link, clock
         self.open_model = open_model  # builds a verified, warmed-up pipeline for a bundle path (hot swap)
+        self.models: dict[str, ScoringPipeline] = {DEFAULT_MODEL: pipeline}
+        if config.bundles and open_model is None:
+            raise ConfigError("bundles: more models need a model loader")
+        for name, path in config.bundles.items():
+            self.models[name] = open_model(path)  # type: ignore[misc]
+        self._references = {name: reference_score(m.threshold_details) for name, m in self.models.items()}
         self.stats = Stats()
         self.systemd = SystemdNotifier()
-        self._reload_request: Path | None = None
+        self._reload_requests: dict[str, Path | None] = {}
         self._reload_transaction: tuple[str, object] | None = None  # the command that asked, to answer it
-        self._current_bundle: Path | None = config.bundle
-        self._previous_bundle: Path | None = None  # what `rollback` goes back to
+        self._current_bundle: dict[str, Path | None] = {DEFAULT_MODEL: config.bundle, **config.bundles}
+        self._previous_bundle: dict[str, Path] = {}  # what `rollback` goes back to, per model
         self._muted: set[str] = set()
         self._open_alerts: dict[str, str] = {}
-        self._routes: dict[str, tuple[str | None, bool]] = {}
+        self._routes: dict[str, tuple[str | None, bool, str]] = {}
         offline_after = config.ingest.offline_after_s
         self.availability = DeviceAvailability(offline_after) if offline_after is not None else None
         self._next_availability_check = 0.0
         self._next_stats = 0.0
         self._rejected_budget = 1.0
         self._last_budget_ts = clock()
-        self.health = DeviceHealth(reference_score(pipeline.threshold_details))
+        self.health = DeviceHealth()
         self._announced: set[str] = set()  # devices announced to Home Assistant
         self._sessions_seen = 0  # link sessions already re-announced to
         spool = config.spool
@@ -89,7 +95,7 @@ class AgentService:
 
             stop_metrics = serve_metrics(stats.prometheus_port, stats.prometheus_address, self.snapshot)
         self.link.start()
-        self.systemd.ready(f"serving {self.pipeline.bundle_id}")
+        self.systemd.ready(f"serving {', '.join(m.bundle_id for m in self.models.values())}")
         while not stop.is_set():
             self.step()
             self.systemd.watchdog()  # fed by the scoring loop itself: a hung loop gets us restarted
@@ -104,15 +110,28 @@ class AgentService:
             stop_metrics()
         self.systemd.close()
 
-    def request_reload(self, bundle: Path | None = None) -> None:
+    @property
+    def pipeline(self) -> ScoringPipeline:
+        """The default model (the one `bundle` names)."""
+        return self.models[DEFAULT_MODEL]
+
+    def request_reload(self, bundle: Path | None = None, model: str = DEFAULT_MODEL) -> None:
         """Ask for a model swap at the next loop iteration (safe from signal handlers and other threads)."""
-        self._reload_request = bundle or self.config.bundle
+        self._reload_requests[model] = bundle or self._configured_bundle(model)
+
+    def request_reload_all(self) -> None:
+        """SIGHUP: reload every model from its configured path."""
+        for model in self.models:
+            self.request_reload(None, model)
+
+    def _configured_bundle(self, model: str) -> Path | None:
+        return self.config.bundle if model == DEFAULT_MODEL else self.config.bundles.get(model)
 
     def step(self) -> int:
         """One loop iteration; returns how many messages it handled."""
-        if self._reload_request is not None:
-            target, self._reload_request = self._reload_request, None
-            self._reload(target)
+        while self._reload_requests:
+            model, target = self._reload_requests.popitem()
+            self._reload(target, model)
         ingest = self.config.ingest
         raws = self.link.drain(ingest.batch_max, ingest.batch_wait_s)
         if raws:
@@ -149,7 +168,7 @@ class AgentService:
             self._spool_do(self.spool.settle)
 
     def _handle(self, raws: list[RawMessage]) -> None:
-        readings: list[Reading] = []
+        batches: dict[str, list[Reading]] = {}
         for raw in raws:
             command = self.link.is_command(raw.topic)
             if command is not None:
@@ -158,7 +177,7 @@ class AgentService:
             if raw.topic == self._ha_status_topic:
                 self._home_assistant_status(raw.payload)
                 continue
-            device, owned = self._route(raw.topic)
+            device, owned, model = self._route(raw.topic)
             if not owned:
                 self.stats.other_shards += 1
                 continue
@@ -166,27 +185,32 @@ class AgentService:
             if device is not None and DEVICE_ID.match(device):
                 self.health.received(device)
             try:
-                reading = self._decode(raw, device)
+                reading = self._decode(raw, device, self.models[model])
             except PayloadError as err:
                 self._reject(raw.topic, err.reason, err.detail, device)
                 continue
-            readings.append(reading)
+            batches.setdefault(model, []).append(reading)
             if self._ha_status_topic is not None and reading.device not in self._announced:
                 self._announce(reading.device)
             # Usable readings count as signs of life; a device sending only garbage stays offline.
             if self.availability is not None and self.availability.heard(reading.device, raw.received_ts):
                 self._publish_availability(reading.device, ONLINE)
-        outcomes, dropped = self.pipeline.push_many(readings)
+        for model, readings in batches.items():
+            self._score(model, readings)
+        for raw in raws:
+            self.link.ack(raw)  # only now: a crash before this point gets the readings redelivered
+
+    def _score(self, model: str, readings: list[Reading]) -> None:
+        pipeline, reference = self.models[model], self._references[model]
+        outcomes, dropped = pipeline.push_many(readings)
         for item in dropped:
             self._reject(item.reading.device, item.reason, f"ts {item.reading.ts}", item.reading.device)
         now = self.clock()
         for outcome in outcomes:
-            self.health.scored(outcome.reading.device, outcome.score)
-            self._publish_outcome(outcome)
+            self.health.scored(outcome.reading.device, outcome.score, reference)
+            self._publish_outcome(outcome, pipeline.bundle_id)
             self.stats.observe_latency(now - outcome.reading.received_ts)
         self.stats.scored += len(outcomes)
-        for raw in raws:
-            self.link.ack(raw)  # only now: a crash before this point gets the readings redelivered
 
     def _publish_availability(self, device: str, state: str) -> None:
         topic = self.config.topics.device_availability.format(device=device)
@@ -225,7 +249,8 @@ class AgentService:
             log.error("spool: %s; retried on the next loop", err)
 
     def _announce(self, device: str) -> None:
-        for topic, payload in discovery_messages(self.config, device, self.pipeline.bundle_id):
+        bundle_id = self.models[self.config.model_for(device)].bundle_id
+        for topic, payload in discovery_messages(self.config, device, bundle_id):
             self.link.publish(topic, payload, qos=1, retain=True)
         self._announced.add(device)
 
@@ -237,7 +262,8 @@ class AgentService:
             if device in availability:
                 self._publish_availability(device, availability[device])
             state_topic = self.config.topics.state.format(device=device)
-            self.link.publish(state_topic, self.pipeline.decider.state_of(device), qos=1, retain=True)
+            state = self.models[self.config.model_for(device)].decider.state_of(device)
+            self.link.publish(state_topic, state, qos=1, retain=True)
 
     def _publish_reliably(
         self, topic: str, payload: str, retain: bool, coalesce_key: str | None = None
@@ -260,12 +286,13 @@ class AgentService:
                 log.error("spool failed (%s): %s sent without it", err, topic)
         self.link.publish(topic, payload, qos=1, retain=retain)
 
-    def _route(self, topic: str) -> tuple[str | None, bool]:
-        """(device, scored here) for a telemetry topic; memoised because a fleet repeats its topics."""
+    def _route(self, topic: str) -> tuple[str | None, bool, str]:
+        """(device, scored here, model) for a telemetry topic; memoised: a fleet repeats its topics."""
         route = self._routes.get(topic)
         if route is None:
             device = self.config.topics.device_of(topic)
-            route = (device, device is None or self.config.shard.owns(device))
+            owned = device is None or self.config.shard.owns(device)
+            route = (device, owned, self.config.model_for(device) if device is not None else DEFAULT_MODEL)
             if len(self._routes) >= MAX_CACHED_ROUTES:
                 self._routes.clear()  # topics are attacker-chosen: never let the memo grow without bound
             self._routes[topic] = route
@@ -298,18 +325,21 @@ class AgentService:
     def _execute(self, name: str, body: dict[str, object], transaction: object) -> str | None:
         """Carry out one command; the detail for an ok response, or None when the answer comes later."""
         if name in ("reload", "rollback"):
+            model = body.get("model", DEFAULT_MODEL)
+            if not isinstance(model, str) or model not in self.models:
+                raise CommandError(f"'model' must be one of: {', '.join(self.models)}")
             bundle: Path | None
             if name == "rollback":
-                if self._previous_bundle is None:
-                    raise CommandError("nothing to roll back to: no bundle was swapped in since start")
-                bundle = self._previous_bundle
+                if model not in self._previous_bundle:
+                    raise CommandError(f"nothing to roll back to: no bundle was swapped into {model!r}")
+                bundle = self._previous_bundle[model]
             else:
                 given = body.get("bundle")
                 if given is not None and not isinstance(given, str):
                     raise CommandError("'bundle' must be a path")
-                bundle = Path(given) if given else self.config.bundle
+                bundle = Path(given) if given else self._configured_bundle(model)
             self._reload_transaction = (name, transaction)
-            self.request_reload(bundle)
+            self.request_reload(bundle, model)
             return None
         device = body.get("device")
         if not isinstance(device, str) or not DEVICE_ID.match(device):
@@ -338,7 +368,7 @@ class AgentService:
         payload = {"id": transaction, "command": name, "status": status, "detail": detail, "ts": self.clock()}
         self.link.publish(topic, json.dumps(payload), qos=1)
 
-    def _reload(self, bundle: Path | None) -> None:
+    def _reload(self, bundle: Path | None, model: str = DEFAULT_MODEL) -> None:
         """Load, verify and warm up the new model; swap only if all of that worked."""
         command, self._reload_transaction = self._reload_transaction, None
         if self.open_model is None or bundle is None:
@@ -351,17 +381,20 @@ class AgentService:
         except EdgeAgentError as err:
             self.stats.reloads_failed += 1
             self.stats.last_reload_error = str(err)
-            log.error("reload of %s refused, %s keeps serving: %s", bundle, self.pipeline.bundle_id, err)
+            serving = self.models[model].bundle_id
+            log.error("reload of %s refused, %s keeps serving: %s", bundle, serving, err)
             if command is not None:
-                self._respond(
-                    command[0], command[1], ERROR, f"{err}; {self.pipeline.bundle_id} keeps serving"
-                )
+                self._respond(command[0], command[1], ERROR, f"{err}; {serving} keeps serving")
             return
-        kept = fresh.adopt_state(self.pipeline)
-        previous, self.pipeline = self.pipeline, fresh
+        previous = self.models[model]
+        kept = fresh.adopt_state(previous)
+        self.models[model] = fresh
         previous.scorer.close()
-        self.health.reference = reference_score(fresh.threshold_details)
-        self._previous_bundle, self._current_bundle = self._current_bundle, bundle
+        self._references[model] = reference_score(fresh.threshold_details)
+        current = self._current_bundle.get(model)
+        if current is not None:
+            self._previous_bundle[model] = current
+        self._current_bundle[model] = bundle
         self.stats.reloads_ok += 1
         if command is not None:
             self._respond(command[0], command[1], OK, f"serving {fresh.bundle_id}")
@@ -372,12 +405,12 @@ class AgentService:
             "kept" if kept else "reset: shapes differ",
         )
 
-    def _decode(self, raw: RawMessage, device: str | None) -> Reading:
+    def _decode(self, raw: RawMessage, device: str | None, pipeline: ScoringPipeline) -> Reading:
         if device is None:
             raise PayloadError(BAD_DEVICE, f"topic {raw.topic[:80]!r} does not match the telemetry filter")
         ingest = self.config.ingest
         reading = decode_telemetry(
-            raw.payload, device, self.pipeline.channels, raw.received_ts, ingest.max_payload_bytes
+            raw.payload, device, pipeline.channels, raw.received_ts, ingest.max_payload_bytes
         )
         if reading.ts > raw.received_ts + ingest.max_future_s:
             raise PayloadError(FUTURE, f"ts {reading.ts:.0f} is {reading.ts - raw.received_ts:.0f} s ahead")
@@ -400,7 +433,7 @@ class AgentService:
             payload = {"source": where, "reason": reason, "detail": detail[:200], "ts": now}
             self.link.publish(topic, json.dumps(payload), qos=0)
 
-    def _publish_outcome(self, outcome: Outcome) -> None:
+    def _publish_outcome(self, outcome: Outcome, bundle_id: str) -> None:
         decision = outcome.decision
         device = outcome.reading.device
         topics = self.config.topics
@@ -433,7 +466,7 @@ class AgentService:
             "score": round(outcome.score, 6),
             "threshold": round(decision.threshold, 6),
             "top_channels": [{"channel": c, "contribution": v} for c, v in outcome.top_channels()],
-            "bundle_id": self.pipeline.bundle_id,
+            "bundle_id": bundle_id,
             "agent_id": self.config.agent_id,
         }
         self._publish_reliably(topics.alert.format(device=device), json.dumps(payload), False)
@@ -455,7 +488,8 @@ class AgentService:
             "inbox_dropped": self.link.inbox_dropped,
             "inbox_depth": self.link.inbox_depth(),
             "bundle_id": self.pipeline.bundle_id,
-            "devices": len(self.pipeline.windows),
+            "bundles": {name: model.bundle_id for name, model in self.models.items()},
+            "devices": sum(len(model.windows) for model in self.models.values()),
             "device_health": self.health.snapshot(self.config.stats.max_devices_reported),
             "ts": self.clock(),
         }

@@ -94,6 +94,10 @@ class WindowStore:
     def __len__(self) -> int:
         return len(self._devices)
 
+    def devices(self) -> list[str]:
+        """Ids of the devices with a window here."""
+        return list(self._devices)
+
     def push(self, reading: Reading) -> npt.NDArray[np.float32] | None:
         """Add a reading; returns a copy of the device's window [window, channels] when one is due."""
         buffer = self._advance(reading)

@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--out", type=Path, required=True, help="bundle folder to write (replaced atomically)")
     _add_fit_options(fit)
+    assets = commands.add_parser(
+        "fit-assets", help="one bundle per asset (sub-folder or file of --data), fitted in parallel"
+    )
+    assets.add_argument("--data", type=Path, required=True, help="folder: one sub-folder or CSV per asset")
+    assets.add_argument("--out", type=Path, required=True, help="folder for the bundles and summary.md/json")
+    assets.add_argument("--workers", type=int, default=2, help="parallel fits (each: fit.threads)")
+    _add_fit_options(assets)
     demo = commands.add_parser(
         "demo",
         help="the whole story: pump-like data, a model, a broker, the agent and a faulty simulated fleet",
@@ -92,6 +99,20 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     result = build_bundle(args.data, args.out, _load_config(args))
     _print_summary(result)
+    return 0
+
+
+def _run_fit_assets(args: argparse.Namespace) -> int:
+    from trainer.fleet_fit import fit_assets, summary_table
+
+    if args.workers < 1:
+        raise TrainerError(f"--workers {args.workers}: must be at least 1")
+    results = fit_assets(args.data, args.out, _load_config(args), args.workers)
+    print(summary_table(results))
+    failed = [r.asset for r in results if r.status != "ok"]
+    if failed:
+        log.error("%d of %d assets failed: %s", len(failed), len(results), ", ".join(failed))
+        return 1
     return 0
 
 
@@ -195,5 +216,5 @@ def _print_summary(result: BuildResult) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edge-trainer` console script."""
     args = _parser().parse_args(argv)
-    handlers = {"fit": _run_fit, "demo": _run_demo, "synth": _run_synth}
+    handlers = {"fit": _run_fit, "fit-assets": _run_fit_assets, "demo": _run_demo, "synth": _run_synth}
     return run_command("edge-trainer", handlers[args.command], args, (TrainerError, EdgeAgentError))

@@ -1,0 +1,139 @@
+"""Which way of turning EdgeGAN's residuals into one score detects best? One fit per series, many scores.
+
+Usage: python -m benchmarks.detection.score_variants [--series machine-2-1,nyc_taxi,...] [--quick]
+Fits the networks once per series (default settings), then scores the holdout and test windows with each
+variant in torch: threshold by POT on the holdout (the benchmark's rule), point-wise F1 and AUC-PR on the
+test labels. Writes benchmarks/results/score_variants.json. This is how the scoring defaults were chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.detection import metrics
+from benchmarks.detection.datasets import DEFAULT_ROOT, load_all
+from benchmarks.detection.run import benchmark_config, prepare
+from benchmarks.environment import write_result
+from trainer.calibrate import pot_threshold
+from trainer.fit import fit_networks
+from trainer.provenance import seed_everything
+from trainer.scorer_graph import ScoreTerms
+
+
+@dataclass(frozen=True)
+class Variant:
+    """feature weight; share of channels pooled (largest first); share of the window (newest rows)."""
+
+    feature_weight: float
+    channel_share: float = 1.0
+    recent_share: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"w={self.feature_weight} ch={self.channel_share} recent={self.recent_share}"
+
+
+VARIANTS = [
+    Variant(0.5),
+    Variant(0.0),
+    Variant(1.0),
+    Variant(0.5, channel_share=0.25),
+    Variant(0.5, recent_share=0.25),
+    Variant(0.0, recent_share=0.25),
+    Variant(0.5, channel_share=0.25, recent_share=0.25),
+    Variant(0.0, channel_share=0.25, recent_share=0.25),
+]
+
+
+def _residuals(terms: ScoreTerms, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per window: squared reconstruction residual per channel and row [n, C, W], feature residual [n]."""
+    recs, feats = [], []
+    with torch.no_grad():
+        for start in range(0, len(windows), 1024):
+            x = torch.from_numpy(windows[start : start + 1024])
+            reconstruction = terms.generator(terms.encoder(x))
+            features = terms.critic.features(torch.cat([x, reconstruction]))
+            real, fake = features[: len(x)], features[len(x) :]
+            recs.append((x - reconstruction).pow(2).numpy())
+            feats.append((real - fake).pow(2).mean(dim=(1, 2)).numpy())
+    return np.concatenate(recs), np.concatenate(feats)
+
+
+def _score(
+    rec: np.ndarray, feat: np.ndarray, scale: tuple[np.ndarray, float], variant: Variant
+) -> np.ndarray:
+    window = rec.shape[2]
+    recent = max(1, int(round(window * variant.recent_share)))
+    per_channel = rec[:, :, -recent:].mean(axis=2) / scale[0]
+    channels = per_channel.shape[1]
+    pooled = max(1, int(np.ceil(channels * variant.channel_share)))
+    top = np.sort(per_channel, axis=1)[:, -pooled:].mean(axis=1)
+    return (1 - variant.feature_weight) * top + variant.feature_weight * feat / scale[1]
+
+
+def evaluate(name_filter: list[str], quick: bool, root: Path) -> dict[str, object]:
+    config = benchmark_config(quick)
+    series_list = [s for s in load_all(root) if any(f in s.name for f in name_filter)]
+    out: dict[str, object] = {}
+    for series in series_list:
+        with tempfile.TemporaryDirectory() as scratch:
+            prepared = prepare(series, config, Path(scratch))
+        seed_everything(config.fit.seed, config.fit.threads)
+
+        def layout(windows: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(prepared.normalised(windows).transpose(0, 2, 1))
+
+        train, holdout, test = (
+            layout(w) for w in (prepared.sets.train, prepared.sets.holdout, prepared.test_windows)
+        )
+        nets = fit_networks(train, holdout, config.model, config.fit)
+        terms = ScoreTerms(nets.encoder, nets.generator, nets.critic).eval()
+        sample = train[:: max(1, len(train) // 2048)]
+        rec_train, feat_train = _residuals(terms, sample)
+        labels = series.test_labels
+        rec_hold, feat_hold = _residuals(terms, holdout)
+        rec_test, feat_test = _residuals(terms, test)
+        rows: dict[str, dict[str, float | None]] = {}
+        for variant in VARIANTS:
+            recent = max(1, int(round(rec_train.shape[2] * variant.recent_share)))
+            channel_scale = np.median(rec_train[:, :, -recent:].mean(axis=2), axis=0)
+            channel_scale = np.maximum(channel_scale, max(channel_scale.mean() * 0.05, 1e-6))
+            scale = (channel_scale, max(float(np.median(feat_train)), 1e-6))
+            held = _score(rec_hold, feat_hold, scale, variant)
+            scores = _score(rec_test, feat_test, scale, variant)
+            threshold = pot_threshold(
+                held, config.score.false_alarm_budget, config.score.pot_initial_quantile
+            )
+            summary = metrics.count(scores > threshold.value, labels).summary()
+            rows[variant.name] = {
+                "f1": summary["f1"],
+                "false_alarm_rate": summary["false_alarm_rate"],
+                "auc_pr": metrics.average_precision(scores, labels),
+            }
+            print(
+                f"{series.name:40s} {variant.name:32s} F1 {summary['f1']:.3f} "
+                f"FAR {summary['false_alarm_rate']:.4f} AP {rows[variant.name]['auc_pr'] or 0:.3f}",
+                flush=True,
+            )
+        out[series.name] = rows
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--series", default="machine-2-1,machine-1-6,nyc_taxi,ec2_cpu_utilization_24ae8d")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--datasets", type=Path, default=DEFAULT_ROOT)
+    args = parser.parse_args()
+    report = evaluate(args.series.split(","), args.quick, args.datasets)
+    print(f"wrote {write_result('score_variants', {'variants': report})}")
+
+
+if __name__ == "__main__":
+    main()
