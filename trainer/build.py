@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from trainer.bundle_writer import check_output_folder, publish, staging_folder
 from trainer.calibrate import calibrate
 from trainer.config import TrainConfig
 from trainer.csv_data import TrainingData, load_training_data
+from trainer.distributed import SINGLE, World, leave
 from trainer.export import export_generator, export_scorer, torch_scores
 from trainer.fit import TrainedNets, fit_networks
 from trainer.networks import count_parameters
@@ -56,10 +58,21 @@ class BuildResult:
 
 
 def build_bundle(data_path: Path, out: Path, config: TrainConfig) -> BuildResult:
-    """The whole fit; nothing is written to `out` unless every check passes."""
+    """The whole fit in this process; nothing is written to `out` unless every check passes."""
+    result = build_bundle_in(SINGLE, data_path, out, config)
+    assert result is not None  # a single process is rank 0
+    return result
+
+
+def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfig) -> BuildResult | None:
+    """The fit as one rank of a torchrun job (or alone): every rank trains, rank 0 exports and writes.
+
+    Returns None on the other ranks, which stop once the networks are trained.
+    """
     started = time.perf_counter()
     check_output_folder(out)
-    seed_everything(config.fit.seed, config.fit.threads)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    seed_everything(config.fit.seed, max(1, config.fit.threads // local_ranks))
     data = load_training_data(data_path, config.data)
     log.info(
         "data: %d rows, %d channels, %d segments from %d file(s); %d cells interpolated, %d rows inserted",
@@ -79,10 +92,15 @@ def build_bundle(data_path: Path, out: Path, config: TrainConfig) -> BuildResult
         _to_network_layout(windows.holdout, windows.normaliser),
         config.model,
         config.fit,
+        world,
     )
+    leave(world)
+    if not world.is_main:
+        return None
     scorer = _scorer_module(nets, windows, config)
     with staging_folder(out) as stage:
         validation, thresholds = _export_and_check(scorer, nets, windows, config, stage)
+        validation["training"] = {"world_size": world.size, "backend": world.backend or "none"}
         fit_seconds = time.perf_counter() - started
         manifest = _manifest(
             stage, data, windows, config, _score_definition(scorer), thresholds, validation, fit_seconds

@@ -95,10 +95,13 @@ def _load_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    from trainer.build import build_bundle
+    from trainer.build import build_bundle_in
+    from trainer.distributed import join_from_environment
 
-    result = build_bundle(args.data, args.out, _load_config(args))
-    _print_summary(result)
+    world = join_from_environment()  # several ranks when started by torchrun
+    result = build_bundle_in(world, args.data, args.out, _load_config(args))
+    if result is not None:  # rank 0 writes the bundle and reports
+        _print_summary(result)
     return 0
 
 

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer.config import FitConfig, ModelConfig
+from trainer.distributed import SINGLE, World, check_replicas_agree
 from trainer.errors import QualityGateError
 from trainer.networks import Critic, Encoder, Generator
 from trainer.validation_signal import generation_quality
@@ -46,8 +47,14 @@ def fit_networks(
     holdout: npt.NDArray[np.float32],
     model: ModelConfig,
     fit: FitConfig,
+    world: World = SINGLE,
 ) -> TrainedNets:
-    """Train on normalised windows [n, channels, window]; returns the best checkpoint by validation."""
+    """Train on normalised windows [n, channels, window]; returns the best checkpoint by validation.
+
+    Under torchrun every rank runs this with the same data and seed: the networks start equal (DDP
+    broadcasts rank 0's weights), each rank takes every world-size-th batch of the same epoch plan, and
+    gradients are averaged, so weights, validation and checkpoint choice stay identical on every rank.
+    """
     torch.manual_seed(fit.seed)
     rng = np.random.default_rng(fit.seed)
     n_channels = train.shape[1]
@@ -57,8 +64,9 @@ def fit_networks(
         encoder=Encoder(model.latent_dim, n_channels, model.window_len, model.width),
     )
     train_t, holdout_t = torch.from_numpy(train), torch.from_numpy(holdout)
-    _fit_gan(nets, train_t, holdout_t, model, fit, rng)
-    _fit_encoder(nets, train_t, holdout_t, fit, rng)
+    _fit_gan(nets, train_t, holdout_t, model, fit, rng, world)
+    _fit_encoder(nets, train_t, holdout_t, fit, rng, world)
+    check_replicas_agree(world, [nets.generator, nets.critic, nets.encoder])
     for net in (nets.generator, nets.critic, nets.encoder):
         net.eval()
     return nets
@@ -67,13 +75,21 @@ def fit_networks(
 MIN_STEPS_PER_EPOCH = 16  # small per-asset datasets still get enough updates per epoch
 
 
-def _batches(n: int, fit: FitConfig, rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
-    """One epoch of index batches: a pass over (at most max_train_windows of) the data, never < 16 steps."""
+def _batches(
+    n: int, fit: FitConfig, rng: np.random.Generator, world: World = SINGLE
+) -> list[npt.NDArray[np.int64]]:
+    """One epoch of index batches: a pass over (at most max_train_windows of) the data, never < 16 steps.
+
+    With several ranks, every rank draws the same plan and keeps every world-size-th batch, so the ranks
+    share out one epoch; steps are rounded up to a multiple of the world size so all ranks step together.
+    """
     per_epoch = min(n, fit.max_train_windows)
     steps = max(MIN_STEPS_PER_EPOCH, -(-per_epoch // fit.batch_size))
+    steps = -(-steps // world.size) * world.size
     needed = steps * fit.batch_size
     order = np.concatenate([rng.permutation(n) for _ in range(-(-needed // n))])[:needed]
-    return [order[i : i + fit.batch_size] for i in range(0, needed, fit.batch_size)]
+    batches = [order[i : i + fit.batch_size] for i in range(0, needed, fit.batch_size)]
+    return batches[world.rank :: world.size]
 
 
 def _gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -83,6 +99,63 @@ def _gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) ->
     return ((grads.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
+class _CriticObjective(torch.nn.Module):
+    """The critic's whole loss in one forward, so DistributedDataParallel sees one forward per backward.
+
+    The gradient penalty's autograd.grad runs inside it with respect to the blended windows only, so DDP's
+    gradient hooks fire once, in the loss's backward.
+    """
+
+    def __init__(self, critic: Critic, penalty: float) -> None:
+        super().__init__()
+        self.critic, self.penalty = critic, penalty
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        wasserstein = self.critic(real).mean() - self.critic(fake).mean()
+        return -wasserstein + self.penalty * _gradient_penalty(self.critic, real, fake), wasserstein
+
+
+class _GeneratorObjective(torch.nn.Module):
+    def __init__(self, generator: Generator, critic: torch.nn.Module) -> None:
+        super().__init__()
+        self.generator, self.critic = generator, critic
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return -self.critic(self.generator(latent)).mean()
+
+
+class _FrozenView(torch.nn.Module):
+    """Calls the critic without registering it as a sub-module (so DDP does not track its parameters)."""
+
+    def __init__(self, critic: Critic) -> None:
+        super().__init__()
+        self._call = [critic]  # a list hides it from nn.Module's registry
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return self._call[0](windows)
+
+
+class _EncoderObjective(torch.nn.Module):
+    """izi_f for the encoder's step; G and the critic are frozen and hidden from DDP."""
+
+    def __init__(self, nets: TrainedNets) -> None:
+        super().__init__()
+        self.encoder = nets.encoder
+        self._nets = [nets]
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return izi_f_loss(self._nets[0], windows)
+
+
+def _parallel(module: torch.nn.Module, world: World) -> torch.nn.Module:
+    """The module itself for one process; wrapped in DistributedDataParallel under torchrun."""
+    if not world.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, broadcast_buffers=False)
+
+
 def _fit_gan(
     nets: TrainedNets,
     train: torch.Tensor,
@@ -90,32 +163,36 @@ def _fit_gan(
     model: ModelConfig,
     fit: FitConfig,
     rng: np.random.Generator,
+    world: World = SINGLE,
 ) -> None:
     g, d = nets.generator, nets.critic
+    critic_objective = _parallel(_CriticObjective(d, fit.gradient_penalty), world)
+    # The critic is frozen (no gradient) in the generator's step, so this DDP instance owns only G's.
+    generator_objective = _parallel(_GeneratorObjective(g, _FrozenView(d)), world)
     opt_g = torch.optim.Adam(g.parameters(), lr=fit.lr, betas=_ADAM_BETAS)
     opt_d = torch.optim.Adam(d.parameters(), lr=fit.critic_lr, betas=_ADAM_BETAS)
     probe = torch.randn(min(256, max(len(holdout), 64)), model.latent_dim)
     best_mmd, best_state = float("inf"), None
     history = nets.history
     warmup = fit.epochs // 5
-    bar = tqdm(range(1, fit.epochs + 1), desc="GAN", unit="epoch", disable=None, leave=False)
+    quiet = None if world.is_main else True  # one progress bar per job, not per rank
+    bar = tqdm(range(1, fit.epochs + 1), desc="GAN", unit="epoch", disable=quiet, leave=False)
     for epoch in bar:
         g.train()
         d.train()
         sums = {"critic": 0.0, "generator": 0.0, "wasserstein": 0.0}
-        batches = _batches(len(train), fit, rng)
+        batches = _batches(len(train), fit, rng, world)
         for step, index in enumerate(batches, start=1):
             real = train[torch.from_numpy(index)]
             fake = g(torch.randn(len(real), model.latent_dim)).detach()
-            wasserstein = d(real).mean() - d(fake).mean()
-            loss_d = -wasserstein + fit.gradient_penalty * _gradient_penalty(d, real, fake)
+            loss_d, wasserstein = critic_objective(real, fake)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
             sums["critic"] += float(loss_d.detach())
             sums["wasserstein"] += float(wasserstein.detach())
             if step % fit.critic_steps == 0:
-                loss_g = -d(g(torch.randn(fit.batch_size, model.latent_dim))).mean()
+                loss_g = generator_objective(torch.randn(fit.batch_size, model.latent_dim))
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
@@ -173,7 +250,12 @@ def izi_f_loss(nets: TrainedNets, windows: torch.Tensor, feature_weight: float =
 
 
 def _fit_encoder(
-    nets: TrainedNets, train: torch.Tensor, holdout: torch.Tensor, fit: FitConfig, rng: np.random.Generator
+    nets: TrainedNets,
+    train: torch.Tensor,
+    holdout: torch.Tensor,
+    fit: FitConfig,
+    rng: np.random.Generator,
+    world: World = SINGLE,
 ) -> None:
     for frozen in (nets.generator, nets.critic):
         frozen.eval()
@@ -183,15 +265,17 @@ def _fit_encoder(
         energy = float(nets.critic.features(sample).pow(2).mean()) / max(float(sample.pow(2).mean()), 1e-12)
     nets.feature_energy_ratio = max(energy, 1e-6)
     encoder = nets.encoder
+    objective = _parallel(_EncoderObjective(nets), world)
     opt = torch.optim.Adam(encoder.parameters(), lr=fit.encoder_lr, betas=(0.9, 0.999))
     best_loss, best_state = float("inf"), copy.deepcopy(encoder.state_dict())
-    bar = tqdm(range(1, fit.encoder_epochs + 1), desc="encoder", unit="epoch", disable=None, leave=False)
+    quiet = None if world.is_main else True
+    bar = tqdm(range(1, fit.encoder_epochs + 1), desc="encoder", unit="epoch", disable=quiet, leave=False)
     for _epoch in bar:
         encoder.train()
         total = 0.0
-        batches = _batches(len(train), fit, rng)
+        batches = _batches(len(train), fit, rng, world)
         for index in batches:
-            loss = izi_f_loss(nets, train[torch.from_numpy(index)])
+            loss = objective(train[torch.from_numpy(index)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
