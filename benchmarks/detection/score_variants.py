@@ -18,7 +18,7 @@ import torch
 
 from benchmarks.detection import metrics
 from benchmarks.detection.datasets import DEFAULT_ROOT, load_all
-from benchmarks.detection.run import benchmark_config, prepare
+from benchmarks.detection.run import Prepared, benchmark_config, prepare
 from benchmarks.environment import write_result
 from trainer.calibrate import pot_threshold
 from trainer.fit import fit_networks
@@ -86,7 +86,7 @@ def evaluate(name_filter: list[str], quick: bool, root: Path) -> dict[str, objec
             prepared = prepare(series, config, Path(scratch))
         seed_everything(config.fit.seed, config.fit.threads)
 
-        def layout(windows: np.ndarray) -> np.ndarray:
+        def layout(windows: np.ndarray, prepared: Prepared = prepared) -> np.ndarray:
             return np.ascontiguousarray(prepared.normalised(windows).transpose(0, 2, 1))
 
         train, holdout, test = (
