@@ -73,7 +73,7 @@ class ScoreConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     feature_weight: float = Field(
-        0.5,
+        0.1,
         ge=0,
         le=1,
         description="weight of the discriminator-feature residual; the rest is reconstruction",

@@ -168,7 +168,7 @@ def _split_key(config: TrainConfig, quick: bool) -> str:
             "data": config.data.model_dump(mode="json"),
             "window": config.model.window_len,
             "stride": config.fit.train_stride,
-            "score": config.score.model_dump(mode="json"),
+            "threshold": config.score.model_dump(mode="json", exclude={"feature_weight"}),
             "quick": quick,
         }
     )
@@ -185,6 +185,7 @@ def evaluate_series(
     quick: bool,
     detector_factory: Callable[[bool], list[baselines.Detector]] = make_baselines,
     with_ours: bool = True,
+    with_baselines: bool = True,
 ) -> dict[str, object]:
     """Every detector on one series, each result cached on its own; returns the merged entry."""
     folder = _series_folder(cache, series)
@@ -203,7 +204,7 @@ def evaluate_series(
             (ours_folder / "result.json").write_text(json.dumps(ours_entries, indent=1))
         entries.update(json.loads((ours_folder / "result.json").read_text()))
         traces.update(dict(np.load(ours_folder / "traces.npz")))
-    for detector in detector_factory(quick):
+    for detector in detector_factory(quick) if with_baselines else []:
         stem = folder / f"baselines-{split}" / detector.name.replace(" ", "_")
         if not stem.with_suffix(".json").is_file():
             prepared = prepared or prepare(series, config, folder / "work")
@@ -234,13 +235,14 @@ def run_all(
     quick: bool,
     detector_factory: Callable[[bool], list[baselines.Detector]] = make_baselines,
     with_ours: bool = True,
+    with_baselines: bool = True,
 ) -> list[dict[str, object]]:
     """Evaluate each series; a failure is recorded for that series and the run goes on."""
     results = []
     for index, series in enumerate(series_list, 1):
         started = time.perf_counter()
         try:
-            entry = evaluate_series(series, config, cache, quick, detector_factory, with_ours)
+            entry = evaluate_series(series, config, cache, quick, detector_factory, with_ours, with_baselines)
         except Exception as err:  # noqa: BLE001 - one failed series must not end the run; it is recorded
             log.exception("series %s failed", series.name)
             entry = {"series": series.name, "group": series.group, "failed": f"{type(err).__name__}: {err}"}
@@ -327,6 +329,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore cached per-series results")
     parser.add_argument("--series", help="only series whose name contains this")
     parser.add_argument("--baselines-only", action="store_true", help="fill the baselines' cache, no report")
+    parser.add_argument("--ours-only", action="store_true", help="fill EdgeGAN's cache, no report")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.fresh:
@@ -335,8 +338,11 @@ def main() -> None:
     series_list = load_all(args.datasets, tuple(args.groups.split(",")))
     if args.series:
         series_list = [s for s in series_list if args.series in s.name]
-    results = run_all(series_list, config, args.cache, args.quick, with_ours=not args.baselines_only)
-    if args.baselines_only:
+    results = run_all(
+        series_list, config, args.cache, args.quick, with_ours=not args.baselines_only,
+        with_baselines=not args.ours_only,
+    )  # fmt: skip
+    if args.baselines_only or args.ours_only:
         return
     payload = finish(results, config, args.cache, args.quick)
     path = write_result("detection_quick" if args.quick else "detection", payload)
