@@ -130,10 +130,18 @@ def _spans(labels: np.ndarray) -> list[tuple[int, int]]:
     return segments(labels)
 
 
-def write_report(payload: dict[str, object], results: list[dict[str, object]], quick: bool) -> Path:
-    """Write the markdown report (REPORT.md, or REPORT.quick.md beside the results for quick runs)."""
-    out = BENCHMARKS / ("results/REPORT.quick.md" if quick else "REPORT.md")
-    plots = BENCHMARKS / "results" / ("plots_quick" if quick else "plots")
+def write_report(
+    payload: dict[str, object], results: list[dict[str, object]], quick: bool, folder: Path | None = None
+) -> Path:
+    """Write the markdown report: benchmarks/REPORT.md; quick runs write results/REPORT.quick.md.
+
+    `folder` puts the report and its plots elsewhere (the harness's smoke test uses a temporary folder).
+    """
+    if folder is not None:
+        out, plots = folder / "REPORT.md", folder / "plots"
+    else:
+        out = BENCHMARKS / ("results/REPORT.quick.md" if quick else "REPORT.md")
+        plots = BENCHMARKS / "results" / ("plots_quick" if quick else "plots")
     settings = payload["settings"]
     machine = describe_machine()
     lines = [
@@ -186,7 +194,8 @@ def write_report(payload: dict[str, object], results: list[dict[str, object]], q
         lines += verdict(rows, "EdgeGAN ORT INT8")
         names = _plots(results, group, plots)
         if names:
-            lines += ["", *[f"![{name}](results/{plots.name}/{name})" for name in names]]
+            relative = plots.relative_to(out.parent)
+            lines += ["", *[f"![{name}]({relative}/{name})" for name in names]]
         lines += [
             "",
             "| detector | fit, s (all series) | scoring, us per window (mean) |",

@@ -47,9 +47,14 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
     pooled = pool(results)["Generated"]["detectors"]
     assert pooled["reference: all ones"]["recall"] == 1.0
     assert pooled["reference: all ones"]["false_alarm_rate"] == 1.0
-    report = write_report({"settings": _settings(config), "groups": pool(results)}, results, quick=True)
+    payload = {"settings": _settings(config), "groups": pool(results)}
+    report = write_report(payload, results, quick=True, folder=tmp_path / "report")
     text = report.read_text()
     assert "## Generated" in text and "Verdict for the daemon" in text and "PA-F1 (inflated)" in text
+    assert sorted(p.name for p in (tmp_path / "report" / "plots").iterdir()) == [
+        "pr_Generated_synthetic.png",
+        "trace_Generated_synthetic.png",
+    ]
     # A second run reuses every cached result instead of fitting again.
     again = run_all([_series()], config, tmp_path / "cache", quick=True)
     assert again[0]["detectors"] == detectors
