@@ -36,7 +36,7 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
     assert "failed" not in results[0], results[0]
     detectors = results[0]["detectors"]
     expected = {"EdgeGAN ORT FP32", "EdgeGAN ORT INT8", "EdgeGAN daemon (INT8)"}
-    expected |= {d.name for d in make_baselines(True)}
+    expected |= {d.name for d in make_baselines(True, "Generated")}
     assert set(detectors) == expected  # type: ignore[arg-type]
     for name, entry in detectors.items():  # type: ignore[attr-defined]
         counts = metrics.Counts(**entry["counts"])
