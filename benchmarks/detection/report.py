@@ -70,7 +70,7 @@ def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
 
 def _representative(results: list[dict[str, object]], group: str) -> dict[str, object] | None:
     members = [
-        r for r in results if r["group"] == group and "failed" not in r and int(r["test_positive_rows"]) > 0
+        r for r in results if r["group"] == group and "detectors" in r and int(r["test_positive_rows"]) > 0
     ]
     return max(members, key=lambda r: int(r["test_positive_rows"])) if members else None
 
@@ -187,6 +187,8 @@ def write_report(
         ]
         if info["failed"]:
             lines += [f"Not pooled (a detector failed): {'; '.join(info['failed'])}.", ""]
+        if info.get("not_run"):
+            lines += [f"Not run in time for this report: {', '.join(info['not_run'])}.", ""]
         lines += _table(rows)
         lines += ["", "Verdict for the daemon's decisions (what a deployment publishes):", ""]
         lines += verdict(rows, "EdgeGAN daemon (INT8)")
@@ -212,8 +214,9 @@ def write_report(
         "| --- | --- | --- | --- | --- |",
     ]
     for entry in results:
-        if "failed" in entry:
-            lines.append(f"| {entry['group']} | {entry['series']} | - | - | failed: {entry['failed']} |")
+        if "failed" in entry or "not_run" in entry:
+            reason = entry.get("failed") or entry.get("not_run")
+            lines.append(f"| {entry['group']} | {entry['series']} | - | - | {reason} |")
             continue
         detectors: dict[str, dict[str, object]] = entry["detectors"]
         f1 = {n: _f1_of(d) for n, d in detectors.items()}

@@ -80,6 +80,10 @@ def _test_windows(series: LabelledSeries, window_len: int) -> npt.NDArray[np.flo
     return slide(np.vstack([_fill_nan(history), series.test]), window_len, 1)
 
 
+class NotRun(Exception):
+    """A detector's result for a series is not in the cache (report-only runs)."""
+
+
 def _entry(
     scores: npt.NDArray[np.float64] | None,
     predicted: npt.NDArray[np.bool_],
@@ -196,8 +200,12 @@ def evaluate_series(
     detector_factory: Callable[[bool, str], list[baselines.Detector]] = make_baselines,
     with_ours: bool = True,
     with_baselines: bool = True,
+    cached_only: bool = False,
 ) -> dict[str, object]:
-    """Every detector on one series, each result cached on its own; returns the merged entry."""
+    """Every detector on one series, each result cached on its own; returns the merged entry.
+
+    `cached_only` computes nothing: a series with any result missing raises NotRun.
+    """
     folder = _series_folder(cache, series)
     split = _split_key(config, quick)
     ours_folder = folder / f"edgegan-{_key(config.model_dump(mode='json'))}-{split}"
@@ -206,6 +214,8 @@ def evaluate_series(
     entries: dict[str, dict[str, object]] = {}
     traces: dict[str, npt.NDArray[np.float64]] = {"labels": series.test_labels.astype(np.float64)}
     if with_ours:
+        if cached_only and not (ours_folder / "result.json").is_file():
+            raise NotRun("EdgeGAN")
         if not (ours_folder / "result.json").is_file():
             prepared = prepare(series, config, folder / "work")
             ours_folder.mkdir(parents=True, exist_ok=True)
@@ -216,6 +226,8 @@ def evaluate_series(
         traces.update(dict(np.load(ours_folder / "traces.npz")))
     for detector in detector_factory(quick, series.group) if with_baselines else []:
         stem = folder / f"baselines-{split}" / detector.name.replace(" ", "_")
+        if cached_only and not stem.with_suffix(".json").is_file():
+            raise NotRun(detector.name)
         if not stem.with_suffix(".json").is_file():
             prepared = prepared or prepare(series, config, folder / "work")
             entry, scores = run_baseline(detector, prepared, config)
@@ -246,13 +258,18 @@ def run_all(
     detector_factory: Callable[[bool, str], list[baselines.Detector]] = make_baselines,
     with_ours: bool = True,
     with_baselines: bool = True,
+    cached_only: bool = False,
 ) -> list[dict[str, object]]:
     """Evaluate each series; a failure is recorded for that series and the run goes on."""
     results = []
     for index, series in enumerate(series_list, 1):
         started = time.perf_counter()
         try:
-            entry = evaluate_series(series, config, cache, quick, detector_factory, with_ours, with_baselines)
+            entry = evaluate_series(
+                series, config, cache, quick, detector_factory, with_ours, with_baselines, cached_only
+            )
+        except NotRun as missing:
+            entry = {"series": series.name, "group": series.group, "not_run": f"no result yet for {missing}"}
         except Exception as err:  # noqa: BLE001 - one failed series must not end the run; it is recorded
             log.exception("series %s failed", series.name)
             entry = {"series": series.name, "group": series.group, "failed": f"{type(err).__name__}: {err}"}
@@ -270,7 +287,7 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
     table: dict[str, dict[str, dict[str, object]]] = {}
     groups = sorted({str(r["group"]) for r in results})
     for group in groups:
-        members = [r for r in results if r["group"] == group and "failed" not in r]
+        members = [r for r in results if r["group"] == group and "failed" not in r and "not_run" not in r]
         if not members:
             continue
         names = list(members[0]["detectors"])
@@ -295,6 +312,7 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
         )
         table[group] = {
             "series": [str(m["series"]) for m in members],
+            "not_run": [str(r["series"]) for r in results if r["group"] == group and "not_run" in r],
             "failed": [
                 f"{r['series']}: {r['failed']}" for r in results if r["group"] == group and "failed" in r
             ],
@@ -340,6 +358,7 @@ def main() -> None:
     parser.add_argument("--series", help="only series whose name contains this")
     parser.add_argument("--baselines-only", action="store_true", help="fill the baselines' cache, no report")
     parser.add_argument("--ours-only", action="store_true", help="fill EdgeGAN's cache, no report")
+    parser.add_argument("--report-only", action="store_true", help="report on cached results; fit nothing")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.fresh:
@@ -350,7 +369,7 @@ def main() -> None:
         series_list = [s for s in series_list if args.series in s.name]
     results = run_all(
         series_list, config, args.cache, args.quick, with_ours=not args.baselines_only,
-        with_baselines=not args.ours_only,
+        with_baselines=not args.ours_only, cached_only=args.report_only,
     )  # fmt: skip
     if args.baselines_only or args.ours_only:
         return
