@@ -75,6 +75,12 @@ class TopicsConfig(_Section):
     device_availability: str = Field(
         "edgegan/device/{device}/availability", description="retained online/offline per device"
     )
+    shared_group: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="subscribe to telemetry as $share/<group>/<telemetry>: the broker deals devices out "
+        "among the group's agents (EMQX with hash_topic keeps each device on one agent); use shard.count 1",
+    )
     _telemetry_levels: list[str] = PrivateAttr(default_factory=list)
     score: str | None = Field(
         None, description="optional: every scored window as JSON (QoS 0), for dashboards that plot scores"

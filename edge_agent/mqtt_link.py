@@ -147,8 +147,11 @@ class MqttLink:
             # Retain-as-published: a retained command published while we are connected then still carries
             # its retain flag, so it is ignored like one delivered on subscribe. (MQTT 3.1.1 cannot tell.)
             commands = SubscribeOptions(qos=1, retainAsPublished=True)
+        telemetry = self.topics.telemetry
+        if self.topics.shared_group:
+            telemetry = f"$share/{self.topics.shared_group}/{telemetry}"  # messages keep their plain topic
         _, self._subscribe_mid = client.subscribe(
-            [(self.topics.telemetry, 1), (self.command_filter, commands)]
+            [(telemetry, 1), (self.command_filter, commands)]
             + [(topic, 1) for topic in self.extra_subscriptions]
         )
         log.info("connected to %s:%d (connection %d)", self.broker.host, self.broker.port, self.connects)

@@ -53,3 +53,23 @@ def test_two_agents_split_the_fleet_without_overlap(
     assert all(count == READINGS - 31 for count in counts.values()), counts
     assert {a for agents in scorers.values() for a in agents} == {"shard-0", "shard-1"}
     device.loop_stop()
+
+
+def test_an_agent_in_a_shared_subscription_group_scores_what_the_broker_deals_it(
+    tiny_bundle: Path,
+    broker: Broker,
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    from tests.integration.conftest import wait_until
+
+    agent = start_agent(agent_config(tiny_bundle, broker.port, topics={"shared_group": "edgegan"}))
+    device = publisher(broker.port)
+    start = time.time() - READINGS
+    for i, row in enumerate(correlated_series(READINGS, seed=4)):
+        payload = json.dumps({"ts": start + i, "values": row.tolist()})
+        device.publish("sensors/unit-a/telemetry", payload, qos=1).wait_for_publish(5)
+    window = agent.service.pipeline.windows.window_len
+    # The $share/edgegan/ prefix is on the subscription only: messages arrive on their plain topic.
+    assert wait_until(lambda: agent.service.stats.scored == READINGS - window + 1), agent.service.snapshot()
+    assert agent.service.snapshot()["rejected"] == {}
+    device.loop_stop()
