@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -90,7 +91,8 @@ def fit_assets(data: Path, out: Path, config: TrainConfig, workers: int) -> list
     out.mkdir(parents=True, exist_ok=True)
     config_json = config.model_dump_json()
     results: dict[str, AssetResult] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Spawned, not forked: a fork of a process whose torch/OpenMP threads are running can deadlock.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_fit_one, name, path, out, config_json) for name, path in assets.items()]
         for done, future in enumerate(as_completed(futures), 1):
             result = future.result()

@@ -57,7 +57,7 @@ def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
         if f1_ok and far_ok:
             word = "beaten"
         elif f1_ok:
-            word = "higher F1, but at a higher false-alarm rate"
+            word = "our F1 is higher, but so is our false-alarm rate"
         else:
             word = "**not beaten**"
         lines.append(

@@ -30,6 +30,7 @@ from trainer.build import build_bundle
 from trainer.calibrate import pot_threshold
 from trainer.config import TrainConfig
 from trainer.csv_data import load_training_data
+from trainer.errors import TrainerError
 from trainer.windows import Normaliser, WindowSets, build_windows, slide
 
 log = logging.getLogger("benchmarks.detection")
@@ -78,6 +79,10 @@ def _test_windows(series: LabelledSeries, window_len: int) -> npt.NDArray[np.flo
     from benchmarks.detection.datasets import _fill_nan
 
     return slide(np.vstack([_fill_nan(history), series.test]), window_len, 1)
+
+
+class FitRefused(Exception):
+    """EdgeGAN's fit refused the series earlier (its reason was recorded in the cache)."""
 
 
 class NotRun(Exception):
@@ -214,12 +219,19 @@ def evaluate_series(
     entries: dict[str, dict[str, object]] = {}
     traces: dict[str, npt.NDArray[np.float64]] = {"labels": series.test_labels.astype(np.float64)}
     if with_ours:
+        refused = ours_folder / "failed.txt"  # a quality gate refused the fit: recorded, not retried
+        if refused.is_file():
+            raise FitRefused(refused.read_text())
         if cached_only and not (ours_folder / "result.json").is_file():
             raise NotRun("EdgeGAN")
         if not (ours_folder / "result.json").is_file():
             prepared = prepare(series, config, folder / "work")
             ours_folder.mkdir(parents=True, exist_ok=True)
-            ours_entries, ours_traces = run_edgegan(prepared, config, ours_folder)
+            try:
+                ours_entries, ours_traces = run_edgegan(prepared, config, ours_folder)
+            except TrainerError as err:
+                refused.write_text(f"EdgeGAN fit refused: {type(err).__name__}: {err}")
+                raise
             np.savez_compressed(ours_folder / "traces.npz", **ours_traces)
             (ours_folder / "result.json").write_text(json.dumps(ours_entries, indent=1))
         entries.update(json.loads((ours_folder / "result.json").read_text()))
