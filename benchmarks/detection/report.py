@@ -153,6 +153,7 @@ def write_report(
         f"torch {machine.get('torch', '-')}, onnxruntime {machine['onnxruntime']}, measured "
         f"{machine['measured_at']}.",
         "",
+        *_summary(quick),
         "## How it is measured",
         "",
         f"- One model per series. Windows of {settings['window_len']} rows (EdgeGAN's default); one "
@@ -226,9 +227,48 @@ def write_report(
             f"{entry['test_positive_rows']} | "
             f"{f1['EdgeGAN daemon (INT8)']:.3f} / {f1['EdgeGAN ORT INT8']:.3f} / {f1[best]:.3f} ({best}) |"
         )
+    if not quick and folder is None:
+        lines += ["", *_speed_section()]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def _summary(quick: bool) -> list[str]:
+    """The hand-written findings (benchmarks/detection/summary.md) for full runs."""
+    path = Path(__file__).with_name("summary.md")
+    return [] if quick or not path.is_file() else [path.read_text().rstrip(), ""]
+
+
+def _speed_section() -> list[str]:
+    """benchmarks/results/detection_speed.json (benchmarks/detection/speed.py) as a table with ratios."""
+    import json
+
+    path = BENCHMARKS / "results" / "detection_speed.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    rows = data["detectors"]
+    reference = rows["EdgeGAN ORT INT8"]
+    lines = [
+        "## Speed, side by side in one run",
+        "",
+        f"`python -m benchmarks.detection.speed` on {data['series']} ({data['train_windows']:,} training "
+        f"windows): {data['machine']['cpu']}, {data['machine']['cores']} cores, Python "
+        f"{data['machine']['python']}, torch {data['machine'].get('torch', '-')}, onnxruntime "
+        f"{data['machine']['onnxruntime']}. Fit with each detector's default budget; scoring on one thread, "
+        "microseconds per window, and in brackets the cost relative to EdgeGAN's INT8 graph at that batch.",
+        "",
+        "| detector | fit, s | batch 1 | batch 64 | batch 512 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, row in rows.items():
+        cells = []
+        for batch in (1, 64, 512):
+            key = f"us_per_window_batch_{batch}"
+            cells.append(f"{row[key]:.1f} ({row[key] / reference[key]:.2f}x)")
+        lines.append(f"| {name} | {row['fit_s']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _f1_of(detector: dict[str, object]) -> float:
