@@ -12,6 +12,9 @@ BENCHMARKS = (
     "benchmarks.agent_throughput",
     "benchmarks.simulator_scale",
     "benchmarks.augmentation",
+    "benchmarks.detection.run",
+    "benchmarks.detection.speed",
+    "benchmarks.fleet_load",
 )
 
 
