@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-fleet", action="store_true", help="stop after the bundle (no broker, agent, fleet)"
     )
+    demo.add_argument(
+        "--broker-kind",
+        choices=["auto", "mosquitto", "embedded"],
+        default="auto",
+        help="Mosquitto when installed (auto), or the embedded pure-Python broker",
+    )
     _add_fit_options(demo)
     synth = commands.add_parser(
         "synth", help="synthetic sensor data from a bundle's generator, with quality and privacy reports"

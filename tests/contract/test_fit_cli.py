@@ -124,3 +124,14 @@ def test_collapsed_generator_fails_the_fit(
     assert _fit(tiny_data, tmp_path / "out", config) == 2
     assert "generator collapsed in every epoch" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_command_line_offers_every_option_the_demo_reads() -> None:
+    from trainer.cli import _parser
+
+    args = _parser().parse_args(["demo", "--broker-kind", "embedded"])
+    # _run_demo reads these; a missing one broke `make demo` at the fleet stage once.
+    for name in ("out", "rows", "devices", "rate", "duration", "no_fleet", "broker_kind", "seed", "config"):
+        assert hasattr(args, name), name
+    assert args.broker_kind == "embedded"
+    assert _parser().parse_args(["demo"]).broker_kind == "auto"
