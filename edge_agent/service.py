@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from edge_agent.availability import OFFLINE, ONLINE, DeviceAvailability
 from edge_agent.config import DEFAULT_MODEL, AgentConfig
@@ -34,6 +35,15 @@ FUTURE = "future_ts"
 MAX_CACHED_ROUTES = 100_000
 INTERNAL_ERROR = "internal_error"
 OK, ERROR = "ok", "error"
+
+
+class _Route(NamedTuple):
+    """A telemetry topic's device, whether this shard scores it, its model, and whether the id is valid."""
+
+    device: str | None
+    owned: bool
+    model: str
+    valid_id: bool
 
 
 class CommandError(EdgeAgentError):
@@ -67,7 +77,7 @@ class AgentService:
         self._previous_bundle: dict[str, Path] = {}  # what `rollback` goes back to, per model
         self._muted: set[str] = set()
         self._open_alerts: dict[str, str] = {}
-        self._routes: dict[str, tuple[str | None, bool, str]] = {}
+        self._routes: dict[str, _Route] = {}
         offline_after = config.ingest.offline_after_s
         self.availability = DeviceAvailability(offline_after) if offline_after is not None else None
         self._next_availability_check = 0.0
@@ -76,6 +86,8 @@ class AgentService:
         self._last_budget_ts = clock()
         self.health = DeviceHealth()
         self._announced: set[str] = set()  # devices announced to Home Assistant
+        ha = config.homeassistant
+        self._ha_status_topic = ha.status_topic if ha.enabled else None  # looked up per message
         self._sessions_seen = 0  # link sessions already re-announced to
         spool = config.spool
         self.spool = (
@@ -177,12 +189,12 @@ class AgentService:
             if raw.topic == self._ha_status_topic:
                 self._home_assistant_status(raw.payload)
                 continue
-            device, owned, model = self._route(raw.topic)
+            device, owned, model, valid_id = self._route(raw.topic)
             if not owned:
                 self.stats.other_shards += 1
                 continue
             self.stats.received += 1
-            if device is not None and DEVICE_ID.match(device):
+            if valid_id and device is not None:
                 self.health.received(device)
             try:
                 reading = self._decode(raw, device, self.models[model])
@@ -215,11 +227,6 @@ class AgentService:
     def _publish_availability(self, device: str, state: str) -> None:
         topic = self.config.topics.device_availability.format(device=device)
         self.link.publish(topic, state, qos=1, retain=True)
-
-    @property
-    def _ha_status_topic(self) -> str | None:
-        ha = self.config.homeassistant
-        return ha.status_topic if ha.enabled else None
 
     def _new_session(self) -> None:
         """After each (re)connect: send what waited, then re-announce (brokers can lose retained ones)."""
@@ -286,13 +293,16 @@ class AgentService:
                 log.error("spool failed (%s): %s sent without it", err, topic)
         self.link.publish(topic, payload, qos=1, retain=retain)
 
-    def _route(self, topic: str) -> tuple[str | None, bool, str]:
-        """(device, scored here, model) for a telemetry topic; memoised: a fleet repeats its topics."""
+    def _route(self, topic: str) -> _Route:
+        """Where a telemetry topic's messages go; memoised, since a fleet repeats its topics."""
         route = self._routes.get(topic)
         if route is None:
             device = self.config.topics.device_of(topic)
-            owned = device is None or self.config.shard.owns(device)
-            route = (device, owned, self.config.model_for(device) if device is not None else DEFAULT_MODEL)
+            if device is None:
+                route = _Route(None, True, DEFAULT_MODEL, False)
+            else:
+                owned = self.config.shard.owns(device)
+                route = _Route(device, owned, self.config.model_for(device), bool(DEVICE_ID.match(device)))
             if len(self._routes) >= MAX_CACHED_ROUTES:
                 self._routes.clear()  # topics are attacker-chosen: never let the memo grow without bound
             self._routes[topic] = route
