@@ -14,13 +14,12 @@ import ctypes.util
 import json
 import platform
 import shutil
-import statistics
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.scorer_speed import time_per_window
 from edge_agent.backends import open_scorer
 from edge_agent.bundle import load_bundle
 from edge_agent.errors import BackendUnavailable
@@ -65,19 +64,6 @@ def _backend_outcomes(bundle_dir: Path) -> dict[str, str]:
     return outcomes
 
 
-def _median_us(run: object, windows: object, count: int, sync: object = None) -> float:
-    calls = max(5, 20_000 // count)
-    samples = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(calls):
-            run(windows)  # type: ignore[operator]
-        if sync is not None:
-            sync()  # type: ignore[operator]
-        samples.append((time.perf_counter() - start) / (calls * count))
-    return statistics.median(samples) * 1e6
-
-
 def _speeds(bundle_dir: Path) -> dict[str, object]:
     import torch
 
@@ -90,7 +76,7 @@ def _speeds(bundle_dir: Path) -> dict[str, object]:
     result: dict[str, dict[str, float]] = {"ort_fp32_cpu_1_thread": {}, "torch_eager_cuda": {}}
     for batch in BATCHES:
         windows = rng.normal(size=(batch, window, channels)).astype(np.float32)
-        result["ort_fp32_cpu_1_thread"][str(batch)] = _median_us(lambda w: ort_fp32.score(w), windows, batch)
+        result["ort_fp32_cpu_1_thread"][str(batch)] = time_per_window(ort_fp32.score, windows)
     if torch.cuda.is_available():
         module = torch_scorer(bundle.manifest.latent_dim, channels, window).cuda().eval()
         for batch in BATCHES:
@@ -102,9 +88,8 @@ def _speeds(bundle_dir: Path) -> dict[str, object]:
 
             run(windows_gpu)
             torch.cuda.synchronize()
-            result["torch_eager_cuda"][str(batch)] = _median_us(
-                run, windows_gpu, batch, torch.cuda.synchronize
-            )
+            cost = time_per_window(run, windows_gpu, sync=torch.cuda.synchronize)
+            result["torch_eager_cuda"][str(batch)] = cost
     ratios = {
         b: result["ort_fp32_cpu_1_thread"][b] / result["torch_eager_cuda"][b]
         for b in result["torch_eager_cuda"]

@@ -10,6 +10,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,22 @@ BATCHES = (1, 64, 512)
 TARGET_WINDOWS = 20_000  # per measurement, so batch 1 and batch 512 get comparable wall time
 
 
-def _time_per_window(score: object, windows: np.ndarray, repeats: int = 5) -> float:
-    calls = max(3, TARGET_WINDOWS // len(windows) // repeats)
+def time_per_window(
+    score: Callable[[Any], object],
+    windows: Any,
+    repeats: int = 5,
+    target_windows: int = TARGET_WINDOWS,
+    sync: Callable[[], object] | None = None,
+) -> float:
+    """Median microseconds per window of `score(windows)`; `sync` waits for queued GPU work."""
+    calls = max(3, target_windows // len(windows) // repeats)
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(calls):
-            score(windows)  # type: ignore[operator]
+            score(windows)
+        if sync is not None:
+            sync()
         samples.append((time.perf_counter() - start) / (calls * len(windows)))
     return statistics.median(samples) * 1e6
 
@@ -80,12 +90,12 @@ def measure(bundle_dir: Path, width: int) -> dict[str, object]:
         results[precision] = {}
         for batch in BATCHES:
             windows = rng.normal(size=(batch, window, channels)).astype(np.float32) * scale + mean
-            results[precision][str(batch)] = _time_per_window(lambda w, s=scorer: s.score(w), windows)
+            results[precision][str(batch)] = time_per_window(lambda w, s=scorer: s.score(w), windows)
     eager = _torch_eager(window, channels, bundle.manifest.latent_dim, width)
     results["torch_eager"] = {}
     for batch in BATCHES:
         windows = rng.normal(size=(batch, window, channels)).astype(np.float32)
-        results["torch_eager"][str(batch)] = _time_per_window(eager, windows)
+        results["torch_eager"][str(batch)] = time_per_window(eager, windows)  # type: ignore[arg-type]
     ratios = {str(b): results["fp32"][str(b)] / results["int8"][str(b)] for b in BATCHES}
     return {
         "us_per_window": results,

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 
+from edge_agent.availability import OFFLINE, ONLINE
 from edge_agent.config import AgentConfig
+from edge_agent.decision import ANOMALOUS, NORMAL
 
 ORIGIN = {"name": "EdgeGAN"}
 
@@ -21,16 +23,11 @@ def discovery_messages(config: AgentConfig, device: str, bundle_id: str) -> list
     topics, prefix = config.topics, config.homeassistant.discovery_prefix
     node = f"edgegan_{config.agent_id}_{device}".replace("-", "_")
     availability = [
-        {
-            "topic": topics.agent_status.format(agent_id=config.agent_id),
-            "payload_available": "online",
-            "payload_not_available": "offline",
-        },
-        {
-            "topic": topics.device_availability.format(device=device),
-            "payload_available": "online",
-            "payload_not_available": "offline",
-        },
+        {"topic": topic, "payload_available": ONLINE, "payload_not_available": OFFLINE}
+        for topic in (
+            topics.agent_status.format(agent_id=config.agent_id),
+            topics.device_availability.format(device=device),
+        )
     ]
     ha_device = {
         "identifiers": [f"edgegan_{device}"],
@@ -43,8 +40,8 @@ def discovery_messages(config: AgentConfig, device: str, bundle_id: str) -> list
         "name": "Anomaly",
         "unique_id": f"{node}_anomaly",
         "state_topic": topics.state.format(device=device),
-        "payload_on": "anomalous",
-        "payload_off": "normal",
+        "payload_on": ANOMALOUS,
+        "payload_off": NORMAL,
         "device_class": "problem",
         **common,
     }

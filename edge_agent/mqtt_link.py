@@ -29,13 +29,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edge_agent.availability import OFFLINE, ONLINE
 from edge_agent.config import AgentConfig, BrokerConfig, TopicsConfig
 from edge_agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-ONLINE = "online"
-OFFLINE = "offline"
 
 
 @dataclass(frozen=True, slots=True)

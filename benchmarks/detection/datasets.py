@@ -43,12 +43,12 @@ class LabelledSeries:
     def write_test_csv(self, path: Path, history: int) -> Path:
         """The test part with `history` rows of the train part before it (labels not needed there)."""
         tail = self.train[-history:] if history else self.train[:0]
-        tail = _fill_nan(tail)
+        tail = fill_nan(tail)
         _write_csv(path, self.channels, np.vstack([tail, self.test]))
         return path
 
 
-def _fill_nan(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def fill_nan(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """History rows only: carry the last finite value forward (then backward) so windows are defined."""
     out = values.copy()
     for column in out.T:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.detection.metrics import pr_curve
+from benchmarks.detection.metrics import pr_curve, segments
 from benchmarks.environment import describe_machine
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def _plots(results: list[dict[str, object]], group: str, folder: Path) -> list[s
         axis.plot(scores, linewidth=0.6)
         threshold = member["detectors"][name]["threshold"]
         axis.axhline(threshold, color="red", linewidth=0.8)
-        for start, end in _spans(labels):
+        for start, end in segments(labels):
             axis.axvspan(start, end, color="orange", alpha=0.3)
         low, high = np.percentile(scores, 0.5), max(np.percentile(scores, 99.9), threshold * 1.2)
         axis.set_ylim(low, high)
@@ -122,12 +122,6 @@ def _plots(results: list[dict[str, object]], group: str, folder: Path) -> list[s
     figure.savefig(trace_path, dpi=100)
     plt.close(figure)
     return [pr_path.name, trace_path.name]
-
-
-def _spans(labels: np.ndarray) -> list[tuple[int, int]]:
-    from benchmarks.detection.metrics import segments
-
-    return segments(labels)
 
 
 def write_report(

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.detection import baselines, metrics, ours
-from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, load_all
+from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, fill_nan, load_all
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
 from trainer.calibrate import pot_threshold
@@ -75,10 +75,8 @@ def _normalise(windows: npt.NDArray[np.float32], normaliser: Normaliser) -> npt.
 
 def _test_windows(series: LabelledSeries, window_len: int) -> npt.NDArray[np.float32]:
     """One window per test row, ending on it; the first ones reach back into the training part."""
-    history = series.train[-(window_len - 1) :]
-    from benchmarks.detection.datasets import _fill_nan
-
-    return slide(np.vstack([_fill_nan(history), series.test]), window_len, 1)
+    history = fill_nan(series.train[-(window_len - 1) :])
+    return slide(np.vstack([history, series.test]), window_len, 1)
 
 
 class FitRefused(Exception):

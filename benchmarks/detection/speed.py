@@ -9,7 +9,6 @@ benchmarks/results/detection_speed.json; REPORT.md quotes it as ratios.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,23 +19,12 @@ import torch
 from benchmarks.detection.datasets import DEFAULT_ROOT, load_all
 from benchmarks.detection.run import benchmark_config, make_baselines, prepare
 from benchmarks.environment import write_result
-from benchmarks.scorer_speed import torch_scorer
+from benchmarks.scorer_speed import time_per_window, torch_scorer
 from edge_agent.backends import open_scorer
 from edge_agent.bundle import load_bundle
 from trainer.build import build_bundle
 
 BATCHES = (1, 64, 512)
-
-
-def _per_window_us(score: object, windows: np.ndarray) -> float:
-    calls = max(3, 4096 // len(windows))
-    samples = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(calls):
-            score(windows)  # type: ignore[operator]
-        samples.append((time.perf_counter() - start) / (calls * len(windows)))
-    return statistics.median(samples) * 1e6
 
 
 def measure(series_name: str, root: Path) -> dict[str, object]:
@@ -77,7 +65,8 @@ def measure(series_name: str, root: Path) -> dict[str, object]:
         for name, score in timed.items():
             out[name] = {"fit_s": round(fits[name], 1)}
             for batch in BATCHES:
-                out[name][f"us_per_window_batch_{batch}"] = round(_per_window_us(score, test[:batch]), 1)
+                cost = time_per_window(score, test[:batch], repeats=3, target_windows=3 * 4096)
+                out[name][f"us_per_window_batch_{batch}"] = round(cost, 1)
     return {"series": series_name, "train_windows": len(prepared.sets.train), "detectors": out}
 
 

@@ -47,7 +47,7 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
     pooled = pool(results)["Generated"]["detectors"]
     assert pooled["reference: all ones"]["recall"] == 1.0
     assert pooled["reference: all ones"]["false_alarm_rate"] == 1.0
-    payload = {"settings": _settings(config), "groups": pool(results)}
+    payload = {"settings": _SETTINGS, "groups": pool(results)}
     report = write_report(payload, results, quick=True, folder=tmp_path / "report")
     text = report.read_text()
     assert "## Generated" in text and "Verdict for the daemon" in text and "PA-F1 (inflated)" in text
@@ -60,11 +60,10 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
     assert again[0]["detectors"] == detectors
 
 
-def _settings(config: object) -> dict[str, object]:
-    return {
-        "window_len": 64,
-        "false_alarm_budget": 1e-3,
-        "threshold_rule": "POT",
-        "holdout_fraction": 0.2,
-        "quick": True,
-    }
+_SETTINGS = {
+    "window_len": 64,
+    "false_alarm_budget": 1e-3,
+    "threshold_rule": "POT",
+    "holdout_fraction": 0.2,
+    "quick": True,
+}
