@@ -55,9 +55,17 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
         "pr_Generated_synthetic.png",
         "trace_Generated_synthetic.png",
     ]
-    # A second run reuses every cached result instead of fitting again.
+    # A second run reuses every cached result instead of fitting again: the seeded fits would give equal
+    # numbers either way, so the proof is that no cached file was rewritten.
+    results = [
+        *(tmp_path / "cache").glob("*/edgegan-*/result.json"),
+        *(tmp_path / "cache").glob("*/baselines-*/*.json"),
+    ]
+    cached = {p: p.stat().st_mtime_ns for p in results}
     again = run_all([_series()], config, tmp_path / "cache", quick=True)
     assert again[0]["detectors"] == detectors
+    assert len(cached) == 6  # EdgeGAN's result and the five baselines'
+    assert {p: p.stat().st_mtime_ns for p in cached} == cached
 
 
 _SETTINGS = {
