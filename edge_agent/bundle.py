@@ -56,6 +56,10 @@ class ScoreDefinition(_Strict):
         description="per-channel reconstruction residual on training windows, used to normalise"
     )
     feature_residual_scale: float = Field(gt=0, description="feature residual on training windows")
+    latent_weight: float = Field(0.0, ge=0, le=1, description="weight of the encoder-latent distance term")
+    latent_distance_scale: float | None = Field(
+        None, gt=0, description="latent Mahalanobis distance on training windows (None: term not used)"
+    )
 
 
 class Threshold(_Strict):

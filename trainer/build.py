@@ -125,12 +125,15 @@ def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) 
     terms = scorer_graph.ScoreTerms(nets.encoder, nets.generator, nets.critic).eval()
     sample = windows.train[:: max(1, len(windows.train) // _MAX_SCALE_WINDOWS)]
     with torch.no_grad():
-        rec, feat = terms(torch.from_numpy(_to_network_layout(sample, windows.normaliser)))
+        rec, feat, latent = terms(torch.from_numpy(_to_network_layout(sample, windows.normaliser)))
+        distance = scorer_graph.LatentDistance.fit(latent)
+        latent_scale = max(float(torch.quantile(distance(latent), 0.5)), _RESIDUAL_FLOOR)
     rec_scale = torch.quantile(rec, 0.5, dim=0)
     # A channel the model reconstructs perfectly (e.g. constant) must not turn rounding noise into alerts.
     rec_scale = torch.clamp(rec_scale, min=max(float(rec_scale.mean()) * 0.05, _RESIDUAL_FLOOR))
     feat_scale = max(float(torch.quantile(feat, 0.5)), _RESIDUAL_FLOOR)
     normaliser = windows.normaliser
+    latent_weight = config.score.latent_weight
     return scorer_graph.ScorerModule(
         terms,
         mean=torch.from_numpy(normaliser.mean),
@@ -138,6 +141,7 @@ def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) 
         channel_residual_scale=rec_scale,
         feature_residual_scale=feat_scale,
         feature_weight=config.score.feature_weight,
+        latent=(distance, latent_scale, latent_weight) if latent_weight > 0 else None,
     ).eval()
 
 
@@ -268,6 +272,8 @@ def _score_definition(scorer: scorer_graph.ScorerModule) -> ScoreDefinition:
         feature_weight=scorer.feature_weight,
         channel_residual_scale=scorer.channel_residual_scale.flatten().tolist(),
         feature_residual_scale=scorer.feature_residual_scale,
+        latent_weight=scorer.latent_weight,
+        latent_distance_scale=scorer.latent_scale if scorer.latent_distance is not None else None,
     )
 
 

@@ -78,6 +78,12 @@ class ScoreConfig(BaseModel):
         le=1,
         description="weight of the discriminator-feature residual; the rest is reconstruction",
     )
+    latent_weight: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="weight of the encoder-latent Mahalanobis distance (large moves the generator can draw)",
+    )
     false_alarm_budget: float = Field(
         1e-3, gt=0, lt=0.5, description="fraction of normal windows allowed above the threshold"
     )

@@ -1,11 +1,13 @@
 """The exported graphs: raw windows in, anomaly score and per-channel contributions out, in one pass.
 
-score = (1 - w) * mean_c(rec_c / s_c) + w * feat / s_f
+score = (1 - v) * [(1 - w) * mean_c(rec_c / s_c) + w * feat / s_f] + v * lat / s_l
   rec_c  mean squared reconstruction residual of channel c, x vs G(E(x)), normalised units
   feat   mean squared residual between critic features of x and of G(E(x))
-  s_c,s_f  the same residuals' medians on training windows, so both terms read ~1 on normal data
-contributions_c = (1 - w) * (rec_c / s_c) / C + w * (feat / s_f) * share_c, share_c = channel c's part of
-the normalised reconstruction residual; contributions sum to the score.
+  lat    Mahalanobis distance of the encoder's latent E(x) from the training windows' latents
+  s_c,s_f,s_l  the same terms' medians on training windows, so every term reads ~1 on normal data
+  w, v   score.feature_weight and score.latent_weight
+contributions_c = (1 - v) * (1 - w) * (rec_c / s_c) / C + [(1 - v) * w * feat / s_f + v * lat / s_l] * share_c,
+share_c = channel c's part of the normalised reconstruction residual; contributions sum to the score.
 """
 
 from __future__ import annotations
@@ -19,22 +21,54 @@ _EPS = 1e-8
 
 
 class ScoreTerms(nn.Module):
-    """Un-normalised residuals per window: reconstruction per channel [b, C] and feature [b]."""
+    """Un-normalised terms per window: reconstruction per channel [b, C], feature [b], latent [b, L]."""
 
     def __init__(self, encoder: Encoder, generator: Generator, critic: Critic) -> None:
         super().__init__()
         self.encoder, self.generator, self.critic = encoder, generator, critic
 
-    def forward(self, normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`normalised` is [b, C, W]."""
-        reconstruction = self.generator(self.encoder(normalised))
+        latent = self.encoder(normalised)
+        reconstruction = self.generator(latent)
         rec = (normalised - reconstruction).pow(2).mean(dim=2)
         # One critic pass over real and reconstructed windows together: half the graph, bigger GEMMs.
         features = self.critic.features(torch.cat([normalised, reconstruction], dim=0))
         batch = normalised.shape[0]
         real, fake = features[:batch], features[batch:]
         feat = (real - fake).pow(2).mean(dim=(1, 2))
-        return rec, feat
+        return rec, feat, latent
+
+
+class LatentDistance(nn.Module):
+    """Mahalanobis distance from the training windows' latents: the GAN's counterpart of PCA's T-squared.
+
+    The reconstruction residual misses a window the generator can still draw, such as a large but
+    well-formed move along the data's main directions; its latent then lies far out in the encoder's range.
+    """
+
+    mean: torch.Tensor
+    precision: torch.Tensor
+
+    def __init__(self, mean: torch.Tensor, precision: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.reshape(1, -1).float())
+        self.register_buffer("precision", precision.float())
+
+    @classmethod
+    def fit(cls, latents: torch.Tensor) -> LatentDistance:
+        """Mean and (ridge-regularised) inverse covariance of training latents [n, L]."""
+        data = latents.double()
+        centred = data - data.mean(dim=0, keepdim=True)
+        cov = centred.T @ centred / max(1, len(data) - 1)
+        ridge = 1e-6 * max(float(cov.diagonal().mean()), 1e-12)
+        precision = torch.linalg.inv(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
+        return cls(data.mean(dim=0), precision)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        """Squared distance per window [b]."""
+        centred = latent - self.mean
+        return ((centred @ self.precision) * centred).sum(dim=1)
 
 
 class ScorerModule(nn.Module):
@@ -52,9 +86,14 @@ class ScorerModule(nn.Module):
         channel_residual_scale: torch.Tensor,
         feature_residual_scale: float,
         feature_weight: float,
+        latent: tuple[LatentDistance, float, float] | None = None,
     ) -> None:
+        """`latent` is (distance, its median on training windows, latent_weight); None leaves it out."""
         super().__init__()
         self.terms = terms
+        self.latent_distance = latent[0] if latent else None
+        self.latent_scale = float(latent[1]) if latent else 1.0
+        self.latent_weight = float(latent[2]) if latent else 0.0
         self.register_buffer("mean", mean.reshape(1, 1, -1).float())
         self.register_buffer("scale", scale.reshape(1, 1, -1).float())
         self.register_buffer("channel_residual_scale", channel_residual_scale.reshape(1, -1).float())
@@ -64,15 +103,20 @@ class ScorerModule(nn.Module):
     def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Score raw windows."""
         normalised = ((windows - self.mean) / self.scale).transpose(1, 2)
-        rec, feat = self.terms(normalised)
+        rec, feat, latent = self.terms(normalised)
         rec_n = rec / self.channel_residual_scale
         feat_n = feat / self.feature_residual_scale
         weight = self.feature_weight
         n_channels = rec_n.shape[1]
-        score = (1.0 - weight) * rec_n.mean(dim=1) + weight * feat_n
+        keep = 1.0 - self.latent_weight
+        # Window-level terms are spread over channels in proportion to their reconstruction residual.
+        shared = keep * weight * feat_n
+        if self.latent_distance is not None and self.latent_weight > 0:
+            shared = shared + self.latent_weight * self.latent_distance(latent) / self.latent_scale
+        per_channel = keep * (1.0 - weight) * rec_n / n_channels
         share = rec_n / (rec_n.sum(dim=1, keepdim=True) + _EPS)
-        contributions = (1.0 - weight) * rec_n / n_channels + weight * feat_n.unsqueeze(1) * share
-        return score, contributions
+        contributions = per_channel + shared.unsqueeze(1) * share
+        return per_channel.sum(dim=1) + shared, contributions
 
 
 class RawGenerator(nn.Module):

@@ -68,6 +68,10 @@ def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
     return lines
 
 
+def _members(results: list[dict[str, object]], group: str) -> list[dict[str, object]]:
+    return [r for r in results if r["group"] == group]
+
+
 def _representative(results: list[dict[str, object]], group: str) -> dict[str, object] | None:
     members = [
         r for r in results if r["group"] == group and "detectors" in r and int(r["test_positive_rows"]) > 0
@@ -85,10 +89,12 @@ def _plots(results: list[dict[str, object]], group: str, folder: Path) -> list[s
     member = _representative(results, group)
     if member is None:
         return []
+    slug = f"{group}_{member['series']}".replace(" ", "_")
+    if "_traces" not in member:  # carried from an earlier run: its plots are the ones that run drew
+        return [p.name for p in (folder / f"pr_{slug}.png", folder / f"trace_{slug}.png") if p.is_file()]
     traces = np.load(Path(str(member["_traces"])))
     labels = traces["labels"].astype(np.int8)
     names = [n for n in member["detectors"] if n in traces and "daemon" not in n]
-    slug = f"{group}_{member['series']}".replace(" ", "_")
     folder.mkdir(parents=True, exist_ok=True)
 
     figure, axis = plt.subplots(figsize=(6, 4.5))
@@ -180,6 +186,13 @@ def write_report(
             f"{info['test_positive_rows']:,} labelled anomalous.",
             "",
         ]
+        carried = sorted({str(r["carried_from"]) for r in _members(results, group) if "carried_from" in r})
+        if carried:
+            lines += [
+                f"Carried from the run measured {', '.join(carried)}: not re-measured in this run "
+                "(`--carry`), so its EdgeGAN rows are from the model of that run.",
+                "",
+            ]
         if info["failed"]:
             lines += [f"Not pooled (a detector failed): {'; '.join(info['failed'])}.", ""]
         if info.get("not_run"):

@@ -28,45 +28,74 @@ from trainer.scorer_graph import ScoreTerms
 
 @dataclass(frozen=True)
 class Variant:
-    """feature weight; share of channels pooled (largest first); share of the window (newest rows)."""
+    """feature weight; share of channels pooled (largest first); share of the window (newest rows);
+    weight of the encoder-latent Mahalanobis term (the GAN's counterpart of PCA's T-squared)."""
 
     feature_weight: float
     channel_share: float = 1.0
     recent_share: float = 1.0
+    latent_weight: float = 0.0
 
     @property
     def name(self) -> str:
-        return f"w={self.feature_weight} ch={self.channel_share} recent={self.recent_share}"
+        latent = f" latent={self.latent_weight}" if self.latent_weight else ""
+        return f"w={self.feature_weight} ch={self.channel_share} recent={self.recent_share}{latent}"
 
 
 VARIANTS = [
     Variant(0.5),
+    Variant(0.1),
     Variant(0.0),
     Variant(1.0),
+    Variant(0.1, channel_share=0.01),
+    Variant(0.1, latent_weight=0.25),
+    Variant(0.1, latent_weight=0.5),
+    Variant(0.1, latent_weight=1.0),
     Variant(0.5, channel_share=0.25),
     Variant(0.5, recent_share=0.25),
-    Variant(0.0, recent_share=0.25),
-    Variant(0.5, channel_share=0.25, recent_share=0.25),
-    Variant(0.0, channel_share=0.25, recent_share=0.25),
 ]
 
 
-def _residuals(terms: ScoreTerms, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per window: squared reconstruction residual per channel and row [n, C, W], feature residual [n]."""
-    recs, feats = [], []
+def _residuals(terms: ScoreTerms, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per window: squared reconstruction residual per channel and row [n, C, W], feature residual [n],
+    encoder latent [n, latent]."""
+    recs, feats, latents = [], [], []
     with torch.no_grad():
         for start in range(0, len(windows), 1024):
             x = torch.from_numpy(windows[start : start + 1024])
-            reconstruction = terms.generator(terms.encoder(x))
+            latent = terms.encoder(x)
+            reconstruction = terms.generator(latent)
             features = terms.critic.features(torch.cat([x, reconstruction]))
             real, fake = features[: len(x)], features[len(x) :]
             recs.append((x - reconstruction).pow(2).numpy())
             feats.append((real - fake).pow(2).mean(dim=(1, 2)).numpy())
-    return np.concatenate(recs), np.concatenate(feats)
+            latents.append(latent.numpy())
+    return np.concatenate(recs), np.concatenate(feats), np.concatenate(latents)
+
+
+@dataclass(frozen=True)
+class LatentDistance:
+    """Mahalanobis distance of encoder latents from the training windows' latents, ~1 on training data."""
+
+    mean: np.ndarray
+    precision: np.ndarray
+    median: float
+
+    @classmethod
+    def fit(cls, latents: np.ndarray) -> LatentDistance:
+        mean = latents.mean(axis=0)
+        cov = np.cov(latents, rowvar=False) + 1e-6 * np.eye(latents.shape[1])
+        precision = np.linalg.inv(cov)
+        raw = cls(mean, precision, 1.0)(latents)
+        return cls(mean, precision, max(float(np.median(raw)), 1e-9))
+
+    def __call__(self, latents: np.ndarray) -> np.ndarray:
+        centred = latents - self.mean
+        return np.einsum("ni,ij,nj->n", centred, self.precision, centred) / self.median
 
 
 def _score(
-    rec: np.ndarray, feat: np.ndarray, scale: tuple[np.ndarray, float], variant: Variant
+    rec: np.ndarray, feat: np.ndarray, latent: np.ndarray, scale: tuple[np.ndarray, float], variant: Variant
 ) -> np.ndarray:
     window = rec.shape[2]
     recent = max(1, int(round(window * variant.recent_share)))
@@ -74,10 +103,11 @@ def _score(
     channels = per_channel.shape[1]
     pooled = max(1, int(np.ceil(channels * variant.channel_share)))
     top = np.sort(per_channel, axis=1)[:, -pooled:].mean(axis=1)
-    return (1 - variant.feature_weight) * top + variant.feature_weight * feat / scale[1]
+    base = (1 - variant.feature_weight) * top + variant.feature_weight * feat / scale[1]
+    return (1 - variant.latent_weight) * base + variant.latent_weight * latent
 
 
-def evaluate(name_filter: list[str], quick: bool, root: Path) -> dict[str, object]:
+def evaluate(name_filter: list[str], quick: bool, root: Path, keep: Path | None = None) -> dict[str, object]:
     config = benchmark_config(quick)
     series_list = [s for s in load_all(root) if any(f in s.name for f in name_filter)]
     out: dict[str, object] = {}
@@ -95,18 +125,27 @@ def evaluate(name_filter: list[str], quick: bool, root: Path) -> dict[str, objec
         nets = fit_networks(train, holdout, config.model, config.fit)
         terms = ScoreTerms(nets.encoder, nets.generator, nets.critic).eval()
         sample = train[:: max(1, len(train) // 2048)]
-        rec_train, feat_train = _residuals(terms, sample)
+        rec_train, feat_train, z_train = _residuals(terms, sample)
+        distance = LatentDistance.fit(z_train)
         labels = series.test_labels
-        rec_hold, feat_hold = _residuals(terms, holdout)
-        rec_test, feat_test = _residuals(terms, test)
+        rec_hold, feat_hold, z_hold = _residuals(terms, holdout)
+        rec_test, feat_test, z_test = _residuals(terms, test)
+        lat_hold, lat_test = distance(z_hold), distance(z_test)
+        if keep is not None:  # residuals kept so further variants need no refit
+            keep.mkdir(parents=True, exist_ok=True)
+            kept = {"train": (rec_train, feat_train, z_train), "hold": (rec_hold, feat_hold, z_hold)}
+            kept["test"] = (rec_test, feat_test, z_test)
+            arrays = {f"{term}_{part}": value for part, (rec, feat, z) in kept.items()
+                      for term, value in (("rec", rec.mean(axis=2)), ("feat", feat), ("z", z))}  # fmt: skip
+            np.savez_compressed(keep / f"{series.name}.npz", labels=labels, **arrays)
         rows: dict[str, dict[str, float | None]] = {}
         for variant in VARIANTS:
             recent = max(1, int(round(rec_train.shape[2] * variant.recent_share)))
             channel_scale = np.median(rec_train[:, :, -recent:].mean(axis=2), axis=0)
             channel_scale = np.maximum(channel_scale, max(channel_scale.mean() * 0.05, 1e-6))
             scale = (channel_scale, max(float(np.median(feat_train)), 1e-6))
-            held = _score(rec_hold, feat_hold, scale, variant)
-            scores = _score(rec_test, feat_test, scale, variant)
+            held = _score(rec_hold, feat_hold, lat_hold, scale, variant)
+            scores = _score(rec_test, feat_test, lat_test, scale, variant)
             threshold = pot_threshold(
                 held, config.score.false_alarm_budget, config.score.pot_initial_quantile
             )
@@ -130,8 +169,9 @@ def main() -> None:
     parser.add_argument("--series", default="machine-2-1,machine-1-6,nyc_taxi,ec2_cpu_utilization_24ae8d")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--datasets", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--keep", type=Path, help="folder to keep each series' residuals in (.npz)")
     args = parser.parse_args()
-    report = evaluate(args.series.split(","), args.quick, args.datasets)
+    report = evaluate(args.series.split(","), args.quick, args.datasets, args.keep)
     print(f"wrote {write_result('score_variants', {'variants': report})}")
 
 

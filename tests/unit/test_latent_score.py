@@ -1,0 +1,90 @@
+"""The encoder-latent distance term of the score: a Mahalanobis distance, mixed in by score.latent_weight."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.networks import Critic, Encoder, Generator
+from trainer.scorer_graph import LatentDistance, ScorerModule, ScoreTerms
+
+LATENT, CHANNELS, WINDOW = 4, 3, 32
+
+
+def _correlated_latents(n: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """Latents with one wide and one very narrow direction, and the mixing matrix."""
+    rng = np.random.default_rng(seed)
+    spread = np.diag([5.0, 1.0, 1.0, 0.1])
+    rotation, _ = np.linalg.qr(rng.normal(size=(LATENT, LATENT)))
+    mixing = rotation @ spread
+    data = rng.normal(size=(n, LATENT)) @ mixing.T + np.array([1.0, -2.0, 0.5, 3.0])
+    return torch.from_numpy(data).float(), mixing
+
+
+def test_distance_reads_like_chi_square_on_its_training_latents() -> None:
+    latents, _ = _correlated_latents(20_000)
+    distance = LatentDistance.fit(latents)
+    values = distance(latents).numpy()
+    assert abs(values.mean() - LATENT) < 0.1 * LATENT  # squared Mahalanobis of a Gaussian: mean = dimension
+
+
+def test_distance_weighs_a_move_by_the_spread_in_its_direction() -> None:
+    """The same Euclidean step is far along the narrow direction and near along the wide one."""
+    latents, mixing = _correlated_latents(20_000)
+    distance = LatentDistance.fit(latents)
+    centre = latents.mean(dim=0, keepdim=True)
+    wide = torch.from_numpy(mixing[:, 0] / np.linalg.norm(mixing[:, 0])).float()
+    narrow = torch.from_numpy(mixing[:, 3] / np.linalg.norm(mixing[:, 3])).float()
+    step = 1.0
+    far = float(distance(centre + step * narrow)[0])
+    near = float(distance(centre + step * wide)[0])
+    assert far > 50.0  # one unit is ten standard deviations of the narrow direction: 100 in squared units
+    assert near < 0.1  # and a fifth of one along the wide direction
+    assert far > 1000 * near
+
+
+def _scorer(latent_weight: float) -> tuple[ScorerModule, torch.Tensor]:
+    torch.manual_seed(0)
+    terms = ScoreTerms(
+        Encoder(LATENT, CHANNELS, WINDOW, 8), Generator(LATENT, CHANNELS, WINDOW, 8), Critic(CHANNELS, WINDOW, 8)
+    ).eval()
+    windows = torch.randn(64, WINDOW, CHANNELS)
+    with torch.no_grad():
+        _, _, latent = terms(windows.transpose(1, 2))
+        distance = LatentDistance.fit(latent)
+        scale = float(distance(latent).median())
+    module = ScorerModule(
+        terms,
+        torch.zeros(CHANNELS),
+        torch.ones(CHANNELS),
+        torch.full((CHANNELS,), 2.0),
+        3.0,
+        0.25,
+        latent=(distance, scale, latent_weight) if latent_weight else None,
+    ).eval()
+    return module, windows
+
+
+@pytest.mark.parametrize("latent_weight", [0.0, 0.4, 1.0])
+def test_score_mixes_the_terms_as_documented_and_contributions_sum_to_it(latent_weight: float) -> None:
+    module, windows = _scorer(latent_weight)
+    with torch.no_grad():
+        score, contributions = module(windows)
+        rec, feat, latent = module.terms(windows.transpose(1, 2))
+        base = 0.75 * (rec / 2.0).mean(dim=1) + 0.25 * feat / 3.0
+        expected = base
+        if latent_weight:
+            assert module.latent_distance is not None
+            lat = module.latent_distance(latent) / module.latent_scale
+            expected = (1 - latent_weight) * base + latent_weight * lat
+    np.testing.assert_allclose(score.numpy(), expected.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(contributions.sum(dim=1).numpy(), score.numpy(), rtol=1e-5)
+    assert (contributions >= 0).all()
+
+
+def test_latent_term_reads_about_one_on_the_windows_it_was_scaled_on() -> None:
+    module, windows = _scorer(1.0)
+    with torch.no_grad():
+        score, _ = module(windows)
+    assert float(score.median()) == pytest.approx(1.0, rel=0.05)
