@@ -50,7 +50,7 @@ def torch_scorer(latent: int, channels: int, window: int, width: int | None = No
 
     from trainer.config import TrainConfig
     from trainer.networks import Critic, Encoder, Generator
-    from trainer.scorer_graph import ScorerModule, ScoreTerms
+    from trainer.scorer_graph import LatentDistance, ScorerModule, ScoreTerms
 
     width = width or TrainConfig().model.width
     terms = ScoreTerms(
@@ -58,8 +58,16 @@ def torch_scorer(latent: int, channels: int, window: int, width: int | None = No
         Generator(latent, channels, window, width),
         Critic(channels, window, width),
     )
+    config = TrainConfig()
+    distance = LatentDistance(torch.zeros(latent), torch.eye(latent))
     return ScorerModule(
-        terms, torch.zeros(channels), torch.ones(channels), torch.ones(channels), 1.0, 0.5
+        terms,
+        torch.zeros(channels),
+        torch.ones(channels),
+        torch.ones(channels),
+        1.0,
+        config.score.feature_weight,
+        latent=(distance, 1.0, config.score.latent_weight) if config.score.latent_weight else None,
     ).eval()
 
 

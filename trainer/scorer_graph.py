@@ -6,8 +6,8 @@ score = (1 - v) * [(1 - w) * mean_c(rec_c / s_c) + w * feat / s_f] + v * lat / s
   lat    Mahalanobis distance of the encoder's latent E(x) from the training windows' latents
   s_c,s_f,s_l  the same terms' medians on training windows, so every term reads ~1 on normal data
   w, v   score.feature_weight and score.latent_weight
-contributions_c = (1 - v) * (1 - w) * (rec_c / s_c) / C + [(1 - v) * w * feat / s_f + v * lat / s_l] * share_c,
-share_c = channel c's part of the normalised reconstruction residual; contributions sum to the score.
+contributions_c = (1 - v) * (1 - w) * (rec_c / s_c) / C + [(1 - v) * w * feat / s_f + v * lat / s_l] * share_c
+  share_c  channel c's part of the normalised reconstruction residual; contributions sum to the score.
 """
 
 from __future__ import annotations

@@ -46,9 +46,8 @@ def test_distance_weighs_a_move_by_the_spread_in_its_direction() -> None:
 
 def _scorer(latent_weight: float) -> tuple[ScorerModule, torch.Tensor]:
     torch.manual_seed(0)
-    terms = ScoreTerms(
-        Encoder(LATENT, CHANNELS, WINDOW, 8), Generator(LATENT, CHANNELS, WINDOW, 8), Critic(CHANNELS, WINDOW, 8)
-    ).eval()
+    encoder, generator = Encoder(LATENT, CHANNELS, WINDOW, 8), Generator(LATENT, CHANNELS, WINDOW, 8)
+    terms = ScoreTerms(encoder, generator, Critic(CHANNELS, WINDOW, 8)).eval()
     windows = torch.randn(64, WINDOW, CHANNELS)
     with torch.no_grad():
         _, _, latent = terms(windows.transpose(1, 2))
