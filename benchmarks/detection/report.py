@@ -90,7 +90,7 @@ def _plots(results: list[dict[str, object]], group: str, folder: Path) -> list[s
     if member is None:
         return []
     slug = f"{group}_{member['series']}".replace(" ", "_")
-    if "_traces" not in member:  # carried from an earlier run: its plots are the ones that run drew
+    if "carried_from" in member:  # measured by an earlier run: its plots are the ones that run drew
         return [p.name for p in (folder / f"pr_{slug}.png", folder / f"trace_{slug}.png") if p.is_file()]
     traces = np.load(Path(str(member["_traces"])))
     labels = traces["labels"].astype(np.int8)

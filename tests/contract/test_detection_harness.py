@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from benchmarks.detection import metrics
 from benchmarks.detection.datasets import LabelledSeries
 from benchmarks.detection.report import write_report
-from benchmarks.detection.run import benchmark_config, make_baselines, pool, run_all
+from benchmarks.detection.run import benchmark_config, carried_results, make_baselines, pool, run_all
 from tests.conftest import correlated_series
 
 
@@ -66,6 +67,40 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
     assert again[0]["detectors"] == detectors
     assert len(cached) == 6  # EdgeGAN's result and the five baselines'
     assert {p: p.stat().st_mtime_ns for p in cached} == cached
+
+
+def test_carried_groups_come_from_the_earlier_results_and_the_report_says_so(tmp_path: Path) -> None:
+    """`--carry`: re-measure one dataset, report the others as the last run measured them."""
+    counts = {"tp": 5, "fp": 1, "fn": 5, "tn": 89, "events": 1, "events_detected": 1}
+    counts |= {"delay_rows_sum": 0, "pa_tp": 10, "pa_fp": 1, "pa_fn": 0}
+    entry = {"counts": counts, "auc_pr": 0.5, "threshold": 1.0, "alarm_rate": 0.06}
+    entry |= {"fit_seconds": 1.0, "score_us_per_window": 1.0}
+    names = ("EdgeGAN ORT FP32", "EdgeGAN ORT INT8", "EdgeGAN daemon (INT8)", "PCA T2")
+    series = {"test_rows": 100, "test_positive_rows": 10, "train_rows": 100, "blanked_train_rows": 0}
+    series |= {"detectors": {name: entry for name in names}}
+    earlier = {
+        "machine": {"measured_at": "2026-01-01T00:00:00"},
+        "series": [{"series": "a", "group": "Old", **series}, {"series": "b", "group": "Rerun", **series}],
+    }
+    path = tmp_path / "detection.json"
+    path.write_text(json.dumps(earlier))
+    labels = np.zeros(2000, dtype=np.int8)  # long enough for the random 1% reference to raise alarms
+    labels[400:600] = 1
+    old = LabelledSeries("a", "Old", ["s0"], np.zeros((2000, 1)), np.zeros((2000, 1)), labels, 0)
+    carried = carried_results(path, [old], tmp_path / "cache")
+    assert [(c["series"], c["group"], c["carried_from"]) for c in carried] == [
+        ("a", "Old", "2026-01-01T00:00:00")
+    ]
+    plots = tmp_path / "report" / "plots"
+    plots.mkdir(parents=True)
+    (plots / "pr_Old_a.png").write_bytes(b"drawn by the earlier run")
+    payload = {"settings": _SETTINGS, "groups": pool(carried)}
+    text = write_report(payload, carried, quick=True, folder=tmp_path / "report").read_text()
+    assert "Carried from the run measured 2026-01-01T00:00:00" in text
+    assert "![pr_Old_a.png](plots/pr_Old_a.png)" in text  # the earlier plot is linked, not redrawn
+    assert (plots / "pr_Old_a.png").read_bytes() == b"drawn by the earlier run"
+    ones = payload["groups"]["Old"]["detectors"]["reference: all ones"]
+    assert ones["precision"] == 0.1 and ones["recall"] == 1.0  # references from the data's own labels
 
 
 _SETTINGS = {
