@@ -79,7 +79,7 @@ class ScoreConfig(BaseModel):
         description="weight of the discriminator-feature residual; the rest is reconstruction",
     )
     latent_weight: float = Field(
-        0.5,
+        0.0,
         ge=0,
         le=1,
         description="weight of the encoder-latent Mahalanobis distance (large moves the generator can draw)",

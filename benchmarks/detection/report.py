@@ -131,17 +131,23 @@ def _plots(results: list[dict[str, object]], group: str, folder: Path) -> list[s
 
 
 def write_report(
-    payload: dict[str, object], results: list[dict[str, object]], quick: bool, folder: Path | None = None
+    payload: dict[str, object],
+    results: list[dict[str, object]],
+    quick: bool,
+    folder: Path | None = None,
+    variant: str = "",
 ) -> Path:
-    """Write the markdown report: benchmarks/REPORT.md; quick runs write results/REPORT.quick.md.
+    """Write the markdown report: benchmarks/REPORT.md; quick runs write results/REPORT.quick.md and a
+    model variant (settings other than the defaults) results/REPORT.<variant>.md.
 
     `folder` puts the report and its plots elsewhere (the harness's smoke test uses a temporary folder).
     """
     if folder is not None:
         out, plots = folder / "REPORT.md", folder / "plots"
     else:
-        out = BENCHMARKS / ("results/REPORT.quick.md" if quick else "REPORT.md")
-        plots = BENCHMARKS / "results" / ("plots_quick" if quick else "plots")
+        tag = "quick" if quick else variant
+        out = BENCHMARKS / (f"results/REPORT.{tag}.md" if tag else "REPORT.md")
+        plots = BENCHMARKS / "results" / (f"plots_{tag}" if tag else "plots")
     settings = payload["settings"]
     machine = describe_machine()
     lines = [
@@ -153,7 +159,8 @@ def write_report(
         f"torch {machine.get('torch', '-')}, onnxruntime {machine['onnxruntime']}, measured "
         f"{machine['measured_at']}.",
         "",
-        *_summary(quick),
+        *_summary(quick or bool(variant)),
+        *([f"Model variant: `{variant}` (not the default settings).", ""] if variant else []),
         "## How it is measured",
         "",
         f"- One model per series. Windows of {settings['window_len']} rows (EdgeGAN's default); one "
@@ -234,7 +241,7 @@ def write_report(
             f"{entry['test_positive_rows']} | "
             f"{f1['EdgeGAN daemon (INT8)']:.3f} / {f1['EdgeGAN ORT INT8']:.3f} / {f1[best]:.3f} ({best}) |"
         )
-    if not quick and folder is None:
+    if not quick and not variant and folder is None:
         lines += ["", *_speed_section()]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

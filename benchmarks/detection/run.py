@@ -39,12 +39,24 @@ RESULTS = REPO / "benchmarks" / "results"
 OURS_FP32, OURS_INT8, OURS_DAEMON = "EdgeGAN ORT FP32", "EdgeGAN ORT INT8", "EdgeGAN daemon (INT8)"
 
 
-def benchmark_config(quick: bool) -> TrainConfig:
-    """Default model settings; blanked label rows split the training data instead of failing it."""
+def benchmark_config(quick: bool, latent_weight: float | None = None) -> TrainConfig:
+    """Default model settings; blanked label rows split the training data instead of failing it.
+
+    `latent_weight` measures a variant with another score.latent_weight than the default.
+    """
     overrides: dict[str, object] = {"data": {"on_long_gap": "split"}}
     if quick:
         overrides["fit"] = {"epochs": 20, "encoder_epochs": 10, "max_train_windows": 256}
+    if latent_weight is not None:
+        overrides["score"] = {"latent_weight": latent_weight}
     return TrainConfig.model_validate(overrides)
+
+
+def variant_name(latent_weight: float | None) -> str:
+    """Suffix of a variant's result files; empty for the default settings."""
+    if latent_weight is None or latent_weight == TrainConfig().score.latent_weight:
+        return ""
+    return f"latent{latent_weight:g}"
 
 
 ANOGAN_GROUPS = ("SMD", "NAB realKnownCause", "Generated")  # PyOD AnoGAN's subset: it is slow to fit
@@ -375,11 +387,18 @@ def main() -> None:
         action="store_true",
         help="report the groups not run now from the last results/detection.json, marked as carried",
     )
+    parser.add_argument(
+        "--latent-weight",
+        type=float,
+        help="measure EdgeGAN with this score.latent_weight; a non-default value writes "
+        "results/detection_<variant>.json and results/REPORT.<variant>.md",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.fresh:
         shutil.rmtree(args.cache, ignore_errors=True)
-    config = benchmark_config(args.quick)
+    config = benchmark_config(args.quick, args.latent_weight)
+    variant = variant_name(args.latent_weight)
     series_list = load_all(args.datasets, tuple(args.groups.split(",")))
     if args.series:
         series_list = [s for s in series_list if args.series in s.name]
@@ -393,8 +412,9 @@ def main() -> None:
         run_now = {s.group for s in series_list}
         others = [s for s in load_all(args.datasets) if s.group not in run_now]
         results += carried_results(RESULTS / "detection.json", others, args.cache)
-    payload = finish(results, config, args.cache, args.quick)
-    path = write_result("detection_quick" if args.quick else "detection", payload)
+    payload = finish(results, config, args.cache, args.quick, variant)
+    tag = "quick" if args.quick else variant
+    path = write_result(f"detection_{tag}" if tag else "detection", payload)
     print(f"wrote {path}")
 
 
@@ -425,7 +445,7 @@ def carried_results(
 
 
 def finish(
-    results: list[dict[str, object]], config: TrainConfig, cache: Path, quick: bool
+    results: list[dict[str, object]], config: TrainConfig, cache: Path, quick: bool, variant: str = ""
 ) -> dict[str, object]:
     """Pool, attach trace paths for the report, and write REPORT.md (quick runs write REPORT.quick.md)."""
     from benchmarks.detection.report import write_report
@@ -437,12 +457,13 @@ def finish(
             "false_alarm_budget": config.score.false_alarm_budget,
             "threshold_rule": f"POT on holdout scores, initial quantile {config.score.pot_initial_quantile}",
             "holdout_fraction": config.data.holdout_fraction,
+            "score": config.score.model_dump(mode="json"),
             "quick": quick,
         },
         "groups": pooled,
         "series": [{k: v for k, v in r.items() if k != "_traces"} for r in results],
     }
-    write_report(payload, results, quick)
+    write_report(payload, results, quick, variant=variant)
     return payload
 
 
