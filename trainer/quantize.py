@@ -1,13 +1,15 @@
 """Static INT8 (QDQ) quantisation of the scorer with onnxruntime's tools, calibrated on normal windows.
 
 What gets quantised was measured, not guessed (see README, "INT8"): the encoder's and critic's hidden
-layers. Three things stay FP32:
+layers. These stay FP32:
 - the residual arithmetic that turns activations into a score: in INT8 buckets the small differences
   between normal and anomalous residuals vanish;
 - the generator: its quantisation noise lands directly in the reconstruction residual of every window and
   buries short anomalies such as spikes under it;
 - the first layer of the encoder and of the critic: their input is the window itself, and an activation
-  range calibrated on normal windows clips exactly the large excursions that make an anomaly.
+  range calibrated on normal windows clips exactly the large excursions that make an anomaly;
+- the encoder's output layer, when the score uses the latent distance (`score.latent_weight` > 0): the
+  distance weighs the latent's narrow directions heavily, so INT8 noise there would dominate it.
 Activations are symmetric INT8 (zero point 0), which TensorRT needs to build engines from the QDQ graph.
 """
 
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 QUANTISABLE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 QUANTISED_SCOPES = ("terms.encoder.", "terms.critic.")  # module paths inside ScorerModule
 INPUT_LAYER_SCOPES = ("terms.encoder.body.0'", "terms.critic.body.0'")
+LATENT_LAYER_SCOPE = "terms.encoder.head'"  # kept FP32 when the score reads the latent itself
+LATENT_DISTANCE_SCOPE = "latent_distance"
 _SCOPE_KEY = "pkg.torch.onnx.name_scopes"  # where torch.onnx records each node's module path
 
 
@@ -57,12 +61,20 @@ class _WindowReader(CalibrationDataReader):  # type: ignore[misc]
 
 def layers_to_quantise(model: onnx.ModelProto) -> list[str]:
     """Names of the encoder's and critic's hidden layers in an exported scorer graph."""
+    scopes_of = {
+        node.name: next((prop.value for prop in node.metadata_props if prop.key == _SCOPE_KEY), "")
+        for node in model.graph.node
+    }
+    kept_fp32: tuple[str, ...] = INPUT_LAYER_SCOPES
+    if any(LATENT_DISTANCE_SCOPE in scopes for scopes in scopes_of.values()):
+        # The latent distance weighs narrow directions heavily, so INT8 noise in the latent would dominate it.
+        kept_fp32 = (*INPUT_LAYER_SCOPES, LATENT_LAYER_SCOPE)
     chosen = []
     for node in model.graph.node:
         if node.op_type not in QUANTISABLE_OPS:
             continue
-        scopes = next((prop.value for prop in node.metadata_props if prop.key == _SCOPE_KEY), "")
-        if any(s in scopes for s in QUANTISED_SCOPES) and not any(s in scopes for s in INPUT_LAYER_SCOPES):
+        scopes = scopes_of[node.name]
+        if any(s in scopes for s in QUANTISED_SCOPES) and not any(s in scopes for s in kept_fp32):
             chosen.append(node.name)
     if not chosen:
         raise TrainerError("no encoder/critic layers found in the exported scorer graph: cannot quantise it")

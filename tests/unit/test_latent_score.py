@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnx
 import pytest
 import torch
 
+from trainer.export import export_scorer
 from trainer.networks import Critic, Encoder, Generator
+from trainer.quantize import layers_to_quantise
 from trainer.scorer_graph import LatentDistance, ScorerModule, ScoreTerms
 
 LATENT, CHANNELS, WINDOW = 4, 3, 32
@@ -87,3 +92,21 @@ def test_latent_term_reads_about_one_on_the_windows_it_was_scaled_on() -> None:
     with torch.no_grad():
         score, _ = module(windows)
     assert float(score.median()) == pytest.approx(1.0, rel=0.05)
+
+
+def test_int8_keeps_the_latent_layer_fp32_only_when_the_score_reads_the_latent(tmp_path: Path) -> None:
+    """INT8 noise in the latent would dominate a Mahalanobis distance; without the term INT8 is unchanged."""
+    quantised = {}
+    for latent_weight in (0.0, 0.5):
+        module, _ = _scorer(latent_weight)
+        path = tmp_path / f"scorer-{latent_weight}.onnx"
+        export_scorer(module, WINDOW, CHANNELS, path)
+        model = onnx.load(str(path))
+        heads = {n.name for n in model.graph.node if any("encoder.head" in p.value for p in n.metadata_props)}
+        assert heads, "the encoder's output layer must be findable by its module path"
+        quantised[latent_weight] = (heads, set(layers_to_quantise(model)))
+    heads, layers = quantised[0.0]
+    assert heads <= layers
+    heads, with_latent = quantised[0.5]
+    assert not heads & with_latent
+    assert len(with_latent) == len(layers) - len(heads)  # nothing else changes
