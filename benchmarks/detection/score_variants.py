@@ -107,8 +107,12 @@ def _score(
     return (1 - variant.latent_weight) * base + variant.latent_weight * latent
 
 
-def evaluate(name_filter: list[str], quick: bool, root: Path, keep: Path | None = None) -> dict[str, object]:
+def evaluate(
+    name_filter: list[str], quick: bool, root: Path, keep: Path | None = None, seed: int | None = None
+) -> dict[str, object]:
     config = benchmark_config(quick)
+    if seed is not None:  # another fit of the same model: how far do results move between fits?
+        config = config.model_copy(update={"fit": config.fit.model_copy(update={"seed": seed})})
     series_list = [s for s in load_all(root) if any(f in s.name for f in name_filter)]
     out: dict[str, object] = {}
     for series in series_list:
@@ -170,8 +174,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--datasets", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--keep", type=Path, help="folder to keep each series' residuals in (.npz)")
+    parser.add_argument("--seed", type=int, help="fit seed, to measure fit-to-fit spread")
     args = parser.parse_args()
-    report = evaluate(args.series.split(","), args.quick, args.datasets, args.keep)
+    report = evaluate(args.series.split(","), args.quick, args.datasets, args.keep, args.seed)
     print(f"wrote {write_result('score_variants', {'variants': report})}")
 
 
