@@ -23,7 +23,7 @@ from benchmarks.environment import write_result
 from trainer.calibrate import pot_threshold
 from trainer.fit import fit_networks
 from trainer.provenance import seed_everything
-from trainer.scorer_graph import ScoreTerms
+from trainer.scorer_graph import LatentDistance, ScoreTerms
 
 
 @dataclass(frozen=True)
@@ -73,25 +73,13 @@ def _residuals(terms: ScoreTerms, windows: np.ndarray) -> tuple[np.ndarray, np.n
     return np.concatenate(recs), np.concatenate(feats), np.concatenate(latents)
 
 
-@dataclass(frozen=True)
-class LatentDistance:
-    """Mahalanobis distance of encoder latents from the training windows' latents, ~1 on training data."""
-
-    mean: np.ndarray
-    precision: np.ndarray
-    median: float
-
-    @classmethod
-    def fit(cls, latents: np.ndarray) -> LatentDistance:
-        mean = latents.mean(axis=0)
-        cov = np.cov(latents, rowvar=False) + 1e-6 * np.eye(latents.shape[1])
-        precision = np.linalg.inv(cov)
-        raw = cls(mean, precision, 1.0)(latents)
-        return cls(mean, precision, max(float(np.median(raw)), 1e-9))
-
-    def __call__(self, latents: np.ndarray) -> np.ndarray:
-        centred = latents - self.mean
-        return np.einsum("ni,ij,nj->n", centred, self.precision, centred) / self.median
+def _latent_terms(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """The scorer graph's latent distance (fitted on `train`), in units of its training median."""
+    distance = LatentDistance.fit(torch.from_numpy(train))
+    with torch.no_grad():
+        on_train, *values = (distance(torch.from_numpy(z)).double().numpy() for z in (train, *others))
+    median = max(float(np.median(on_train)), 1e-9)
+    return [v / median for v in values]
 
 
 def _score(
@@ -130,11 +118,10 @@ def evaluate(
         terms = ScoreTerms(nets.encoder, nets.generator, nets.critic).eval()
         sample = train[:: max(1, len(train) // 2048)]
         rec_train, feat_train, z_train = _residuals(terms, sample)
-        distance = LatentDistance.fit(z_train)
         labels = series.test_labels
         rec_hold, feat_hold, z_hold = _residuals(terms, holdout)
         rec_test, feat_test, z_test = _residuals(terms, test)
-        lat_hold, lat_test = distance(z_hold), distance(z_test)
+        lat_hold, lat_test = _latent_terms(z_train, z_hold, z_test)
         if keep is not None:  # residuals kept so further variants need no refit
             keep.mkdir(parents=True, exist_ok=True)
             kept = {"train": (rec_train, feat_train, z_train), "hold": (rec_hold, feat_hold, z_hold)}
