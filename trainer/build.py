@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +70,7 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
     """
     started = time.perf_counter()
     check_output_folder(out)
-    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    seed_everything(config.fit.seed, max(1, config.fit.threads // local_ranks))
+    seed_everything(config.fit.seed, max(1, config.fit.threads // world.local_size))
     data = load_training_data(data_path, config.data)
     log.info(
         "data: %d rows, %d channels, %d segments from %d file(s); %d cells interpolated, %d rows inserted",
@@ -126,14 +124,11 @@ def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) 
     sample = windows.train[:: max(1, len(windows.train) // _MAX_SCALE_WINDOWS)]
     with torch.no_grad():
         rec, feat, latent = terms(torch.from_numpy(_to_network_layout(sample, windows.normaliser)))
-        distance = scorer_graph.LatentDistance.fit(latent)
-        latent_scale = max(float(torch.quantile(distance(latent), 0.5)), _RESIDUAL_FLOOR)
     rec_scale = torch.quantile(rec, 0.5, dim=0)
     # A channel the model reconstructs perfectly (e.g. constant) must not turn rounding noise into alerts.
     rec_scale = torch.clamp(rec_scale, min=max(float(rec_scale.mean()) * 0.05, _RESIDUAL_FLOOR))
     feat_scale = max(float(torch.quantile(feat, 0.5)), _RESIDUAL_FLOOR)
     normaliser = windows.normaliser
-    latent_weight = config.score.latent_weight
     return scorer_graph.ScorerModule(
         terms,
         mean=torch.from_numpy(normaliser.mean),
@@ -141,8 +136,20 @@ def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) 
         channel_residual_scale=rec_scale,
         feature_residual_scale=feat_scale,
         feature_weight=config.score.feature_weight,
-        latent=(distance, latent_scale, latent_weight) if latent_weight > 0 else None,
+        latent=_latent_term(latent, config.score.latent_weight),
     ).eval()
+
+
+def _latent_term(
+    latent: torch.Tensor, weight: float
+) -> tuple[scorer_graph.LatentDistance, float, float] | None:
+    """The latent distance fitted on training latents, its median and weight; None when the score omits it."""
+    if weight <= 0:
+        return None
+    distance = scorer_graph.LatentDistance.fit(latent)
+    with torch.no_grad():
+        scale = max(float(torch.quantile(distance(latent), 0.5)), _RESIDUAL_FLOOR)
+    return distance, scale, weight
 
 
 def _check_windows(

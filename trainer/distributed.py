@@ -25,6 +25,7 @@ class World:
     rank: int = 0
     size: int = 1
     backend: str | None = None
+    local_size: int = 1  # ranks on this machine: they share its CPU threads
 
     @property
     def is_main(self) -> bool:
@@ -48,7 +49,8 @@ def join_from_environment() -> World:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
-    world = World(dist.get_rank(), dist.get_world_size(), dist.get_backend())
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    world = World(dist.get_rank(), dist.get_world_size(), dist.get_backend(), local_size)
     log.info("distributed training: rank %d of %d (%s)", world.rank, world.size, world.backend)
     return world
 

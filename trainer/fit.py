@@ -140,11 +140,11 @@ class _EncoderObjective(torch.nn.Module):
 
     def __init__(self, nets: TrainedNets) -> None:
         super().__init__()
-        self.encoder = nets.encoder
-        self._nets = [nets]
+        self.encoder = nets.encoder  # the one registered sub-module
+        self.nets = nets  # a plain dataclass: nn.Module does not register it, so DDP never sees G or D
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        return izi_f_loss(self._nets[0], windows)
+        return izi_f_loss(self.nets, windows)
 
 
 def _parallel(module: torch.nn.Module, world: World) -> torch.nn.Module:

@@ -111,7 +111,7 @@ class ScorerModule(nn.Module):
         keep = 1.0 - self.latent_weight
         # Window-level terms are spread over channels in proportion to their reconstruction residual.
         shared = keep * weight * feat_n
-        if self.latent_distance is not None and self.latent_weight > 0:
+        if self.latent_distance is not None:
             shared = shared + self.latent_weight * self.latent_distance(latent) / self.latent_scale
         per_channel = keep * (1.0 - weight) * rec_n / n_channels
         share = rec_n / (rec_n.sum(dim=1, keepdim=True) + _EPS)
