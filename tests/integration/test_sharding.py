@@ -9,7 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import correlated_series
-from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher
+from tests.integration.conftest import (
+    Broker,
+    Recorder,
+    RunningAgent,
+    agent_config,
+    publisher,
+    wait_until,
+)
 
 DEVICES = [f"unit-{i:02d}" for i in range(12)]
 READINGS = 40
@@ -60,8 +67,6 @@ def test_an_agent_in_a_shared_subscription_group_scores_what_the_broker_deals_it
     broker: Broker,
     start_agent: Callable[..., RunningAgent],
 ) -> None:
-    from tests.integration.conftest import wait_until
-
     agent = start_agent(agent_config(tiny_bundle, broker.port, topics={"shared_group": "edgegan"}))
     device = publisher(broker.port)
     start = time.time() - READINGS

@@ -9,6 +9,7 @@ import onnx
 import pytest
 import torch
 
+from edge_agent.bundle import ScoreDefinition
 from trainer.export import export_scorer
 from trainer.networks import Critic, Encoder, Generator
 from trainer.quantize import layers_to_quantise
@@ -110,3 +111,16 @@ def test_int8_keeps_the_latent_layer_fp32_only_when_the_score_reads_the_latent(t
     heads, with_latent = quantised[0.5]
     assert not heads & with_latent
     assert len(with_latent) == len(layers) - len(heads)  # nothing else changes
+
+
+def test_a_score_definition_without_the_latent_fields_still_loads_with_the_term_off() -> None:
+    """Bundles written before the latent term keep loading: both fields are optional, and mean 'off'."""
+    older = {
+        "formula": "score = (1 - w) * mean_c(rec_c / s_c) + w * feat / s_f",
+        "feature_weight": 0.1,
+        "channel_residual_scale": [1.0, 2.0],
+        "feature_residual_scale": 3.0,
+    }
+    definition = ScoreDefinition.model_validate(older)
+    assert definition.latent_weight == 0.0
+    assert definition.latent_distance_scale is None
