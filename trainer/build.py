@@ -43,7 +43,6 @@ from trainer.windows import Normaliser, WindowSets, build_windows
 
 log = logging.getLogger(__name__)
 
-_RESIDUAL_FLOOR = 1e-6
 _MAX_SCALE_WINDOWS = 4096
 _MAX_CHECK_WINDOWS = 2048
 
@@ -82,7 +81,11 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         data.report.inserted_rows,
     )
     windows = build_windows(
-        data.segments, config.model.window_len, config.fit.train_stride, config.data.holdout_fraction
+        data.segments,
+        config.model.window_len,
+        config.fit.train_stride,
+        config.data.holdout_fraction,
+        config.data.spread_floor,
     )
     _log_constant_channels(data, windows.normaliser)
     nets = fit_networks(
@@ -124,10 +127,9 @@ def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) 
     sample = windows.train[:: max(1, len(windows.train) // _MAX_SCALE_WINDOWS)]
     with torch.no_grad():
         rec, feat, latent = terms(torch.from_numpy(_to_network_layout(sample, windows.normaliser)))
-    rec_scale = torch.quantile(rec, 0.5, dim=0)
-    # A channel the model reconstructs perfectly (e.g. constant) must not turn rounding noise into alerts.
-    rec_scale = torch.clamp(rec_scale, min=max(float(rec_scale.mean()) * 0.05, _RESIDUAL_FLOOR))
-    feat_scale = max(float(torch.quantile(feat, 0.5)), _RESIDUAL_FLOOR)
+    medians = torch.quantile(rec, 0.5, dim=0)
+    rec_scale = scorer_graph.floored_residual_scale(medians, config.score.residual_floor)
+    feat_scale = max(float(torch.quantile(feat, 0.5)), scorer_graph.MIN_TERM_SCALE)
     normaliser = windows.normaliser
     return scorer_graph.ScorerModule(
         terms,
@@ -148,7 +150,7 @@ def _latent_term(
         return None
     distance = scorer_graph.LatentDistance.fit(latent)
     with torch.no_grad():
-        scale = max(float(torch.quantile(distance(latent), 0.5)), _RESIDUAL_FLOOR)
+        scale = max(float(torch.quantile(distance(latent), 0.5)), scorer_graph.MIN_TERM_SCALE)
     return distance, scale, weight
 
 

@@ -25,6 +25,13 @@ class DataConfig(BaseModel):
     holdout_fraction: float = Field(
         0.2, gt=0, lt=0.9, description="tail of each file kept for validation and threshold calibration"
     )
+    spread_floor: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="no channel is normalised by less than this share of the median channel's std, so a "
+        "channel that barely moved in training cannot amplify a small shift; 0 is a plain z-score",
+    )
 
 
 class ModelConfig(BaseModel):
@@ -79,10 +86,17 @@ class ScoreConfig(BaseModel):
         description="weight of the discriminator-feature residual; the rest is reconstruction",
     )
     latent_weight: float = Field(
-        0.0,
+        0.25,
         ge=0,
         le=1,
         description="weight of the encoder-latent Mahalanobis distance (large moves the generator can draw)",
+    )
+    residual_floor: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="no channel's residual is scaled by less than this share of the mean channel's "
+        "training residual, so a channel the model reconstructs almost exactly cannot dominate the score",
     )
     false_alarm_budget: float = Field(
         1e-3, gt=0, lt=0.5, description="fraction of normal windows allowed above the threshold"

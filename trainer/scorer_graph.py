@@ -18,6 +18,7 @@ from torch import nn
 from trainer.networks import Critic, Encoder, Generator
 
 _EPS = 1e-8
+MIN_TERM_SCALE = 1e-6  # no score term is divided by less than this, whatever the data
 
 
 class ScoreTerms(nn.Module):
@@ -69,6 +70,16 @@ class LatentDistance(nn.Module):
         """Squared distance per window [b]."""
         centred = latent - self.mean
         return ((centred @ self.precision) * centred).sum(dim=1)
+
+
+def floored_residual_scale(medians: torch.Tensor, floor_share: float) -> torch.Tensor:
+    """Per-channel residual scales `s_c`: the training medians, none below `floor_share` of their mean.
+
+    Why: a channel the model reconstructs almost exactly (a constant, or one that barely moved in training)
+    would otherwise turn rounding noise, or a small harmless shift in deployment, into the whole score.
+    """
+    floor = max(float(medians.mean()) * floor_share, MIN_TERM_SCALE)
+    return torch.clamp(medians, min=floor)
 
 
 class ScorerModule(nn.Module):

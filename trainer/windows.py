@@ -37,13 +37,21 @@ class WindowSets:
     rows_holdout: int
 
 
-def fit_normaliser(rows: npt.NDArray[np.float64]) -> Normaliser:
-    """Mean and std per channel of the training rows."""
+def fit_normaliser(rows: npt.NDArray[np.float64], spread_floor: float = 0.0) -> Normaliser:
+    """Mean and std per channel of the training rows, the std floored at `spread_floor` times the median
+    std of the non-constant channels.
+
+    Why the floor: a channel that barely moved in training (a std a tenth of its neighbours') would turn
+    a small, harmless shift in deployment into a residual a hundred times theirs, and drown every other
+    channel. With one channel, or a share of at most 1, a univariate stream is unchanged.
+    """
     mean = rows.mean(axis=0)
     std = rows.std(axis=0)
-    constant = [int(i) for i in np.flatnonzero(std < _CONSTANT_STD)]
-    scale = np.where(std < _CONSTANT_STD, 1.0, std)
-    return Normaliser(mean=mean, scale=scale, constant_channels=constant)
+    is_constant = std < _CONSTANT_STD
+    moving = std[~is_constant]
+    floor = spread_floor * float(np.median(moving)) if moving.size else 0.0
+    scale = np.where(is_constant, 1.0, np.maximum(std, floor))
+    return Normaliser(mean=mean, scale=scale, constant_channels=[int(i) for i in np.flatnonzero(is_constant)])
 
 
 def slide(values: npt.NDArray[np.floating], window_len: int, stride: int) -> npt.NDArray[np.float32]:
@@ -55,9 +63,10 @@ def slide(values: npt.NDArray[np.floating], window_len: int, stride: int) -> npt
 
 
 def build_windows(
-    segments: list[Segment], window_len: int, stride: int, holdout_fraction: float
+    segments: list[Segment], window_len: int, stride: int, holdout_fraction: float, spread_floor: float = 0.0
 ) -> WindowSets:
-    """Split each segment in time (head trains, tail is held out), then window each part separately."""
+    """Split each segment in time (head trains, tail is held out), then window each part separately;
+    `spread_floor` is the normaliser's (see `fit_normaliser`)."""
     train_parts, holdout_parts = [], []
     for segment in segments:
         n_holdout = int(round(len(segment.values) * holdout_fraction))
@@ -79,7 +88,7 @@ def build_windows(
     return WindowSets(
         train=np.concatenate(train),
         holdout=np.concatenate(holdout),
-        normaliser=fit_normaliser(np.concatenate(train_parts)),
+        normaliser=fit_normaliser(np.concatenate(train_parts), spread_floor),
         rows_train=rows_train,
         rows_holdout=rows_holdout,
     )

@@ -131,13 +131,20 @@ class Prepared:
         return _normalise(windows, self.sets.normaliser)
 
 
-def prepare(series: LabelledSeries, config: TrainConfig, folder: Path) -> Prepared:
-    """The training CSV (for EdgeGAN's own fit) and the train/holdout/test windows (for everyone)."""
+def prepare(series: LabelledSeries, config: TrainConfig, folder: Path, spread_floor: float = 0.0) -> Prepared:
+    """The training CSV (for EdgeGAN's own fit) and the train/holdout/test windows (for everyone).
+
+    The baselines' windows get a plain z-score (`spread_floor` 0), the preprocessing a user would pick for
+    them; EdgeGAN normalises inside its own bundle, with its own floor. `baseline_floor` measures the
+    baselines with the floor too.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     train_csv = series.write_train_csv(folder / "train.csv")
     data = load_training_data(train_csv, config.data)
     window_len = config.model.window_len
-    sets = build_windows(data.segments, window_len, config.fit.train_stride, config.data.holdout_fraction)
+    sets = build_windows(
+        data.segments, window_len, config.fit.train_stride, config.data.holdout_fraction, spread_floor
+    )
     return Prepared(series, train_csv, sets, _test_windows(series, window_len))
 
 

@@ -1,9 +1,11 @@
 """Which way of turning EdgeGAN's residuals into one score detects best? One fit per series, many scores.
 
 Usage: python -m benchmarks.detection.score_variants [--series machine-2-1,nyc_taxi,...] [--quick]
-Fits the networks once per series (default settings), then scores the holdout and test windows with each
-variant in torch: threshold by POT on the holdout (the benchmark's rule), point-wise F1 and AUC-PR on the
-test labels. Writes benchmarks/results/score_variants.json. This is how the scoring defaults were chosen.
+    [--seed N] [--keep DIR] [--out NAME]
+Fits the networks once per series (default network settings, on a plain z-score), then scores the holdout
+and test windows with each variant in torch; a variant's spread floor is applied to the residuals after the
+fit. Threshold by POT on the holdout (the benchmark's rule), point-wise F1 and AUC-PR on the test labels.
+Writes benchmarks/results/NAME.json (default score_variants). This is how the scoring defaults were chosen.
 """
 
 from __future__ import annotations
@@ -29,17 +31,25 @@ from trainer.scorer_graph import LatentDistance, ScoreTerms
 @dataclass(frozen=True)
 class Variant:
     """feature weight; share of channels pooled (largest first); share of the window (newest rows);
-    weight of the encoder-latent Mahalanobis term (the GAN's counterpart of PCA's T-squared)."""
+    weight of the encoder-latent Mahalanobis term (the GAN's counterpart of PCA's T-squared);
+    floor on each channel's normalising spread, as a share of the median channel's spread (0: none),
+    applied to the residuals after the fit: a channel that barely moved in training cannot turn a small
+    shift into a residual tens of times larger than its neighbours'."""
 
     feature_weight: float
     channel_share: float = 1.0
     recent_share: float = 1.0
     latent_weight: float = 0.0
+    spread_floor: float = 0.0
+    residual_floor: float = 0.05
 
     @property
     def name(self) -> str:
         latent = f" latent={self.latent_weight}" if self.latent_weight else ""
-        return f"w={self.feature_weight} ch={self.channel_share} recent={self.recent_share}{latent}"
+        floor = f" floor={self.spread_floor}" if self.spread_floor else ""
+        if self.residual_floor != Variant.residual_floor:
+            floor += f" rfloor={self.residual_floor}"
+        return f"w={self.feature_weight} ch={self.channel_share} recent={self.recent_share}{latent}{floor}"
 
 
 VARIANTS = [
@@ -53,7 +63,23 @@ VARIANTS = [
     Variant(0.1, latent_weight=1.0),
     Variant(0.5, channel_share=0.25),
     Variant(0.5, recent_share=0.25),
+    Variant(0.1, spread_floor=0.5),
+    Variant(0.1, spread_floor=1.0),
+    Variant(0.1, latent_weight=0.5, spread_floor=1.0),
+    Variant(0.1, spread_floor=1.0, residual_floor=1.0),
+    Variant(0.1, latent_weight=0.25, spread_floor=1.0),
+    Variant(0.0, spread_floor=1.0),
 ]
+
+
+def spread_gain(spread: np.ndarray, floor_share: float) -> np.ndarray:
+    """Per channel, how a squared residual changes when the normalising spread is floored at
+    `floor_share` times the median spread of the non-constant channels."""
+    if floor_share <= 0:
+        return np.ones_like(spread)
+    moving = spread[spread > 1e-8]
+    floor = floor_share * float(np.median(moving)) if len(moving) else 0.0
+    return (spread / np.maximum(spread, floor)) ** 2
 
 
 def _residuals(terms: ScoreTerms, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,21 +148,27 @@ def evaluate(
         rec_hold, feat_hold, z_hold = _residuals(terms, holdout)
         rec_test, feat_test, z_test = _residuals(terms, test)
         lat_hold, lat_test = _latent_terms(z_train, z_hold, z_test)
+        normaliser = prepared.sets.normaliser
+        spread = normaliser.scale.copy()
+        spread[normaliser.constant_channels] = 0.0  # constant channels are not floored
         if keep is not None:  # residuals kept so further variants need no refit
             keep.mkdir(parents=True, exist_ok=True)
             kept = {"train": (rec_train, feat_train, z_train), "hold": (rec_hold, feat_hold, z_hold)}
             kept["test"] = (rec_test, feat_test, z_test)
             arrays = {f"{term}_{part}": value for part, (rec, feat, z) in kept.items()
                       for term, value in (("rec", rec.mean(axis=2)), ("feat", feat), ("z", z))}  # fmt: skip
+            arrays["spread"] = spread
             np.savez_compressed(keep / f"{series.name}.npz", labels=labels, **arrays)
         rows: dict[str, dict[str, float | None]] = {}
         for variant in VARIANTS:
+            gain = spread_gain(spread, variant.spread_floor)[None, :, None]
             recent = max(1, int(round(rec_train.shape[2] * variant.recent_share)))
-            channel_scale = np.median(rec_train[:, :, -recent:].mean(axis=2), axis=0)
-            channel_scale = np.maximum(channel_scale, max(channel_scale.mean() * 0.05, 1e-6))
+            channel_scale = np.median((rec_train * gain)[:, :, -recent:].mean(axis=2), axis=0)
+            floor = max(channel_scale.mean() * variant.residual_floor, 1e-6)
+            channel_scale = np.maximum(channel_scale, floor)
             scale = (channel_scale, max(float(np.median(feat_train)), 1e-6))
-            held = _score(rec_hold, feat_hold, lat_hold, scale, variant)
-            scores = _score(rec_test, feat_test, lat_test, scale, variant)
+            held = _score(rec_hold * gain, feat_hold, lat_hold, scale, variant)
+            scores = _score(rec_test * gain, feat_test, lat_test, scale, variant)
             threshold = pot_threshold(
                 held, config.score.false_alarm_budget, config.score.pot_initial_quantile
             )
@@ -162,9 +194,10 @@ def main() -> None:
     parser.add_argument("--datasets", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--keep", type=Path, help="folder to keep each series' residuals in (.npz)")
     parser.add_argument("--seed", type=int, help="fit seed, to measure fit-to-fit spread")
+    parser.add_argument("--out", default="score_variants", help="results file name (without .json)")
     args = parser.parse_args()
     report = evaluate(args.series.split(","), args.quick, args.datasets, args.keep, args.seed)
-    print(f"wrote {write_result('score_variants', {'variants': report})}")
+    print(f"wrote {write_result(args.out, {'variants': report})}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from edge_agent.bundle import ScoreDefinition
 from trainer.export import export_scorer
 from trainer.networks import Critic, Encoder, Generator
 from trainer.quantize import layers_to_quantise
-from trainer.scorer_graph import LatentDistance, ScorerModule, ScoreTerms
+from trainer.scorer_graph import LatentDistance, ScorerModule, ScoreTerms, floored_residual_scale
 
 LATENT, CHANNELS, WINDOW = 4, 3, 32
 
@@ -124,3 +124,13 @@ def test_a_score_definition_without_the_latent_fields_still_loads_with_the_term_
     definition = ScoreDefinition.model_validate(older)
     assert definition.latent_weight == 0.0
     assert definition.latent_distance_scale is None
+
+
+def test_residual_floor_lifts_only_channels_below_its_share_of_the_mean() -> None:
+    medians = torch.tensor([4.0, 2.0, 0.02, 0.0])  # mean 1.505: a quiet channel and a constant one
+    lifted = floored_residual_scale(medians, 0.5)
+    np.testing.assert_allclose(lifted.numpy(), [4.0, 2.0, 0.7525, 0.7525], rtol=1e-6)
+    # At share 1 every channel is scaled by at least the mean, so none can weigh more than an average one.
+    assert float(floored_residual_scale(medians, 1.0).min()) == pytest.approx(float(medians.mean()))
+    # Nothing is ever divided by zero, even when the model reconstructs every channel exactly.
+    assert float(floored_residual_scale(torch.zeros(3), 1.0).min()) > 0
