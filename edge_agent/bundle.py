@@ -44,7 +44,10 @@ class Normalisation(_Strict):
 
     method: Literal["standard"] = Field(description="z-score with constant channels kept at scale 1")
     mean: list[float] = Field(description="per-channel mean of the training rows, raw units")
-    scale: list[float] = Field(description="per-channel std of the training rows; 1.0 for constant channels")
+    scale: list[float] = Field(
+        description="per-channel std of the training rows, floored at the trainer's data.spread_floor times "
+        "the median channel's; 1.0 for constant channels"
+    )
 
 
 class ScoreDefinition(_Strict):

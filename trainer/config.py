@@ -26,7 +26,7 @@ class DataConfig(BaseModel):
         0.2, gt=0, lt=0.9, description="tail of each file kept for validation and threshold calibration"
     )
     spread_floor: float = Field(
-        1.0,
+        0.0,
         ge=0,
         le=10,
         description="no channel is normalised by less than this share of the median channel's std, so a "
@@ -86,13 +86,13 @@ class ScoreConfig(BaseModel):
         description="weight of the discriminator-feature residual; the rest is reconstruction",
     )
     latent_weight: float = Field(
-        0.25,
+        0.0,
         ge=0,
         le=1,
         description="weight of the encoder-latent Mahalanobis distance (large moves the generator can draw)",
     )
     residual_floor: float = Field(
-        1.0,
+        0.05,
         gt=0,
         le=1,
         description="no channel's residual is scaled by less than this share of the mean channel's "

@@ -56,7 +56,7 @@ def main() -> None:
     )
     parser.add_argument("--datasets", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--groups", default="SMD")
-    parser.add_argument("--floor", type=float, default=benchmark_config(quick=False).data.spread_floor)
+    parser.add_argument("--floor", type=float, default=1.0, help="data.spread_floor to compare with 0")
     args = parser.parse_args()
     report = evaluate(args.datasets, tuple(args.groups.split(",")), args.floor)
     print(f"wrote {write_result('baseline_floor', {'groups': args.groups, 'detectors': report})}")

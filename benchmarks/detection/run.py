@@ -39,24 +39,31 @@ RESULTS = REPO / "benchmarks" / "results"
 OURS_FP32, OURS_INT8, OURS_DAEMON = "EdgeGAN ORT FP32", "EdgeGAN ORT INT8", "EdgeGAN daemon (INT8)"
 
 
-def benchmark_config(quick: bool, latent_weight: float | None = None) -> TrainConfig:
+def benchmark_config(quick: bool, settings: dict[str, float] | None = None) -> TrainConfig:
     """Default model settings; blanked label rows split the training data instead of failing it.
 
-    `latent_weight` measures a variant with another score.latent_weight than the default.
+    `settings` measures a model variant: dotted config keys and values, e.g. {"score.latent_weight": 0.5}.
     """
-    overrides: dict[str, object] = {"data": {"on_long_gap": "split"}}
+    overrides: dict[str, dict[str, object]] = {"data": {"on_long_gap": "split"}}
     if quick:
         overrides["fit"] = {"epochs": 20, "encoder_epochs": 10, "max_train_windows": 256}
-    if latent_weight is not None:
-        overrides["score"] = {"latent_weight": latent_weight}
+    for key, value in (settings or {}).items():
+        section, _, name = key.partition(".")
+        overrides.setdefault(section, {})[name] = value
     return TrainConfig.model_validate(overrides)
 
 
-def variant_name(latent_weight: float | None) -> str:
-    """Suffix of a variant's result files; empty for the default settings."""
-    if latent_weight is None or latent_weight == TrainConfig().score.latent_weight:
-        return ""
-    return f"latent{latent_weight:g}"
+def parse_settings(pairs: list[str]) -> dict[str, float]:
+    """`--set section.key=value` pairs, checked against the trainer's config."""
+    defaults = TrainConfig().model_dump()
+    settings: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        section, _, name = key.partition(".")
+        if not sep or name not in defaults.get(section, {}):
+            raise SystemExit(f"--set {pair!r}: expected section.key=value with a trainer config key")
+        settings[key] = float(value)
+    return settings
 
 
 ANOGAN_GROUPS = ("SMD", "NAB realKnownCause", "Generated")  # PyOD AnoGAN's subset: it is slow to fit
@@ -100,6 +107,13 @@ class NotRun(Exception):
     """A detector's result for a series is not in the cache (report-only runs)."""
 
 
+def untouched_normal_rows(labels: npt.NDArray[np.int8], window_len: int) -> npt.NDArray[np.bool_]:
+    """Normal test rows whose window (the row and the `window_len - 1` before it) holds no labelled row."""
+    padded = np.concatenate([np.zeros(window_len - 1, dtype=labels.dtype), labels])
+    touched = np.lib.stride_tricks.sliding_window_view(padded, window_len).max(axis=1) > 0
+    return ~touched
+
+
 def _entry(
     scores: npt.NDArray[np.float64] | None,
     predicted: npt.NDArray[np.bool_],
@@ -107,7 +121,15 @@ def _entry(
     fit_s: float,
     score_s: float,
     threshold: float | None,
+    beyond_holdout: tuple[float, npt.NDArray[np.bool_]] | None = None,
 ) -> dict[str, object]:
+    """`beyond_holdout`: the highest holdout score and the untouched normal rows (`untouched_normal_rows`).
+    Those of them that score above it are out of reach of any threshold taken from the training part, short
+    of extrapolating past everything it showed."""
+    above, untouched = None, None
+    if scores is not None and beyond_holdout is not None:
+        holdout_max, mask = beyond_holdout
+        above, untouched = int((scores[mask] > holdout_max).sum()), int(mask.sum())
     return {
         "counts": asdict(metrics.count(predicted, labels)),
         "auc_pr": metrics.average_precision(scores, labels) if scores is not None else None,
@@ -115,6 +137,8 @@ def _entry(
         "alarm_rate": float(predicted.mean()),
         "fit_seconds": round(fit_s, 2),
         "score_us_per_window": round(score_s / len(labels) * 1e6, 2),
+        "normal_above_holdout_max": above,
+        "untouched_normal_rows": untouched,
     }
 
 
@@ -164,7 +188,9 @@ def run_baseline(
     started = time.perf_counter()
     scores = detector.score(test)
     score_s = time.perf_counter() - started
-    return _entry(scores, scores > threshold, labels, fit_s, score_s, threshold), scores
+    beyond = (float(holdout_scores.max()), untouched_normal_rows(labels, config.model.window_len))
+    entry = _entry(scores, scores > threshold, labels, fit_s, score_s, threshold, beyond)
+    return entry, scores
 
 
 def run_edgegan(
@@ -182,7 +208,9 @@ def run_edgegan(
     for name, precision in ((OURS_FP32, "fp32"), (OURS_INT8, "int8")):
         graph = ours.score_graph(bundle_dir, precision, prepared.test_windows)
         predicted = graph.scores > graph.threshold
-        entries[name] = _entry(graph.scores, predicted, labels, fit_s, graph.seconds, graph.threshold)
+        holdout_max = float(ours.score_graph(bundle_dir, precision, prepared.sets.holdout).scores.max())
+        beyond = (holdout_max, untouched_normal_rows(labels, config.model.window_len))
+        entries[name] = _entry(graph.scores, predicted, labels, fit_s, graph.seconds, graph.threshold, beyond)
         traces[name] = graph.scores
     history = config.model.window_len - 1
     test_csv = prepared.series.write_test_csv(folder / "test.csv", history)
@@ -331,6 +359,7 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
                 **total.summary(),
                 "auc_pr_mean": float(np.mean(aucs)) if aucs else None,
                 "fit_seconds_total": round(sum(m["detectors"][name]["fit_seconds"] for m in members), 1),
+                "normal_above_holdout_max": _pooled_share_above(members, name),
                 "score_us_per_window_mean": round(
                     float(np.mean([m["detectors"][name]["score_us_per_window"] for m in members])),
                     2,
@@ -351,6 +380,16 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
             "detectors": rows,
         }
     return table
+
+
+def _pooled_share_above(members: list[dict[str, object]], name: str) -> float | None:
+    """Share of the group's untouched normal test rows scoring above the holdout's maximum; None if not
+    measured."""
+    entries = [m["detectors"][name] for m in members]
+    if any(e.get("normal_above_holdout_max") is None for e in entries):
+        return None
+    above = sum(int(e["normal_above_holdout_max"]) for e in entries)
+    return above / max(1, sum(int(e["untouched_normal_rows"]) for e in entries))
 
 
 def _random_predictions(labels: npt.NDArray[np.int8]) -> list[npt.NDArray[np.bool_]]:
@@ -395,17 +434,28 @@ def main() -> None:
         help="report the groups not run now from the last results/detection.json, marked as carried",
     )
     parser.add_argument(
-        "--latent-weight",
-        type=float,
-        help="measure EdgeGAN with this score.latent_weight; a non-default value writes "
-        "results/detection_<variant>.json and results/REPORT.<variant>.md",
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="measure a model variant with this trainer setting (repeatable); needs --variant",
+    )
+    parser.add_argument(
+        "--variant",
+        default="",
+        help="name of the variant: writes results/detection_<variant>.json and results/REPORT.<variant>.md",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.fresh:
         shutil.rmtree(args.cache, ignore_errors=True)
-    config = benchmark_config(args.quick, args.latent_weight)
-    variant = variant_name(args.latent_weight)
+    settings = parse_settings(args.set)
+    if bool(settings) != bool(args.variant):
+        raise SystemExit(
+            "--set and --variant go together: a variant's results must not overwrite the default's"
+        )
+    config = benchmark_config(args.quick, settings)
+    variant = args.variant
     series_list = load_all(args.datasets, tuple(args.groups.split(",")))
     if args.series:
         series_list = [s for s in series_list if args.series in s.name]
@@ -447,7 +497,7 @@ def carried_results(
         labels = _series_folder(cache, series) / "labels.npz"
         labels.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(labels, labels=series.test_labels.astype(np.float64))
-        carried.append({**entry, "carried_from": stamp, "_traces": str(labels)})
+        carried.append({**entry, "carried_from": entry.get("carried_from", stamp), "_traces": str(labels)})
     return carried
 
 

@@ -121,9 +121,31 @@ def _score(
     return (1 - variant.latent_weight) * base + variant.latent_weight * latent
 
 
+Part = tuple[np.ndarray, np.ndarray, np.ndarray]  # rec [n, C, W], feature residual [n], latent term [n]
+
+
+def _holdout_and_test_scores(
+    variant: Variant, spread: np.ndarray, train: tuple[np.ndarray, np.ndarray], hold: Part, test: Part
+) -> tuple[np.ndarray, np.ndarray]:
+    """One variant's scores, with its term scales measured on `train` (rec, feature residual)."""
+    gain = spread_gain(spread, variant.spread_floor)[None, :, None]
+    recent = max(1, int(round(train[0].shape[2] * variant.recent_share)))
+    channel_scale = np.median((train[0] * gain)[:, :, -recent:].mean(axis=2), axis=0)
+    channel_scale = np.maximum(channel_scale, max(channel_scale.mean() * variant.residual_floor, 1e-6))
+    scale = (channel_scale, max(float(np.median(train[1])), 1e-6))
+    held = _score(hold[0] * gain, hold[1], hold[2], scale, variant)
+    return held, _score(test[0] * gain, test[1], test[2], scale, variant)
+
+
 def evaluate(
-    name_filter: list[str], quick: bool, root: Path, keep: Path | None = None, seed: int | None = None
+    name_filter: list[str],
+    quick: bool,
+    root: Path,
+    keep: Path | None = None,
+    seed: int | None = None,
+    spread_floor: float = 0.0,
 ) -> dict[str, object]:
+    """`spread_floor`: the fit's own normaliser floor (`data.spread_floor`); variants floor on top."""
     config = benchmark_config(quick)
     if seed is not None:  # another fit of the same model: how far do results move between fits?
         config = config.model_copy(update={"fit": config.fit.model_copy(update={"seed": seed})})
@@ -131,7 +153,7 @@ def evaluate(
     out: dict[str, object] = {}
     for series in series_list:
         with tempfile.TemporaryDirectory() as scratch:
-            prepared = prepare(series, config, Path(scratch))
+            prepared = prepare(series, config, Path(scratch), spread_floor)
         seed_everything(config.fit.seed, config.fit.threads)
 
         def layout(windows: np.ndarray, prepared: Prepared = prepared) -> np.ndarray:
@@ -161,14 +183,13 @@ def evaluate(
             np.savez_compressed(keep / f"{series.name}.npz", labels=labels, **arrays)
         rows: dict[str, dict[str, float | None]] = {}
         for variant in VARIANTS:
-            gain = spread_gain(spread, variant.spread_floor)[None, :, None]
-            recent = max(1, int(round(rec_train.shape[2] * variant.recent_share)))
-            channel_scale = np.median((rec_train * gain)[:, :, -recent:].mean(axis=2), axis=0)
-            floor = max(channel_scale.mean() * variant.residual_floor, 1e-6)
-            channel_scale = np.maximum(channel_scale, floor)
-            scale = (channel_scale, max(float(np.median(feat_train)), 1e-6))
-            held = _score(rec_hold * gain, feat_hold, lat_hold, scale, variant)
-            scores = _score(rec_test * gain, feat_test, lat_test, scale, variant)
+            held, scores = _holdout_and_test_scores(
+                variant,
+                spread,
+                (rec_train, feat_train),
+                (rec_hold, feat_hold, lat_hold),
+                (rec_test, feat_test, lat_test),
+            )
             threshold = pot_threshold(
                 held, config.score.false_alarm_budget, config.score.pot_initial_quantile
             )
@@ -187,6 +208,48 @@ def evaluate(
     return out
 
 
+SWEEP_GRID = [
+    Variant(0.1, latent_weight=latent, spread_floor=floor, residual_floor=residual)
+    for floor in (0.0, 1.0)
+    for latent in (0.0, 0.25, 0.5, 0.75)
+    for residual in (0.05, 0.25, 1.0)
+]
+
+
+def sweep(folders: list[Path]) -> None:
+    """Score kept residuals (`--keep` folders, one per fit) with SWEEP_GRID; no refit.
+
+    Prints, per variant and fit, the series pooled: point-wise F1 / FAR / mean AUC-PR, POT on the holdout.
+    Whole-window variants only (the kept residuals are averaged over the window).
+    """
+    fits = {folder: {p.stem: np.load(p) for p in sorted(folder.glob("*.npz"))} for folder in folders}
+    latents = {(f, name): _latent_terms(d["z_train"], d["z_hold"], d["z_test"])
+               for f, kept in fits.items() for name, d in kept.items()}  # fmt: skip
+    print("# variant: per fit (" + ", ".join(str(f) for f in folders) + "), pooled F1 / FAR / mean AUC-PR")
+    for variant in SWEEP_GRID:
+        cells = []
+        for folder, kept in fits.items():
+            total: metrics.Counts | None = None
+            aps = []
+            for name, d in kept.items():
+                held, test = latents[folder, name]
+                h, t = _holdout_and_test_scores(
+                    variant,
+                    d["spread"],
+                    (d["rec_train"][:, :, None], d["feat_train"]),
+                    (d["rec_hold"][:, :, None], d["feat_hold"], held),
+                    (d["rec_test"][:, :, None], d["feat_test"], test),
+                )
+                threshold = pot_threshold(h, 1e-3, 0.9).value
+                counts = metrics.count(t > threshold, d["labels"])
+                total = counts if total is None else total + counts
+                aps.append(metrics.average_precision(t, d["labels"]) or 0.0)
+            assert total is not None
+            summary = total.summary()
+            cells.append(f"{summary['f1']:.3f} / {summary['false_alarm_rate']:.4f} / {np.mean(aps):.3f}")
+        print(f"{variant.name:55s} " + "   ".join(cells), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--series", default="machine-2-1,machine-1-6,nyc_taxi,ec2_cpu_utilization_24ae8d")
@@ -195,8 +258,14 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="folder to keep each series' residuals in (.npz)")
     parser.add_argument("--seed", type=int, help="fit seed, to measure fit-to-fit spread")
     parser.add_argument("--out", default="score_variants", help="results file name (without .json)")
+    parser.add_argument("--spread-floor", type=float, default=0.0, help="the fit's normaliser floor")
+    parser.add_argument("--sweep", help="comma-separated --keep folders: score SWEEP_GRID on them, no fit")
     args = parser.parse_args()
-    report = evaluate(args.series.split(","), args.quick, args.datasets, args.keep, args.seed)
+    if args.sweep:
+        sweep([Path(folder) for folder in args.sweep.split(",")])
+        return
+    series = args.series.split(",")
+    report = evaluate(series, args.quick, args.datasets, args.keep, args.seed, args.spread_floor)
     print(f"wrote {write_result(args.out, {'variants': report})}")
 
 

@@ -6,11 +6,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks.detection import metrics
 from benchmarks.detection.datasets import LabelledSeries
 from benchmarks.detection.report import write_report
-from benchmarks.detection.run import benchmark_config, carried_results, make_baselines, pool, run_all
+from benchmarks.detection.run import (
+    benchmark_config,
+    carried_results,
+    make_baselines,
+    parse_settings,
+    pool,
+    run_all,
+)
 from tests.conftest import correlated_series
 
 
@@ -45,6 +53,13 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
         assert counts.tp + counts.fp + counts.fn + counts.tn == 1100, name
     # An easy shift: the GAN's ranking must be far above the 11% positive share.
     assert detectors["EdgeGAN ORT FP32"]["auc_pr"] > 0.5  # type: ignore[index]
+    # No drift in this series: few normal test rows score above everything the holdout showed. Rows whose
+    # 64-row window still holds part of an anomaly (63 after each of the two) are not counted as normal.
+    for name in ("EdgeGAN ORT FP32", "EdgeGAN ORT INT8", "PCA T2"):
+        entry = detectors[name]  # type: ignore[index]
+        assert entry["untouched_normal_rows"] == 980 - 2 * 63, name
+        assert 0 <= entry["normal_above_holdout_max"] < 0.05 * 854, (name, entry["normal_above_holdout_max"])
+    assert detectors["EdgeGAN daemon (INT8)"]["normal_above_holdout_max"] is None  # type: ignore[index]
     pooled = pool(results)["Generated"]["detectors"]
     assert pooled["reference: all ones"]["recall"] == 1.0
     assert pooled["reference: all ones"]["false_alarm_rate"] == 1.0
@@ -52,6 +67,7 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
     report = write_report(payload, results, quick=True, folder=tmp_path / "report")
     text = report.read_text()
     assert "## Generated" in text and "Verdict for the daemon" in text and "PA-F1 (inflated)" in text
+    assert "normal test rows above the holdout's highest score" in text
     assert sorted(p.name for p in (tmp_path / "report" / "plots").iterdir()) == [
         "pr_Generated_synthetic.png",
         "trace_Generated_synthetic.png",
@@ -110,3 +126,13 @@ _SETTINGS = {
     "holdout_fraction": 0.2,
     "quick": True,
 }
+
+
+def test_a_variant_is_named_by_trainer_config_keys_and_a_wrong_key_is_refused() -> None:
+    settings = parse_settings(["data.spread_floor=1", "score.latent_weight=0.25"])
+    config = benchmark_config(quick=False, settings=settings)
+    assert config.data.spread_floor == 1.0 and config.score.latent_weight == 0.25
+    assert config.data.on_long_gap == "split"  # the benchmark's own override survives
+    for wrong in ("score.no_such_key=1", "latent_weight=1", "score.latent_weight"):
+        with pytest.raises(SystemExit, match="expected section.key=value"):
+            parse_settings([wrong])
