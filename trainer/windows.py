@@ -43,7 +43,7 @@ def fit_normaliser(rows: npt.NDArray[np.float64], spread_floor: float = 0.0) -> 
 
     Why the floor: a channel that barely moved in training (a std a tenth of its neighbours') would turn
     a small, harmless shift in deployment into a residual a hundred times theirs, and drown every other
-    channel. With one channel, or a share of at most 1, a univariate stream is unchanged.
+    channel. A single channel with a share of at most 1 is left as it is.
     """
     mean = rows.mean(axis=0)
     std = rows.std(axis=0)

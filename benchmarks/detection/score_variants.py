@@ -34,7 +34,8 @@ class Variant:
     weight of the encoder-latent Mahalanobis term (the GAN's counterpart of PCA's T-squared);
     floor on each channel's normalising spread, as a share of the median channel's spread (0: none),
     applied to the residuals after the fit: a channel that barely moved in training cannot turn a small
-    shift into a residual tens of times larger than its neighbours'."""
+    shift into a residual tens of times larger than its neighbours'; floor on each channel's residual
+    scale, as a share of the mean channel's (`score.residual_floor`)."""
 
     feature_weight: float
     channel_share: float = 1.0
@@ -74,7 +75,8 @@ VARIANTS = [
 
 def spread_gain(spread: np.ndarray, floor_share: float) -> np.ndarray:
     """Per channel, how a squared residual changes when the normalising spread is floored at
-    `floor_share` times the median spread of the non-constant channels."""
+    `floor_share` times the median spread of the non-constant channels (`data.spread_floor`, applied after
+    the fit). Constant channels (spread 0) get gain 0 here: their residual leaves the floored variants."""
     if floor_share <= 0:
         return np.ones_like(spread)
     moving = spread[spread > 1e-8]

@@ -157,3 +157,36 @@ def test_missing_folder_and_manifest_are_clear_errors(tmp_path: Path) -> None:
         load_bundle(tmp_path / "nope")
     with pytest.raises(BundleError, match="no bundle.json"):
         load_bundle(tmp_path)
+
+
+def test_the_floors_in_the_config_reach_the_bundle(
+    tmp_path: Path, tiny_data: Path, tiny_bundle: Path
+) -> None:
+    """data.spread_floor and score.residual_floor are applied by the fit, not only by their functions."""
+    from tests.conftest import write_tiny_config
+    from trainer.cli import main
+
+    def fit(name: str, residual_floor: float) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        score = {"residual_floor": residual_floor}
+        config = write_tiny_config(folder, data={"spread_floor": 1.0}, score=score)
+        assert (
+            main(["fit", "--data", str(tiny_data), "--out", str(folder / "bundle"), "--config", str(config)])
+            == 0
+        )
+        return folder / "bundle"
+
+    low, high = load_bundle(fit("low", 0.05)).manifest, load_bundle(fit("high", 1.0)).manifest
+    plain = np.array(load_bundle(tiny_bundle).manifest.normalisation.scale)
+    median = float(np.median(plain))
+    # The quiet third channel (the negated square) is lifted to the median spread; the others keep theirs.
+    assert plain[2] < median
+    np.testing.assert_allclose(low.normalisation.scale, np.maximum(plain, median), rtol=1e-6)
+    # Same seeded fit, residual floor 1 instead of 0.05: no channel's scale stays below the mean one.
+    residual = np.array(low.score.channel_residual_scale)
+    assert residual.min() > 0.05 * residual.mean()  # nothing was lifted at 0.05, so these are the medians
+    assert residual.min() < residual.mean()  # and at 1 something must be
+    np.testing.assert_allclose(
+        high.score.channel_residual_scale, np.maximum(residual, residual.mean()), rtol=1e-4
+    )
