@@ -108,6 +108,11 @@ def test_carried_groups_come_from_the_earlier_results_and_the_report_says_so(tmp
     assert [(c["series"], c["group"], c["carried_from"]) for c in carried] == [
         ("a", "Old", "2026-01-01T00:00:00")
     ]
+    # Carried again from a later file, the entry keeps the date it was measured, not the later file's.
+    later = {"machine": {"measured_at": "2026-02-02T00:00:00"}, "series": [dict(carried[0])]}
+    path.write_text(json.dumps(later))
+    assert carried_results(path, [old], tmp_path / "cache")[0]["carried_from"] == "2026-01-01T00:00:00"
+    path.write_text(json.dumps(earlier))
     plots = tmp_path / "report" / "plots"
     plots.mkdir(parents=True)
     (plots / "pr_Old_a.png").write_bytes(b"drawn by the earlier run")
