@@ -48,10 +48,15 @@ def fit_normaliser(rows: npt.NDArray[np.float64], spread_floor: float = 0.0) -> 
     mean = rows.mean(axis=0)
     std = rows.std(axis=0)
     is_constant = std < _CONSTANT_STD
-    moving = std[~is_constant]
-    floor = spread_floor * float(np.median(moving)) if moving.size else 0.0
-    scale = np.where(is_constant, 1.0, np.maximum(std, floor))
+    scale = np.where(is_constant, 1.0, floored_spread(std, spread_floor))
     return Normaliser(mean=mean, scale=scale, constant_channels=[int(i) for i in np.flatnonzero(is_constant)])
+
+
+def floored_spread(std: npt.NDArray[np.float64], spread_floor: float) -> npt.NDArray[np.float64]:
+    """Each std raised to at least `spread_floor` times the median std of the non-constant channels."""
+    moving = std[std >= _CONSTANT_STD]
+    floor = spread_floor * float(np.median(moving)) if moving.size else 0.0
+    return np.maximum(std, floor)
 
 
 def slide(values: npt.NDArray[np.floating], window_len: int, stride: int) -> npt.NDArray[np.float32]:

@@ -26,6 +26,7 @@ from trainer.calibrate import pot_threshold
 from trainer.fit import fit_networks
 from trainer.provenance import seed_everything
 from trainer.scorer_graph import LatentDistance, ScoreTerms
+from trainer.windows import floored_spread
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,7 @@ def spread_gain(spread: np.ndarray, floor_share: float) -> np.ndarray:
     the fit). Constant channels (spread 0) get gain 0 here: their residual leaves the floored variants."""
     if floor_share <= 0:
         return np.ones_like(spread)
-    moving = spread[spread > 1e-8]
-    floor = floor_share * float(np.median(moving)) if len(moving) else 0.0
-    return (spread / np.maximum(spread, floor)) ** 2
+    return (spread / floored_spread(spread, floor_share)) ** 2
 
 
 def _residuals(terms: ScoreTerms, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
