@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,55 +22,51 @@ import numpy.typing as npt
 from benchmarks.detection import baselines, metrics
 from benchmarks.detection.datasets import DEFAULT_ROOT, smd_series
 from benchmarks.detection.ours import score_graph
-from benchmarks.detection.run import benchmark_config, prepare
+from benchmarks.detection.run import benchmark_config, holdout_threshold, prepare
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
-from trainer.calibrate import pot_threshold
+from trainer.config import TrainConfig
 
 
 def _row(
-    test: npt.NDArray[np.float64], holdout: npt.NDArray[np.float64], labels: npt.NDArray[np.int8]
+    test: npt.NDArray[np.float64],
+    holdout: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int8],
+    config: TrainConfig,
 ) -> dict[str, float | None]:
-    threshold = pot_threshold(holdout, 1e-3, 0.9).value
+    threshold = holdout_threshold(holdout, config)
     summary = metrics.count(test > threshold, labels).summary()
     return {"threshold": threshold, "f1": summary["f1"], "false_alarm_rate": summary["false_alarm_rate"]}
 
 
-def evaluate(root: Path, channel: str, bundle: Path | None, scratch: Path) -> dict[str, dict[str, object]]:
+def evaluate(
+    root: Path, channel: str, bundle: Path | None, scratch: Path
+) -> dict[str, dict[str, dict[str, float | None]]]:
     series = smd_series(root, "machine-1-6")
     config = benchmark_config(quick=False)
     prepared = prepare(series, config, scratch / "work")
     index = series.channels.index(channel)
-    held = prepared.sets.holdout.copy()
-    held[:, :, index] = prepared.sets.normaliser.mean[index]  # the one change: the channel stops moving
-    labels = series.test_labels
+    still = prepared.sets.holdout.copy()
+    still[:, :, index] = prepared.sets.normaliser.mean[index]  # the one change: the channel stops moving
     pca = baselines.PcaDetector("T2")
     pca.fit(prepared.normalised(prepared.sets.train))
-    pca_test = pca.score(prepared.normalised(prepared.test_windows))
     if bundle is None:
         bundle = scratch / "bundle"
         build_bundle(prepared.train_csv, bundle, config)
-    ours_test = score_graph(bundle, "fp32", prepared.test_windows).scores
-    out: dict[str, dict[str, object]] = {
-        "PCA T2": {
-            "holdout as is": _row(pca_test, pca.score(prepared.normalised(prepared.sets.holdout)), labels),
-            f"holdout, {channel} held at its mean": _row(
-                pca_test, pca.score(prepared.normalised(held)), labels
-            ),
-        },
-        "EdgeGAN ORT FP32": {
-            "holdout as is": _row(
-                ours_test, score_graph(bundle, "fp32", prepared.sets.holdout).scores, labels
-            ),
-            f"holdout, {channel} held at its mean": _row(
-                ours_test, score_graph(bundle, "fp32", held).scores, labels
-            ),
-        },
+    fitted = bundle
+    scorers: dict[str, Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float64]]] = {
+        "PCA T2": lambda windows: pca.score(prepared.normalised(windows)),
+        "EdgeGAN ORT FP32": lambda windows: score_graph(fitted, "fp32", windows).scores,
     }
-    spread = float(prepared.sets.normaliser.scale[index])
-    print(f"machine-1-6, {channel}: training spread {spread:.4f}")
-    for detector, rows in out.items():
-        for name, row in rows.items():
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    print(f"machine-1-6, {channel}: training spread {prepared.sets.normaliser.scale[index]:.4f}")
+    for detector, score in scorers.items():
+        test = score(prepared.test_windows)
+        rows = {"holdout as is": prepared.sets.holdout, f"holdout, {channel} held at its mean": still}
+        out[detector] = {
+            name: _row(test, score(holdout), series.test_labels, config) for name, holdout in rows.items()
+        }
+        for name, row in out[detector].items():
             print(f"{detector:18s} {name:32s} threshold {row['threshold']:10.1f}  F1 {row['f1']:.3f}  "
                   f"FAR {row['false_alarm_rate']:.4f}")  # fmt: skip
     return out

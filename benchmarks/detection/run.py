@@ -107,6 +107,12 @@ class NotRun(Exception):
     """A detector's result for a series is not in the cache (report-only runs)."""
 
 
+def holdout_threshold(holdout_scores: npt.NDArray[np.floating], config: TrainConfig) -> float:
+    """Every detector's threshold: POT on its holdout scores at EdgeGAN's false-alarm budget."""
+    score = config.score
+    return pot_threshold(holdout_scores, score.false_alarm_budget, score.pot_initial_quantile).value
+
+
 def untouched_normal_rows(labels: npt.NDArray[np.int8], window_len: int) -> npt.NDArray[np.bool_]:
     """Normal test rows whose window (the row and the `window_len - 1` before it) holds no labelled row."""
     padded = np.concatenate([np.zeros(window_len - 1, dtype=labels.dtype), labels])
@@ -181,9 +187,7 @@ def run_baseline(
     detector.fit(prepared.normalised(prepared.sets.train))
     fit_s = time.perf_counter() - started
     holdout_scores = detector.score(prepared.normalised(prepared.sets.holdout))
-    threshold = pot_threshold(
-        holdout_scores, config.score.false_alarm_budget, config.score.pot_initial_quantile
-    ).value
+    threshold = holdout_threshold(holdout_scores, config)
     test = prepared.normalised(prepared.test_windows)
     started = time.perf_counter()
     scores = detector.score(test)

@@ -20,9 +20,8 @@ import torch
 
 from benchmarks.detection import metrics
 from benchmarks.detection.datasets import DEFAULT_ROOT, load_all
-from benchmarks.detection.run import Prepared, benchmark_config, prepare
+from benchmarks.detection.run import Prepared, benchmark_config, holdout_threshold, prepare
 from benchmarks.environment import write_result
-from trainer.calibrate import pot_threshold
 from trainer.fit import fit_networks
 from trainer.provenance import seed_everything
 from trainer.scorer_graph import LatentDistance, ScoreTerms
@@ -191,10 +190,7 @@ def evaluate(
                 (rec_hold, feat_hold, lat_hold),
                 (rec_test, feat_test, lat_test),
             )
-            threshold = pot_threshold(
-                held, config.score.false_alarm_budget, config.score.pot_initial_quantile
-            )
-            summary = metrics.count(scores > threshold.value, labels).summary()
+            summary = metrics.count(scores > holdout_threshold(held, config), labels).summary()
             rows[variant.name] = {
                 "f1": summary["f1"],
                 "false_alarm_rate": summary["false_alarm_rate"],
@@ -223,6 +219,7 @@ def sweep(folders: list[Path]) -> None:
     Prints, per variant and fit, the series pooled: point-wise F1 / FAR / mean AUC-PR, POT on the holdout.
     Whole-window variants only (the kept residuals are averaged over the window).
     """
+    config = benchmark_config(quick=False)
     fits = {folder: {p.stem: np.load(p) for p in sorted(folder.glob("*.npz"))} for folder in folders}
     latents = {(f, name): _latent_terms(d["z_train"], d["z_hold"], d["z_test"])
                for f, kept in fits.items() for name, d in kept.items()}  # fmt: skip
@@ -241,8 +238,7 @@ def sweep(folders: list[Path]) -> None:
                     (d["rec_hold"][:, :, None], d["feat_hold"], held),
                     (d["rec_test"][:, :, None], d["feat_test"], test),
                 )
-                threshold = pot_threshold(h, 1e-3, 0.9).value
-                counts = metrics.count(t > threshold, d["labels"])
+                counts = metrics.count(t > holdout_threshold(h, config), d["labels"])
                 total = counts if total is None else total + counts
                 aps.append(metrics.average_precision(t, d["labels"]) or 0.0)
             assert total is not None
