@@ -225,7 +225,7 @@ def write_report(
         ]
         for name, row in rows.items():
             if not name.startswith("reference"):
-                above = row.get("normal_above_holdout_max")
+                above = row.get("normal_share_above_holdout_max")
                 share = "-" if above is None else f"{above:.3f}"
                 lines.append(
                     f"| {name} | {row['fit_seconds_total']} | {row['score_us_per_window_mean']} | {share} |"

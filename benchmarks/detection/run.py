@@ -18,6 +18,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,11 @@ class Prepared:
     def normalised(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return _normalise(windows, self.sets.normaliser)
 
+    @cached_property
+    def untouched_normal(self) -> npt.NDArray[np.bool_]:
+        """The test rows whose window holds no labelled row (`untouched_normal_rows`), once per series."""
+        return untouched_normal_rows(self.series.test_labels, self.test_windows.shape[1])
+
 
 def prepare(series: LabelledSeries, config: TrainConfig, folder: Path, spread_floor: float = 0.0) -> Prepared:
     """The training CSV (for EdgeGAN's own fit) and the train/holdout/test windows (for everyone).
@@ -192,7 +198,7 @@ def run_baseline(
     started = time.perf_counter()
     scores = detector.score(test)
     score_s = time.perf_counter() - started
-    beyond = (float(holdout_scores.max()), untouched_normal_rows(labels, config.model.window_len))
+    beyond = (float(holdout_scores.max()), prepared.untouched_normal)
     entry = _entry(scores, scores > threshold, labels, fit_s, score_s, threshold, beyond)
     return entry, scores
 
@@ -213,7 +219,7 @@ def run_edgegan(
         graph = ours.score_graph(bundle_dir, precision, prepared.test_windows)
         predicted = graph.scores > graph.threshold
         holdout_max = float(ours.score_graph(bundle_dir, precision, prepared.sets.holdout).scores.max())
-        beyond = (holdout_max, untouched_normal_rows(labels, config.model.window_len))
+        beyond = (holdout_max, prepared.untouched_normal)
         entries[name] = _entry(graph.scores, predicted, labels, fit_s, graph.seconds, graph.threshold, beyond)
         traces[name] = graph.scores
     history = config.model.window_len - 1
@@ -231,13 +237,17 @@ def _key(payload: object) -> str:
 
 
 def _split_key(config: TrainConfig, quick: bool) -> str:
-    """What the windows and thresholds depend on: baselines are reused while it stays the same."""
+    """What the baselines' windows and thresholds depend on: their results are reused while it stays the same.
+
+    EdgeGAN-only settings (its spread floor, its score's weights and floors) are left out of it.
+    """
+    threshold_rule = {"false_alarm_budget", "calibration", "pot_initial_quantile"}
     return _key(
         {
-            "data": config.data.model_dump(mode="json"),
+            "data": config.data.model_dump(mode="json", exclude={"spread_floor"}),
             "window": config.model.window_len,
             "stride": config.fit.train_stride,
-            "threshold": config.score.model_dump(mode="json", exclude={"feature_weight", "latent_weight"}),
+            "threshold": config.score.model_dump(mode="json", include=threshold_rule),
             "quick": quick,
         }
     )
@@ -363,7 +373,7 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
                 **total.summary(),
                 "auc_pr_mean": float(np.mean(aucs)) if aucs else None,
                 "fit_seconds_total": round(sum(m["detectors"][name]["fit_seconds"] for m in members), 1),
-                "normal_above_holdout_max": _pooled_share_above(members, name),
+                "normal_share_above_holdout_max": _pooled_share_above(members, name),
                 "score_us_per_window_mean": round(
                     float(np.mean([m["detectors"][name]["score_us_per_window"] for m in members])),
                     2,
@@ -459,7 +469,6 @@ def main() -> None:
             "--set and --variant go together: a variant's results must not overwrite the default's"
         )
     config = benchmark_config(args.quick, settings)
-    variant = args.variant
     series_list = load_all(args.datasets, tuple(args.groups.split(",")))
     if args.series:
         series_list = [s for s in series_list if args.series in s.name]
@@ -473,8 +482,8 @@ def main() -> None:
         run_now = {s.group for s in series_list}
         others = [s for s in load_all(args.datasets) if s.group not in run_now]
         results += carried_results(RESULTS / "detection.json", others, args.cache)
-    payload = finish(results, config, args.cache, args.quick, variant)
-    tag = "quick" if args.quick else variant
+    payload = finish(results, config, args.cache, args.quick, args.variant)
+    tag = "quick" if args.quick else args.variant
     path = write_result(f"detection_{tag}" if tag else "detection", payload)
     print(f"wrote {path}")
 
