@@ -63,7 +63,7 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
     assert detectors["EdgeGAN daemon (INT8)"]["normal_above_holdout_max"] is None  # type: ignore[index]
     pooled = pool(results)["Generated"]["detectors"]
     above = detectors["EdgeGAN ORT FP32"]["normal_above_holdout_max"]  # type: ignore[index]
-    assert pooled["EdgeGAN ORT FP32"]["normal_share_above_holdout_max"] == above / 854  # one series: its share
+    assert pooled["EdgeGAN ORT FP32"]["normal_share_above_holdout_max"] == above / 854  # one series
     assert pooled["EdgeGAN daemon (INT8)"]["normal_share_above_holdout_max"] is None  # no scores to compare
     assert pooled["reference: all ones"]["recall"] == 1.0
     assert pooled["reference: all ones"]["false_alarm_rate"] == 1.0
