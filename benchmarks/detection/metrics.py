@@ -98,6 +98,20 @@ def count(predicted: Bools, labels: npt.NDArray[np.integer]) -> Counts:
     )
 
 
+def at_most_false_alarms(
+    scores: npt.NDArray[np.floating], labels: npt.NDArray[np.integer], false_alarms: int
+) -> Bools:
+    """The flags of the lowest threshold that raises at most `false_alarms` alarms on normal rows.
+
+    An oracle: it reads the test labels, so it ranks detectors at a matched false-alarm count instead of
+    at their calibrated thresholds. Tied scores are flagged together or not at all.
+    """
+    normal = np.sort(scores[labels == 0])[::-1]
+    if false_alarms >= len(normal):
+        return np.ones(len(scores), dtype=bool)
+    return np.asarray(scores > normal[max(false_alarms, 0)], dtype=bool)
+
+
 def average_precision(scores: npt.NDArray[np.floating], labels: npt.NDArray[np.integer]) -> float | None:
     """AUC-PR as average precision (scikit-learn's definition); None when the series has no positives."""
     if not labels.any():

@@ -68,6 +68,39 @@ def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
     return lines
 
 
+def _f1_far(summary: dict[str, float | None]) -> str:
+    return f"{_cell(summary['f1'], 'f1')} / {_cell(summary['false_alarm_rate'], 'false_alarm_rate')}"
+
+
+def _matched_lines(table: dict[str, dict[str, dict[str, float | None]]] | None) -> list[str]:
+    """benchmarks/detection/matched.py's comparison: ranking at matched false alarms, per baseline."""
+    if not table:
+        return []
+    lines = [
+        "",
+        "At matched false alarms (`benchmarks/detection/matched.py`): on each series, one detector's "
+        "threshold is set with the test labels so that it raises no more false alarms than the other did"
+        " at its own threshold; then the series are pooled. An oracle, not a deployable threshold: it "
+        "separates how well a detector ranks the test rows from how well its training-part threshold "
+        "carried over. Cells are F1 / FAR.",
+        "",
+        "| baseline | baseline, own threshold | EdgeGAN INT8 at the baseline's false alarms | EdgeGAN INT8, "
+        "own threshold | baseline at EdgeGAN's false alarms | ranks better at both points |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, cells in table.items():
+        ours_there = float(cells["ours_at_baseline_false_alarms"]["f1"] or 0)
+        theirs_here = float(cells["baseline_at_our_false_alarms"]["f1"] or 0)
+        ours_own, theirs_own = float(cells["ours"]["f1"] or 0), float(cells["baseline"]["f1"] or 0)
+        wins = ours_there > theirs_own and ours_own > theirs_here
+        lines.append(
+            f"| {name} | {_f1_far(cells['baseline'])} | {_f1_far(cells['ours_at_baseline_false_alarms'])} | "
+            f"{_f1_far(cells['ours'])} | {_f1_far(cells['baseline_at_our_false_alarms'])} | "
+            f"{'EdgeGAN' if wins else '**no**'} |"
+        )
+    return lines
+
+
 def _members(results: list[dict[str, object]], group: str) -> list[dict[str, object]]:
     return [r for r in results if r["group"] == group]
 
@@ -213,6 +246,7 @@ def write_report(
         lines += verdict(rows, "EdgeGAN daemon (INT8)")
         lines += ["", "Verdict for the raw INT8 threshold:", ""]
         lines += verdict(rows, "EdgeGAN ORT INT8")
+        lines += _matched_lines(info.get("matched"))
         names = _plots(results, group, plots)
         if names:
             relative = plots.relative_to(out.parent)

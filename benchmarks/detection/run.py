@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.detection import baselines, metrics, ours
+from benchmarks.detection import baselines, matched, metrics, ours
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, fill_nan, load_all
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
@@ -392,6 +392,7 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
             "test_rows": sum(int(m["test_rows"]) for m in members),
             "test_positive_rows": sum(int(m["test_positive_rows"]) for m in members),
             "detectors": rows,
+            "matched": matched.comparisons(members, OURS_INT8),
         }
     return table
 

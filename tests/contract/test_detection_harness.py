@@ -67,10 +67,22 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
     assert pooled["EdgeGAN daemon (INT8)"]["normal_share_above_holdout_max"] is None  # no scores to compare
     assert pooled["reference: all ones"]["recall"] == 1.0
     assert pooled["reference: all ones"]["false_alarm_rate"] == 1.0
+    # At matched false alarms: each side's oracle threshold never raises more false alarms than the other's.
+    matched = pool(results)["Generated"]["matched"]
+    assert set(matched) == {d.name for d in make_baselines(True, "Generated")}
+    for name, cells in matched.items():
+        entry = detectors[name]  # type: ignore[index]
+        assert cells["baseline"]["f1"] == pytest.approx(pooled[name]["f1"])
+        assert cells["ours"]["f1"] == pytest.approx(pooled["EdgeGAN ORT INT8"]["f1"])
+        mine = cells["ours_at_baseline_false_alarms"]["false_alarm_rate"]
+        assert mine <= entry["counts"]["fp"] / 980, name
+        theirs = cells["baseline_at_our_false_alarms"]["false_alarm_rate"]
+        assert theirs <= pooled["EdgeGAN ORT INT8"]["false_alarm_rate"] + 1e-12, name
     payload = {"settings": _SETTINGS, "groups": pool(results)}
     report = write_report(payload, results, quick=True, folder=tmp_path / "report")
     text = report.read_text()
     assert "## Generated" in text and "Verdict for the daemon" in text and "PA-F1 (inflated)" in text
+    assert "At matched false alarms" in text and "ranks better at both points" in text
     assert "normal test rows above the holdout's highest score" in text
     assert sorted(p.name for p in (tmp_path / "report" / "plots").iterdir()) == [
         "pr_Generated_synthetic.png",
@@ -122,6 +134,8 @@ def test_carried_groups_come_from_the_earlier_results_and_the_report_says_so(tmp
     payload = {"settings": _SETTINGS, "groups": pool(carried)}
     text = write_report(payload, carried, quick=True, folder=tmp_path / "report").read_text()
     assert "Carried from the run measured 2026-01-01T00:00:00" in text
+    assert payload["groups"]["Old"]["matched"] is None  # its counts were carried, its scores were not
+    assert "At matched false alarms" not in text
     assert "![pr_Old_a.png](plots/pr_Old_a.png)" in text  # the earlier plot is linked, not redrawn
     assert (plots / "pr_Old_a.png").read_bytes() == b"drawn by the earlier run"
     ones = payload["groups"]["Old"]["detectors"]["reference: all ones"]
@@ -145,3 +159,17 @@ def test_a_variant_is_named_by_trainer_config_keys_and_a_wrong_key_is_refused() 
     for wrong in ("score.no_such_key=1", "latent_weight=1", "score.latent_weight"):
         with pytest.raises(SystemExit, match="expected section.key=value"):
             parse_settings([wrong])
+
+
+def test_the_matched_threshold_raises_at_most_the_allowed_false_alarms_and_flags_ties_together() -> None:
+    scores = np.array([9.0, 8.0, 7.0, 7.0, 6.0, 5.0, 1.0])
+    labels = np.array([1, 0, 0, 0, 1, 0, 0], dtype=np.int8)
+    flags = metrics.at_most_false_alarms(scores, labels, 1)
+    assert flags.tolist() == [True, True, False, False, False, False, False]
+    # Two normal rows tie at 7: flagging them would make 3 false alarms, so 2 allowed flag neither.
+    assert metrics.at_most_false_alarms(scores, labels, 2).tolist() == flags.tolist()
+    flags = metrics.at_most_false_alarms(scores, labels, 3)
+    assert flags.tolist() == [True, True, True, True, True, False, False]
+    assert metrics.count(flags, labels).fp == 3 and metrics.count(flags, labels).tp == 2
+    assert metrics.at_most_false_alarms(scores, labels, 0).tolist() == [True] + [False] * 6
+    assert metrics.at_most_false_alarms(scores, labels, 5).all()
