@@ -27,7 +27,7 @@ from edge_agent.bundle import (
 )
 from trainer import scorer_graph
 from trainer.bundle_writer import check_output_folder, publish, staging_folder
-from trainer.calibrate import calibrate
+from trainer.calibrate import calibrate, calibration_sample
 from trainer.config import TrainConfig
 from trainer.csv_data import TrainingData, load_training_data
 from trainer.distributed import SINGLE, World, leave
@@ -188,6 +188,9 @@ def _export_and_check(
     aurocs: dict[str, float] = {}
     per_model: dict[str, dict[str, object]] = {}
     thresholds: dict[str, Threshold] = {}
+    train_sample = (
+        calibration_sample(windows.train) if config.score.calibrate_on == "holdout_and_train" else None
+    )
     for model in (SCORER_FP32, SCORER_INT8):
         ort_scorer = OnnxRuntimeScorer(stage / model, window_len, n_channels, threads=config.fit.threads)
         holdout_scores = _score(ort_scorer, windows.holdout)
@@ -196,6 +199,7 @@ def _export_and_check(
             config.score.false_alarm_budget,
             config.score.calibration,
             config.score.pot_initial_quantile,
+            None if train_sample is None else _score(ort_scorer, train_sample),
         )
         normal_scores = _score(ort_scorer, normal)
         kind_scores = {kind: _score(ort_scorer, w) for kind, w in anomalous.items()}

@@ -75,14 +75,50 @@ def pot_threshold(scores: npt.NDArray[np.floating], budget: float, initial_quant
     )
 
 
-def calibrate(
-    scores: npt.NDArray[np.floating], budget: float, method: str, initial_quantile: float = 0.9
+TRAIN_CALIBRATION_CAP = 4096  # training windows scored for calibration (evenly spaced over the part)
+
+
+def calibration_sample(
+    windows: npt.NDArray[np.float32], cap: int = TRAIN_CALIBRATION_CAP
+) -> npt.NDArray[np.float32]:
+    """At most `cap` windows, evenly spaced in time, so every stretch of the training part is represented."""
+    if len(windows) <= cap:
+        return windows
+    picked: npt.NDArray[np.float32] = windows[np.linspace(0, len(windows) - 1, cap).astype(int)]
+    return picked
+
+
+def _by_method(
+    scores: npt.NDArray[np.floating], budget: float, method: str, initial_quantile: float
 ) -> Threshold:
-    """Threshold by the configured method, plus the holdout score quantiles (the agent's drift reference)."""
-    threshold = (
-        pot_threshold(scores, budget, initial_quantile)
-        if method == "pot"
-        else quantile_threshold(scores, budget)
-    )
+    if method == "pot":
+        return pot_threshold(scores, budget, initial_quantile)
+    return quantile_threshold(scores, budget)
+
+
+def calibrate(
+    scores: npt.NDArray[np.floating],
+    budget: float,
+    method: str,
+    initial_quantile: float = 0.9,
+    train_scores: npt.NDArray[np.floating] | None = None,
+) -> Threshold:
+    """Threshold by the configured method, plus the holdout score quantiles (the agent's drift reference).
+
+    `scores` are the holdout's. With `train_scores` (the training windows' own scores) the threshold is the
+    stricter of the two calibrations. Why: the holdout is one contiguous stretch at the end of the data, so
+    it shows only the regime of that stretch, while the training windows show every regime the model saw;
+    a threshold that the training data itself would cross raises alarms as soon as an earlier regime comes
+    back. The training scores are in-sample, so if anything they understate that tail.
+    """
+    threshold = _by_method(scores, budget, method, initial_quantile)
     reference = {f"holdout_q{int(q * 100)}": float(np.quantile(scores, q)) for q in DRIFT_QUANTILES}
+    if train_scores is not None and len(train_scores):
+        on_train = _by_method(train_scores, budget, method, initial_quantile)
+        reference |= {
+            "holdout_threshold": threshold.value,
+            "train_threshold": on_train.value,
+            "train_windows": float(len(train_scores)),
+        }
+        threshold = threshold.model_copy(update={"value": max(threshold.value, on_train.value)})
     return threshold.model_copy(update={"details": {**threshold.details, **reference}})

@@ -103,6 +103,11 @@ class ScoreConfig(BaseModel):
     )
     calibration: Literal["pot", "quantile"] = Field("pot", description="extreme-value fit or plain quantile")
     pot_initial_quantile: float = Field(0.9, gt=0.5, lt=1, description="POT: scores above this are the tail")
+    calibrate_on: Literal["holdout", "holdout_and_train"] = Field(
+        "holdout_and_train",
+        description="holdout: thresholds from the holdout's scores alone; holdout_and_train: the stricter "
+        "of that and the same calibration on the training windows' scores (benchmarks/REPORT.md, round 4)",
+    )
 
 
 class QuantizeConfig(BaseModel):

@@ -28,7 +28,7 @@ from benchmarks.detection import baselines, matched, metrics, ours
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, fill_nan, load_all
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
-from trainer.calibrate import pot_threshold
+from trainer.calibrate import calibrate, calibration_sample
 from trainer.config import TrainConfig
 from trainer.csv_data import load_training_data
 from trainer.errors import TrainerError
@@ -108,10 +108,31 @@ class NotRun(Exception):
     """A detector's result for a series is not in the cache (report-only runs)."""
 
 
-def holdout_threshold(holdout_scores: npt.NDArray[np.floating], config: TrainConfig) -> float:
-    """Every detector's threshold: POT on its holdout scores at EdgeGAN's false-alarm budget."""
+def holdout_threshold(
+    holdout_scores: npt.NDArray[np.floating],
+    config: TrainConfig,
+    train_scores: npt.NDArray[np.floating] | None = None,
+) -> float:
+    """Every detector's threshold: EdgeGAN's own calibration rule (POT at its false-alarm budget on the
+    holdout's scores; with `score.calibrate_on: holdout_and_train`, the stricter of that and the same on the
+    training windows' scores, `train_scores`)."""
     score = config.score
-    return pot_threshold(holdout_scores, score.false_alarm_budget, score.pot_initial_quantile).value
+    use_train = score.calibrate_on == "holdout_and_train"
+    return calibrate(
+        holdout_scores,
+        score.false_alarm_budget,
+        score.calibration,
+        score.pot_initial_quantile,
+        train_scores if use_train else None,
+    ).value
+
+
+def train_calibration_windows(prepared: Prepared, config: TrainConfig) -> npt.NDArray[np.float32] | None:
+    """The training windows EdgeGAN's fit scores for its threshold (evenly spaced), normalised; None when
+    the rule does not use them."""
+    if config.score.calibrate_on != "holdout_and_train":
+        return None
+    return prepared.normalised(calibration_sample(prepared.sets.train))
 
 
 def untouched_normal_rows(labels: npt.NDArray[np.int8], window_len: int) -> npt.NDArray[np.bool_]:
@@ -193,7 +214,9 @@ def run_baseline(
     detector.fit(prepared.normalised(prepared.sets.train))
     fit_s = time.perf_counter() - started
     holdout_scores = detector.score(prepared.normalised(prepared.sets.holdout))
-    threshold = holdout_threshold(holdout_scores, config)
+    train_windows = train_calibration_windows(prepared, config)
+    train_scores = None if train_windows is None else detector.score(train_windows)
+    threshold = holdout_threshold(holdout_scores, config, train_scores)
     test = prepared.normalised(prepared.test_windows)
     started = time.perf_counter()
     scores = detector.score(test)
@@ -241,7 +264,7 @@ def _split_key(config: TrainConfig, quick: bool) -> str:
 
     EdgeGAN-only settings (its spread floor, its score's weights and floors) are left out of it.
     """
-    threshold_rule = {"false_alarm_budget", "calibration", "pot_initial_quantile"}
+    threshold_rule = {"false_alarm_budget", "calibration", "pot_initial_quantile", "calibrate_on"}
     return _key(
         {
             "data": config.data.model_dump(mode="json", exclude={"spread_floor"}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.calibrate import MIN_TAIL, calibrate, pot_threshold, quantile_threshold
+from trainer.calibrate import MIN_TAIL, calibrate, calibration_sample, pot_threshold, quantile_threshold
 
 
 def test_pot_recovers_an_exponential_tail_beyond_the_sample() -> None:
@@ -37,3 +37,33 @@ def test_thin_tail_falls_back_to_the_quantile() -> None:
     few = pot_threshold(np.random.default_rng(3).normal(size=150), 0.01, 0.9)  # 15 exceedances < MIN_TAIL
     assert few.method == "quantile"
     assert few.value == quantile_threshold(np.random.default_rng(3).normal(size=150), 0.01).value
+
+
+def test_a_regime_seen_in_training_but_not_in_the_holdout_raises_no_alarm_when_it_comes_back() -> None:
+    """The holdout is one calm stretch; the training part also held a noisier regime (scale 3)."""
+    rng = np.random.default_rng(4)
+    holdout = rng.gamma(2.0, size=800)
+    train = np.concatenate([rng.gamma(2.0, size=2000), 3.0 * rng.gamma(2.0, size=2000)])
+    alone = calibrate(holdout, 1e-3, "pot", 0.9)
+    both = calibrate(holdout, 1e-3, "pot", 0.9, train_scores=train)
+    noisy_regime_again = 3.0 * rng.gamma(2.0, size=200_000)
+    assert np.mean(noisy_regime_again > alone.value) > 0.1  # the holdout alone alarms on a known regime
+    assert np.mean(noisy_regime_again > both.value) < 4e-3  # the stricter threshold keeps the budget
+    assert both.value == both.details["train_threshold"] > both.details["holdout_threshold"] == alone.value
+    assert both.details["train_windows"] == 4000 and both.calibration_windows == 800
+    assert (
+        both.details["holdout_q50"] == alone.details["holdout_q50"]
+    )  # the drift reference stays the holdout's
+    # A holdout with the heavier tail keeps its own threshold: the rule only ever raises it.
+    assert (
+        calibrate(train, 1e-3, "pot", 0.9, train_scores=holdout).value == calibrate(train, 1e-3, "pot").value
+    )
+
+
+def test_the_training_sample_is_evenly_spaced_over_the_whole_part() -> None:
+    windows = np.arange(10_000, dtype=np.float32).reshape(10_000, 1, 1)
+    picked = calibration_sample(windows, 100)
+    assert len(picked) == 100 and picked[0, 0, 0] == 0 and picked[-1, 0, 0] == 9_999
+    assert np.all(np.diff(picked[:, 0, 0]) > 0)
+    short = windows[:50]
+    assert np.array_equal(calibration_sample(short, 100), short)  # fewer than the cap: all of them
