@@ -40,7 +40,7 @@ RESULTS = REPO / "benchmarks" / "results"
 OURS_FP32, OURS_INT8, OURS_DAEMON = "EdgeGAN ORT FP32", "EdgeGAN ORT INT8", "EdgeGAN daemon (INT8)"
 
 
-def benchmark_config(quick: bool, settings: dict[str, float] | None = None) -> TrainConfig:
+def benchmark_config(quick: bool, settings: dict[str, float | str] | None = None) -> TrainConfig:
     """Default model settings; blanked label rows split the training data instead of failing it.
 
     `settings` measures a model variant: dotted config keys and values, e.g. {"score.latent_weight": 0.5}.
@@ -54,16 +54,17 @@ def benchmark_config(quick: bool, settings: dict[str, float] | None = None) -> T
     return TrainConfig.model_validate(overrides)
 
 
-def parse_settings(pairs: list[str]) -> dict[str, float]:
-    """`--set section.key=value` pairs, checked against the trainer's config."""
+def parse_settings(pairs: list[str]) -> dict[str, float | str]:
+    """`--set section.key=value` pairs, checked against the trainer's config (numbers, or a choice such
+    as `score.calibrate_on=holdout`)."""
     defaults = TrainConfig().model_dump()
-    settings: dict[str, float] = {}
+    settings: dict[str, float | str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         section, _, name = key.partition(".")
         if not sep or name not in defaults.get(section, {}):
             raise SystemExit(f"--set {pair!r}: expected section.key=value with a trainer config key")
-        settings[key] = float(value)
+        settings[key] = value if isinstance(defaults[section][name], str) else float(value)
     return settings
 
 

@@ -2,9 +2,10 @@
 
 Usage: python -m benchmarks.detection.score_variants [--series machine-2-1,nyc_taxi,...] [--quick]
     [--seed N] [--keep DIR] [--out NAME]
-Fits the networks once per series (default network settings, on a plain z-score), then scores the holdout
-and test windows with each variant in torch; a variant's spread floor is applied to the residuals after the
-fit. Threshold by POT on the holdout (the benchmark's rule), point-wise F1 and AUC-PR on the test labels.
+Fits the networks once per series (default network settings, on a plain z-score), then scores a sample of
+the training windows, the holdout and the test windows with each variant in torch; a variant's spread
+floor is applied to the residuals after the fit. Thresholds follow the fit's own rule (POT on the holdout
+and on the training sample, the stricter of the two); point-wise F1 and AUC-PR on the test labels.
 Writes benchmarks/results/NAME.json (default score_variants). This is how the scoring defaults were chosen.
 """
 
@@ -124,17 +125,19 @@ def _score(
 Part = tuple[np.ndarray, np.ndarray, np.ndarray]  # rec [n, C, W], feature residual [n], latent term [n]
 
 
-def _holdout_and_test_scores(
-    variant: Variant, spread: np.ndarray, train: tuple[np.ndarray, np.ndarray], hold: Part, test: Part
-) -> tuple[np.ndarray, np.ndarray]:
-    """One variant's scores, with its term scales measured on `train` (rec, feature residual)."""
+def _variant_scores(
+    variant: Variant, spread: np.ndarray, train: Part, hold: Part, test: Part
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One variant's scores on the training sample, the holdout and the test part, with its term scales
+    measured on the training sample (the training scores take part in the threshold, as in the fit)."""
     gain = spread_gain(spread, variant.spread_floor)[None, :, None]
     recent = max(1, int(round(train[0].shape[2] * variant.recent_share)))
     channel_scale = np.median((train[0] * gain)[:, :, -recent:].mean(axis=2), axis=0)
     channel_scale = np.maximum(channel_scale, max(channel_scale.mean() * variant.residual_floor, 1e-6))
     scale = (channel_scale, max(float(np.median(train[1])), 1e-6))
+    on_train = _score(train[0] * gain, train[1], train[2], scale, variant)
     held = _score(hold[0] * gain, hold[1], hold[2], scale, variant)
-    return held, _score(test[0] * gain, test[1], test[2], scale, variant)
+    return on_train, held, _score(test[0] * gain, test[1], test[2], scale, variant)
 
 
 def evaluate(
@@ -169,7 +172,7 @@ def evaluate(
         labels = series.test_labels
         rec_hold, feat_hold, z_hold = _residuals(terms, holdout)
         rec_test, feat_test, z_test = _residuals(terms, test)
-        lat_hold, lat_test = _latent_terms(z_train, z_hold, z_test)
+        lat_train, lat_hold, lat_test = _latent_terms(z_train, z_train, z_hold, z_test)
         normaliser = prepared.sets.normaliser
         spread = normaliser.scale.copy()
         spread[normaliser.constant_channels] = 0.0  # constant channels are not floored
@@ -183,14 +186,15 @@ def evaluate(
             np.savez_compressed(keep / f"{series.name}.npz", labels=labels, **arrays)
         rows: dict[str, dict[str, float | None]] = {}
         for variant in VARIANTS:
-            held, scores = _holdout_and_test_scores(
+            on_train, held, scores = _variant_scores(
                 variant,
                 spread,
-                (rec_train, feat_train),
+                (rec_train, feat_train, lat_train),
                 (rec_hold, feat_hold, lat_hold),
                 (rec_test, feat_test, lat_test),
             )
-            summary = metrics.count(scores > holdout_threshold(held, config), labels).summary()
+            threshold = holdout_threshold(held, config, on_train)
+            summary = metrics.count(scores > threshold, labels).summary()
             rows[variant.name] = {
                 "f1": summary["f1"],
                 "false_alarm_rate": summary["false_alarm_rate"],
@@ -221,7 +225,7 @@ def sweep(folders: list[Path]) -> None:
     """
     config = benchmark_config(quick=False)
     fits = {folder: {p.stem: np.load(p) for p in sorted(folder.glob("*.npz"))} for folder in folders}
-    latents = {(f, name): _latent_terms(d["z_train"], d["z_hold"], d["z_test"])
+    latents = {(f, name): _latent_terms(d["z_train"], d["z_train"], d["z_hold"], d["z_test"])
                for f, kept in fits.items() for name, d in kept.items()}  # fmt: skip
     print("# variant: per fit (" + ", ".join(str(f) for f in folders) + "), pooled F1 / FAR / mean AUC-PR")
     for variant in SWEEP_GRID:
@@ -230,15 +234,15 @@ def sweep(folders: list[Path]) -> None:
             total: metrics.Counts | None = None
             aps = []
             for name, d in kept.items():
-                held, test = latents[folder, name]
-                h, t = _holdout_and_test_scores(
+                on_train, held, test = latents[folder, name]
+                r, h, t = _variant_scores(
                     variant,
                     d["spread"],
-                    (d["rec_train"][:, :, None], d["feat_train"]),
+                    (d["rec_train"][:, :, None], d["feat_train"], on_train),
                     (d["rec_hold"][:, :, None], d["feat_hold"], held),
                     (d["rec_test"][:, :, None], d["feat_test"], test),
                 )
-                counts = metrics.count(t > holdout_threshold(h, config), d["labels"])
+                counts = metrics.count(t > holdout_threshold(h, config, r), d["labels"])
                 total = counts if total is None else total + counts
                 aps.append(metrics.average_precision(t, d["labels"]) or 0.0)
             assert total is not None

@@ -152,9 +152,12 @@ _SETTINGS = {
 
 
 def test_a_variant_is_named_by_trainer_config_keys_and_a_wrong_key_is_refused() -> None:
-    settings = parse_settings(["data.spread_floor=1", "score.latent_weight=0.25"])
+    settings = parse_settings(
+        ["data.spread_floor=1", "score.latent_weight=0.25", "score.calibrate_on=holdout"]
+    )
     config = benchmark_config(quick=False, settings=settings)
     assert config.data.spread_floor == 1.0 and config.score.latent_weight == 0.25
+    assert config.score.calibrate_on == "holdout"
     assert config.data.on_long_gap == "split"  # the benchmark's own override survives
     for wrong in ("score.no_such_key=1", "latent_weight=1", "score.latent_weight"):
         with pytest.raises(SystemExit, match="expected section.key=value"):
