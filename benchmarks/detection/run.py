@@ -28,7 +28,7 @@ from benchmarks.detection import baselines, matched, metrics, ours
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, fill_nan, load_all
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
-from trainer.calibrate import calibrate, calibration_sample
+from trainer.calibrate import TRAIN_CALIBRATION_CAP, calibrate, calibration_sample
 from trainer.config import TrainConfig
 from trainer.csv_data import load_training_data
 from trainer.errors import TrainerError
@@ -539,6 +539,17 @@ def carried_results(
     return carried
 
 
+def _threshold_rule(config: TrainConfig) -> str:
+    """The report's words for every detector's threshold rule."""
+    pot = f"POT (initial quantile {config.score.pot_initial_quantile})"
+    if config.score.calibrate_on == "holdout_and_train":
+        return (
+            f"the higher of {pot} on the holdout's scores and {pot} on the scores of up to "
+            f"{TRAIN_CALIBRATION_CAP:,} training windows spread evenly over the training part"
+        )
+    return f"{pot} on the holdout's scores"
+
+
 def finish(
     results: list[dict[str, object]], config: TrainConfig, cache: Path, quick: bool, variant: str = ""
 ) -> dict[str, object]:
@@ -550,7 +561,8 @@ def finish(
         "settings": {
             "window_len": config.model.window_len,
             "false_alarm_budget": config.score.false_alarm_budget,
-            "threshold_rule": f"POT on holdout scores, initial quantile {config.score.pot_initial_quantile}",
+            "threshold_rule": _threshold_rule(config),
+            "calibrate_on": config.score.calibrate_on,
             "holdout_fraction": config.data.holdout_fraction,
             "score": config.score.model_dump(mode="json"),
             "quick": quick,
