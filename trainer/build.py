@@ -27,7 +27,7 @@ from edge_agent.bundle import (
 )
 from trainer import scorer_graph
 from trainer.bundle_writer import check_output_folder, publish, staging_folder
-from trainer.calibrate import calibrate, calibration_sample
+from trainer.calibrate import calibrate, evenly_spaced
 from trainer.config import TrainConfig
 from trainer.csv_data import TrainingData, load_training_data
 from trainer.distributed import SINGLE, World, leave
@@ -188,9 +188,7 @@ def _export_and_check(
     aurocs: dict[str, float] = {}
     per_model: dict[str, dict[str, object]] = {}
     thresholds: dict[str, Threshold] = {}
-    train_sample = (
-        calibration_sample(windows.train) if config.score.calibrate_on == "holdout_and_train" else None
-    )
+    train_sample = evenly_spaced(windows.train) if config.score.uses_training_windows else None
     for model in (SCORER_FP32, SCORER_INT8):
         ort_scorer = OnnxRuntimeScorer(stage / model, window_len, n_channels, threads=config.fit.threads)
         holdout_scores = _score(ort_scorer, windows.holdout)

@@ -78,10 +78,10 @@ def pot_threshold(scores: npt.NDArray[np.floating], budget: float, initial_quant
 TRAIN_CALIBRATION_CAP = 4096  # training windows scored for calibration (evenly spaced over the part)
 
 
-def calibration_sample(
+def evenly_spaced(
     windows: npt.NDArray[np.float32], cap: int = TRAIN_CALIBRATION_CAP
 ) -> npt.NDArray[np.float32]:
-    """At most `cap` windows, evenly spaced in time, so every stretch of the training part is represented."""
+    """At most `cap` windows, evenly spaced in time, so every stretch of the part is represented."""
     if len(windows) <= cap:
         return windows
     picked: npt.NDArray[np.float32] = windows[np.linspace(0, len(windows) - 1, cap).astype(int)]

@@ -109,6 +109,11 @@ class ScoreConfig(BaseModel):
         "of that and the same calibration on the training windows' scores (benchmarks/REPORT.md, round 4)",
     )
 
+    @property
+    def uses_training_windows(self) -> bool:
+        """Whether the threshold also calibrates on the training windows' own scores."""
+        return self.calibrate_on == "holdout_and_train"
+
 
 class QuantizeConfig(BaseModel):
     """INT8 export and the gate it must pass."""

@@ -13,6 +13,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from trainer.calibrate import evenly_spaced
+
 Windows = npt.NDArray[np.float32]
 Scores = npt.NDArray[np.float64]
 FIT_WINDOW_CAP = 20_000  # PCA and the forest see at most this many training windows (evenly spaced)
@@ -26,12 +28,6 @@ class Detector(Protocol):
     def fit(self, windows: Windows) -> None: ...
 
     def score(self, windows: Windows) -> Scores: ...
-
-
-def _evenly(windows: Windows, cap: int) -> Windows:
-    if len(windows) <= cap:
-        return windows
-    return windows[np.linspace(0, len(windows) - 1, cap).astype(int)]
 
 
 def _flat(windows: Windows) -> npt.NDArray[np.float32]:
@@ -50,7 +46,7 @@ class IsolationForestDetector:
         from sklearn.ensemble import IsolationForest
 
         self.model = IsolationForest(n_estimators=200, random_state=self.seed, n_jobs=1)
-        self.model.fit(_flat(_evenly(windows, FIT_WINDOW_CAP)))
+        self.model.fit(_flat(evenly_spaced(windows, FIT_WINDOW_CAP)))
 
     def score(self, windows: Windows) -> Scores:
         return -np.asarray(self.model.score_samples(_flat(windows)), dtype=np.float64)
@@ -73,7 +69,7 @@ class PcaDetector:
     def fit(self, windows: Windows) -> None:
         from sklearn.decomposition import PCA
 
-        flat = _flat(_evenly(windows, FIT_WINDOW_CAP)).astype(np.float64)
+        flat = _flat(evenly_spaced(windows, FIT_WINDOW_CAP)).astype(np.float64)
         pca = PCA(n_components=self.variance, svd_solver="full").fit(flat)
         self.mean, self.components = pca.mean_, pca.components_
         self.eigenvalues = np.maximum(pca.explained_variance_, 1e-12)
@@ -164,7 +160,7 @@ class PyodAnoGanDetector:
 
         torch.manual_seed(self.seed)
         self.model = AnoGAN(epochs=self.epochs, contamination=0.01, verbose=0, device="cpu")
-        self.model.fit(_flat(_evenly(windows, self.fit_windows)))
+        self.model.fit(_flat(evenly_spaced(windows, self.fit_windows)))
 
     def score(self, windows: Windows) -> Scores:
         return np.asarray(self.model.decision_function(_flat(windows)), dtype=np.float64)

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from benchmarks.detection import baselines, metrics
 from benchmarks.detection.datasets import DEFAULT_ROOT, smd_series
 from benchmarks.detection.ours import score_graph
-from benchmarks.detection.run import benchmark_config, holdout_threshold, prepare
+from benchmarks.detection.run import benchmark_config, calibrated_threshold, prepare
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
 from trainer.config import TrainConfig
@@ -34,7 +34,7 @@ def _row(
     labels: npt.NDArray[np.int8],
     config: TrainConfig,
 ) -> dict[str, float | None]:
-    threshold = holdout_threshold(holdout, config)
+    threshold = calibrated_threshold(holdout, config)
     summary = metrics.count(test > threshold, labels).summary()
     return {"threshold": threshold, "f1": summary["f1"], "false_alarm_rate": summary["false_alarm_rate"]}
 

@@ -30,19 +30,23 @@ def _false_alarms(entry: dict[str, object]) -> int:
     return int(counts["fp"])
 
 
-def compare(members: list[dict[str, object]], ours: str, baseline: str) -> dict[str, Summary]:
-    """Pooled over `members` (series entries with traces): each detector at its own threshold and at the
-    other's false-alarm count, series by series."""
+Traces = dict[str, npt.NDArray[np.float64]]
+
+
+def compare(
+    members: list[dict[str, object]], traces: list[Traces], ours: str, baseline: str
+) -> dict[str, Summary]:
+    """Pooled over `members` (series entries, with their score `traces` in the same order): each detector at
+    its own threshold and at the other's false-alarm count, series by series."""
     at_own: dict[str, list[metrics.Counts]] = {ours: [], baseline: []}
     at_other: dict[str, list[metrics.Counts]] = {ours: [], baseline: []}
-    for member in members:
-        traces = np.load(Path(str(member["_traces"])))
-        labels: npt.NDArray[np.int8] = traces["labels"].astype(np.int8)
+    for member, trace in zip(members, traces, strict=True):
+        labels: npt.NDArray[np.int8] = trace["labels"].astype(np.int8)
         detectors: dict[str, dict[str, object]] = member["detectors"]  # type: ignore[assignment]
         for name, other in ((ours, baseline), (baseline, ours)):
             at_own[name].append(metrics.Counts(**detectors[name]["counts"]))  # type: ignore[arg-type]
             allowed = _false_alarms(detectors[other])
-            flags = metrics.at_most_false_alarms(traces[name], labels, allowed)
+            flags = metrics.at_most_false_alarms(trace[name], labels, allowed)
             at_other[name].append(metrics.count(flags, labels))
     return {
         "ours": _pooled(at_own[ours]),
@@ -57,9 +61,9 @@ def comparisons(members: list[dict[str, object]], ours: str) -> dict[str, dict[s
     from an earlier results file keeps its counts but not its scores)."""
     if not members:
         return None
-    traced = [np.load(Path(str(m["_traces"]))) for m in members]
+    traces: list[Traces] = [dict(np.load(Path(str(m["_traces"])))) for m in members]
     names: list[str] = list(members[0]["detectors"])  # type: ignore[call-overload]
     baselines = [n for n in names if not n.startswith("EdgeGAN")]
-    if any(name not in trace for trace in traced for name in (ours, *baselines)):
+    if any(name not in trace for trace in traces for name in (ours, *baselines)):
         return None
-    return {name: compare(members, ours, name) for name in baselines}
+    return {name: compare(members, traces, ours, name) for name in baselines}

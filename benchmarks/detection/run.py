@@ -28,7 +28,7 @@ from benchmarks.detection import baselines, matched, metrics, ours
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, fill_nan, load_all
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
-from trainer.calibrate import TRAIN_CALIBRATION_CAP, calibrate, calibration_sample
+from trainer.calibrate import TRAIN_CALIBRATION_CAP, calibrate, evenly_spaced
 from trainer.config import TrainConfig
 from trainer.csv_data import load_training_data
 from trainer.errors import TrainerError
@@ -109,7 +109,7 @@ class NotRun(Exception):
     """A detector's result for a series is not in the cache (report-only runs)."""
 
 
-def holdout_threshold(
+def calibrated_threshold(
     holdout_scores: npt.NDArray[np.floating],
     config: TrainConfig,
     train_scores: npt.NDArray[np.floating] | None = None,
@@ -118,22 +118,21 @@ def holdout_threshold(
     holdout's scores; with `score.calibrate_on: holdout_and_train`, the stricter of that and the same on the
     training windows' scores, `train_scores`)."""
     score = config.score
-    use_train = score.calibrate_on == "holdout_and_train"
     return calibrate(
         holdout_scores,
         score.false_alarm_budget,
         score.calibration,
         score.pot_initial_quantile,
-        train_scores if use_train else None,
+        train_scores if score.uses_training_windows else None,
     ).value
 
 
 def train_calibration_windows(prepared: Prepared, config: TrainConfig) -> npt.NDArray[np.float32] | None:
     """The training windows EdgeGAN's fit scores for its threshold (evenly spaced), normalised; None when
     the rule does not use them."""
-    if config.score.calibrate_on != "holdout_and_train":
+    if not config.score.uses_training_windows:
         return None
-    return prepared.normalised(calibration_sample(prepared.sets.train))
+    return prepared.normalised(evenly_spaced(prepared.sets.train))
 
 
 def untouched_normal_rows(labels: npt.NDArray[np.int8], window_len: int) -> npt.NDArray[np.bool_]:
@@ -217,7 +216,7 @@ def run_baseline(
     holdout_scores = detector.score(prepared.normalised(prepared.sets.holdout))
     train_windows = train_calibration_windows(prepared, config)
     train_scores = None if train_windows is None else detector.score(train_windows)
-    threshold = holdout_threshold(holdout_scores, config, train_scores)
+    threshold = calibrated_threshold(holdout_scores, config, train_scores)
     test = prepared.normalised(prepared.test_windows)
     started = time.perf_counter()
     scores = detector.score(test)
@@ -542,7 +541,7 @@ def carried_results(
 def _threshold_rule(config: TrainConfig) -> str:
     """The report's words for every detector's threshold rule."""
     pot = f"POT (initial quantile {config.score.pot_initial_quantile})"
-    if config.score.calibrate_on == "holdout_and_train":
+    if config.score.uses_training_windows:
         return (
             f"the higher of {pot} on the holdout's scores and {pot} on the scores of up to "
             f"{TRAIN_CALIBRATION_CAP:,} training windows spread evenly over the training part"
@@ -562,7 +561,6 @@ def finish(
             "window_len": config.model.window_len,
             "false_alarm_budget": config.score.false_alarm_budget,
             "threshold_rule": _threshold_rule(config),
-            "calibrate_on": config.score.calibrate_on,
             "holdout_fraction": config.data.holdout_fraction,
             "score": config.score.model_dump(mode="json"),
             "quick": quick,

@@ -21,7 +21,7 @@ import torch
 
 from benchmarks.detection import metrics
 from benchmarks.detection.datasets import DEFAULT_ROOT, load_all
-from benchmarks.detection.run import Prepared, benchmark_config, holdout_threshold, prepare
+from benchmarks.detection.run import Prepared, benchmark_config, calibrated_threshold, prepare
 from benchmarks.environment import write_result
 from trainer.fit import fit_networks
 from trainer.provenance import seed_everything
@@ -193,7 +193,7 @@ def evaluate(
                 (rec_hold, feat_hold, lat_hold),
                 (rec_test, feat_test, lat_test),
             )
-            threshold = holdout_threshold(held, config, on_train)
+            threshold = calibrated_threshold(held, config, on_train)
             summary = metrics.count(scores > threshold, labels).summary()
             rows[variant.name] = {
                 "f1": summary["f1"],
@@ -242,7 +242,7 @@ def sweep(folders: list[Path]) -> None:
                     (d["rec_hold"][:, :, None], d["feat_hold"], held),
                     (d["rec_test"][:, :, None], d["feat_test"], test),
                 )
-                counts = metrics.count(t > holdout_threshold(h, config, r), d["labels"])
+                counts = metrics.count(t > calibrated_threshold(h, config, r), d["labels"])
                 total = counts if total is None else total + counts
                 aps.append(metrics.average_precision(t, d["labels"]) or 0.0)
             assert total is not None

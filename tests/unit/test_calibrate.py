@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.calibrate import MIN_TAIL, calibrate, calibration_sample, pot_threshold, quantile_threshold
+from trainer.calibrate import MIN_TAIL, calibrate, evenly_spaced, pot_threshold, quantile_threshold
 
 
 def test_pot_recovers_an_exponential_tail_beyond_the_sample() -> None:
@@ -51,19 +51,17 @@ def test_a_regime_seen_in_training_but_not_in_the_holdout_raises_no_alarm_when_i
     assert np.mean(noisy_regime_again > both.value) < 4e-3  # the stricter threshold keeps the budget
     assert both.value == both.details["train_threshold"] > both.details["holdout_threshold"] == alone.value
     assert both.details["train_windows"] == 4000 and both.calibration_windows == 800
-    assert (
-        both.details["holdout_q50"] == alone.details["holdout_q50"]
-    )  # the drift reference stays the holdout's
+    # The drift reference stays the holdout's quantiles.
+    assert both.details["holdout_q50"] == alone.details["holdout_q50"]
     # A holdout with the heavier tail keeps its own threshold: the rule only ever raises it.
-    assert (
-        calibrate(train, 1e-3, "pot", 0.9, train_scores=holdout).value == calibrate(train, 1e-3, "pot").value
-    )
+    heavier_holdout = calibrate(train, 1e-3, "pot", 0.9, train_scores=holdout)
+    assert heavier_holdout.value == calibrate(train, 1e-3, "pot").value
 
 
 def test_the_training_sample_is_evenly_spaced_over_the_whole_part() -> None:
     windows = np.arange(10_000, dtype=np.float32).reshape(10_000, 1, 1)
-    picked = calibration_sample(windows, 100)
+    picked = evenly_spaced(windows, 100)
     assert len(picked) == 100 and picked[0, 0, 0] == 0 and picked[-1, 0, 0] == 9_999
     assert np.all(np.diff(picked[:, 0, 0]) > 0)
     short = windows[:50]
-    assert np.array_equal(calibration_sample(short, 100), short)  # fewer than the cap: all of them
+    assert np.array_equal(evenly_spaced(short, 100), short)  # fewer than the cap: all of them
