@@ -147,8 +147,11 @@ def evaluate(
     keep: Path | None = None,
     seed: int | None = None,
     spread_floor: float = 0.0,
+    center: bool = False,
 ) -> dict[str, object]:
-    """`spread_floor`: the fit's own normaliser floor (`data.spread_floor`); variants floor on top."""
+    """`spread_floor`: the fit's own normaliser floor (`data.spread_floor`); variants floor on top.
+    `center`: every window loses its own per-channel mean before the fit and the scoring, so the model sees
+    shape, not level (what PCA's Q residual sees, whose first component is the window's level)."""
     config = benchmark_config(quick)
     if seed is not None:  # another fit of the same model: how far do results move between fits?
         config = config.model_copy(update={"fit": config.fit.model_copy(update={"seed": seed})})
@@ -160,7 +163,10 @@ def evaluate(
         seed_everything(config.fit.seed, config.fit.threads)
 
         def layout(windows: np.ndarray, prepared: Prepared = prepared) -> np.ndarray:
-            return np.ascontiguousarray(prepared.normalised(windows).transpose(0, 2, 1))
+            shaped = prepared.normalised(windows).transpose(0, 2, 1)
+            if center:
+                shaped = shaped - shaped.mean(axis=2, keepdims=True)
+            return np.ascontiguousarray(shaped, dtype=np.float32)
 
         train, holdout, test = (
             layout(w) for w in (prepared.sets.train, prepared.sets.holdout, prepared.test_windows)
@@ -260,13 +266,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help="fit seed, to measure fit-to-fit spread")
     parser.add_argument("--out", default="score_variants", help="results file name (without .json)")
     parser.add_argument("--spread-floor", type=float, default=0.0, help="the fit's normaliser floor")
+    parser.add_argument("--center", action="store_true", help="fit and score on level-free windows")
     parser.add_argument("--sweep", help="comma-separated --keep folders: score SWEEP_GRID on them, no fit")
     args = parser.parse_args()
     if args.sweep:
         sweep([Path(folder) for folder in args.sweep.split(",")])
         return
     series = args.series.split(",")
-    report = evaluate(series, args.quick, args.datasets, args.keep, args.seed, args.spread_floor)
+    report = evaluate(
+        series, args.quick, args.datasets, args.keep, args.seed, args.spread_floor, args.center
+    )
     print(f"wrote {write_result(args.out, {'variants': report})}")
 
 
