@@ -63,6 +63,13 @@ class ScoreDefinition(_Strict):
     latent_distance_scale: float | None = Field(
         None, gt=0, description="latent Mahalanobis distance on training windows (None: term not used)"
     )
+    window_level: Literal["keep", "remove"] = Field(
+        "keep",
+        description=(
+            "remove: the scorer graph subtracts each window's per-channel mean before scoring, so the score "
+            "sees shape, not level (a lasting level change alarms only while a window holds the step)"
+        ),
+    )
 
 
 class Threshold(_Strict):

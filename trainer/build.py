@@ -123,7 +123,8 @@ def _log_constant_channels(data: TrainingData, normaliser: Normaliser) -> None:
 
 def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) -> scorer_graph.ScorerModule:
     """Measure residuals on training windows so both score terms read ~1 on normal data."""
-    terms = scorer_graph.ScoreTerms(nets.encoder, nets.generator, nets.critic).eval()
+    remove_level = config.model.window_level == "remove"
+    terms = scorer_graph.ScoreTerms(nets.encoder, nets.generator, nets.critic, remove_level).eval()
     sample = windows.train[:: max(1, len(windows.train) // _MAX_SCALE_WINDOWS)]
     with torch.no_grad():
         rec, feat, latent = terms(torch.from_numpy(_to_network_layout(sample, windows.normaliser)))
@@ -279,6 +280,7 @@ def _int8_parity(
 
 def _score_definition(scorer: scorer_graph.ScorerModule) -> ScoreDefinition:
     return ScoreDefinition(
+        window_level="remove" if scorer.terms.remove_level else "keep",
         formula=(scorer_graph.__doc__ or "").split("\n\n", 1)[1].strip(),
         feature_weight=scorer.feature_weight,
         channel_residual_scale=scorer.channel_residual_scale.flatten().tolist(),

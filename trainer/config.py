@@ -43,6 +43,13 @@ class ModelConfig(BaseModel):
     hop_len: int = Field(1, ge=1, description="readings between two scored windows on the edge")
     latent_dim: int = Field(32, ge=2, le=1024, description="size of the generator's latent vector")
     width: int = Field(32, ge=4, le=512, description="channels of the first conv layer; deeper ones double")
+    window_level: Literal["keep", "remove"] = Field(
+        "keep",
+        description=(
+            "remove: every window loses its own per-channel mean before the networks see it, in the fit and "
+            "inside the scorer graph, so a lasting change of level alarms only while a window holds the step"
+        ),
+    )
 
     @model_validator(mode="after")
     def _window_fits_the_conv_stack(self) -> ModelConfig:

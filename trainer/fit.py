@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from trainer.config import FitConfig, ModelConfig
 from trainer.distributed import SINGLE, World, check_replicas_agree
 from trainer.errors import QualityGateError
-from trainer.networks import Critic, Encoder, Generator
+from trainer.networks import Critic, Encoder, Generator, without_level
 from trainer.validation_signal import generation_quality
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ def fit_networks(
         encoder=Encoder(model.latent_dim, n_channels, model.window_len, model.width),
     )
     train_t, holdout_t = torch.from_numpy(train), torch.from_numpy(holdout)
+    if model.window_level == "remove":  # the scorer graph removes it too (ScoreTerms)
+        train_t, holdout_t = without_level(train_t), without_level(holdout_t)
     _fit_gan(nets, train_t, holdout_t, model, fit, rng, world)
     _fit_encoder(nets, train_t, holdout_t, fit, rng, world)
     check_replicas_agree(world, [nets.generator, nets.critic, nets.encoder])

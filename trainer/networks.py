@@ -84,3 +84,12 @@ class Encoder(nn.Module):
 def count_parameters(*modules: nn.Module) -> int:
     """Trainable parameters across modules."""
     return sum(p.numel() for module in modules for p in module.parameters())
+
+
+def without_level(windows: torch.Tensor) -> torch.Tensor:
+    """Each window [b, C, W] minus its own per-channel mean (`model.window_level: remove`).
+
+    Why: where a lasting change of level is normal (load steps, deploys, autoscaling), a model of levels
+    alarms on every window of the new regime; one of shapes alarms only on the windows that hold the step.
+    """
+    return windows - windows.mean(dim=2, keepdim=True)

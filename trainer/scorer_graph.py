@@ -6,6 +6,7 @@ score = (1 - v) * [(1 - w) * mean_c(rec_c / s_c) + w * feat / s_f] + v * lat / s
   lat    Mahalanobis distance of the encoder's latent E(x) from the training windows' latents
   s_c,s_f,s_l  the same terms' medians on training windows, so every term reads ~1 on normal data
   w, v   score.feature_weight and score.latent_weight
+  x      the normalised window; with model.window_level "remove", minus its own per-channel mean
 contributions_c = (1 - v) * (1 - w) * (rec_c / s_c) / C + [(1 - v) * w * feat / s_f + v * lat / s_l] * share_c
   share_c  channel c's part of the normalised reconstruction residual; contributions sum to the score.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainer.networks import Critic, Encoder, Generator
+from trainer.networks import Critic, Encoder, Generator, without_level
 
 _EPS = 1e-8
 MIN_TERM_SCALE = 1e-6  # no score term is divided by less than this, whatever the data
@@ -24,12 +25,19 @@ MIN_TERM_SCALE = 1e-6  # no score term is divided by less than this, whatever th
 class ScoreTerms(nn.Module):
     """Un-normalised terms per window: reconstruction per channel [b, C], feature [b], latent [b, L]."""
 
-    def __init__(self, encoder: Encoder, generator: Generator, critic: Critic) -> None:
+    def __init__(
+        self, encoder: Encoder, generator: Generator, critic: Critic, remove_level: bool = False
+    ) -> None:
+        """`remove_level`: score each window without its per-channel mean, as the fit saw it
+        (`model.window_level: remove`)."""
         super().__init__()
         self.encoder, self.generator, self.critic = encoder, generator, critic
+        self.remove_level = remove_level
 
     def forward(self, normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`normalised` is [b, C, W]."""
+        if self.remove_level:
+            normalised = without_level(normalised)
         latent = self.encoder(normalised)
         reconstruction = self.generator(latent)
         rec = (normalised - reconstruction).pow(2).mean(dim=2)

@@ -273,9 +273,7 @@ def main() -> None:
         sweep([Path(folder) for folder in args.sweep.split(",")])
         return
     series = args.series.split(",")
-    report = evaluate(
-        series, args.quick, args.datasets, args.keep, args.seed, args.spread_floor, args.center
-    )
+    report = evaluate(series, args.quick, args.datasets, args.keep, args.seed, args.spread_floor, args.center)
     print(f"wrote {write_result(args.out, {'variants': report})}")
 
 

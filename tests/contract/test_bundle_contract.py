@@ -190,3 +190,34 @@ def test_the_floors_in_the_config_reach_the_bundle(
     np.testing.assert_allclose(
         high.score.channel_residual_scale, np.maximum(residual, residual.mean()), rtol=1e-4
     )
+
+
+def test_a_level_free_bundle_scores_shape_and_ignores_a_lasting_offset(
+    tmp_path: Path, tiny_data: Path, tiny_bundle: Path
+) -> None:
+    """`model.window_level: remove` is fitted and exported: the graph itself drops each window's level."""
+    from tests.conftest import write_tiny_config
+    from trainer.cli import main
+
+    config = write_tiny_config(tmp_path, model={"window_level": "remove"})
+    out = tmp_path / "bundle"
+    assert main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config)]) == 0
+    manifest = load_bundle(out).manifest
+    assert manifest.score.window_level == "remove"
+    assert load_bundle(tiny_bundle).manifest.score.window_level == "keep"
+    values = correlated_series(400, seed=5)
+    windows = np.stack([values[i : i + 32] for i in range(0, 360, 4)]).astype(np.float32)
+    offset = windows + (4 * np.array(manifest.normalisation.scale)).astype(np.float32)
+    step = windows.copy()
+    step[:, 16:, 0] += 4 * manifest.normalisation.scale[0]
+
+    def scores(bundle: Path, batch: np.ndarray) -> np.ndarray:
+        session = ort.InferenceSession(str(bundle / SCORER_FP32), providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, {"windows": batch})[0])
+
+    np.testing.assert_allclose(scores(out, offset), scores(out, windows), rtol=1e-3, atol=1e-4)
+    threshold = manifest.thresholds[SCORER_FP32].value
+    assert np.median(scores(out, step)) > threshold  # a step inside the window still alarms
+    # The ordinary bundle alarms on the same lasting offset: that is what the option is for.
+    plain_threshold = load_bundle(tiny_bundle).manifest.thresholds[SCORER_FP32].value
+    assert np.median(scores(tiny_bundle, offset)) > plain_threshold

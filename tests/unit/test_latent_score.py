@@ -134,3 +134,20 @@ def test_residual_floor_lifts_only_channels_below_its_share_of_the_mean() -> Non
     assert float(floored_residual_scale(medians, 1.0).min()) == pytest.approx(float(medians.mean()))
     # Nothing is ever divided by zero, even when the model reconstructs every channel exactly.
     assert float(floored_residual_scale(torch.zeros(3), 1.0).min()) > 0
+
+
+def test_removing_the_window_level_makes_the_score_blind_to_offsets_only() -> None:
+    """`model.window_level: remove`: a constant offset per channel changes nothing, a step inside does."""
+    torch.manual_seed(1)
+    encoder, generator = Encoder(LATENT, CHANNELS, WINDOW, 8), Generator(LATENT, CHANNELS, WINDOW, 8)
+    nets = encoder, generator, Critic(CHANNELS, WINDOW, 8)
+    keep, remove = ScoreTerms(*nets).eval(), ScoreTerms(*nets, remove_level=True).eval()
+    windows = torch.randn(16, CHANNELS, WINDOW)
+    offset = windows + torch.tensor([3.0, -2.0, 5.0]).reshape(1, CHANNELS, 1)
+    step = windows.clone()
+    step[:, 0, WINDOW // 2 :] += 3.0
+    with torch.no_grad():
+        for original, moved in zip(remove(windows), remove(offset), strict=True):
+            torch.testing.assert_close(original, moved, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(keep(windows)[0], keep(offset)[0], rtol=1e-2)
+        assert not torch.allclose(remove(windows)[0], remove(step)[0], rtol=1e-2)
