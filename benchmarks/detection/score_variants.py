@@ -1,7 +1,7 @@
 """Which way of turning EdgeGAN's residuals into one score detects best? One fit per series, many scores.
 
 Usage: python -m benchmarks.detection.score_variants [--series machine-2-1,nyc_taxi,...] [--quick]
-    [--seed N] [--keep DIR] [--out NAME]
+    [--seed N] [--keep DIR] [--out NAME] [--center]
 Fits the networks once per series (default network settings, on a plain z-score), then scores a sample of
 the training windows, the holdout and the test windows with each variant in torch; a variant's spread
 floor is applied to the residuals after the fit. Thresholds follow the fit's own rule (POT on the holdout
