@@ -123,8 +123,9 @@ def _log_constant_channels(data: TrainingData, normaliser: Normaliser) -> None:
 
 def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) -> scorer_graph.ScorerModule:
     """Measure residuals on training windows so both score terms read ~1 on normal data."""
-    remove_level = config.model.window_level == "remove"
-    terms = scorer_graph.ScoreTerms(nets.encoder, nets.generator, nets.critic, remove_level).eval()
+    terms = scorer_graph.ScoreTerms(
+        nets.encoder, nets.generator, nets.critic, config.model.removes_window_level
+    ).eval()
     sample = windows.train[:: max(1, len(windows.train) // _MAX_SCALE_WINDOWS)]
     with torch.no_grad():
         rec, feat, latent = terms(torch.from_numpy(_to_network_layout(sample, windows.normaliser)))

@@ -51,6 +51,11 @@ class ModelConfig(BaseModel):
         ),
     )
 
+    @property
+    def removes_window_level(self) -> bool:
+        """Whether the fit and the scorer graph see each window without its own per-channel mean."""
+        return self.window_level == "remove"
+
     @model_validator(mode="after")
     def _window_fits_the_conv_stack(self) -> ModelConfig:
         if self.window_len % 8:

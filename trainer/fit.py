@@ -64,7 +64,7 @@ def fit_networks(
         encoder=Encoder(model.latent_dim, n_channels, model.window_len, model.width),
     )
     train_t, holdout_t = torch.from_numpy(train), torch.from_numpy(holdout)
-    if model.window_level == "remove":  # the scorer graph removes it too (ScoreTerms)
+    if model.removes_window_level:  # the scorer graph removes it too (ScoreTerms)
         train_t, holdout_t = without_level(train_t), without_level(holdout_t)
     _fit_gan(nets, train_t, holdout_t, model, fit, rng, world)
     _fit_encoder(nets, train_t, holdout_t, fit, rng, world)
