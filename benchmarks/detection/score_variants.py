@@ -24,6 +24,7 @@ from benchmarks.detection.datasets import DEFAULT_ROOT, load_all
 from benchmarks.detection.run import Prepared, benchmark_config, calibrated_threshold, prepare
 from benchmarks.environment import write_result
 from trainer.fit import fit_networks
+from trainer.networks import without_level
 from trainer.provenance import seed_everything
 from trainer.scorer_graph import LatentDistance, ScoreTerms
 from trainer.windows import floored_spread
@@ -90,6 +91,8 @@ def _residuals(terms: ScoreTerms, windows: np.ndarray) -> tuple[np.ndarray, np.n
     with torch.no_grad():
         for start in range(0, len(windows), 1024):
             x = torch.from_numpy(windows[start : start + 1024])
+            if terms.remove_level:  # as ScoreTerms.forward does; the fit saw the same windows
+                x = without_level(x)
             latent = terms.encoder(x)
             reconstruction = terms.generator(latent)
             features = terms.critic.features(torch.cat([x, reconstruction]))
@@ -150,9 +153,9 @@ def evaluate(
     center: bool = False,
 ) -> dict[str, object]:
     """`spread_floor`: the fit's own normaliser floor (`data.spread_floor`); variants floor on top.
-    `center`: every window loses its own per-channel mean before the fit and the scoring, so the model sees
-    shape, not level (what PCA's Q residual sees, whose first component is the window's level)."""
-    config = benchmark_config(quick)
+    `center`: the fit and the scores use `model.window_level: remove` (each window without its per-channel
+    mean), the product's own mechanism."""
+    config = benchmark_config(quick, {"model.window_level": "remove"} if center else None)
     if seed is not None:  # another fit of the same model: how far do results move between fits?
         config = config.model_copy(update={"fit": config.fit.model_copy(update={"seed": seed})})
     series_list = [s for s in load_all(root) if any(f in s.name for f in name_filter)]
@@ -163,16 +166,14 @@ def evaluate(
         seed_everything(config.fit.seed, config.fit.threads)
 
         def layout(windows: np.ndarray, prepared: Prepared = prepared) -> np.ndarray:
-            shaped = prepared.normalised(windows).transpose(0, 2, 1)
-            if center:
-                shaped = shaped - shaped.mean(axis=2, keepdims=True)
-            return np.ascontiguousarray(shaped, dtype=np.float32)
+            return np.ascontiguousarray(prepared.normalised(windows).transpose(0, 2, 1))
 
         train, holdout, test = (
             layout(w) for w in (prepared.sets.train, prepared.sets.holdout, prepared.test_windows)
         )
         nets = fit_networks(train, holdout, config.model, config.fit)
-        terms = ScoreTerms(nets.encoder, nets.generator, nets.critic).eval()
+        remove_level = config.model.removes_window_level
+        terms = ScoreTerms(nets.encoder, nets.generator, nets.critic, remove_level).eval()
         sample = train[:: max(1, len(train) // 2048)]
         rec_train, feat_train, z_train = _residuals(terms, sample)
         labels = series.test_labels
