@@ -72,6 +72,13 @@ class ScoreDefinition(_Strict):
     )
 
 
+class SeverityLevel(_Strict):
+    """One named operating point of the score: a stricter budget means fewer, surer alerts."""
+
+    value: float = Field(description="score above which a window reaches this level")
+    false_alarm_budget: float = Field(gt=0, lt=1, description="target fraction of normal windows above")
+
+
 class Threshold(_Strict):
     """An alert threshold on the score of one scorer graph, with how it was obtained."""
 
@@ -80,6 +87,26 @@ class Threshold(_Strict):
     false_alarm_budget: float = Field(gt=0, lt=1, description="target fraction of normal windows above")
     calibration_windows: int = Field(ge=1, description="held-out normal windows used")
     details: dict[str, float] = Field(default_factory=dict, description="fit parameters of the method")
+    levels: dict[str, SeverityLevel] = Field(
+        default_factory=dict,
+        description="further operating points of the same score, by name (e.g. critical): each calibrated "
+        "by the same rule at its own false-alarm budget",
+    )
+
+    def at_level(self, level: str | None) -> float:
+        """The score above which a window reaches `level`; None is the alert threshold itself."""
+        if level is None:
+            return self.value
+        try:
+            return self.levels[level].value
+        except KeyError:
+            known = ", ".join(sorted(self.levels)) or "none"
+            raise BundleError(f"the bundle has no severity level {level!r} (it has: {known})") from None
+
+    def severity_of(self, score: float) -> str | None:
+        """The strictest level `score` exceeds, or None when it exceeds none of them."""
+        crossed = [(lv.value, name) for name, lv in self.levels.items() if score > lv.value]
+        return max(crossed)[1] if crossed else None
 
 
 class FileEntry(_Strict):

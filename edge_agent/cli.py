@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
         help="scoring backend",
     )
     score.add_argument("--precision", default="int8", choices=["int8", "fp32"], help="scorer graph to use")
+    score.add_argument(
+        "--level",
+        help="the bundle's severity level (e.g. critical) that starts alerts; default: its threshold",
+    )
     run = commands.add_parser("run", help="the daemon: MQTT telemetry in, alerts and state out")
     run.add_argument("--config", type=Path, help="YAML agent config (see configs/agent.yaml)")
     run.add_argument("--broker", help="mqtt://host:port (overrides the config)")
@@ -110,7 +114,7 @@ def _run_score(args: argparse.Namespace) -> int:
     from edge_agent.pipeline import open_pipeline
 
     backend = BackendConfig(name=args.backend, precision=args.precision)
-    pipeline = open_pipeline(args.bundle, backend, DecisionConfig())
+    pipeline = open_pipeline(args.bundle, backend, DecisionConfig(level=args.level))
     summary = score_csv(pipeline, args.data, args.out)
     print(json.dumps({"out": str(args.out), **dataclasses.asdict(summary)}))
     return 0
@@ -127,6 +131,10 @@ def _run_verify(args: argparse.Namespace) -> int:
         "window_len": manifest.window_len,
         "hop_len": manifest.hop_len,
         "thresholds": {name: t.value for name, t in manifest.thresholds.items()},
+        "severity_levels": {
+            name: {level: lv.value for level, lv in t.levels.items()}
+            for name, t in manifest.thresholds.items()
+        },
         "files": sorted(manifest.files),
     }
     print(json.dumps(summary, indent=2))

@@ -24,6 +24,11 @@ class DecisionConfig(BaseModel):
     end_after: int = Field(5, ge=1, description="consecutive windows below the end level that end it")
     hysteresis: float = Field(0.9, gt=0, le=1, description="end level as a fraction of the threshold")
     cooldown_s: float = Field(0.0, ge=0, description="quiet time after an alert ends before a new one")
+    level: str | None = Field(
+        None,
+        description="the bundle's severity level (e.g. critical) whose threshold starts alerts; unset: the "
+        "bundle's alert threshold. Fewer, surer alerts without copying numbers out of the bundle",
+    )
     threshold_overrides: dict[str, float] = Field(
         default_factory=dict, description="per-device thresholds replacing the bundle's"
     )

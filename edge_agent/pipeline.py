@@ -68,7 +68,8 @@ class ScoringPipeline:
         self.reorder = ReorderBuffer(reorder_depth)
         self._batch = WindowBatch(manifest.window_len, len(self.channels))
         threshold = bundle.threshold_for(PRECISION_FILES[precision])
-        self.decider = Decider(threshold.value, decision)
+        self.threshold = threshold  # its named severity levels name how far an alert's score went
+        self.decider = Decider(threshold.at_level(decision.level), decision)
         self.threshold_details = dict(threshold.details)  # calibration facts, e.g. the drift reference
 
     def adopt_state(self, previous: ScoringPipeline) -> bool:

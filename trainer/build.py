@@ -200,6 +200,7 @@ def _export_and_check(
             config.score.calibration,
             config.score.pot_initial_quantile,
             None if train_sample is None else _score(ort_scorer, train_sample),
+            config.score.severity_levels,
         )
         normal_scores = _score(ort_scorer, normal)
         kind_scores = {kind: _score(ort_scorer, w) for kind, w in anomalous.items()}

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.bundle import Threshold
+from edge_agent.bundle import SeverityLevel, Threshold
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def calibrate(
     method: str,
     initial_quantile: float = 0.9,
     train_scores: npt.NDArray[np.floating] | None = None,
+    levels: Mapping[str, float] | None = None,
 ) -> Threshold:
     """Threshold by the configured method, plus the holdout score quantiles (the agent's drift reference).
 
@@ -110,15 +112,31 @@ def calibrate(
     it shows only the regime of that stretch, while the training windows show every regime the model saw;
     a threshold that the training data itself would cross raises alarms as soon as an earlier regime comes
     back. The training scores are in-sample, so if anything they understate that tail.
+
+    `levels` (name -> false-alarm budget) adds named operating points by the same rule. A level with a
+    smaller budget than the threshold's never sits below it, one with a larger budget never above it, so
+    severities stay ordered even where two POT fits disagree.
     """
-    threshold = _by_method(scores, budget, method, initial_quantile)
+
+    def by_rule(level_budget: float) -> tuple[Threshold, Threshold | None]:
+        on_holdout = _by_method(scores, level_budget, method, initial_quantile)
+        if train_scores is None or not len(train_scores):
+            return on_holdout, None
+        return on_holdout, _by_method(train_scores, level_budget, method, initial_quantile)
+
+    threshold, on_train = by_rule(budget)
     reference = {f"holdout_q{int(q * 100)}": float(np.quantile(scores, q)) for q in DRIFT_QUANTILES}
-    if train_scores is not None and len(train_scores):
-        on_train = _by_method(train_scores, budget, method, initial_quantile)
+    if on_train is not None and train_scores is not None:
         reference |= {
             "holdout_threshold": threshold.value,
             "train_threshold": on_train.value,
             "train_windows": float(len(train_scores)),
         }
         threshold = threshold.model_copy(update={"value": max(threshold.value, on_train.value)})
-    return threshold.model_copy(update={"details": {**threshold.details, **reference}})
+    named: dict[str, SeverityLevel] = {}
+    for name, level_budget in (levels or {}).items():
+        holdout_level, train_level = by_rule(level_budget)
+        value = max(holdout_level.value, train_level.value if train_level else -math.inf)
+        value = max(value, threshold.value) if level_budget < budget else min(value, threshold.value)
+        named[name] = SeverityLevel(value=value, false_alarm_budget=level_budget)
+    return threshold.model_copy(update={"details": {**threshold.details, **reference}, "levels": named})

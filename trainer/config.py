@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge_agent.yaml_config import load_yaml_model
+
+_LEVEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class DataConfig(BaseModel):
@@ -113,6 +116,12 @@ class ScoreConfig(BaseModel):
     false_alarm_budget: float = Field(
         1e-3, gt=0, lt=0.5, description="fraction of normal windows allowed above the threshold"
     )
+    severity_levels: dict[str, float] = Field(
+        default_factory=lambda: {"critical": 1e-4},
+        description="further named operating points (name -> false-alarm budget), calibrated by the same "
+        "rule; the agent can start alerts at one (decision.level) and names the strictest one an alert's "
+        "score reaches",
+    )
     calibration: Literal["pot", "quantile"] = Field("pot", description="extreme-value fit or plain quantile")
     pot_initial_quantile: float = Field(0.9, gt=0.5, lt=1, description="POT: scores above this are the tail")
     calibrate_on: Literal["holdout", "holdout_and_train"] = Field(
@@ -120,6 +129,18 @@ class ScoreConfig(BaseModel):
         description="holdout: thresholds from the holdout's scores alone; holdout_and_train: the stricter "
         "of that and the same calibration on the training windows' scores (benchmarks/REPORT.md, round 4)",
     )
+
+    @model_validator(mode="after")
+    def _levels_are_operating_points(self) -> ScoreConfig:
+        for name, budget in self.severity_levels.items():
+            if not _LEVEL_NAME.fullmatch(name):
+                raise ValueError(f"severity level {name!r}: use lower-case letters, digits and '_'")
+            if not 0 < budget < 0.5 or budget == self.false_alarm_budget:
+                raise ValueError(
+                    f"severity level {name!r}: budget {budget} must lie in (0, 0.5) and differ from "
+                    f"false_alarm_budget ({self.false_alarm_budget})"
+                )
+        return self
 
     @property
     def uses_training_windows(self) -> bool:

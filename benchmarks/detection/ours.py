@@ -28,6 +28,7 @@ class GraphScores:
     scores: npt.NDArray[np.float64]
     threshold: float
     seconds: float
+    levels: dict[str, float]  # the bundle's severity levels: name -> score
 
 
 def score_graph(bundle_dir: Path, precision: str, windows: npt.NDArray[np.float32]) -> GraphScores:
@@ -38,16 +39,22 @@ def score_graph(bundle_dir: Path, precision: str, windows: npt.NDArray[np.float3
     start = time.perf_counter()
     parts = [scorer.score(windows[i : i + 512]).scores for i in range(0, len(windows), 512)]
     seconds = time.perf_counter() - start
-    threshold = bundle.threshold_for(THRESHOLD_FILE[precision]).value
-    return GraphScores(np.concatenate(parts).astype(np.float64), threshold, seconds)
+    threshold = bundle.threshold_for(THRESHOLD_FILE[precision])
+    levels = {name: level.value for name, level in threshold.levels.items()}
+    return GraphScores(np.concatenate(parts).astype(np.float64), threshold.value, seconds, levels)
 
 
-def daemon_states(bundle_dir: Path, test_csv: Path, out_csv: Path, history: int) -> npt.NDArray[np.bool_]:
-    """`edge-agent score` (the daemon's pipeline and alert logic, INT8): its anomaly state per test row."""
+def daemon_states(
+    bundle_dir: Path, test_csv: Path, out_csv: Path, history: int, level: str | None = None
+) -> npt.NDArray[np.bool_]:
+    """`edge-agent score` (the daemon's pipeline and alert logic, INT8): its anomaly state per test row,
+    alerting at the bundle's threshold or at one of its severity levels."""
     command = [
         sys.executable, "-m", "edge_agent", "score",
         "--bundle", str(bundle_dir), "--data", str(test_csv), "--out", str(out_csv), "--precision", "int8",
     ]  # fmt: skip
+    if level is not None:
+        command += ["--level", level]
     subprocess.run(command, check=True, capture_output=True, text=True)
     with out_csv.open(newline="") as handle:
         states = [row["anomaly"] == "1" for row in csv.DictReader(handle)]

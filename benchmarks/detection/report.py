@@ -68,6 +68,55 @@ def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
     return lines
 
 
+def _beats(mine: dict[str, object], row: dict[str, object]) -> bool:
+    """Higher point-wise F1 at an equal or lower false-alarm rate."""
+    f1_ok = float(mine["f1"]) > float(row["f1"])  # type: ignore[arg-type]
+    return f1_ok and float(mine["false_alarm_rate"] or 0) <= float(row["false_alarm_rate"] or 0)  # type: ignore[arg-type]
+
+
+def level_lines(
+    rows: dict[str, dict[str, object]],
+    levels: dict[str, dict[str, dict[str, object]]] | None,
+    budgets: dict[str, float],
+    alert_budget: float,
+    ours: str,
+) -> list[str]:
+    """Every detector at each training-calibrated operating point, and which baselines `ours` beats at one
+    of its own points: the bar asks for F1 at an equal or lower false-alarm rate, and a deployment can alert
+    at any of its bundle's levels (`decision.level`)."""
+    levels = {name: table for name, table in (levels or {}).items() if ours in table}
+    if not levels:
+        return []
+    names = [n for n in rows if not n.startswith("reference") and all(n in t for t in levels.values())]
+    header = [f"alert (budget {alert_budget:g})", *[f"{n} (budget {budgets.get(n, 0):g})" for n in levels]]
+    lines = [
+        "",
+        "At each severity level (`score.severity_levels`): every detector's threshold at that level's "
+        "false-alarm budget, by the same training-part rule. Cells are F1 / FAR.",
+        "",
+        "| detector | " + " | ".join(header) + " |",
+        "| --- |" + " --- |" * len(header),
+    ]
+    for name in names:
+        cells = [_f1_far(rows[name]), *[_f1_far(table[name]) for table in levels.values()]]  # type: ignore[arg-type]
+        lines.append(
+            f"| {f'**{name}**' if name.startswith(OURS_PREFIX) else name} | " + " | ".join(cells) + " |"
+        )
+    points = {"alert": rows[ours], **{n: t[ours] for n, t in levels.items()}}
+    lines += [
+        "",
+        f"Verdict for {ours} at any of its levels, against each baseline at its alert threshold:",
+        "",
+    ]
+    for name in names:
+        if name.startswith(OURS_PREFIX):
+            continue
+        winning = [level for level, mine in points.items() if _beats(mine, rows[name])]
+        word = f"beaten at {', '.join(winning)}" if winning else "**not beaten at any level**"
+        lines.append(f"- {name} ({_f1_far(rows[name])}): {word}")  # type: ignore[arg-type]
+    return lines
+
+
 def _f1_far(summary: dict[str, float | None]) -> str:
     return f"{_cell(summary['f1'], 'f1')} / {_cell(summary['false_alarm_rate'], 'false_alarm_rate')}"
 
@@ -246,6 +295,14 @@ def write_report(
         lines += verdict(rows, "EdgeGAN daemon (INT8)")
         lines += ["", "Verdict for the raw INT8 threshold:", ""]
         lines += verdict(rows, "EdgeGAN ORT INT8")
+        score_settings: dict[str, object] = settings.get("score", {})
+        lines += level_lines(
+            rows,
+            info.get("levels"),
+            dict(score_settings.get("severity_levels", {})),  # type: ignore[call-overload]
+            float(settings["false_alarm_budget"]),
+            "EdgeGAN daemon (INT8)",
+        )
         lines += _matched_lines(info.get("matched"))
         names = _plots(results, group, plots)
         if names:

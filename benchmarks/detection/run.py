@@ -27,6 +27,7 @@ import numpy.typing as npt
 from benchmarks.detection import baselines, matched, metrics, ours
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, fill_nan, load_all
 from benchmarks.environment import write_result
+from edge_agent.bundle import Threshold
 from trainer.build import build_bundle
 from trainer.calibrate import TRAIN_CALIBRATION_CAP, calibrate, evenly_spaced
 from trainer.config import TrainConfig
@@ -109,14 +110,14 @@ class NotRun(Exception):
     """A detector's result for a series is not in the cache (report-only runs)."""
 
 
-def calibrated_threshold(
+def calibrated(
     holdout_scores: npt.NDArray[np.floating],
     config: TrainConfig,
     train_scores: npt.NDArray[np.floating] | None = None,
-) -> float:
-    """Every detector's threshold: EdgeGAN's own calibration rule (POT at its false-alarm budget on the
-    holdout's scores; with `score.calibrate_on: holdout_and_train`, the stricter of that and the same on the
-    training windows' scores, `train_scores`)."""
+) -> Threshold:
+    """Every detector's threshold and severity levels: EdgeGAN's own calibration rule (POT at its
+    false-alarm budget on the holdout's scores; with `score.calibrate_on: holdout_and_train`, the stricter of
+    that and the same on the training windows' scores, `train_scores`), each level at its own budget."""
     score = config.score
     return calibrate(
         holdout_scores,
@@ -124,7 +125,27 @@ def calibrated_threshold(
         score.calibration,
         score.pot_initial_quantile,
         train_scores if score.uses_training_windows else None,
-    ).value
+        score.severity_levels,
+    )
+
+
+def calibrated_threshold(
+    holdout_scores: npt.NDArray[np.floating],
+    config: TrainConfig,
+    train_scores: npt.NDArray[np.floating] | None = None,
+) -> float:
+    """The alert threshold alone (`calibrated`)."""
+    return calibrated(holdout_scores, config, train_scores).value
+
+
+def level_entries(
+    flags_by_level: dict[str, tuple[npt.NDArray[np.bool_], float | None]], labels: npt.NDArray[np.int8]
+) -> dict[str, dict[str, object]]:
+    """Counts at each severity level: what a deployment that alerts only at that level would see."""
+    return {
+        name: {"counts": asdict(metrics.count(flags, labels)), "threshold": threshold}
+        for name, (flags, threshold) in flags_by_level.items()
+    }
 
 
 def train_calibration_windows(prepared: Prepared, config: TrainConfig) -> npt.NDArray[np.float32] | None:
@@ -216,13 +237,16 @@ def run_baseline(
     holdout_scores = detector.score(prepared.normalised(prepared.sets.holdout))
     train_windows = train_calibration_windows(prepared, config)
     train_scores = None if train_windows is None else detector.score(train_windows)
-    threshold = calibrated_threshold(holdout_scores, config, train_scores)
+    calibration = calibrated(holdout_scores, config, train_scores)
+    threshold = calibration.value
     test = prepared.normalised(prepared.test_windows)
     started = time.perf_counter()
     scores = detector.score(test)
     score_s = time.perf_counter() - started
     beyond = (float(holdout_scores.max()), prepared.untouched_normal)
     entry = _entry(scores, scores > threshold, labels, fit_s, score_s, threshold, beyond)
+    levels = {name: (scores > lv.value, lv.value) for name, lv in calibration.levels.items()}
+    entry["levels"] = level_entries(levels, labels)
     return entry, scores
 
 
@@ -244,6 +268,8 @@ def run_edgegan(
         holdout_max = float(ours.score_graph(bundle_dir, precision, prepared.sets.holdout).scores.max())
         beyond = (holdout_max, prepared.untouched_normal)
         entries[name] = _entry(graph.scores, predicted, labels, fit_s, graph.seconds, graph.threshold, beyond)
+        levels = {level: (graph.scores > value, value) for level, value in graph.levels.items()}
+        entries[name]["levels"] = level_entries(levels, labels)
         traces[name] = graph.scores
     history = config.model.window_len - 1
     test_csv = prepared.series.write_test_csv(folder / "test.csv", history)
@@ -251,6 +277,14 @@ def run_edgegan(
     states = ours.daemon_states(bundle_dir, test_csv, folder / "daemon.csv", history)
     daemon_s = time.perf_counter() - started
     entries[OURS_DAEMON] = _entry(traces[OURS_INT8], states, labels, fit_s, daemon_s, None)
+    daemon_levels = {
+        level: (
+            ours.daemon_states(bundle_dir, test_csv, folder / f"daemon-{level}.csv", history, level),
+            None,
+        )
+        for level in config.score.severity_levels
+    }
+    entries[OURS_DAEMON]["levels"] = level_entries(daemon_levels, labels)
     traces[OURS_DAEMON] = states.astype(np.float64)
     return entries, traces
 
@@ -264,7 +298,9 @@ def _split_key(config: TrainConfig, quick: bool) -> str:
 
     EdgeGAN-only settings (its spread floor, its score's weights and floors) are left out of it.
     """
-    threshold_rule = {"false_alarm_budget", "calibration", "pot_initial_quantile", "calibrate_on"}
+    threshold_rule = {
+        "false_alarm_budget", "calibration", "pot_initial_quantile", "calibrate_on", "severity_levels"
+    }  # fmt: skip
     return _key(
         {
             "data": config.data.model_dump(mode="json", exclude={"spread_floor"}),
@@ -416,8 +452,28 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
             "test_positive_rows": sum(int(m["test_positive_rows"]) for m in members),
             "detectors": rows,
             "matched": matched.comparisons(members, OURS_INT8),
+            "levels": _pooled_levels(members, names),
         }
     return table
+
+
+def _pooled_levels(
+    members: list[dict[str, object]], names: list[str]
+) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Per severity level, each detector's pooled metrics there; a detector is left out of a level where any
+    series lacks it (results carried from before the levels existed)."""
+    entries = [m["detectors"] for m in members]
+    level_names = sorted({level for e in entries for d in e.values() for level in d.get("levels", {})})
+    pooled: dict[str, dict[str, dict[str, float | None]]] = {}
+    for level in level_names:
+        rows: dict[str, dict[str, float | None]] = {}
+        for name in names:
+            found = [e[name].get("levels", {}).get(level) for e in entries]
+            if all(found):
+                counts = [metrics.Counts(**f["counts"]) for f in found]
+                rows[name] = sum(counts[1:], counts[0]).summary()
+        pooled[level] = rows
+    return pooled
 
 
 def _pooled_share_above(members: list[dict[str, object]], name: str) -> float | None:

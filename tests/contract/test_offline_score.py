@@ -82,3 +82,43 @@ def test_missing_channel_and_bad_bundle_are_one_line_errors(
     )
     assert "no bundle.json" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_stricter_severity_level_alerts_on_a_subset_and_an_unknown_level_is_a_clear_error(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = load_bundle(tiny_bundle).manifest
+    for threshold in manifest.thresholds.values():
+        critical = threshold.levels["critical"]  # the trainer's default level, calibrated at fit time
+        assert critical.false_alarm_budget == 1e-4 and critical.value >= threshold.value
+    values = correlated_series(700, seed=22)
+    values[400:500, 1] += 6 * values[:, 1].std()
+    data = write_csv(tmp_path / "live.csv", values)
+    flags = {}
+    for level in (None, "critical"):
+        out = tmp_path / f"scored-{level}.csv"
+        args = ["score", "--bundle", str(tiny_bundle), "--data", str(data), "--out", str(out)]
+        assert main(args + (["--level", level] if level else [])) == 0
+        flags[level] = np.array([int(r["anomaly"]) for r in _read(out)])
+    capsys.readouterr()
+    assert flags["critical"][430:500].mean() > 0.5, "a large shift reaches the critical level"
+    assert np.all(flags["critical"] <= flags[None]), "every critical alert row is also an alert row"
+    out = tmp_path / "never.csv"
+    assert (
+        main(
+            [
+                "score",
+                "--bundle",
+                str(tiny_bundle),
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--level",
+                "urgent",
+            ]
+        )
+        != 0
+    )
+    assert "no severity level 'urgent'" in capsys.readouterr().err
+    assert not out.exists()

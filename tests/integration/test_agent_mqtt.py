@@ -51,6 +51,11 @@ def test_alert_for_an_injected_fault_and_none_for_normal_data(
     assert alerts[0]["score"] > alerts[0]["threshold"]
     assert alerts[0]["bundle_id"] == agent.service.pipeline.bundle_id
     assert {c["channel"] for c in alerts[0]["top_channels"]} >= {"s1"}
+    # Severity names the strictest bundle level the alert's score reached ("alert" when none).
+    threshold = agent.service.pipeline.threshold
+    assert alerts[0]["peak_score"] == alerts[0]["score"]  # at the start, the peak is the score itself
+    critical = threshold.levels["critical"].value
+    assert alerts[0]["severity"] == ("critical" if alerts[0]["score"] > critical else "alert")
     assert watch.json_on("edgegan/alert/pump-b") == []
     assert any(t == "edgegan/state/pump-a" and p == b"anomalous" for t, p, _ in watch.messages)
     device.loop_stop()

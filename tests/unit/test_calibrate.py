@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from edge_agent.errors import BundleError
 from trainer.calibrate import MIN_TAIL, calibrate, evenly_spaced, pot_threshold, quantile_threshold
 
 
@@ -65,3 +67,36 @@ def test_the_training_sample_is_evenly_spaced_over_the_whole_part() -> None:
     assert np.all(np.diff(picked[:, 0, 0]) > 0)
     short = windows[:50]
     assert np.array_equal(evenly_spaced(short, 100), short)  # fewer than the cap: all of them
+
+
+def test_severity_levels_are_calibrated_by_the_same_rule_and_stay_ordered() -> None:
+    rng = np.random.default_rng(5)
+    holdout = rng.exponential(size=3000)
+    train = np.concatenate([rng.exponential(size=2000), 2.0 * rng.exponential(size=2000)])
+    levels = {"critical": 1e-4, "warning": 1e-2}
+    both = calibrate(holdout, 1e-3, "pot", 0.9, train_scores=train, levels=levels)
+    critical, warning = both.levels["critical"], both.levels["warning"]
+    assert warning.value < both.value < critical.value
+    assert (critical.false_alarm_budget, warning.false_alarm_budget) == (1e-4, 1e-2)
+    # Each level is the stricter of holdout and training calibrations at its own budget, like the threshold.
+    on_train = pot_threshold(train, 1e-4, 0.9).value
+    assert critical.value == max(pot_threshold(holdout, 1e-4, 0.9).value, on_train)
+    fresh_noisy = 2.0 * rng.exponential(size=1_000_000)  # the training part's noisier regime again
+    assert np.mean(fresh_noisy > critical.value) < 1e-3 < np.mean(fresh_noisy > warning.value)
+    # No levels asked for, none recorded; a level's budget decides its side even where two fits disagree.
+    assert calibrate(holdout, 1e-3, "pot", 0.9).levels == {}
+    tight = calibrate(holdout, 1e-3, "quantile", levels={"critical": 9e-4})
+    assert tight.levels["critical"].value >= tight.value
+
+
+def test_a_threshold_names_the_strictest_level_a_score_reaches() -> None:
+    rng = np.random.default_rng(6)
+    threshold = calibrate(rng.exponential(size=3000), 1e-3, "pot", levels={"critical": 1e-5, "high": 1e-4})
+    high, critical = threshold.levels["high"].value, threshold.levels["critical"].value
+    assert threshold.value < high < critical
+    assert threshold.severity_of(threshold.value + 1e-9) is None
+    assert threshold.severity_of((high + critical) / 2) == "high"
+    assert threshold.severity_of(critical + 1.0) == "critical"
+    assert threshold.at_level(None) == threshold.value and threshold.at_level("high") == high
+    with pytest.raises(BundleError, match="no severity level 'urgent' .*critical, high"):
+        threshold.at_level("urgent")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from edge_agent.errors import ConfigError
-from trainer.config import load_train_config
+from trainer.config import ScoreConfig, load_train_config
 
 
 def test_defaults_load_without_a_file() -> None:
@@ -45,3 +46,11 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     path.write_text("fit:\n  epochs: 3\n  seed: 4\n")
     config = load_train_config(path, {"fit": {"epochs": 9, "seed": None}})
     assert config.fit.epochs == 9 and config.fit.seed == 4
+
+
+def test_severity_levels_are_checked() -> None:
+    assert ScoreConfig().severity_levels == {"critical": 1e-4}
+    with pytest.raises(ValidationError, match="differ from false_alarm_budget"):
+        ScoreConfig(severity_levels={"critical": 1e-3})
+    with pytest.raises(ValidationError, match="lower-case"):
+        ScoreConfig(severity_levels={"Critical!": 1e-4})
