@@ -113,7 +113,13 @@ def level_lines(
             continue
         winning = [level for level, mine in points.items() if _beats(mine, rows[name])]
         word = f"beaten at {', '.join(winning)}" if winning else "**not beaten at any level**"
-        lines.append(f"- {name} ({_f1_far(rows[name])}): {word}")  # type: ignore[arg-type]
+        same = [
+            f"{level}: {'beaten' if _beats(table[ours], table[name]) else 'not beaten'}"
+            for level, table in levels.items()
+        ]
+        lines.append(
+            f"- {name} ({_f1_far(rows[name])}): {word}; level for level ({'; '.join(same)})"  # type: ignore[arg-type]
+        )
     return lines
 
 

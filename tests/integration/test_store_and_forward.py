@@ -67,6 +67,12 @@ def test_alerts_raised_during_an_outage_survive_an_agent_restart_and_arrive_once
     assert first.stats.alerts == 2 * len(DEVICES), "each device's two faults open an alert"
     spooled = _spooled_alerts(spool_path)
     assert len(spooled) == 4 * len(DEVICES)  # a start and an end per fault
+    # An end message carries the whole alert's peak, and its severity is the peak's.
+    threshold = first.pipeline.threshold
+    for start in (a for a in spooled if a["type"] == "start"):
+        (end,) = [a for a in spooled if a["alert_id"] == start["alert_id"] and a["type"] == "end"]
+        assert start["peak_score"] == start["score"] and end["peak_score"] >= start["score"] > end["score"]
+        assert end["severity"] == (threshold.severity_of(end["peak_score"]) or "alert")
     link.stop()  # the agent stops (or dies) while the broker is still away
     assert first.spool is not None
     first.spool.close()
