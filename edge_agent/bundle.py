@@ -72,6 +72,9 @@ class ScoreDefinition(_Strict):
     )
 
 
+ALERT_LEVEL = "alert"  # the severity of a score above the threshold but below every stricter level
+
+
 class SeverityLevel(_Strict):
     """One named operating point of the score: a stricter budget means fewer, surer alerts."""
 
@@ -104,8 +107,10 @@ class Threshold(_Strict):
             raise BundleError(f"the bundle has no severity level {level!r} (it has: {known})") from None
 
     def severity_of(self, score: float) -> str | None:
-        """The strictest level `score` exceeds, or None when it exceeds none of them."""
-        crossed = [(lv.value, name) for name, lv in self.levels.items() if score > lv.value]
+        """The strictest level `score` exceeds, the threshold itself counting as level `alert`; None when
+        it exceeds none (an agent whose threshold was overridden below all of them)."""
+        points = {ALERT_LEVEL: self.value, **{name: lv.value for name, lv in self.levels.items()}}
+        crossed = [(value, name) for name, value in points.items() if score > value]
         return max(crossed)[1] if crossed else None
 
 

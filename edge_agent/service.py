@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from edge_agent.availability import OFFLINE, ONLINE, DeviceAvailability
+from edge_agent.bundle import ALERT_LEVEL
 from edge_agent.config import DEFAULT_MODEL, AgentConfig
 from edge_agent.decision import ANOMALOUS
 from edge_agent.device_health import DeviceHealth, reference_score
@@ -484,7 +485,7 @@ class AgentService:
             "ts": outcome.reading.ts,
             "score": round(outcome.score, 6),
             "threshold": round(decision.threshold, 6),
-            "severity": pipeline.threshold.severity_of(peak) or "alert",
+            "severity": pipeline.threshold.severity_of(peak) or ALERT_LEVEL,
             "peak_score": round(peak, 6),
             "top_channels": [{"channel": c, "contribution": v} for c, v in outcome.top_channels()],
             "bundle_id": bundle_id,

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge_agent.bundle import ALERT_LEVEL
 from edge_agent.yaml_config import load_yaml_model
 
 _LEVEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -117,7 +118,7 @@ class ScoreConfig(BaseModel):
         1e-3, gt=0, lt=0.5, description="fraction of normal windows allowed above the threshold"
     )
     severity_levels: dict[str, float] = Field(
-        default_factory=lambda: {"critical": 1e-4},
+        default_factory=lambda: {"warning": 1e-2, "critical": 1e-4},
         description="further named operating points (name -> false-alarm budget), calibrated by the same "
         "rule; the agent can start alerts at one (decision.level) and names the strictest one an alert's "
         "score reaches",
@@ -133,8 +134,11 @@ class ScoreConfig(BaseModel):
     @model_validator(mode="after")
     def _levels_are_operating_points(self) -> ScoreConfig:
         for name, budget in self.severity_levels.items():
-            if not _LEVEL_NAME.fullmatch(name):
-                raise ValueError(f"severity level {name!r}: use lower-case letters, digits and '_'")
+            if not _LEVEL_NAME.fullmatch(name) or name == ALERT_LEVEL:
+                raise ValueError(
+                    f"severity level {name!r}: use lower-case letters, digits and '_', and not "
+                    f"{ALERT_LEVEL!r} (the threshold's own level)"
+                )
             if not 0 < budget < 0.5 or budget == self.false_alarm_budget:
                 raise ValueError(
                     f"severity level {name!r}: budget {budget} must lie in (0, 0.5) and differ from "

@@ -83,13 +83,20 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
         critical = metrics.Counts(**entry["levels"]["critical"]["counts"])
         assert critical.tp + critical.fp + critical.fn + critical.tn == 1100, name
         assert critical.tp + critical.fp <= entry["counts"]["tp"] + entry["counts"]["fp"], name
+        warning = metrics.Counts(**entry["levels"]["warning"]["counts"])
+        assert warning.tp + warning.fp >= entry["counts"]["tp"] + entry["counts"]["fp"], name
         if entry["threshold"] is not None:
             assert entry["levels"]["critical"]["threshold"] >= entry["threshold"], name
+            assert entry["levels"]["warning"]["threshold"] <= entry["threshold"], name
     payload = {"settings": _SETTINGS, "groups": pool(results)}
     assert set(payload["groups"]["Generated"]["levels"]["critical"]) == expected
     report = write_report(payload, results, quick=True, folder=tmp_path / "report")
     text = report.read_text()
-    assert "At each severity level" in text and "critical (budget 0.0001)" in text
+    assert (
+        "At each severity level" in text
+        and "critical (budget 0.0001)" in text
+        and "warning (budget 0.01)" in text
+    )
     assert "at any of its levels" in text and "level for level (critical:" in text
     assert "## Generated" in text and "Verdict for the daemon" in text and "PA-F1 (inflated)" in text
     assert "At matched false alarms" in text and "ranks better at both points" in text
@@ -157,7 +164,7 @@ _SETTINGS = {
     "false_alarm_budget": 1e-3,
     "threshold_rule": "POT",
     "holdout_fraction": 0.2,
-    "score": {"severity_levels": {"critical": 1e-4}},
+    "score": {"severity_levels": {"warning": 1e-2, "critical": 1e-4}},
     "quick": True,
 }
 

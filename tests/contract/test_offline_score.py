@@ -88,14 +88,15 @@ def test_a_stricter_severity_level_alerts_on_a_subset_and_an_unknown_level_is_a_
     tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifest = load_bundle(tiny_bundle).manifest
-    for threshold in manifest.thresholds.values():
-        critical = threshold.levels["critical"]  # the trainer's default level, calibrated at fit time
+    for threshold in manifest.thresholds.values():  # the trainer's default levels, calibrated at fit time
+        critical, warning = threshold.levels["critical"], threshold.levels["warning"]
         assert critical.false_alarm_budget == 1e-4 and critical.value >= threshold.value
+        assert warning.false_alarm_budget == 1e-2 and warning.value <= threshold.value
     values = correlated_series(700, seed=22)
     values[400:500, 1] += 6 * values[:, 1].std()
     data = write_csv(tmp_path / "live.csv", values)
     flags = {}
-    for level in (None, "critical"):
+    for level in ("warning", None, "critical"):
         out = tmp_path / f"scored-{level}.csv"
         args = ["score", "--bundle", str(tiny_bundle), "--data", str(data), "--out", str(out)]
         assert main(args + (["--level", level] if level else [])) == 0
@@ -103,6 +104,7 @@ def test_a_stricter_severity_level_alerts_on_a_subset_and_an_unknown_level_is_a_
     capsys.readouterr()
     assert flags["critical"][430:500].mean() > 0.5, "a large shift reaches the critical level"
     assert np.all(flags["critical"] <= flags[None]), "every critical alert row is also an alert row"
+    assert np.all(flags[None] <= flags["warning"]), "and every alert row a warning row"
     out = tmp_path / "never.csv"
     assert (
         main(

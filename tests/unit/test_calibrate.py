@@ -91,10 +91,14 @@ def test_severity_levels_are_calibrated_by_the_same_rule_and_stay_ordered() -> N
 
 def test_a_threshold_names_the_strictest_level_a_score_reaches() -> None:
     rng = np.random.default_rng(6)
-    threshold = calibrate(rng.exponential(size=3000), 1e-3, "pot", levels={"critical": 1e-5, "high": 1e-4})
+    levels = {"critical": 1e-5, "high": 1e-4, "warning": 1e-2}
+    threshold = calibrate(rng.exponential(size=3000), 1e-3, "pot", levels=levels)
     high, critical = threshold.levels["high"].value, threshold.levels["critical"].value
-    assert threshold.value < high < critical
-    assert threshold.severity_of(threshold.value + 1e-9) is None
+    warning = threshold.levels["warning"].value
+    assert warning < threshold.value < high < critical
+    assert threshold.severity_of(warning - 1e-9) is None
+    assert threshold.severity_of((warning + threshold.value) / 2) == "warning"
+    assert threshold.severity_of(threshold.value + 1e-9) == "alert"  # the threshold's own level
     assert threshold.severity_of((high + critical) / 2) == "high"
     assert threshold.severity_of(critical + 1.0) == "critical"
     assert threshold.at_level(None) == threshold.value and threshold.at_level("high") == high

@@ -49,8 +49,10 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
 
 
 def test_severity_levels_are_checked() -> None:
-    assert ScoreConfig().severity_levels == {"critical": 1e-4}
+    assert ScoreConfig().severity_levels == {"warning": 1e-2, "critical": 1e-4}
     with pytest.raises(ValidationError, match="differ from false_alarm_budget"):
         ScoreConfig(severity_levels={"critical": 1e-3})
     with pytest.raises(ValidationError, match="lower-case"):
         ScoreConfig(severity_levels={"Critical!": 1e-4})
+    with pytest.raises(ValidationError, match="the threshold's own level"):
+        ScoreConfig(severity_levels={"alert": 1e-4})
