@@ -79,15 +79,15 @@ def level_lines(
     levels: dict[str, dict[str, dict[str, object]]] | None,
     budgets: dict[str, float],
     alert_budget: float,
-    ours: str,
 ) -> list[str]:
-    """Every detector at each training-calibrated operating point, and which baselines `ours` beats at one
-    of its own points: the bar asks for F1 at an equal or lower false-alarm rate, and a deployment can alert
-    at any of its bundle's levels (`decision.level`)."""
-    levels = {name: table for name, table in (levels or {}).items() if ours in table}
-    if not levels:
-        return []
+    """Every detector at each training-calibrated operating point, and which of EdgeGAN's points beat each
+    baseline: the bar asks for F1 at an equal or lower false-alarm rate, and a deployment can alert at any of
+    its bundle's levels (`decision.level`; `backend.precision` picks the graph)."""
+    levels = levels or {}
     names = [n for n in rows if not n.startswith("reference") and all(n in t for t in levels.values())]
+    ours = [n for n in names if n.startswith(OURS_PREFIX)]
+    if not levels or not ours:
+        return []
     header = [f"alert (budget {alert_budget:g})", *[f"{n} (budget {budgets.get(n, 0):g})" for n in levels]]
     lines = [
         "",
@@ -99,26 +99,31 @@ def level_lines(
     ]
     for name in names:
         cells = [_f1_far(rows[name]), *[_f1_far(table[name]) for table in levels.values()]]  # type: ignore[arg-type]
-        lines.append(
-            f"| {f'**{name}**' if name.startswith(OURS_PREFIX) else name} | " + " | ".join(cells) + " |"
-        )
-    points = {"alert": rows[ours], **{n: t[ours] for n, t in levels.items()}}
+        label = f"**{name}**" if name in ours else name
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    points = {
+        (mine, level): table[mine]
+        for mine in ours
+        for level, table in {"alert": rows, **levels}.items()  # type: ignore[dict-item]
+    }
     lines += [
         "",
-        f"Verdict for {ours} at any of its levels, against each baseline at its alert threshold:",
+        "Which of EdgeGAN's operating points beat each baseline at the baseline's alert threshold "
+        "(higher F1, equal or lower FAR), and the daemon level for level (both at the same budget):",
         "",
     ]
+    daemon = ours[-1]
     for name in names:
-        if name.startswith(OURS_PREFIX):
+        if name in ours:
             continue
-        winning = [level for level, mine in points.items() if _beats(mine, rows[name])]
-        word = f"beaten at {', '.join(winning)}" if winning else "**not beaten at any level**"
+        winning = [f"{mine} at {level}" for (mine, level), row in points.items() if _beats(row, rows[name])]
+        word = "; ".join(winning) if winning else "**none**"
         same = [
-            f"{level}: {'beaten' if _beats(table[ours], table[name]) else 'not beaten'}"
+            f"{level}: {'beaten' if _beats(table[daemon], table[name]) else 'not beaten'}"
             for level, table in levels.items()
         ]
         lines.append(
-            f"- {name} ({_f1_far(rows[name])}): {word}; level for level ({'; '.join(same)})"  # type: ignore[arg-type]
+            f"- {name} ({_f1_far(rows[name])}): {word}. Level for level ({'; '.join(same)})"  # type: ignore[arg-type]
         )
     return lines
 
@@ -307,7 +312,6 @@ def write_report(
             info.get("levels"),
             dict(score_settings.get("severity_levels", {})),  # type: ignore[call-overload]
             float(settings["false_alarm_budget"]),
-            "EdgeGAN daemon (INT8)",
         )
         lines += _matched_lines(info.get("matched"))
         names = _plots(results, group, plots)

@@ -97,7 +97,8 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
         and "critical (budget 0.0001)" in text
         and "warning (budget 0.01)" in text
     )
-    assert "at any of its levels" in text and "level for level (critical:" in text
+    assert "Which of EdgeGAN's operating points beat each baseline" in text
+    assert "Level for level (critical:" in text
     assert "## Generated" in text and "Verdict for the daemon" in text and "PA-F1 (inflated)" in text
     assert "At matched false alarms" in text and "ranks better at both points" in text
     assert "normal test rows above the holdout's highest score" in text
