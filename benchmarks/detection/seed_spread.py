@@ -1,0 +1,112 @@
+"""How much does the bar's verdict depend on the fit's seed? Reads the per-seed results files of one dataset.
+
+Usage: python -m benchmarks.detection.seed_spread
+Each seed's run (`--set fit.seed=N --variant NAME_seedN`, see benchmarks/README.md) wrote its own
+results/detection_*.json. Per dataset and seed this lists every EdgeGAN operating point (scorer graph x
+severity level) and which baselines each one beats: higher point-wise F1 at an equal or lower false-alarm
+rate. Writes benchmarks/results/seed_spread.json (round 6 of the detection summary).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.environment import write_result
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+OURS = ("EdgeGAN ORT FP32", "EdgeGAN ORT INT8", "EdgeGAN daemon (INT8)")
+# dataset -> (group in the results file, results file of seed 0, 1, 2)
+RUNS = {
+    "realKnownCause (default model)": (
+        "NAB realKnownCause",
+        ["detection", "detection_levels_seed1", "detection_levels_seed2"],
+    ),
+    "SMD (floors)": (
+        "SMD",
+        ["detection_floors_levels", "detection_floors_levels_seed1", "detection_floors_levels_seed2"],
+    ),
+    "realAWSCloudwatch (level-free)": (
+        "NAB realAWSCloudwatch",
+        [
+            "detection_level_free_levels",
+            "detection_level_free_levels_seed1",
+            "detection_level_free_levels_seed2",
+        ],
+    ),
+}
+
+Point = dict[str, float]
+
+
+def beats(mine: Point, theirs: Point) -> bool:
+    """The bar: higher F1 at an equal or lower false-alarm rate."""
+    return mine["f1"] > theirs["f1"] and mine["false_alarm_rate"] <= theirs["false_alarm_rate"]
+
+
+def operating_points(group: dict[str, object]) -> dict[str, Point]:
+    """EdgeGAN's points in one pooled group, named 'scorer at level'; the alert level is the threshold."""
+    detectors: dict[str, dict[str, float]] = group["detectors"]  # type: ignore[assignment]
+    levels: dict[str, dict[str, dict[str, float]]] = group.get("levels", {})  # type: ignore[attr-defined]
+    points: dict[str, Point] = {}
+    for name in OURS:
+        points[f"{name} at alert"] = _point(detectors[name])
+        for level, table in levels.items():
+            if name in table:
+                points[f"{name} at {level}"] = _point(table[name])
+    return points
+
+
+def verdicts(group: dict[str, object]) -> dict[str, dict[str, object]]:
+    """Per baseline: its own point and the EdgeGAN points that beat it."""
+    detectors: dict[str, dict[str, float]] = group["detectors"]  # type: ignore[assignment]
+    points = operating_points(group)
+    out: dict[str, dict[str, object]] = {}
+    for name, row in detectors.items():
+        if name.startswith("EdgeGAN") or name.startswith("reference"):
+            continue
+        theirs = _point(row)
+        out[name] = {"point": theirs, "beaten_by": [p for p, mine in points.items() if beats(mine, theirs)]}
+    return out
+
+
+def _point(row: dict[str, float]) -> Point:
+    return {"f1": float(row["f1"]), "false_alarm_rate": float(row["false_alarm_rate"])}
+
+
+def measure(results: Path = RESULTS) -> dict[str, list[dict[str, object]]]:
+    """Every dataset's seeds whose results file exists."""
+    out: dict[str, list[dict[str, object]]] = {}
+    for dataset, (group_name, files) in RUNS.items():
+        seeds = []
+        for seed, stem in enumerate(files):
+            path = results / f"{stem}.json"
+            if not path.is_file():
+                continue
+            group = json.loads(path.read_text())["groups"][group_name]
+            seeds.append(
+                {
+                    "seed": seed,
+                    "file": path.name,
+                    "series_pooled": len(group["series"]),
+                    "operating_points": operating_points(group),
+                    "baselines": verdicts(group),
+                }
+            )
+        out[dataset] = seeds
+    return out
+
+
+def main() -> None:
+    figures = measure()
+    for dataset, seeds in figures.items():
+        print(dataset)
+        for entry in seeds:
+            baselines: dict[str, dict[str, object]] = entry["baselines"]  # type: ignore[assignment]
+            unbeaten = [name for name, v in baselines.items() if not v["beaten_by"]]
+            print(f"  seed {entry['seed']}: unbeaten {', '.join(unbeaten) or 'none'}")
+    print(f"wrote {write_result('seed_spread', {'datasets': figures})}")
+
+
+if __name__ == "__main__":
+    main()
