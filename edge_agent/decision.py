@@ -42,6 +42,7 @@ class Decision:
     changed: bool  # state differs from before this score
     alert: str | None  # "start", "end" or None
     threshold: float
+    peak: float  # highest score of the open (or just ended) alert: its severity; else this score
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class _DeviceState:
     above: int = 0
     below: int = 0
     ended_at: float = float("-inf")
+    peak: float = float("-inf")
 
 
 class Decider:
@@ -81,11 +83,12 @@ class Decider:
             state.above = state.above + 1 if score > threshold else 0
             cooling = now - state.ended_at < self.config.cooldown_s
             if state.above >= self.config.start_after and not cooling:
-                state.state, state.above, state.below = ANOMALOUS, 0, 0
-                return Decision(ANOMALOUS, True, "start", threshold)
-            return Decision(NORMAL, False, None, threshold)
+                state.state, state.above, state.below, state.peak = ANOMALOUS, 0, 0, score
+                return Decision(ANOMALOUS, True, "start", threshold, score)
+            return Decision(NORMAL, False, None, threshold, score)
         state.below = state.below + 1 if score < self.config.hysteresis * threshold else 0
         if state.below >= self.config.end_after:
             state.state, state.above, state.below, state.ended_at = NORMAL, 0, 0, now
-            return Decision(NORMAL, True, "end", threshold)
-        return Decision(ANOMALOUS, False, None, threshold)
+            return Decision(NORMAL, True, "end", threshold, state.peak)
+        state.peak = max(state.peak, score)
+        return Decision(ANOMALOUS, False, None, threshold, state.peak)

@@ -19,7 +19,6 @@ from typing import NamedTuple
 from edge_agent.availability import OFFLINE, ONLINE, DeviceAvailability
 from edge_agent.bundle import ALERT_LEVEL
 from edge_agent.config import DEFAULT_MODEL, AgentConfig
-from edge_agent.decision import ANOMALOUS
 from edge_agent.device_health import DeviceHealth, reference_score
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.homeassistant import discovery_messages
@@ -79,7 +78,6 @@ class AgentService:
         self._previous_bundle: dict[str, Path] = {}  # what `rollback` goes back to, per model
         self._muted: set[str] = set()
         self._open_alerts: dict[str, str] = {}
-        self._alert_peaks: dict[str, float] = {}  # highest score of each open alert: its severity
         self._routes: dict[str, _Route] = {}
         offline_after = config.ingest.offline_after_s
         self.availability = DeviceAvailability(offline_after) if offline_after is not None else None
@@ -464,20 +462,14 @@ class AgentService:
         if decision.changed:
             state_topic = topics.state.format(device=device)
             self._publish_reliably(state_topic, decision.state, True, f"state:{device}")
-        if decision.state == ANOMALOUS:
-            self._alert_peaks[device] = max(self._alert_peaks.get(device, outcome.score), outcome.score)
         if decision.alert is None or device in self._muted:
-            if decision.alert == "end":
-                self._alert_peaks.pop(device, None)
             return
         if decision.alert == "start":
             self._open_alerts[device] = uuid.uuid4().hex
             self.stats.alerts += 1
         alert_id = self._open_alerts.get(device, uuid.uuid4().hex)
-        peak = self._alert_peaks.get(device, outcome.score)
         if decision.alert == "end":
             self._open_alerts.pop(device, None)
-            self._alert_peaks.pop(device, None)
         payload = {
             "alert_id": alert_id,
             "type": decision.alert,
@@ -485,8 +477,8 @@ class AgentService:
             "ts": outcome.reading.ts,
             "score": round(outcome.score, 6),
             "threshold": round(decision.threshold, 6),
-            "severity": pipeline.threshold.severity_of(peak) or ALERT_LEVEL,
-            "peak_score": round(peak, 6),
+            "severity": pipeline.threshold.severity_of(decision.peak) or ALERT_LEVEL,
+            "peak_score": round(decision.peak, 6),
             "top_channels": [{"channel": c, "contribution": v} for c, v in outcome.top_channels()],
             "bundle_id": bundle_id,
             "agent_id": self.config.agent_id,

@@ -30,3 +30,11 @@ def test_per_device_override() -> None:
     decision = decider.update("calm", 3.0, now=0)
     assert decision.alert == "start" and decision.state == ANOMALOUS and decision.changed
     assert decider.threshold_for("noisy") == 5.0
+
+
+def test_an_alert_remembers_its_peak_until_it_ends_and_the_next_starts_afresh() -> None:
+    decider = Decider(1.0, DecisionConfig(start_after=1, end_after=2))
+    peaks = [decider.update("d", s, now=i).peak for i, s in enumerate([0.5, 2.0, 7.0, 3.0, 0.1, 0.1, 1.5])]
+    # normal: the score; open alert: its highest score so far; the end carries the whole alert's peak;
+    # a new alert starts from its own first score.
+    assert peaks == [0.5, 2.0, 7.0, 7.0, 7.0, 7.0, 1.5]
