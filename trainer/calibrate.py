@@ -113,30 +113,27 @@ def calibrate(
     a threshold that the training data itself would cross raises alarms as soon as an earlier regime comes
     back. The training scores are in-sample, so if anything they understate that tail.
 
-    `levels` (name -> false-alarm budget) adds named operating points by the same rule. A level with a
-    smaller budget than the threshold's never sits below it, one with a larger budget never above it, so
-    severities stay ordered even where two POT fits disagree.
+    `levels` (name -> false-alarm budget) adds named operating points by the same rule. Both calibrations
+    are monotone in the budget (the GPD fit and the quantile fallback do not depend on it), so a level with
+    a smaller budget than the threshold's never sits below it and one with a larger budget never above it.
     """
-
-    def by_rule(level_budget: float) -> tuple[Threshold, Threshold | None]:
-        on_holdout = _by_method(scores, level_budget, method, initial_quantile)
-        if train_scores is None or not len(train_scores):
-            return on_holdout, None
-        return on_holdout, _by_method(train_scores, level_budget, method, initial_quantile)
-
-    threshold, on_train = by_rule(budget)
+    threshold = _by_method(scores, budget, method, initial_quantile)
     reference = {f"holdout_q{int(q * 100)}": float(np.quantile(scores, q)) for q in DRIFT_QUANTILES}
-    if on_train is not None and train_scores is not None:
+    parts = [scores]
+    if train_scores is not None and len(train_scores):
+        parts.append(train_scores)
+        on_train = _by_method(train_scores, budget, method, initial_quantile)
         reference |= {
             "holdout_threshold": threshold.value,
             "train_threshold": on_train.value,
             "train_windows": float(len(train_scores)),
         }
         threshold = threshold.model_copy(update={"value": max(threshold.value, on_train.value)})
-    named: dict[str, SeverityLevel] = {}
-    for name, level_budget in (levels or {}).items():
-        holdout_level, train_level = by_rule(level_budget)
-        value = max(holdout_level.value, train_level.value if train_level else -math.inf)
-        value = max(value, threshold.value) if level_budget < budget else min(value, threshold.value)
-        named[name] = SeverityLevel(value=value, false_alarm_budget=level_budget)
+    named = {
+        name: SeverityLevel(
+            value=max(_by_method(part, level_budget, method, initial_quantile).value for part in parts),
+            false_alarm_budget=level_budget,
+        )
+        for name, level_budget in (levels or {}).items()
+    }
     return threshold.model_copy(update={"details": {**threshold.details, **reference}, "levels": named})
