@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.detection.metrics import pr_curve, segments
 from benchmarks.environment import describe_machine
+from edge_agent.bundle import ALERT_LEVEL
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
 OURS_PREFIX = "EdgeGAN"
@@ -52,11 +54,9 @@ def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
     for name, row in rows.items():
         if name.startswith(OURS_PREFIX) or name.startswith("reference"):
             continue
-        f1_ok = float(mine["f1"]) > float(row["f1"])
-        far_ok = float(mine["false_alarm_rate"] or 0) <= float(row["false_alarm_rate"] or 0)
-        if f1_ok and far_ok:
+        if beats(mine, row):
             word = "beaten"
-        elif f1_ok:
+        elif float(mine["f1"]) > float(row["f1"]):  # type: ignore[arg-type]
             word = "our F1 is higher, but so is our false-alarm rate"
         else:
             word = "**not beaten**"
@@ -68,10 +68,25 @@ def verdict(rows: dict[str, dict[str, object]], ours: str) -> list[str]:
     return lines
 
 
-def _beats(mine: dict[str, object], row: dict[str, object]) -> bool:
-    """Higher point-wise F1 at an equal or lower false-alarm rate."""
-    f1_ok = float(mine["f1"]) > float(row["f1"])  # type: ignore[arg-type]
-    return f1_ok and float(mine["false_alarm_rate"] or 0) <= float(row["false_alarm_rate"] or 0)  # type: ignore[arg-type]
+def beats(mine: Mapping[str, object], theirs: Mapping[str, object]) -> bool:
+    """The bar: higher point-wise F1 at an equal or lower false-alarm rate."""
+    f1_ok = float(mine["f1"]) > float(theirs["f1"])  # type: ignore[arg-type]
+    return f1_ok and float(mine["false_alarm_rate"] or 0) <= float(theirs["false_alarm_rate"] or 0)  # type: ignore[arg-type]
+
+
+def operating_points(
+    rows: Mapping[str, Mapping[str, object]], levels: Mapping[str, Mapping[str, Mapping[str, object]]]
+) -> dict[str, Mapping[str, object]]:
+    """EdgeGAN's pooled points, named 'scorer at level': each scorer graph at its alert threshold and at
+    each severity level it was measured at."""
+    ours = [name for name in rows if name.startswith(OURS_PREFIX)]
+    every_level = {ALERT_LEVEL: rows, **levels}
+    return {
+        f"{name} at {level}": table[name]
+        for name in ours
+        for level, table in every_level.items()
+        if name in table
+    }
 
 
 def level_lines(
@@ -101,11 +116,7 @@ def level_lines(
         cells = [_f1_far(rows[name]), *[_f1_far(table[name]) for table in levels.values()]]  # type: ignore[arg-type]
         label = f"**{name}**" if name in ours else name
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    points = {
-        (mine, level): table[mine]
-        for mine in ours
-        for level, table in {"alert": rows, **levels}.items()  # type: ignore[dict-item]
-    }
+    points = operating_points(rows, levels)
     lines += [
         "",
         "Which of EdgeGAN's operating points beat each baseline at the baseline's alert threshold "
@@ -116,10 +127,10 @@ def level_lines(
     for name in names:
         if name in ours:
             continue
-        winning = [f"{mine} at {level}" for (mine, level), row in points.items() if _beats(row, rows[name])]
+        winning = [point for point, row in points.items() if beats(row, rows[name])]
         word = "; ".join(winning) if winning else "**none**"
         same = [
-            f"{level}: {'beaten' if _beats(table[daemon], table[name]) else 'not beaten'}"
+            f"{level}: {'beaten' if beats(table[daemon], table[name]) else 'not beaten'}"
             for level, table in levels.items()
         ]
         lines.append(

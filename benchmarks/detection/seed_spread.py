@@ -10,12 +10,13 @@ rate. Writes benchmarks/results/seed_spread.json (round 6 of the detection summa
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
+from benchmarks.detection.report import OURS_PREFIX, beats, operating_points
 from benchmarks.environment import write_result
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-OURS = ("EdgeGAN ORT FP32", "EdgeGAN ORT INT8", "EdgeGAN daemon (INT8)")
 # dataset -> (group in the results file, results file of seed 0, 1, 2)
 RUNS = {
     "realKnownCause (default model)": (
@@ -39,38 +40,19 @@ RUNS = {
 Point = dict[str, float]
 
 
-def beats(mine: Point, theirs: Point) -> bool:
-    """The bar: higher F1 at an equal or lower false-alarm rate."""
-    return mine["f1"] > theirs["f1"] and mine["false_alarm_rate"] <= theirs["false_alarm_rate"]
-
-
-def operating_points(group: dict[str, object]) -> dict[str, Point]:
-    """EdgeGAN's points in one pooled group, named 'scorer at level'; the alert level is the threshold."""
-    detectors: dict[str, dict[str, float]] = group["detectors"]  # type: ignore[assignment]
-    levels: dict[str, dict[str, dict[str, float]]] = group.get("levels", {})  # type: ignore[attr-defined]
-    points: dict[str, Point] = {}
-    for name in OURS:
-        points[f"{name} at alert"] = _point(detectors[name])
-        for level, table in levels.items():
-            if name in table:
-                points[f"{name} at {level}"] = _point(table[name])
-    return points
-
-
 def verdicts(group: dict[str, object]) -> dict[str, dict[str, object]]:
-    """Per baseline: its own point and the EdgeGAN points that beat it."""
+    """Per baseline: its own point and the EdgeGAN points (`report.operating_points`) that beat it."""
     detectors: dict[str, dict[str, float]] = group["detectors"]  # type: ignore[assignment]
-    points = operating_points(group)
+    points = operating_points(detectors, group.get("levels", {}))  # type: ignore[attr-defined]
     out: dict[str, dict[str, object]] = {}
     for name, row in detectors.items():
-        if name.startswith("EdgeGAN") or name.startswith("reference"):
+        if name.startswith(OURS_PREFIX) or name.startswith("reference"):
             continue
-        theirs = _point(row)
-        out[name] = {"point": theirs, "beaten_by": [p for p, mine in points.items() if beats(mine, theirs)]}
+        out[name] = {"point": _point(row), "beaten_by": [p for p, mine in points.items() if beats(mine, row)]}
     return out
 
 
-def _point(row: dict[str, float]) -> Point:
+def _point(row: Mapping[str, object]) -> Point:
     return {"f1": float(row["f1"]), "false_alarm_rate": float(row["false_alarm_rate"])}
 
 
@@ -89,7 +71,10 @@ def measure(results: Path = RESULTS) -> dict[str, list[dict[str, object]]]:
                     "seed": seed,
                     "file": path.name,
                     "series_pooled": len(group["series"]),
-                    "operating_points": operating_points(group),
+                    "operating_points": {
+                        name: _point(row)  # type: ignore[arg-type]
+                        for name, row in operating_points(group["detectors"], group.get("levels", {})).items()
+                    },
                     "baselines": verdicts(group),
                 }
             )
