@@ -15,6 +15,11 @@ from edge_agent.cli import main
 from tests.conftest import correlated_series, write_csv
 
 
+def _score(bundle: Path, data: Path, out: Path, *extra: str) -> int:
+    """`edge-agent score` through its own entry point."""
+    return main(["score", "--bundle", str(bundle), "--data", str(data), "--out", str(out), *extra])
+
+
 def _read(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
@@ -29,7 +34,7 @@ def test_scores_every_row_and_flags_the_injected_fault(
     values[200, 0] = np.nan  # a reading the daemon would reject
     data = write_csv(tmp_path / "live.csv", values)
     out = tmp_path / "scored.csv"
-    assert main(["score", "--bundle", str(tiny_bundle), "--data", str(data), "--out", str(out)]) == 0
+    assert _score(tiny_bundle, data, out) == 0
     summary = json.loads(capsys.readouterr().out)
     rows = _read(out)
     assert len(rows) == summary["rows"] == 700
@@ -46,22 +51,7 @@ def test_scores_match_the_backend_on_the_same_windows(tiny_bundle: Path, tmp_pat
     values = correlated_series(100, seed=4)
     data = write_csv(tmp_path / "d.csv", values)
     out = tmp_path / "o.csv"
-    assert (
-        main(
-            [
-                "score",
-                "--bundle",
-                str(tiny_bundle),
-                "--data",
-                str(data),
-                "--out",
-                str(out),
-                "--precision",
-                "fp32",
-            ]
-        )
-        == 0
-    )
+    assert _score(tiny_bundle, data, out, "--precision", "fp32") == 0
     scored = np.array([float(r["score"]) for r in _read(out)[31:]])
     windows = np.stack([values[i : i + 32] for i in range(0, 69)]).astype(np.float32)
     direct = open_scorer(load_bundle(tiny_bundle), precision="fp32").score(windows).scores
@@ -72,14 +62,9 @@ def test_missing_channel_and_bad_bundle_are_one_line_errors(
     tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = write_csv(tmp_path / "d.csv", correlated_series(50)[:, :2])
-    assert (
-        main(["score", "--bundle", str(tiny_bundle), "--data", str(data), "--out", str(tmp_path / "o.csv")])
-        == 2
-    )
+    assert _score(tiny_bundle, data, tmp_path / "o.csv") == 2
     assert "s2 not found" in capsys.readouterr().err
-    assert (
-        main(["score", "--bundle", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "o.csv")]) == 2
-    )
+    assert _score(tmp_path, data, tmp_path / "o.csv") == 2
     assert "no bundle.json" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
 
@@ -98,29 +83,13 @@ def test_a_stricter_severity_level_alerts_on_a_subset_and_an_unknown_level_is_a_
     flags = {}
     for level in ("warning", None, "critical"):
         out = tmp_path / f"scored-{level}.csv"
-        args = ["score", "--bundle", str(tiny_bundle), "--data", str(data), "--out", str(out)]
-        assert main(args + (["--level", level] if level else [])) == 0
+        assert _score(tiny_bundle, data, out, *(["--level", level] if level else [])) == 0
         flags[level] = np.array([int(r["anomaly"]) for r in _read(out)])
     capsys.readouterr()
     assert flags["critical"][430:500].mean() > 0.5, "a large shift reaches the critical level"
     assert np.all(flags["critical"] <= flags[None]), "every critical alert row is also an alert row"
     assert np.all(flags[None] <= flags["warning"]), "and every alert row a warning row"
     out = tmp_path / "never.csv"
-    assert (
-        main(
-            [
-                "score",
-                "--bundle",
-                str(tiny_bundle),
-                "--data",
-                str(data),
-                "--out",
-                str(out),
-                "--level",
-                "urgent",
-            ]
-        )
-        != 0
-    )
+    assert _score(tiny_bundle, data, out, "--level", "urgent") != 0
     assert "no severity level 'urgent'" in capsys.readouterr().err
     assert not out.exists()
