@@ -50,8 +50,21 @@ class Normalisation(_Strict):
     )
 
 
+class MemberScale(_Strict):
+    """One fit's scales inside a scorer graph that averages several fits (model.members > 1)."""
+
+    seed: int = Field(ge=0, description="fit.seed this member's networks were trained with")
+    channel_residual_scale: list[float] = Field(description="this member's per-channel residual scale")
+    feature_residual_scale: float = Field(gt=0, description="this member's feature residual scale")
+    latent_distance_scale: float | None = Field(None, gt=0, description="this member's latent distance scale")
+
+
 class ScoreDefinition(_Strict):
-    """How the scorer graph turns residuals into one anomaly score; documented so users can read scores."""
+    """How the scorer graph turns residuals into one anomaly score; documented so users can read scores.
+
+    The top-level scales are the first (or only) fit's; `members` lists every fit when the graph averages
+    several.
+    """
 
     formula: str = Field(description="human-readable definition of score and contributions")
     feature_weight: float = Field(ge=0, le=1, description="weight of the discriminator-feature residual")
@@ -69,6 +82,10 @@ class ScoreDefinition(_Strict):
             "remove: the scorer graph subtracts each window's per-channel mean before scoring, so the score "
             "sees shape, not level (a lasting level change alarms only while a window holds the step)"
         ),
+    )
+    members: list[MemberScale] = Field(
+        default_factory=list,
+        description="empty: one fit; otherwise every fit whose scores the graph averages, first one first",
     )
 
 
@@ -248,6 +265,8 @@ def _check_consistency(path: Path, manifest: BundleManifest) -> None:
         "normalisation.scale": manifest.normalisation.scale,
         "score.channel_residual_scale": manifest.score.channel_residual_scale,
     }
+    for index, member in enumerate(manifest.score.members):
+        per_channel[f"score.members[{index}].channel_residual_scale"] = member.channel_residual_scale
     for name, values in per_channel.items():
         if len(values) != n_channels:
             raise BundleError(f"{path}: {name} has {len(values)} values for {n_channels} channels")

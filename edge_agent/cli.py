@@ -130,6 +130,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         "channels": manifest.channels,
         "window_len": manifest.window_len,
         "hop_len": manifest.hop_len,
+        "fit_seeds": [m.seed for m in manifest.score.members] or [manifest.provenance.seed],
         "thresholds": {name: t.value for name, t in manifest.thresholds.items()},
         "severity_levels": {
             name: {level: lv.value for level, lv in t.levels.items()}

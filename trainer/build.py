@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
+from torch import nn
 
 from edge_agent.backends.onnx_runtime import OnnxRuntimeScorer
 from edge_agent.bundle import (
@@ -19,6 +20,7 @@ from edge_agent.bundle import (
     SCORER_INT8,
     Bundle,
     BundleManifest,
+    MemberScale,
     Normalisation,
     Provenance,
     ScoreDefinition,
@@ -88,26 +90,38 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         config.data.spread_floor,
     )
     _log_constant_channels(data, windows.normaliser)
-    nets = fit_networks(
-        _to_network_layout(windows.train, windows.normaliser),
-        _to_network_layout(windows.holdout, windows.normaliser),
-        config.model,
-        config.fit,
-        world,
-    )
+    members = _fit_members(windows, config, world)
     leave(world)
     if not world.is_main:
         return None
-    scorer = _scorer_module(nets, windows, config)
+    member_scorers = [_scorer_module(nets, windows, config) for nets in members]
+    scorer: nn.Module = (
+        member_scorers[0] if len(member_scorers) == 1 else scorer_graph.MeanScorer(member_scorers)
+    )
     with staging_folder(out) as stage:
-        validation, thresholds = _export_and_check(scorer, nets, windows, config, stage)
+        validation, thresholds = _export_and_check(scorer, members, windows, config, stage)
         validation["training"] = {"world_size": world.size, "backend": world.backend or "none"}
         fit_seconds = time.perf_counter() - started
-        manifest = _manifest(
-            stage, data, windows, config, _score_definition(scorer), thresholds, validation, fit_seconds
-        )
+        definition = _score_definition(member_scorers, config.fit.seed)
+        manifest = _manifest(stage, data, windows, config, definition, thresholds, validation, fit_seconds)
         bundle = publish(stage, manifest, out)
     return BuildResult(bundle=bundle, fit_seconds=fit_seconds)
+
+
+def _fit_members(windows: WindowSets, config: TrainConfig, world: World) -> list[TrainedNets]:
+    """The networks of every member: the same windows, seeds fit.seed, fit.seed + 1, ... in order.
+
+    A member with seed s is the very fit a one-member bundle with fit.seed s would get.
+    """
+    train = _to_network_layout(windows.train, windows.normaliser)
+    holdout = _to_network_layout(windows.holdout, windows.normaliser)
+    members = []
+    for index in range(config.model.members):
+        fit = config.fit.model_copy(update={"seed": config.fit.seed + index})
+        if config.model.members > 1:
+            log.info("member %d of %d: seed %d", index + 1, config.model.members, fit.seed)
+        members.append(fit_networks(train, holdout, config.model, fit, world))
+    return members
 
 
 def _to_network_layout(windows: npt.NDArray[np.float32], normaliser: Normaliser) -> npt.NDArray[np.float32]:
@@ -168,15 +182,19 @@ def _check_windows(
 
 
 def _export_and_check(
-    scorer: scorer_graph.ScorerModule,
-    nets: TrainedNets,
+    scorer: nn.Module,
+    members: list[TrainedNets],
     windows: WindowSets,
     config: TrainConfig,
     stage: Path,
 ) -> tuple[dict[str, object], dict[str, Threshold]]:
     window_len, n_channels = config.model.window_len, windows.train.shape[2]
     export_scorer(scorer, window_len, n_channels, stage / SCORER_FP32)
-    raw_generator = scorer_graph.RawGenerator(nets.generator, scorer.mean, scorer.scale)
+    nets = members[0]  # the generator graph and the training curves are the first member's
+    normaliser = windows.normaliser
+    raw_generator = scorer_graph.RawGenerator(
+        nets.generator, torch.from_numpy(normaliser.mean), torch.from_numpy(normaliser.scale)
+    )
     export_generator(raw_generator, config.model.latent_dim, stage / GENERATOR)
     calibration = windows.train[
         np.random.default_rng(config.fit.seed).permutation(len(windows.train))[
@@ -226,16 +244,23 @@ def _export_and_check(
         "fp32_vs_torch_relative_error": fp32_error,
         "int8_vs_fp32": parity.as_dict(),
         "detection": per_model,
-        "gan": {
-            "best_epoch": nets.best_epoch,
-            "collapsed_epochs": nets.collapsed_epochs,
-            "val_mmd": nets.history["val_mmd"][nets.best_epoch - 1],
-            "val_diversity_ratio": nets.history["val_diversity_ratio"][nets.best_epoch - 1],
-            "encoder_val_loss": min(nets.history["encoder_val_loss"]),
-            "parameters": count_parameters(nets.generator, nets.critic, nets.encoder),
-        },
+        "gan": _gan_summary(nets),
     }
+    if len(members) > 1:
+        validation["gan_members"] = [_gan_summary(member) for member in members]
     return validation, thresholds
+
+
+def _gan_summary(nets: TrainedNets) -> dict[str, object]:
+    """How one fit went: the checkpoint the validation signal chose and what it read there."""
+    return {
+        "best_epoch": nets.best_epoch,
+        "collapsed_epochs": nets.collapsed_epochs,
+        "val_mmd": nets.history["val_mmd"][nets.best_epoch - 1],
+        "val_diversity_ratio": nets.history["val_diversity_ratio"][nets.best_epoch - 1],
+        "encoder_val_loss": min(nets.history["encoder_val_loss"]),
+        "parameters": count_parameters(nets.generator, nets.critic, nets.encoder),
+    }
 
 
 def _score(
@@ -280,15 +305,27 @@ def _int8_parity(
     )
 
 
-def _score_definition(scorer: scorer_graph.ScorerModule) -> ScoreDefinition:
+def _score_definition(members: list[scorer_graph.ScorerModule], first_seed: int) -> ScoreDefinition:
+    """The first member's scales at the top level (as a one-fit bundle has them), every member's below."""
+    scales = [
+        MemberScale(
+            seed=first_seed + index,
+            channel_residual_scale=member.channel_residual_scale.flatten().tolist(),
+            feature_residual_scale=member.feature_residual_scale,
+            latent_distance_scale=member.latent_scale if member.latent_distance is not None else None,
+        )
+        for index, member in enumerate(members)
+    ]
+    first = members[0]
     return ScoreDefinition(
-        window_level="remove" if scorer.terms.remove_level else "keep",
+        window_level="remove" if first.terms.remove_level else "keep",
         formula=(scorer_graph.__doc__ or "").split("\n\n", 1)[1].strip(),
-        feature_weight=scorer.feature_weight,
-        channel_residual_scale=scorer.channel_residual_scale.flatten().tolist(),
-        feature_residual_scale=scorer.feature_residual_scale,
-        latent_weight=scorer.latent_weight,
-        latent_distance_scale=scorer.latent_scale if scorer.latent_distance is not None else None,
+        feature_weight=first.feature_weight,
+        channel_residual_scale=scales[0].channel_residual_scale,
+        feature_residual_scale=scales[0].feature_residual_scale,
+        latent_weight=first.latent_weight,
+        latent_distance_scale=scales[0].latent_distance_scale,
+        members=scales if len(scales) > 1 else [],
     )
 
 

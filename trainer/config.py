@@ -54,6 +54,16 @@ class ModelConfig(BaseModel):
             "inside the scorer graph, so a lasting change of level alarms only while a window holds the step"
         ),
     )
+    members: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description=(
+            "networks fitted with seeds fit.seed, fit.seed + 1, ...; the scorer graph averages their scores "
+            "in one pass, so one unlucky fit cannot decide the bundle (costs members times the fit and the "
+            "scoring work)"
+        ),
+    )
 
     @property
     def removes_window_level(self) -> bool:

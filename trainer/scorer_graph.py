@@ -9,6 +9,8 @@ score = (1 - v) * [(1 - w) * mean_c(rec_c / s_c) + w * feat / s_f] + v * lat / s
   x      the normalised window; with model.window_level "remove", minus its own per-channel mean
 contributions_c = (1 - v) * (1 - w) * (rec_c / s_c) / C + [(1 - v) * w * feat / s_f + v * lat / s_l] * share_c
   share_c  channel c's part of the normalised reconstruction residual; contributions sum to the score.
+With model.members > 1, score and contributions are the mean of the members' own, each member with its
+own networks and scales.
 """
 
 from __future__ import annotations
@@ -136,6 +138,28 @@ class ScorerModule(nn.Module):
         share = rec_n / (rec_n.sum(dim=1, keepdim=True) + _EPS)
         contributions = per_channel + shared.unsqueeze(1) * share
         return per_channel.sum(dim=1) + shared, contributions
+
+
+class MeanScorer(nn.Module):
+    """Several fits' scorer modules in one graph: the mean of their scores and of their contributions.
+
+    Why: fits that differ only in their seed disagree most on rare windows, which is where thresholds sit;
+    their mean is steadier than any one of them, and one graph keeps the edge's single pass per window.
+    """
+
+    def __init__(self, members: list[ScorerModule]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("a mean of scorers needs at least two members")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score raw windows with every member and average."""
+        outputs = [member(windows) for member in self.members]
+        count = float(len(outputs))
+        score = torch.stack([score for score, _ in outputs]).sum(dim=0) / count
+        contributions = torch.stack([parts for _, parts in outputs]).sum(dim=0) / count
+        return score, contributions
 
 
 class RawGenerator(nn.Module):

@@ -41,7 +41,10 @@ RESULTS = REPO / "benchmarks" / "results"
 OURS_FP32, OURS_INT8, OURS_DAEMON = "EdgeGAN ORT FP32", "EdgeGAN ORT INT8", "EdgeGAN daemon (INT8)"
 
 
-def benchmark_config(quick: bool, settings: dict[str, float | str] | None = None) -> TrainConfig:
+Setting = float | str | dict[str, float]
+
+
+def benchmark_config(quick: bool, settings: dict[str, Setting] | None = None) -> TrainConfig:
     """Default model settings; blanked label rows split the training data instead of failing it.
 
     `settings` measures a model variant: dotted config keys and values, e.g. {"score.latent_weight": 0.5}.
@@ -55,18 +58,33 @@ def benchmark_config(quick: bool, settings: dict[str, float | str] | None = None
     return TrainConfig.model_validate(overrides)
 
 
-def parse_settings(pairs: list[str]) -> dict[str, float | str]:
-    """`--set section.key=value` pairs, checked against the trainer's config (numbers, or a choice such
-    as `score.calibrate_on=holdout`)."""
+def parse_settings(pairs: list[str]) -> dict[str, Setting]:
+    """`--set section.key=value` pairs, checked against the trainer's config: numbers, a choice such as
+    `score.calibrate_on=holdout`, or a JSON object for a mapping such as `score.severity_levels`."""
     defaults = TrainConfig().model_dump()
-    settings: dict[str, float | str] = {}
+    settings: dict[str, Setting] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         section, _, name = key.partition(".")
         if not sep or name not in defaults.get(section, {}):
             raise SystemExit(f"--set {pair!r}: expected section.key=value with a trainer config key")
-        settings[key] = value if isinstance(defaults[section][name], str) else float(value)
+        default = defaults[section][name]
+        if isinstance(default, dict):
+            settings[key] = _mapping(pair, value)
+        else:
+            settings[key] = value if isinstance(default, str) else float(value)
     return settings
+
+
+def _mapping(pair: str, value: str) -> dict[str, float]:
+    """A JSON object of numbers, e.g. '{"warning": 0.01}'."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--set {pair!r}: expected a JSON object of numbers ({err.msg})") from None
+    if not isinstance(parsed, dict) or not all(isinstance(v, int | float) for v in parsed.values()):
+        raise SystemExit(f"--set {pair!r}: expected a JSON object of numbers")
+    return {str(k): float(v) for k, v in parsed.items()}
 
 
 ANOGAN_GROUPS = ("SMD", "NAB realKnownCause", "Generated")  # PyOD AnoGAN's subset: it is slow to fit

@@ -139,6 +139,12 @@ def test_corrupt_model_with_matching_hash_is_refused(tiny_bundle: Path, tmp_path
         (lambda m: m.update(window_len=48), r"shape \['batch', 32, 3\], expected \[batch, 48, 3\]"),
         (lambda m: m["files"].pop(GENERATOR), "required file generator.onnx"),
         (lambda m: m.update(bundle_id="../../etc"), "bundle_id"),
+        (
+            lambda m: m["score"].update(
+                members=[{"seed": 3, "channel_residual_scale": [1.0, 1.0], "feature_residual_scale": 1.0}]
+            ),
+            r"score.members\[0\].channel_residual_scale has 2 values for 3 channels",
+        ),
     ],
 )
 def test_manifest_that_does_not_match_is_refused(
@@ -221,3 +227,56 @@ def test_a_level_free_bundle_scores_shape_and_ignores_a_lasting_offset(
     # The ordinary bundle alarms on the same lasting offset: that is what the option is for.
     plain_threshold = load_bundle(tiny_bundle).manifest.thresholds[SCORER_FP32].value
     assert np.median(scores(tiny_bundle, offset)) > plain_threshold
+
+
+def test_a_bundle_of_members_scores_the_mean_of_its_fits(
+    tmp_path: Path, tiny_data: Path, tiny_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`model.members: 2` with seed 3 holds the very fits of one-member bundles with seeds 3 and 4, and
+    its one graph returns the mean of their scores and contributions."""
+    from tests.conftest import write_tiny_config
+    from trainer.cli import main
+
+    def fit(name: str, **sections: dict[str, object]) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        config = write_tiny_config(folder, **sections)
+        out = folder / "bundle"
+        assert main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config)]) == 0
+        return out
+
+    seed4 = fit("seed4", fit={"seed": 4})
+    pair = fit("pair", model={"members": 2})
+    manifest = load_bundle(pair).manifest
+    single = load_bundle(tiny_bundle).manifest
+    assert [member.seed for member in manifest.score.members] == [3, 4]
+    assert single.score.members == [] and manifest.provenance.seed == 3
+    assert manifest.score.channel_residual_scale == single.score.channel_residual_scale
+    np.testing.assert_allclose(
+        manifest.score.members[1].channel_residual_scale,
+        load_bundle(seed4).manifest.score.channel_residual_scale,
+        rtol=1e-6,
+    )
+    assert len(manifest.validation["gan_members"]) == 2  # type: ignore[arg-type]
+    from edge_agent.cli import main as agent_main
+
+    assert agent_main(["verify", "--bundle", str(pair)]) == 0
+    assert json.loads(capsys.readouterr().out)["fit_seeds"] == [3, 4]
+
+    values = correlated_series(400, seed=5)
+    windows = np.stack([values[i : i + 32] for i in range(0, 360, 4)]).astype(np.float32)
+    windows[::3, 10:20, 1] += 3.0  # some anomalous windows, so the mean is checked where scores differ
+
+    def outputs(bundle: Path) -> tuple[np.ndarray, np.ndarray]:
+        session = ort.InferenceSession(str(bundle / SCORER_FP32), providers=["CPUExecutionProvider"])
+        score, contributions = session.run(None, {"windows": windows})
+        return np.asarray(score), np.asarray(contributions)
+
+    (score_a, parts_a), (score_b, parts_b) = outputs(tiny_bundle), outputs(seed4)
+    score, parts = outputs(pair)
+    assert not np.allclose(score_a, score_b, rtol=0.05)  # two seeds really are two different fits
+    np.testing.assert_allclose(score, (score_a + score_b) / 2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(parts, (parts_a + parts_b) / 2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(parts.sum(axis=1), score, rtol=1e-4)
+    int8 = open_scorer(load_bundle(pair), precision="int8", threads=1)
+    assert np.corrcoef(int8.score(windows).scores, score)[0, 1] > 0.9

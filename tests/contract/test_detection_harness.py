@@ -181,6 +181,12 @@ def test_a_variant_is_named_by_trainer_config_keys_and_a_wrong_key_is_refused() 
     for wrong in ("score.no_such_key=1", "latent_weight=1", "score.latent_weight"):
         with pytest.raises(SystemExit, match="expected section.key=value"):
             parse_settings([wrong])
+    levels = parse_settings(['score.severity_levels={"warning": 0.01, "emergency": 1e-5}'])
+    config = benchmark_config(quick=False, settings=levels)
+    assert config.score.severity_levels == {"warning": 0.01, "emergency": 1e-5}
+    for wrong in ("score.severity_levels=0.01", 'score.severity_levels={"warning": "high"}'):
+        with pytest.raises(SystemExit, match="JSON object of numbers"):
+            parse_settings([wrong])
 
 
 def test_the_matched_threshold_raises_at_most_the_allowed_false_alarms_and_flags_ties_together() -> None:
