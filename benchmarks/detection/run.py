@@ -334,6 +334,17 @@ def _series_folder(cache: Path, series: LabelledSeries) -> Path:
     return cache / f"{series.group.replace(' ', '_')}__{series.name}"
 
 
+def edgegan_folder(cache: Path, series: LabelledSeries, config: TrainConfig, quick: bool = False) -> Path:
+    """Where one series' EdgeGAN result (bundle, traces, counts) for this whole config is cached."""
+    key = _key(config.model_dump(mode="json"))
+    return _series_folder(cache, series) / f"edgegan-{key}-{_split_key(config, quick)}"
+
+
+def baseline_folder(cache: Path, series: LabelledSeries, config: TrainConfig, quick: bool = False) -> Path:
+    """Where one series' baseline results (scores and counts per detector) are cached."""
+    return _series_folder(cache, series) / f"baselines-{_split_key(config, quick)}"
+
+
 def evaluate_series(
     series: LabelledSeries,
     config: TrainConfig,
@@ -349,8 +360,7 @@ def evaluate_series(
     `cached_only` computes nothing: a series with any result missing raises NotRun.
     """
     folder = _series_folder(cache, series)
-    split = _split_key(config, quick)
-    ours_folder = folder / f"edgegan-{_key(config.model_dump(mode='json'))}-{split}"
+    ours_folder = edgegan_folder(cache, series, config, quick)
     merged = folder / f"merged-{ours_folder.name}"
     prepared: Prepared | None = None
     entries: dict[str, dict[str, object]] = {}
@@ -374,7 +384,7 @@ def evaluate_series(
         entries.update(json.loads((ours_folder / "result.json").read_text()))
         traces.update(dict(np.load(ours_folder / "traces.npz")))
     for detector in detector_factory(quick, series.group) if with_baselines else []:
-        stem = folder / f"baselines-{split}" / detector.name.replace(" ", "_")
+        stem = baseline_folder(cache, series, config, quick) / detector.name.replace(" ", "_")
         if cached_only and not stem.with_suffix(".json").is_file():
             raise NotRun(detector.name)
         if not stem.with_suffix(".json").is_file():

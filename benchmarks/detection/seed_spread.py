@@ -1,6 +1,7 @@
 """How much does the bar's verdict depend on the fit's seed? Reads the per-seed results files of one dataset.
 
 Usage: python -m benchmarks.detection.seed_spread
+The three-member bundle (`model.members: 3`, seeds 0, 1, 2 averaged in one graph) is listed after the seeds.
 Each seed's run (`--set fit.seed=N --variant NAME_seedN`, see benchmarks/README.md) wrote its own
 results/detection_*.json. Per dataset and seed this lists every EdgeGAN operating point (scorer graph x
 severity level) and which baselines each one beats: higher point-wise F1 at an equal or lower false-alarm
@@ -37,6 +38,13 @@ RUNS = {
     ),
 }
 
+# dataset -> results file of the bundle whose graph averages seeds 0, 1 and 2 (`--set model.members=3`)
+ENSEMBLES = {
+    "realKnownCause (default model)": "detection_members3",
+    "SMD (floors)": "detection_floors_members3",
+    "realAWSCloudwatch (level-free)": "detection_level_free_members3",
+}
+
 Point = dict[str, float]
 
 
@@ -57,29 +65,28 @@ def _point(row: Mapping[str, object]) -> Point:
 
 
 def measure(results: Path = RESULTS) -> dict[str, list[dict[str, object]]]:
-    """Every dataset's seeds whose results file exists."""
+    """Every dataset's seeds, then its three-member bundle, whose results file exists."""
     out: dict[str, list[dict[str, object]]] = {}
     for dataset, (group_name, files) in RUNS.items():
-        seeds = []
-        for seed, stem in enumerate(files):
+        fits = [(f"seed {seed}", stem) for seed, stem in enumerate(files)]
+        fits.append(("members 0+1+2", ENSEMBLES[dataset]))
+        entries = []
+        for fit, stem in fits:
             path = results / f"{stem}.json"
-            if not path.is_file():
-                continue
-            group = json.loads(path.read_text())["groups"][group_name]
-            seeds.append(
-                {
-                    "seed": seed,
-                    "file": path.name,
-                    "series_pooled": len(group["series"]),
-                    "operating_points": {
-                        name: _point(row)  # type: ignore[arg-type]
-                        for name, row in operating_points(group["detectors"], group.get("levels", {})).items()
-                    },
-                    "baselines": verdicts(group),
-                }
-            )
-        out[dataset] = seeds
+            if path.is_file():
+                entries.append({"fit": fit, "file": path.name} | _verdict_of(path, group_name))
+        out[dataset] = entries
     return out
+
+
+def _verdict_of(path: Path, group_name: str) -> dict[str, object]:
+    group = json.loads(path.read_text())["groups"][group_name]
+    points = operating_points(group["detectors"], group.get("levels", {}))
+    return {
+        "series_pooled": len(group["series"]),
+        "operating_points": {name: _point(row) for name, row in points.items()},  # type: ignore[arg-type]
+        "baselines": verdicts(group),
+    }
 
 
 def main() -> None:
@@ -89,7 +96,7 @@ def main() -> None:
         for entry in seeds:
             baselines: dict[str, dict[str, object]] = entry["baselines"]  # type: ignore[assignment]
             unbeaten = [name for name, v in baselines.items() if not v["beaten_by"]]
-            print(f"  seed {entry['seed']}: unbeaten {', '.join(unbeaten) or 'none'}")
+            print(f"  {entry['fit']}: unbeaten {', '.join(unbeaten) or 'none'}")
     print(f"wrote {write_result('seed_spread', {'datasets': figures})}")
 
 

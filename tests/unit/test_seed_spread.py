@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.detection.seed_spread import RUNS, measure, verdicts
+from benchmarks.detection.seed_spread import ENSEMBLES, RUNS, measure, verdicts
 
 
 def _row(f1: float, far: float) -> dict[str, float]:
@@ -42,10 +42,10 @@ def test_a_baseline_is_beaten_only_by_a_higher_f1_at_an_equal_or_lower_false_ala
 
 def test_each_seed_file_is_read_and_a_missing_one_is_left_out(tmp_path: Path) -> None:
     group_name, files = RUNS["SMD (floors)"]
-    for stem in files[:2]:
+    for stem in [*files[:2], ENSEMBLES["SMD (floors)"]]:
         (tmp_path / f"{stem}.json").write_text(json.dumps({"groups": {group_name: _group()}}))
     seeds = measure(tmp_path)["SMD (floors)"]
-    assert [s["seed"] for s in seeds] == [0, 1]
+    assert [s["fit"] for s in seeds] == ["seed 0", "seed 1", "members 0+1+2"]
     assert seeds[0]["series_pooled"] == 2
     assert "EdgeGAN daemon (INT8) at critical" in seeds[0]["operating_points"]  # type: ignore[operator]
     assert measure(tmp_path)["realKnownCause (default model)"] == []
