@@ -111,20 +111,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the cache of a --quick detection run")
     args = parser.parse_args()
     config = benchmark_config(args.quick, parse_settings(args.set))
-    groups: dict[str, list[dict[str, dict[str, dict[str, int]]]]] = {}
+    groups: dict[str, dict[str, dict[str, dict[str, dict[str, int]]]]] = {}
     for series in load_all(args.datasets, tuple(args.groups.split(","))):
         counts = sweep_series(series, config, args.cache, args.quick)
         if counts is not None:
-            groups.setdefault(series.group, []).append(counts)
+            groups.setdefault(series.group, {})[series.name] = counts
     report: dict[str, object] = {"budgets": list(BUDGETS), "settings": args.set, "groups": {}}
-    for group, per_series in groups.items():
+    for group, by_series in groups.items():
+        per_series = list(by_series.values())
         table = pooled(per_series)
         verdict = {
             f"{detector} @ {point}": [b for b in BASELINES if b in table and beats(row, table[b]["own"])]
             for detector in PRECISIONS
             for point, row in table[detector].items()
         }
-        report["groups"][group] = {"series": len(per_series), "pooled": table, "beats": verdict}  # type: ignore[index]
+        report["groups"][group] = {"pooled": table, "beats": verdict, "per_series": by_series}  # type: ignore[index]
         print(f"{group} ({len(per_series)} series)")
         for detector, points in table.items():
             for point, row in points.items():
