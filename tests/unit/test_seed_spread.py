@@ -42,7 +42,7 @@ def test_a_baseline_is_beaten_only_by_a_higher_f1_at_an_equal_or_lower_false_ala
 
 def test_each_seed_file_is_read_and_a_missing_one_is_left_out(tmp_path: Path) -> None:
     group_name, files = RUNS["SMD (floors)"]
-    for stem in [*files[:2], ENSEMBLES["SMD (floors)"]]:
+    for stem in [*files[:2], ENSEMBLES["SMD (floors)"][0][1]]:
         (tmp_path / f"{stem}.json").write_text(json.dumps({"groups": {group_name: _group()}}))
     seeds = measure(tmp_path)["SMD (floors)"]
     assert [s["fit"] for s in seeds] == ["seed 0", "seed 1", "members 0+1+2"]
