@@ -102,24 +102,30 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         validation, thresholds = _export_and_check(scorer, members, windows, config, stage)
         validation["training"] = {"world_size": world.size, "backend": world.backend or "none"}
         fit_seconds = time.perf_counter() - started
-        definition = _score_definition(member_scorers, config.fit.seed)
+        definition = _score_definition(member_scorers, _member_seeds(config))
         manifest = _manifest(stage, data, windows, config, definition, thresholds, validation, fit_seconds)
         bundle = publish(stage, manifest, out)
     return BuildResult(bundle=bundle, fit_seconds=fit_seconds)
 
 
+def _member_seeds(config: TrainConfig) -> list[int]:
+    """fit.seed, fit.seed + 1, ...: one per member, in the order the graph holds them."""
+    return [config.fit.seed + index for index in range(config.model.members)]
+
+
 def _fit_members(windows: WindowSets, config: TrainConfig, world: World) -> list[TrainedNets]:
-    """The networks of every member: the same windows, seeds fit.seed, fit.seed + 1, ... in order.
+    """The networks of every member, fitted on the same windows.
 
     A member with seed s is the very fit a one-member bundle with fit.seed s would get.
     """
     train = _to_network_layout(windows.train, windows.normaliser)
     holdout = _to_network_layout(windows.holdout, windows.normaliser)
+    seeds = _member_seeds(config)
     members = []
-    for index in range(config.model.members):
-        fit = config.fit.model_copy(update={"seed": config.fit.seed + index})
-        if config.model.members > 1:
-            log.info("member %d of %d: seed %d", index + 1, config.model.members, fit.seed)
+    for index, seed in enumerate(seeds):
+        if len(seeds) > 1:
+            log.info("member %d of %d: seed %d", index + 1, len(seeds), seed)
+        fit = config.fit.model_copy(update={"seed": seed})
         members.append(fit_networks(train, holdout, config.model, fit, world))
     return members
 
@@ -305,16 +311,16 @@ def _int8_parity(
     )
 
 
-def _score_definition(members: list[scorer_graph.ScorerModule], first_seed: int) -> ScoreDefinition:
+def _score_definition(members: list[scorer_graph.ScorerModule], seeds: list[int]) -> ScoreDefinition:
     """The first member's scales at the top level (as a one-fit bundle has them), every member's below."""
     scales = [
         MemberScale(
-            seed=first_seed + index,
+            seed=seed,
             channel_residual_scale=member.channel_residual_scale.flatten().tolist(),
             feature_residual_scale=member.feature_residual_scale,
             latent_distance_scale=member.latent_scale if member.latent_distance is not None else None,
         )
-        for index, member in enumerate(members)
+        for member, seed in zip(members, seeds, strict=True)
     ]
     first = members[0]
     return ScoreDefinition(

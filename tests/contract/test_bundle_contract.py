@@ -260,6 +260,7 @@ def test_a_bundle_of_members_scores_the_mean_of_its_fits(
     assert len(manifest.validation["gan_members"]) == 2  # type: ignore[arg-type]
     from edge_agent.cli import main as agent_main
 
+    capsys.readouterr()  # drop what the fits printed
     assert agent_main(["verify", "--bundle", str(pair)]) == 0
     assert json.loads(capsys.readouterr().out)["fit_seeds"] == [3, 4]
 
