@@ -1,5 +1,8 @@
 """Home Assistant MQTT discovery: per device a binary sensor (anomaly state) and a sensor (score).
 
+The score sensor carries the threshold and the window's severity level as attributes, so an automation can
+page on `critical` without knowing the bundle's numbers.
+
 Both are linked to two availability topics with `availability_mode: all`: the agent's status (its last
 will turns everything unavailable when the agent dies) and the device's own availability (a silent device
 shows unavailable rather than a stale state). Discovery configs are retained; the agent re-sends them, and
@@ -54,7 +57,9 @@ def discovery_messages(config: AgentConfig, device: str, bundle_id: str) -> list
         "state_class": "measurement",
         "suggested_display_precision": 3,
         "json_attributes_topic": topics.score.format(device=device),
-        "json_attributes_template": "{{ {'threshold': value_json.threshold} | tojson }}",
+        "json_attributes_template": (
+            "{{ {'threshold': value_json.threshold, 'severity': value_json.severity} | tojson }}"
+        ),
         **common,
     }
     return [

@@ -456,6 +456,7 @@ class AgentService:
                 "seq": outcome.reading.seq,
                 "score": round(outcome.score, 6),
                 "threshold": round(decision.threshold, 6),
+                "severity": pipeline.threshold.severity_of(outcome.score),
                 "agent_id": self.config.agent_id,
             }
             self.link.publish(topics.score.format(device=device), json.dumps(score), qos=0)

@@ -95,6 +95,10 @@ def test_discovery_payloads_follow_the_documented_schema_and_point_at_our_topics
     watch.wait_for(lambda ms: any(t == "edgegan/score/pump-7" for t, _, _ in ms))
     score = next(json.loads(p) for t, p, _ in watch.messages if t == "edgegan/score/pump-7")
     assert isinstance(score["score"], float)
+    # Every score message names its window's level, and the sensor exposes it as an attribute.
+    threshold = agent.service.pipeline.threshold
+    assert score["severity"] == threshold.severity_of(score["score"])
+    assert "'severity': value_json.severity" in sensor["json_attributes_template"]
     retained = recorder(f"{PREFIX}/#")  # a late subscriber still gets them: they are retained
     retained.wait_for(lambda ms: len(ms) == 2 and all(r for _, _, r in ms))
     assert agent.service.pipeline.bundle_id in str(binary["device"])
