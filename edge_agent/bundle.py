@@ -123,12 +123,27 @@ class Threshold(_Strict):
             known = ", ".join(sorted(self.levels)) or "none"
             raise BundleError(f"the bundle has no severity level {level!r} (it has: {known})") from None
 
+    def ladder(self) -> SeverityLadder:
+        """Every level with the threshold itself as `alert`, ordered once for scoring many windows."""
+        points = [(self.value, ALERT_LEVEL), *((lv.value, name) for name, lv in self.levels.items())]
+        return SeverityLadder(tuple(sorted(points, reverse=True)))
+
     def severity_of(self, score: float) -> str | None:
         """The strictest level `score` exceeds, the threshold itself counting as level `alert`; None when
         it exceeds none (an agent whose threshold was overridden below all of them)."""
-        points = {ALERT_LEVEL: self.value, **{name: lv.value for name, lv in self.levels.items()}}
-        crossed = [(value, name) for name, value in points.items() if score > value]
-        return max(crossed)[1] if crossed else None
+        return self.ladder().of(score)
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityLadder:
+    """A threshold's levels as (score, name) from the strictest down. Why a separate object: the agent asks
+    for every scored window's level, and ordering the levels once per bundle keeps that to one short scan."""
+
+    points: tuple[tuple[float, str], ...]
+
+    def of(self, score: float) -> str | None:
+        """The strictest level `score` exceeds; None when it exceeds none."""
+        return next((name for value, name in self.points if score > value), None)
 
 
 class FileEntry(_Strict):

@@ -69,6 +69,7 @@ class ScoringPipeline:
         self._batch = WindowBatch(manifest.window_len, len(self.channels))
         threshold = bundle.threshold_for(PRECISION_FILES[precision])
         self.threshold = threshold  # its named severity levels name how far an alert's score went
+        self.severity = threshold.ladder()  # ordered once: every scored window asks for its level
         self.decider = Decider(threshold.at_level(decision.level), decision)
         self.threshold_details = dict(threshold.details)  # calibration facts, e.g. the drift reference
 

@@ -456,7 +456,7 @@ class AgentService:
                 "seq": outcome.reading.seq,
                 "score": round(outcome.score, 6),
                 "threshold": round(decision.threshold, 6),
-                "severity": pipeline.threshold.severity_of(outcome.score),
+                "severity": pipeline.severity.of(outcome.score),
                 "agent_id": self.config.agent_id,
             }
             self.link.publish(topics.score.format(device=device), json.dumps(score), qos=0)
@@ -478,7 +478,7 @@ class AgentService:
             "ts": outcome.reading.ts,
             "score": round(outcome.score, 6),
             "threshold": round(decision.threshold, 6),
-            "severity": pipeline.threshold.severity_of(decision.peak) or ALERT_LEVEL,
+            "severity": pipeline.severity.of(decision.peak) or ALERT_LEVEL,
             "peak_score": round(decision.peak, 6),
             "top_channels": [{"channel": c, "contribution": v} for c, v in outcome.top_channels()],
             "bundle_id": bundle_id,
