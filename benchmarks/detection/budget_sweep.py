@@ -30,6 +30,7 @@ from benchmarks.detection.run import (
     calibrated_threshold,
     edgegan_folder,
     parse_settings,
+    pooled_counts,
     prepare,
 )
 from benchmarks.environment import write_result
@@ -47,15 +48,16 @@ def false_alarm_episodes(flags: npt.NDArray[np.bool_], labels: npt.NDArray[np.in
     return int(np.count_nonzero(np.diff(np.concatenate([[0], wrong.astype(np.int8)])) == 1))
 
 
-def _tally(flags: npt.NDArray[np.bool_], labels: npt.NDArray[np.int8]) -> dict[str, int]:
-    counts = asdict(metrics.count(flags, labels))
-    return {"tp": counts["tp"], "fp": counts["fp"], "fn": counts["fn"], "tn": counts["tn"],
-            "episodes": false_alarm_episodes(flags, labels)}  # fmt: skip
+Tally = dict[str, object]  # {"counts": metrics.Counts as a dict, "episodes": int}
+
+
+def _tally(flags: npt.NDArray[np.bool_], labels: npt.NDArray[np.int8]) -> Tally:
+    return {"counts": asdict(metrics.count(flags, labels)), "episodes": false_alarm_episodes(flags, labels)}
 
 
 def sweep_series(
     series: LabelledSeries, config: TrainConfig, cache: Path, quick: bool = False
-) -> dict[str, dict[str, dict[str, int]]] | None:
+) -> dict[str, dict[str, Tally]] | None:
     """Counts per detector and budget (ours) or at its own threshold (baselines); None if not in the cache."""
     folder = edgegan_folder(cache, series, config, quick)
     baseline_dir = baseline_folder(cache, series, config, quick)
@@ -65,7 +67,7 @@ def sweep_series(
     train = evenly_spaced(prepared.sets.train) if config.score.uses_training_windows else None
     labels = series.test_labels
     traces = np.load(folder / "traces.npz")
-    out: dict[str, dict[str, dict[str, int]]] = {}
+    out: dict[str, dict[str, Tally]] = {}
     for name, precision in PRECISIONS.items():
         holdout = ours.score_graph(folder / "bundle", precision, prepared.sets.holdout).scores
         on_train = None if train is None else ours.score_graph(folder / "bundle", precision, train).scores
@@ -84,20 +86,17 @@ def sweep_series(
     return out
 
 
-def pooled(per_series: list[dict[str, dict[str, dict[str, int]]]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Sum the counts over series, then take F1, FAR and episodes per detector and point."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for detector in per_series[0]:
-        for point in per_series[0][detector]:
-            keys = per_series[0][detector][point]
-            total = {k: sum(s[detector][point][k] for s in per_series) for k in keys}
-            precision = total["tp"] / max(1, total["tp"] + total["fp"])
-            recall = total["tp"] / max(1, total["tp"] + total["fn"])
-            f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-            far = total["fp"] / max(1, total["fp"] + total["tn"])
-            out.setdefault(detector, {})[point] = {
-                "f1": f1, "false_alarm_rate": far, "false_alarms": total["fp"], "episodes": total["episodes"]
-            }  # fmt: skip
+def pooled(per_series: list[dict[str, dict[str, Tally]]]) -> dict[str, dict[str, dict[str, object]]]:
+    """Per detector and point: the counts summed over series (`run.pooled_counts`), their ratios, and the
+    false alarms and episodes."""
+    out: dict[str, dict[str, dict[str, object]]] = {}
+    for detector, points in per_series[0].items():
+        for point in points:
+            tallies = [series[detector][point] for series in per_series]
+            total = pooled_counts(tallies)
+            episodes = sum(int(t["episodes"]) for t in tallies)  # type: ignore[call-overload]
+            row = {**total.summary(), "false_alarms": total.fp, "episodes": episodes}
+            out.setdefault(detector, {})[point] = row
     return out
 
 
@@ -111,7 +110,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the cache of a --quick detection run")
     args = parser.parse_args()
     config = benchmark_config(args.quick, parse_settings(args.set))
-    groups: dict[str, dict[str, dict[str, dict[str, dict[str, int]]]]] = {}
+    groups: dict[str, dict[str, dict[str, dict[str, Tally]]]] = {}
     for series in load_all(args.datasets, tuple(args.groups.split(","))):
         counts = sweep_series(series, config, args.cache, args.quick)
         if counts is not None:

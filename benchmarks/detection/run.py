@@ -452,7 +452,7 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
         names = list(members[0]["detectors"])
         rows: dict[str, dict[str, object]] = {}
         for name in names:
-            total = _pooled_counts([m["detectors"][name] for m in members])
+            total = pooled_counts([m["detectors"][name] for m in members])
             aucs = [m["detectors"][name]["auc_pr"] for m in members]
             aucs = [a for a in aucs if a is not None]
             rows[name] = {
@@ -497,12 +497,12 @@ def _pooled_levels(
         for name in names:
             found = [e[name].get("levels", {}).get(level) for e in entries]
             if all(found):
-                rows[name] = _pooled_counts(found).summary()
+                rows[name] = pooled_counts(found).summary()
         pooled[level] = rows
     return pooled
 
 
-def _pooled_counts(entries: list[dict[str, object]]) -> metrics.Counts:
+def pooled_counts(entries: list[dict[str, object]]) -> metrics.Counts:
     """One detector's counts summed over series (entries hold a `counts` dict each)."""
     counts = [metrics.Counts(**entry["counts"]) for entry in entries]  # type: ignore[arg-type]
     return sum(counts[1:], counts[0])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from benchmarks.detection.budget_sweep import false_alarm_episodes, pooled
+from benchmarks.detection.metrics import Counts
 
 
 def test_an_episode_is_a_run_of_flagged_normal_rows_and_a_labelled_row_splits_it() -> None:
@@ -17,8 +20,14 @@ def test_an_episode_is_a_run_of_flagged_normal_rows_and_a_labelled_row_splits_it
 
 
 def test_counts_are_pooled_before_the_ratios_are_taken() -> None:
-    one = {"d": {"p": {"tp": 9, "fp": 1, "fn": 1, "tn": 89, "episodes": 1}}}
-    two = {"d": {"p": {"tp": 0, "fp": 9, "fn": 10, "tn": 81, "episodes": 3}}}
+    def tally(tp: int, fp: int, fn: int, tn: int, episodes: int) -> dict[str, object]:
+        counts = Counts(
+            tp, fp, fn, tn, events=1, events_detected=0, delay_rows_sum=0, pa_tp=0, pa_fp=0, pa_fn=0
+        )
+        return {"counts": asdict(counts), "episodes": episodes}
+
+    one = {"d": {"p": tally(9, 1, 1, 89, episodes=1)}}
+    two = {"d": {"p": tally(0, 9, 10, 81, episodes=3)}}
     row = pooled([one, two])["d"]["p"]
     assert row["false_alarms"] == 10 and row["episodes"] == 4
     assert row["false_alarm_rate"] == 10 / 180
