@@ -44,8 +44,7 @@ PRECISIONS = {OURS_FP32: "fp32", OURS_INT8: "int8"}
 
 def false_alarm_episodes(flags: npt.NDArray[np.bool_], labels: npt.NDArray[np.integer]) -> int:
     """Maximal runs of flagged rows that hold no labelled row: the separate false alerts a person sees."""
-    wrong = flags & (labels == 0)
-    return int(np.count_nonzero(np.diff(np.concatenate([[0], wrong.astype(np.int8)])) == 1))
+    return len(metrics.segments(flags & (labels == 0)))
 
 
 Tally = dict[str, object]  # {"counts": metrics.Counts as a dict, "episodes": int}
