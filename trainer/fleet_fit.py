@@ -1,9 +1,11 @@
 """`edge-trainer fit-assets`: one bundle per asset, fitted by parallel worker processes, with a summary.
 
 An asset is a sub-folder of the data folder (its CSV files, in name order) or a single CSV file in it (the
-asset is the file's stem). Each worker process fits one asset at a time with `fit.threads` torch threads,
-so workers x threads should not exceed the cores. One asset failing (bad data, a quality gate) does not stop
-the others; it is listed with its reason and the command exits non-zero.
+asset is the file's stem). Each worker process fits one asset at a time with `fit.threads` torch and ONNX
+Runtime threads, cut down so that workers x threads does not exceed the cores this process may use: both
+libraries spin-wait their thread pools, and oversubscribed spinning on a busy machine slows every fit several
+times over (a CI run saw a four-asset fit pass 600 s that takes 150 s alone). One asset failing (bad data,
+a quality gate) does not stop the others; it is listed with its reason and the command exits non-zero.
 
 When one bundle per asset wins, and when one shared bundle does, is in docs of the README ("Many assets").
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -57,12 +60,33 @@ def find_assets(data: Path) -> dict[str, Path]:
     return assets
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (a container's or taskset's limit, not the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def threads_per_worker(wanted: int, workers: int, cores: int) -> int:
+    """fit.threads, cut so that all workers together fit in the cores (at least one each)."""
+    return max(1, min(wanted, cores // max(1, workers)))
+
+
+def _label_logs(asset: str) -> None:
+    """Prefix this worker's log lines with the asset it is fitting now (a worker fits several in turn)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"%(levelname)s [{asset}] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+
+
 def _fit_one(asset: str, data: Path, out: Path, config_json: str) -> AssetResult:
     """Worker: one full fit (runs in its own process)."""
     from edge_agent.bundle import SCORER_INT8
     from trainer.build import build_bundle
 
-    logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s [{asset}] %(name)s: %(message)s")
+    _label_logs(asset)
     config = TrainConfig.model_validate_json(config_json)
     started = time.perf_counter()
     try:
@@ -89,6 +113,17 @@ def fit_assets(data: Path, out: Path, config: TrainConfig, workers: int) -> list
     """Fit every asset; results in asset order. Writes out/summary.json and out/summary.md."""
     assets = find_assets(data)
     out.mkdir(parents=True, exist_ok=True)
+    workers = max(1, min(workers, len(assets)))
+    threads = threads_per_worker(config.fit.threads, workers, usable_cores())
+    if threads != config.fit.threads:
+        log.info(
+            "fit.threads %d -> %d per worker: %d workers share %d cores",
+            config.fit.threads,
+            threads,
+            workers,
+            usable_cores(),
+        )
+        config = config.model_copy(update={"fit": config.fit.model_copy(update={"threads": threads})})
     config_json = config.model_dump_json()
     results: dict[str, AssetResult] = {}
     # Spawned, not forked: a fork of a process whose torch/OpenMP threads are running can deadlock.

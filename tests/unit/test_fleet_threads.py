@@ -1,0 +1,28 @@
+"""fit-assets shares the cores among its workers instead of oversubscribing them."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainer.fleet_fit import threads_per_worker, usable_cores
+
+
+@pytest.mark.parametrize(
+    ("wanted", "workers", "cores", "expected"),
+    [
+        (2, 2, 2, 1),  # the default config on a 2-core gateway: one thread each, not four on two cores
+        (4, 2, 16, 4),  # room to spare: the configured count stands
+        (8, 3, 16, 5),  # cut to the fair share
+        (2, 4, 2, 1),  # more workers than cores: still one thread each
+    ],
+)
+def test_threads_per_worker_never_exceeds_the_share_of_cores(
+    wanted: int, workers: int, cores: int, expected: int
+) -> None:
+    assert threads_per_worker(wanted, workers, cores) == expected
+
+
+def test_usable_cores_is_a_positive_count_no_larger_than_the_machine() -> None:
+    import os
+
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
