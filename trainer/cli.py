@@ -40,7 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     assets.add_argument("--data", type=Path, required=True, help="folder: one sub-folder or CSV per asset")
     assets.add_argument("--out", type=Path, required=True, help="folder for the bundles and summary.md/json")
-    assets.add_argument("--workers", type=int, default=2, help="parallel fits (each: fit.threads)")
+    assets.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="parallel fits (fit.threads is cut to each one's share of the cores)",
+    )
     _add_fit_options(assets)
     demo = commands.add_parser(
         "demo",
