@@ -4,7 +4,8 @@ An asset is a sub-folder of the data folder (its CSV files, in name order) or a 
 asset is the file's stem). Each worker process fits one asset at a time with `fit.threads` torch and ONNX
 Runtime threads, cut down so that workers x threads does not exceed the cores this process may use: both
 libraries spin-wait their thread pools, and oversubscribed spinning on a busy machine slows every fit several
-times over (a CI run saw a four-asset fit pass 600 s that takes 150 s alone). One asset failing (bad data,
+times over (a CI run saw the four-asset contract test pass 600 s; on an idle 2-core machine it took 152 s
+with 2 x 2 threads and 49 s with 2 x 1). One asset failing (bad data,
 a quality gate) does not stop the others; it is listed with its reason and the command exits non-zero.
 
 When one bundle per asset wins, and when one shared bundle does, is in docs of the README ("Many assets").
@@ -61,7 +62,7 @@ def find_assets(data: Path) -> dict[str, Path]:
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (a container's or taskset's limit, not the machine's count)."""
+    """Cores this process may run on (a cpuset's or taskset's limit, not the machine's count)."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
@@ -70,6 +71,21 @@ def usable_cores() -> int:
 def threads_per_worker(wanted: int, workers: int, cores: int) -> int:
     """fit.threads, cut so that all workers together fit in the cores (at least one each)."""
     return max(1, min(wanted, cores // max(1, workers)))
+
+
+def worker_config(config: TrainConfig, workers: int, cores: int) -> TrainConfig:
+    """The config each worker fits with: fit.threads cut to its share of the cores."""
+    threads = threads_per_worker(config.fit.threads, workers, cores)
+    if threads == config.fit.threads:
+        return config
+    log.info(
+        "fit.threads %d -> %d per worker: %d workers share %d cores",
+        config.fit.threads,
+        threads,
+        workers,
+        cores,
+    )
+    return config.model_copy(update={"fit": config.fit.model_copy(update={"threads": threads})})
 
 
 def _label_logs(asset: str) -> None:
@@ -114,16 +130,7 @@ def fit_assets(data: Path, out: Path, config: TrainConfig, workers: int) -> list
     assets = find_assets(data)
     out.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers, len(assets)))
-    threads = threads_per_worker(config.fit.threads, workers, usable_cores())
-    if threads != config.fit.threads:
-        log.info(
-            "fit.threads %d -> %d per worker: %d workers share %d cores",
-            config.fit.threads,
-            threads,
-            workers,
-            usable_cores(),
-        )
-        config = config.model_copy(update={"fit": config.fit.model_copy(update={"threads": threads})})
+    config = worker_config(config, workers, usable_cores())
     config_json = config.model_dump_json()
     results: dict[str, AssetResult] = {}
     # Spawned, not forked: a fork of a process whose torch/OpenMP threads are running can deadlock.

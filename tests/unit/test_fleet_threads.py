@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.fleet_fit import threads_per_worker, usable_cores
+from trainer.fleet_fit import threads_per_worker, usable_cores, worker_config
 
 
 @pytest.mark.parametrize(
@@ -26,3 +26,14 @@ def test_usable_cores_is_a_positive_count_no_larger_than_the_machine() -> None:
     import os
 
     assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+
+
+def test_each_worker_is_handed_its_share_and_nothing_else_changes() -> None:
+    from trainer.config import TrainConfig
+
+    config = TrainConfig.model_validate({"fit": {"threads": 2, "seed": 7}})
+    shared = worker_config(config, workers=2, cores=2)
+    assert shared.fit.threads == 1
+    assert shared.model_dump(exclude={"fit": {"threads"}}) == config.model_dump(exclude={"fit": {"threads"}})
+    assert config.fit.threads == 2  # the caller's config is not mutated
+    assert worker_config(config, workers=2, cores=8) is config
