@@ -57,6 +57,9 @@ class MemberScale(_Strict):
     channel_residual_scale: list[float] = Field(description="this member's per-channel residual scale")
     feature_residual_scale: float = Field(gt=0, description="this member's feature residual scale")
     latent_distance_scale: float | None = Field(None, gt=0, description="this member's latent distance scale")
+    term_tails: dict[str, float] = Field(
+        default_factory=dict, description="this member's q_k: each term's 99th percentile on training windows"
+    )
 
 
 class ScoreDefinition(_Strict):
@@ -67,15 +70,25 @@ class ScoreDefinition(_Strict):
     """
 
     formula: str = Field(description="human-readable definition of score and contributions")
-    feature_weight: float = Field(ge=0, le=1, description="weight of the discriminator-feature residual")
+    feature_weight: float = Field(ge=0, description="weight of the discriminator-feature residual")
     channel_residual_scale: list[float] = Field(
         description="per-channel reconstruction residual on training windows, used to normalise"
     )
     feature_residual_scale: float = Field(gt=0, description="feature residual on training windows")
-    latent_weight: float = Field(0.0, ge=0, le=1, description="weight of the encoder-latent distance term")
+    latent_weight: float = Field(0.0, ge=0, description="weight of the encoder-latent distance term")
     latent_distance_scale: float | None = Field(
         None, gt=0, description="latent Mahalanobis distance on training windows (None: term not used)"
     )
+    term_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="w_k of the formula by term (reconstruction, local, level, variability, feature, "
+        "latent); empty in bundles made before the time-local, level and variability terms",
+    )
+    term_tails: dict[str, float] = Field(
+        default_factory=dict, description="q_k: each term's 99th percentile on training windows"
+    )
+    local_half_life_steps: float | None = Field(None, gt=0, description="the time-local term's half-life")
+    variability_steps: int | None = Field(None, ge=2, description="newest steps the variability term reads")
     window_level: Literal["keep", "remove"] = Field(
         "keep",
         description=(
@@ -105,7 +118,11 @@ class Threshold(_Strict):
     value: float = Field(description="score above which a window is anomalous")
     method: str = Field(description="calibration method, e.g. 'pot' or 'quantile'")
     false_alarm_budget: float = Field(gt=0, lt=1, description="target fraction of normal windows above")
-    calibration_windows: int = Field(ge=1, description="held-out normal windows used")
+    calibration_windows: int = Field(
+        ge=1,
+        description="normal windows behind the threshold (the holdout's, plus the training windows "
+        "when both calibrate)",
+    )
     details: dict[str, float] = Field(default_factory=dict, description="fit parameters of the method")
     levels: dict[str, SeverityLevel] = Field(
         default_factory=dict,

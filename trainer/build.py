@@ -40,6 +40,7 @@ from trainer.parity import Int8Parity, check_fp32_parity, check_int8_parity, int
 from trainer.plots import plot_score_histograms, plot_training_curves
 from trainer.provenance import seed_everything, utc_now, versions
 from trainer.quantize import quantize_scorer
+from trainer.score_scales import measure_scales
 from trainer.synthetic_anomalies import ANOMALY_KINDS, auroc, inject
 from trainer.windows import Normaliser, WindowSets, build_windows
 
@@ -141,39 +142,30 @@ def _log_constant_channels(data: TrainingData, normaliser: Normaliser) -> None:
         log.warning("constant in the training rows (kept, scale 1): %s", ", ".join(names))
 
 
+def score_weights(config: TrainConfig) -> scorer_graph.ScoreWeights:
+    """The formula's weights from score.* in the config."""
+    score = config.score
+    return scorer_graph.ScoreWeights(
+        reconstruction=score.reconstruction_weight,
+        local=score.local_weight,
+        level=score.level_weight,
+        variability=score.variability_weight,
+        feature=score.feature_weight,
+        latent=score.latent_weight,
+        local_half_life_steps=score.local_half_life_steps,
+        variability_steps=score.variability_steps,
+    )
+
+
 def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) -> scorer_graph.ScorerModule:
-    """Measure residuals on training windows so both score terms read ~1 on normal data."""
+    """Measure every term on training windows so each reads <= 1 on 99% of normal windows."""
     terms = scorer_graph.ScoreTerms(
         nets.encoder, nets.generator, nets.critic, config.model.removes_window_level
     ).eval()
     sample = windows.train[:: max(1, len(windows.train) // _MAX_SCALE_WINDOWS)]
-    with torch.no_grad():
-        rec, feat, latent = terms(torch.from_numpy(_to_network_layout(sample, windows.normaliser)))
-    medians = torch.quantile(rec, 0.5, dim=0)
-    rec_scale = scorer_graph.floored_residual_scale(medians, config.score.residual_floor)
-    feat_scale = max(float(torch.quantile(feat, 0.5)), scorer_graph.MIN_TERM_SCALE)
-    normaliser = windows.normaliser
-    return scorer_graph.ScorerModule(
-        terms,
-        mean=torch.from_numpy(normaliser.mean),
-        scale=torch.from_numpy(normaliser.scale),
-        channel_residual_scale=rec_scale,
-        feature_residual_scale=feat_scale,
-        feature_weight=config.score.feature_weight,
-        latent=_latent_term(latent, config.score.latent_weight),
-    ).eval()
-
-
-def _latent_term(
-    latent: torch.Tensor, weight: float
-) -> tuple[scorer_graph.LatentDistance, float, float] | None:
-    """The latent distance fitted on training latents, its median and weight; None when the score omits it."""
-    if weight <= 0:
-        return None
-    distance = scorer_graph.LatentDistance.fit(latent)
-    with torch.no_grad():
-        scale = max(float(torch.quantile(distance(latent), 0.5)), scorer_graph.MIN_TERM_SCALE)
-    return distance, scale, weight
+    return measure_scales(
+        terms, sample, windows.normaliser, score_weights(config), config.score.residual_floor
+    )
 
 
 def _check_windows(
@@ -225,6 +217,7 @@ def _export_and_check(
             config.score.pot_initial_quantile,
             None if train_sample is None else _score(ort_scorer, train_sample),
             config.score.severity_levels,
+            block=window_len,
         )
         normal_scores = _score(ort_scorer, normal)
         kind_scores = {kind: _score(ort_scorer, w) for kind, w in anomalous.items()}
@@ -318,19 +311,32 @@ def _score_definition(members: list[scorer_graph.ScorerModule], seeds: list[int]
             seed=seed,
             channel_residual_scale=member.channel_residual_scale.flatten().tolist(),
             feature_residual_scale=member.feature_residual_scale,
-            latent_distance_scale=member.latent_scale if member.latent_distance is not None else None,
+            latent_distance_scale=member.tails["latent"] if member.latent_distance is not None else None,
+            term_tails=dict(member.tails),
         )
         for member, seed in zip(members, seeds, strict=True)
     ]
     first = members[0]
+    weights = first.weights
     return ScoreDefinition(
         window_level="remove" if first.terms.remove_level else "keep",
         formula=(scorer_graph.__doc__ or "").split("\n\n", 1)[1].strip(),
-        feature_weight=first.feature_weight,
+        feature_weight=weights.feature,
         channel_residual_scale=scales[0].channel_residual_scale,
         feature_residual_scale=scales[0].feature_residual_scale,
-        latent_weight=first.latent_weight,
+        latent_weight=weights.latent,
         latent_distance_scale=scales[0].latent_distance_scale,
+        term_weights={
+            "reconstruction": weights.reconstruction,
+            "local": weights.local,
+            "level": weights.level,
+            "variability": weights.variability,
+            "feature": weights.feature,
+            "latent": weights.latent,
+        },
+        term_tails=dict(first.tails),
+        local_half_life_steps=weights.local_half_life_steps,
+        variability_steps=first.change_steps,
         members=scales if len(scales) > 1 else [],
     )
 

@@ -97,6 +97,58 @@ def _by_method(
     return quantile_threshold(scores, budget)
 
 
+BOOTSTRAP_DRAWS = 40  # resamples behind a threshold's interval: enough for a 5-95% range, seconds per fit
+MIN_EXPECTED_EXCEEDANCES = 1.0  # a budget whose expected count of normal windows above it is below this
+# cannot be checked on the data at hand: the threshold is an extrapolation, and the fit says so
+
+
+def effective_windows(count: int, block: int) -> float:
+    """Windows that overlap by all but `block - 1` readings carry about count / block independent looks."""
+    return count / max(block, 1)
+
+
+def bootstrap_interval(
+    scores: npt.NDArray[np.floating],
+    budget: float,
+    method: str,
+    initial_quantile: float,
+    block: int,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """5% and 95% points of the threshold over moving-block resamples of `scores` (blocks of `block`
+    consecutive windows, since neighbouring windows share readings and their scores move together)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n = len(scores)
+    block = int(min(max(block, 1), max(n // 4, 1)))
+    rng = np.random.default_rng(seed)
+    starts_count = n - block + 1
+    values = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(BOOTSTRAP_DRAWS):
+            starts = rng.integers(0, starts_count, size=-(-n // block))
+            sample = np.concatenate([scores[s : s + block] for s in starts])[:n]
+            values.append(_quiet(sample, budget, method, initial_quantile))
+    low, high = np.quantile(values, [0.05, 0.95])
+    return float(low), float(high)
+
+
+def _quiet(scores: npt.NDArray[np.floating], budget: float, method: str, initial_quantile: float) -> float:
+    """The threshold's value alone, without the fallback's log lines (a bootstrap makes hundreds)."""
+    previous = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return _by_method(scores, budget, method, initial_quantile).value
+    finally:
+        log.setLevel(previous)
+
+
+def support(count: int, block: int, budget: float) -> dict[str, float]:
+    """How many windows back a threshold and how many normal windows above it they should show."""
+    effective = effective_windows(count, block)
+    return {"effective_windows": effective, "expected_exceedances": budget * effective}
+
+
 def calibrate(
     scores: npt.NDArray[np.floating],
     budget: float,
@@ -104,6 +156,7 @@ def calibrate(
     initial_quantile: float = 0.9,
     train_scores: npt.NDArray[np.floating] | None = None,
     levels: Mapping[str, float] | None = None,
+    block: int = 0,
 ) -> Threshold:
     """Threshold by the configured method, plus the holdout score quantiles (the agent's drift reference).
 
@@ -113,6 +166,10 @@ def calibrate(
     a threshold that the training data itself would cross raises alarms as soon as an earlier regime comes
     back. The training scores are in-sample, so if anything they understate that tail.
 
+    `block` (the window length, for overlapping windows) adds how sure the threshold is: the windows
+    behind it, their effective count, the expected normal windows above it, and a 5-95% bootstrap
+    interval; a budget the data cannot check (fewer than one expected exceedance) is logged as a warning.
+
     `levels` (name -> false-alarm budget) adds named operating points by the same rule. Both calibrations
     are monotone in the budget (the GPD fit and the quantile fallback do not depend on it), so a level with
     a smaller budget than the threshold's never sits below it and one with a larger budget never above it.
@@ -120,6 +177,7 @@ def calibrate(
     threshold = _by_method(scores, budget, method, initial_quantile)
     reference = {f"holdout_q{int(q * 100)}": float(np.quantile(scores, q)) for q in DRIFT_QUANTILES}
     parts = [scores]
+    deciding = scores
     if train_scores is not None and len(train_scores):
         parts.append(train_scores)
         on_train = _by_method(train_scores, budget, method, initial_quantile)
@@ -128,7 +186,16 @@ def calibrate(
             "train_threshold": on_train.value,
             "train_windows": float(len(train_scores)),
         }
-        threshold = threshold.model_copy(update={"value": max(threshold.value, on_train.value)})
+        if on_train.value > threshold.value:
+            deciding = train_scores
+        threshold = threshold.model_copy(
+            update={
+                "value": max(threshold.value, on_train.value),
+                "calibration_windows": len(scores) + len(train_scores),
+            }
+        )
+    if block > 0:
+        reference |= _certainty(scores, train_scores, deciding, budget, method, initial_quantile, block)
     named = {
         name: SeverityLevel(
             value=max(_by_method(part, level_budget, method, initial_quantile).value for part in parts),
@@ -137,3 +204,34 @@ def calibrate(
         for name, level_budget in (levels or {}).items()
     }
     return threshold.model_copy(update={"details": {**threshold.details, **reference}, "levels": named})
+
+
+def _certainty(
+    holdout: npt.NDArray[np.floating],
+    train: npt.NDArray[np.floating] | None,
+    deciding: npt.NDArray[np.floating],
+    budget: float,
+    method: str,
+    initial_quantile: float,
+    block: int,
+) -> dict[str, float]:
+    """The support and bootstrap interval of the calibration that set the threshold; warns when thin."""
+    holdout_support = support(len(holdout), block, budget)
+    facts = {f"holdout_{k}": v for k, v in holdout_support.items()}
+    if train is not None and len(train):
+        facts |= {f"train_{k}": v for k, v in support(len(train), block, budget).items()}
+    low, high = bootstrap_interval(deciding, budget, method, initial_quantile, block)
+    facts |= {"threshold_interval_low": low, "threshold_interval_high": high}
+    if holdout_support["expected_exceedances"] < MIN_EXPECTED_EXCEEDANCES:
+        log.warning(
+            "the holdout holds about %.0f independent windows: a false-alarm budget of %.3g expects %.2f "
+            "normal windows above the threshold there, so the threshold is an extrapolation (its 5-95%% "
+            "range is %.3g-%.3g); more normal data, or a budget of at least %.3g, makes it checkable",
+            holdout_support["effective_windows"],
+            budget,
+            holdout_support["expected_exceedances"],
+            low,
+            high,
+            MIN_EXPECTED_EXCEEDANCES / max(holdout_support["effective_windows"], 1e-9),
+        )
+    return facts

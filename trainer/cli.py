@@ -53,9 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for everything it writes")
     demo.add_argument("--rows", type=int, default=6000, help="rows of demo data at 1 Hz")
-    demo.add_argument("--devices", type=int, default=20, help="simulated devices")
+    demo.add_argument("--devices", type=int, default=80, help="simulated devices (a quarter get faults)")
     demo.add_argument("--rate", type=float, default=10.0, help="readings per second per simulated device")
-    demo.add_argument("--duration", type=float, default=60.0, help="seconds the simulated fleet runs")
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=180.0,
+        help="seconds the simulated fleet runs (80 devices x 180 s: 4 device-hours, 3 of them clean)",
+    )
     demo.add_argument(
         "--no-fleet", action="store_true", help="stop after the bundle (no broker, agent, fleet)"
     )

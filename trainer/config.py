@@ -48,10 +48,12 @@ class ModelConfig(BaseModel):
     latent_dim: int = Field(32, ge=2, le=1024, description="size of the generator's latent vector")
     width: int = Field(32, ge=4, le=512, description="channels of the first conv layer; deeper ones double")
     window_level: Literal["keep", "remove"] = Field(
-        "keep",
+        "remove",
         description=(
-            "remove: every window loses its own per-channel mean before the networks see it, in the fit and "
-            "inside the scorer graph, so a lasting change of level alarms only while a window holds the step"
+            "remove (default): the networks see each window without its own per-channel mean, in the fit "
+            "and inside the scorer graph, and the score's level term judges the means instead (a Gaussian "
+            "of the training windows' levels), so unseen combinations of normal levels do not alarm; keep: "
+            "the networks model levels and shapes together"
         ),
     )
     members: int = Field(
@@ -96,6 +98,12 @@ class FitConfig(BaseModel):
     lr: float = Field(5e-4, gt=0, description="generator learning rate")
     critic_lr: float = Field(5e-4, gt=0, description="critic learning rate (TTUR when it differs from lr)")
     encoder_lr: float = Field(1e-3, gt=0)
+    moment_weight: float = Field(
+        1.0,
+        ge=0,
+        description="weight of the generator's moment-matching term (spread, roughness, spectrum per "
+        "channel, against the real batch); 0: the critic alone",
+    )
     seed: int = Field(0, ge=0)
     threads: int = Field(2, ge=1, description="torch CPU threads")
 
@@ -105,16 +113,37 @@ class ScoreConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    feature_weight: float = Field(
-        0.1,
+    reconstruction_weight: float = Field(
+        1.0, ge=0, description="weight of the window's mean reconstruction residual (per channel)"
+    )
+    feature_weight: float = Field(1.0, ge=0, description="weight of the discriminator-feature residual")
+    local_weight: float = Field(
+        1.0,
         ge=0,
-        le=1,
-        description="weight of the discriminator-feature residual; the rest is reconstruction",
+        description="weight of the time-local residual: per-step residuals weighted towards the newest "
+        "reading (local_half_life_steps), so a short spike is not diluted by the window",
+    )
+    local_half_life_steps: float = Field(
+        3.0, gt=0, description="the local residual's weights halve every this many steps back from the newest"
+    )
+    level_weight: float = Field(
+        1.0,
+        ge=0,
+        description="weight of the level distance: Mahalanobis distance of the window's per-channel means "
+        "from the training windows' means",
+    )
+    variability_weight: float = Field(
+        4.0,
+        ge=0,
+        description="weight of the variability term: the newest steps' mean absolute change per channel "
+        "outside the band seen in training (a stuck sensor, a noise burst), in squared e-folds",
+    )
+    variability_steps: int = Field(
+        16, ge=2, description="newest steps whose changes the variability term reads"
     )
     latent_weight: float = Field(
         0.0,
         ge=0,
-        le=1,
         description="weight of the encoder-latent Mahalanobis distance (large moves the generator can draw)",
     )
     residual_floor: float = Field(

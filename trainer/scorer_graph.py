@@ -1,19 +1,27 @@
 """The exported graphs: raw windows in, anomaly score and per-channel contributions out, in one pass.
 
-score = (1 - v) * [(1 - w) * mean_c(rec_c / s_c) + w * feat / s_f] + v * lat / s_l
-  rec_c  mean squared reconstruction residual of channel c, x vs G(E(x)), normalised units
-  feat   mean squared residual between critic features of x and of G(E(x))
-  lat    Mahalanobis distance of the encoder's latent E(x) from the training windows' latents
-  s_c,s_f,s_l  the same terms' medians on training windows, so every term reads ~1 on normal data
-  w, v   score.feature_weight and score.latent_weight
-  x      the normalised window; with model.window_level "remove", minus its own per-channel mean
-contributions_c = (1 - v) * (1 - w) * (rec_c / s_c) / C + [(1 - v) * w * feat / s_f + v * lat / s_l] * share_c
+score = sum_c contributions_c, and every term below is divided by its own 99th percentile on training
+windows (q_R, q_L, q_D, q_F, q_Lat), so each reads <= 1 on 99% of normal windows and none drowns the others:
+  R_c  reconstruction: mean over steps of (x - G(E(x)))^2 for channel c, over its training median s_c
+  L_c  time-local: the same per-step residuals over their per-step training medians s_ct, weighted towards
+       the newest step (halving every local_half_life_steps), so the newest readings decide, not the window
+  D_c  level: channel c's part of the Mahalanobis distance of the window's per-channel means from the
+       training windows' means (the Gaussian of levels), positive parts only
+  V_c  variability: the newest variability_steps' mean absolute change outside the band seen in training,
+       (relu(ln(d / high)))^2 + (relu(ln(low / d)))^2, in squared e-folds (a stuck sensor, a noise burst)
+  F    critic-feature residual between x and G(E(x)); Lat: encoder-latent distance (optional)
+contributions_c = w_R R_c / q_R + w_L L_c / q_L + w_D D_c / q_D + w_V V_c
+                  + (w_F F / q_F + w_Lat Lat / q_Lat) * share_c
   share_c  channel c's part of the normalised reconstruction residual; contributions sum to the score.
+  x        the normalised window; with model.window_level "remove" the networks see it minus its own
+           per-channel mean, and the level term alone judges the means.
 With model.members > 1, score and contributions are the mean of the members' own, each member with its
 own networks and scales.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -25,12 +33,12 @@ MIN_TERM_SCALE = 1e-6  # no score term is divided by less than this, whatever th
 
 
 class ScoreTerms(nn.Module):
-    """Un-normalised terms per window: reconstruction per channel [b, C], feature [b], latent [b, L]."""
+    """Un-normalised network terms per window: squared residual per step [b, C, W], feature [b], latent."""
 
     def __init__(
         self, encoder: Encoder, generator: Generator, critic: Critic, remove_level: bool = False
     ) -> None:
-        """`remove_level`: score each window without its per-channel mean, as the fit saw it
+        """`remove_level`: the networks see each window without its per-channel mean, as the fit saw it
         (`model.window_level: remove`)."""
         super().__init__()
         self.encoder, self.generator, self.critic = encoder, generator, critic
@@ -42,13 +50,13 @@ class ScoreTerms(nn.Module):
             normalised = without_level(normalised)
         latent = self.encoder(normalised)
         reconstruction = self.generator(latent)
-        rec = (normalised - reconstruction).pow(2).mean(dim=2)
+        residual = (normalised - reconstruction).pow(2)
         # One critic pass over real and reconstructed windows together: half the graph, bigger GEMMs.
         features = self.critic.features(torch.cat([normalised, reconstruction], dim=0))
         batch = normalised.shape[0]
         real, fake = features[:batch], features[batch:]
         feat = (real - fake).pow(2).mean(dim=(1, 2))
-        return rec, feat, latent
+        return residual, feat, latent
 
 
 class LatentDistance(nn.Module):
@@ -92,52 +100,135 @@ def floored_residual_scale(medians: torch.Tensor, floor_share: float) -> torch.T
     return torch.clamp(medians, min=floor)
 
 
+TERMS = ("reconstruction", "local", "level", "variability", "feature", "latent")
+
+
+@dataclass
+class TermScales:
+    """Everything the score reads from the training windows, measured once by `measure_scales`."""
+
+    channel_residual: torch.Tensor  # [C] s_c
+    step_residual: torch.Tensor  # [C, W] s_ct
+    feature_residual: float
+    level_mean: torch.Tensor  # [C]
+    level_precision: torch.Tensor  # [C, C]
+    change_low: torch.Tensor  # [C]; channels with change_check 0 have no lower band (flat in training)
+    change_high: torch.Tensor  # [C]
+    change_check: torch.Tensor  # [C] 1.0 where a lack of change is judged
+    tails: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TERMS, 1.0))  # q_k
+
+
+@dataclass(frozen=True)
+class ScoreWeights:
+    """w_k of the formula; from score.* in the trainer config."""
+
+    reconstruction: float = 1.0
+    local: float = 1.0
+    level: float = 1.0
+    variability: float = 4.0
+    feature: float = 1.0
+    latent: float = 0.0
+    local_half_life_steps: float = 3.0
+    variability_steps: int = 16
+
+
+def newest_step_weights(window_len: int, half_life: float) -> torch.Tensor:
+    """[W] weights summing to 1 that halve every `half_life` steps back from the newest step."""
+    age = torch.arange(window_len - 1, -1, -1, dtype=torch.float32)
+    weights = torch.pow(0.5, age / half_life)
+    return weights / weights.sum()
+
+
+def mean_abs_change(normalised: torch.Tensor, steps: int) -> torch.Tensor:
+    """[b, C]: mean |x_t - x_t-1| over the newest `steps` changes of each channel."""
+    recent = normalised[:, :, -(steps + 1) :]
+    return (recent[:, :, 1:] - recent[:, :, :-1]).abs().mean(dim=2)
+
+
 class ScorerModule(nn.Module):
     """Raw windows [b, W, C] -> (score [b], contributions [b, C]); the contract's scorer graph."""
 
     mean: torch.Tensor
     scale: torch.Tensor
     channel_residual_scale: torch.Tensor
+    step_residual_scale: torch.Tensor
+    step_weights: torch.Tensor
+    level_mean: torch.Tensor
+    level_precision: torch.Tensor
+    change_low: torch.Tensor
+    change_high: torch.Tensor
+    change_check: torch.Tensor
 
     def __init__(
         self,
         terms: ScoreTerms,
         mean: torch.Tensor,
         scale: torch.Tensor,
-        channel_residual_scale: torch.Tensor,
-        feature_residual_scale: float,
-        feature_weight: float,
-        latent: tuple[LatentDistance, float, float] | None = None,
+        scales: TermScales,
+        weights: ScoreWeights,
+        latent_distance: LatentDistance | None = None,
     ) -> None:
-        """`latent` is (distance, its median on training windows, latent_weight); None leaves it out."""
+        """`latent_distance` is fitted on training latents; None leaves the latent term out."""
         super().__init__()
         self.terms = terms
-        self.latent_distance = latent[0] if latent else None
-        self.latent_scale = float(latent[1]) if latent else 1.0
-        self.latent_weight = float(latent[2]) if latent else 0.0
+        self.weights = weights
+        self.latent_distance = latent_distance if weights.latent > 0 else None
         self.register_buffer("mean", mean.reshape(1, 1, -1).float())
         self.register_buffer("scale", scale.reshape(1, 1, -1).float())
-        self.register_buffer("channel_residual_scale", channel_residual_scale.reshape(1, -1).float())
-        self.feature_residual_scale = float(feature_residual_scale)
-        self.feature_weight = float(feature_weight)
+        self.register_buffer("channel_residual_scale", scales.channel_residual.reshape(1, -1, 1).float())
+        self.register_buffer("step_residual_scale", scales.step_residual.unsqueeze(0).float())
+        window_len = scales.step_residual.shape[1]
+        self.register_buffer("step_weights", newest_step_weights(window_len, weights.local_half_life_steps))
+        self.register_buffer("level_mean", scales.level_mean.reshape(1, -1).float())
+        self.register_buffer("level_precision", scales.level_precision.float())
+        self.register_buffer("change_low", scales.change_low.reshape(1, -1).float())
+        self.register_buffer("change_high", scales.change_high.reshape(1, -1).float())
+        self.register_buffer("change_check", scales.change_check.reshape(1, -1).float())
+        self.feature_residual_scale = float(scales.feature_residual)
+        self.tails = dict(scales.tails)
+        self.change_steps = min(weights.variability_steps, window_len - 1)
+
+    def term_parts(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each term before weights and tails: per channel [b, C] or per window [b]."""
+        normalised = ((windows - self.mean) / self.scale).transpose(1, 2)
+        residual, feat, latent = self.terms(normalised)
+        reconstruction = residual.mean(dim=2, keepdim=True) / self.channel_residual_scale
+        local = (residual / self.step_residual_scale * self.step_weights).sum(dim=2)
+        centred = normalised.mean(dim=2) - self.level_mean
+        level = torch.relu((centred @ self.level_precision) * centred)
+        change = mean_abs_change(normalised, self.change_steps)
+        excess = torch.relu(torch.log((change + _EPS) / self.change_high)).pow(2)
+        floor = self.change_low * 0.05 + _EPS
+        deficit = torch.relu(torch.log(self.change_low / (change + floor))).pow(2) * self.change_check
+        parts = {
+            "reconstruction": reconstruction.squeeze(2),
+            "local": local,
+            "level": level,
+            "variability": excess + deficit,
+            "feature": feat / self.feature_residual_scale,
+        }
+        if self.latent_distance is not None:
+            parts["latent"] = self.latent_distance(latent)
+        return parts
 
     def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Score raw windows."""
-        normalised = ((windows - self.mean) / self.scale).transpose(1, 2)
-        rec, feat, latent = self.terms(normalised)
-        rec_n = rec / self.channel_residual_scale
-        feat_n = feat / self.feature_residual_scale
-        weight = self.feature_weight
-        n_channels = rec_n.shape[1]
-        keep = 1.0 - self.latent_weight
+        parts = self.term_parts(windows)
+        w, q = self.weights, self.tails
+        per_channel = (
+            parts["reconstruction"] * (w.reconstruction / q["reconstruction"])
+            + parts["local"] * (w.local / q["local"])
+            + parts["level"] * (w.level / q["level"])
+            + parts["variability"] * w.variability
+        )
+        shared = parts["feature"] * (w.feature / q["feature"])
+        if "latent" in parts:
+            shared = shared + parts["latent"] * (w.latent / q["latent"])
         # Window-level terms are spread over channels in proportion to their reconstruction residual.
-        shared = keep * weight * feat_n
-        if self.latent_distance is not None:
-            shared = shared + self.latent_weight * self.latent_distance(latent) / self.latent_scale
-        per_channel = keep * (1.0 - weight) * rec_n / n_channels
-        share = rec_n / (rec_n.sum(dim=1, keepdim=True) + _EPS)
+        rec = parts["reconstruction"]
+        share = rec / (rec.sum(dim=1, keepdim=True) + _EPS)
         contributions = per_channel + shared.unsqueeze(1) * share
-        return per_channel.sum(dim=1) + shared, contributions
+        return contributions.sum(dim=1), contributions
 
 
 class MeanScorer(nn.Module):

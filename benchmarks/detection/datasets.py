@@ -1,4 +1,4 @@
-"""Labelled series as train/test arrays: NAB (univariate) and SMD (multivariate).
+"""Labelled series as train/test arrays: NAB (univariate), SMD and TEP (multivariate).
 
 Every detector sees exactly these arrays. Training uses the train part only; labelled rows inside it are
 blanked (NaN), so no window that touches a known anomaly is trained or calibrated on. The test part follows
@@ -112,6 +112,32 @@ def smd_series(root: Path, machine: str) -> LabelledSeries:
         test_labels=labels,
         blanked_train_rows=0,
     )
+
+
+TEP_RUNS = 22  # d00 (normal) and faults 1-21
+
+
+def tep_runs(root: Path) -> tuple[LabelledSeries, dict[int, npt.NDArray[np.float64]]]:
+    """TEP's normal training run as a series (its test part is d00_te) and every test run by fault number.
+
+    d00.dat is stored transposed (52 rows of 500 samples) in the Braatz files; every other file is
+    samples x 52. Labels: d00_te is all normal; in each fault run the fault enters after row 160.
+    """
+    folder = root / "tep"
+    train = np.loadtxt(folder / "d00.dat.gz")
+    if train.shape[0] == 52:
+        train = train.T
+    tests = {fault: np.loadtxt(folder / f"d{fault:02d}_te.dat.gz") for fault in range(TEP_RUNS)}
+    series = LabelledSeries(
+        name="d00",
+        group="TEP",
+        channels=[f"xmeas{i + 1}" for i in range(41)] + [f"xmv{i + 1}" for i in range(11)],
+        train=train,
+        test=tests[0],
+        test_labels=np.zeros(len(tests[0]), dtype=np.int8),
+        blanked_train_rows=0,
+    )
+    return series, tests
 
 
 NAB_EVERY = {"realKnownCause": 1, "realAWSCloudwatch": 2}  # AWS: every second file, for run time

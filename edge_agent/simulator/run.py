@@ -128,7 +128,8 @@ def simulate(
         alerts_file.parent.mkdir(parents=True, exist_ok=True)
         alerts_file.write_text("".join(json.dumps(alert) + "\n" for alert in alerts))
     device_hours = scenario.devices * scenario.duration_s / 3600.0
-    evaluation = evaluate(report.truth, alerts, device_hours, grace_s=window_s)
+    names = [scenario.device_name(i) for i in range(scenario.devices)]
+    evaluation = evaluate(report.truth, alerts, device_hours, grace_s=window_s, devices=names)
     return SimulationResult(report, evaluation)
 
 

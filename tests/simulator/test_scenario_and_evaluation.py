@@ -74,7 +74,8 @@ def test_evaluation_counts_detections_delays_and_false_alarms() -> None:
     ]
     alerts = [
         {"device": "a", "type": "start", "ts": 104.0},
-        {"device": "a", "type": "end", "ts": 130.0},
+        {"device": "a", "type": "end", "ts": 106.0},
+        {"device": "a", "type": "start", "ts": 111.0},  # the step back at the fault's end: a repeat
         {"device": "b", "type": "start", "ts": 150.0},  # after end + grace (20 s): a false alarm, a miss
         {"device": "c", "type": "start", "ts": 236.0},  # within grace: detected, 36 s late
         {"device": "d", "type": "start", "ts": 55.0},  # inside a transport fault: must not happen
@@ -84,6 +85,6 @@ def test_evaluation_counts_detections_delays_and_false_alarms() -> None:
     assert result.recall_of("drift") == 1.0
     rows = {row.kind: row for row in result.kinds}
     assert rows["level_shift"].median_delay_s == 4.0 and rows["drift"].median_delay_s == 36.0
-    assert result.alerts == 4 and result.false_alarms == 2
+    assert result.alerts == 5 and result.false_alarms == 2 and result.repeats == 1
     assert result.false_alarms_per_device_hour == 1.0
     assert "level_shift" in result.table() and "spike" not in result.table()

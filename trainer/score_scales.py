@@ -1,0 +1,115 @@
+"""The score's scales, measured on training windows: what every term of the scorer graph divides by.
+
+Why a stage of its own: the graph's terms only mean something next to what normal data gives them (a
+residual of 0.1 is huge for a smooth channel and nothing for a noisy one), and every scale must come from
+training windows alone, never from the holdout that calibrates the thresholds or from test data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from trainer.scorer_graph import (
+    MIN_TERM_SCALE,
+    TERMS,
+    LatentDistance,
+    ScorerModule,
+    ScoreTerms,
+    ScoreWeights,
+    TermScales,
+    floored_residual_scale,
+    mean_abs_change,
+)
+from trainer.windows import Normaliser
+
+TAIL_QUANTILE = 0.99  # each term is divided by this quantile of its training values
+CHANGE_BAND_QUANTILES = (0.001, 0.999)  # the variability band: these quantiles of training changes...
+CHANGE_BAND_MARGIN = 1.5  # ...widened by this factor each way, so only a clear departure counts
+FLAT_CHANGE = 1e-6  # a channel whose changes go this low in training may be flat: no stuck check
+LEVEL_RIDGE = 1e-2  # share of the mean level variance added to the diagonal before inverting
+_BATCH = 512
+
+
+def _network_layout(windows: npt.NDArray[np.float32], normaliser: Normaliser) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(normaliser.apply(windows).transpose(0, 2, 1)))
+
+
+def _level_gaussian(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and ridge-regularised precision of the training windows' per-channel means [n, C]."""
+    data = levels.double()
+    centred = data - data.mean(dim=0, keepdim=True)
+    cov = centred.T @ centred / max(1, len(data) - 1)
+    ridge = LEVEL_RIDGE * max(float(cov.diagonal().mean()), MIN_TERM_SCALE)
+    precision = torch.linalg.inv(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
+    return data.mean(dim=0).float(), precision.float()
+
+
+def _change_band(changes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lower and upper band of the newest steps' mean absolute change per channel, and where the lower
+    band applies (a channel that sits flat at times in training cannot be called stuck)."""
+    low_q, high_q = CHANGE_BAND_QUANTILES
+    low = torch.quantile(changes, low_q, dim=0) / CHANGE_BAND_MARGIN
+    high = torch.clamp(torch.quantile(changes, high_q, dim=0) * CHANGE_BAND_MARGIN, min=MIN_TERM_SCALE)
+    check = (low > FLAT_CHANGE).float()
+    return torch.where(check > 0, low, torch.ones_like(low)), high, check
+
+
+def measure_scales(
+    terms: ScoreTerms,
+    sample: npt.NDArray[np.float32],
+    normaliser: Normaliser,
+    weights: ScoreWeights,
+    residual_floor: float,
+) -> ScorerModule:
+    """The scorer module for `terms`, every scale and tail measured on the raw training windows `sample`."""
+    normalised = _network_layout(sample, normaliser)
+    with torch.no_grad():
+        outputs = [terms(normalised[i : i + _BATCH]) for i in range(0, len(normalised), _BATCH)]
+    residual = torch.cat([o[0] for o in outputs])
+    feat = torch.cat([o[1] for o in outputs])
+    latent = torch.cat([o[2] for o in outputs])
+    channel = floored_residual_scale(torch.quantile(residual.mean(dim=2), 0.5, dim=0), residual_floor)
+    step_floor = max(float(channel.mean()) * residual_floor, MIN_TERM_SCALE)
+    step = torch.clamp(residual.median(dim=0).values, min=step_floor)
+    level_mean, level_precision = _level_gaussian(normalised.mean(dim=2))
+    change_steps = min(weights.variability_steps, sample.shape[1] - 1)
+    low, high, check = _change_band(mean_abs_change(normalised, change_steps))
+    scales = TermScales(
+        channel_residual=channel,
+        step_residual=step,
+        feature_residual=max(float(torch.quantile(feat, 0.5)), MIN_TERM_SCALE),
+        level_mean=level_mean,
+        level_precision=level_precision,
+        change_low=low,
+        change_high=high,
+        change_check=check,
+    )
+    distance = LatentDistance.fit(latent) if weights.latent > 0 else None
+    module = ScorerModule(
+        terms,
+        torch.from_numpy(normaliser.mean),
+        torch.from_numpy(normaliser.scale),
+        scales,
+        weights,
+        distance,
+    ).eval()
+    module.tails = _tails(module, sample)
+    return module
+
+
+def _tails(module: ScorerModule, sample: npt.NDArray[np.float32]) -> dict[str, float]:
+    """q_k: each term's 99th percentile on the training windows (summed over channels where per channel)."""
+    sums: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for i in range(0, len(sample), _BATCH):
+            parts = module.term_parts(torch.from_numpy(np.ascontiguousarray(sample[i : i + _BATCH])))
+            for name, values in parts.items():
+                sums.setdefault(name, []).append(values.sum(dim=1) if values.dim() == 2 else values)
+    tails = dict.fromkeys(TERMS, 1.0)
+    for name, chunks in sums.items():
+        if name == "variability":
+            continue  # squared e-folds outside the training band: already on a fixed scale
+        tails[name] = max(float(torch.quantile(torch.cat(chunks), TAIL_QUANTILE)), MIN_TERM_SCALE)
+    return tails
