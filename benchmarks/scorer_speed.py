@@ -48,9 +48,10 @@ def torch_scorer(latent: int, channels: int, window: int, width: int | None = No
     """The scorer graph as a torch module; weights do not change the cost, so fresh ones serve."""
     import torch
 
+    from trainer.build import score_weights
     from trainer.config import TrainConfig
     from trainer.networks import Critic, Encoder, Generator
-    from trainer.scorer_graph import LatentDistance, ScorerModule, ScoreTerms
+    from trainer.scorer_graph import LatentDistance, ScorerModule, ScoreTerms, TermScales
 
     width = width or TrainConfig().model.width
     terms = ScoreTerms(
@@ -64,10 +65,9 @@ def torch_scorer(latent: int, channels: int, window: int, width: int | None = No
         terms,
         torch.zeros(channels),
         torch.ones(channels),
-        torch.ones(channels),
-        1.0,
-        config.score.feature_weight,
-        latent=(distance, 1.0, config.score.latent_weight) if config.score.latent_weight else None,
+        TermScales.unit(channels, window),
+        score_weights(config),
+        distance,
     ).eval()
 
 

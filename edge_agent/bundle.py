@@ -48,6 +48,8 @@ class Normalisation(_Strict):
         description="per-channel std of the training rows, floored at the trainer's data.spread_floor times "
         "the median channel's; 1.0 for constant channels"
     )
+    low: list[float] | None = Field(None, description="per-channel minimum of the training rows, raw units")
+    high: list[float] | None = Field(None, description="per-channel maximum of the training rows, raw units")
 
 
 class MemberScale(_Strict):
@@ -207,6 +209,11 @@ class BundleManifest(_Strict):
     files: dict[str, FileEntry]
     provenance: Provenance
     validation: dict[str, JsonValue] = Field(description="parity checks and quality metrics at fit time")
+    refused: dict[str, str] = Field(
+        default_factory=dict,
+        description="scorer graphs that failed a quality gate at fit time, with the figures: shipped for "
+        "inspection, never served (the agent serves the FP32 graph instead and says why)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +228,17 @@ class Bundle:
         if name not in self.manifest.files:
             raise BundleError(f"{self.path}: bundle has no file {name!r}")
         return self.path / name
+
+    def served_precision(self, requested: str) -> str:
+        """`requested` unless its graph was refused at fit time; then fp32, logged with the reason."""
+        model = SCORER_INT8 if requested == "int8" else SCORER_FP32
+        reason = self.manifest.refused.get(model)
+        if reason is None or requested == "fp32":
+            return requested
+        log.warning(
+            "%s: the %s graph was refused at fit time (%s); serving fp32", self.path, requested, reason
+        )
+        return "fp32"
 
     def threshold_for(self, model_name: str) -> Threshold:
         """The calibrated threshold that belongs to one scorer graph."""

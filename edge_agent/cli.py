@@ -8,10 +8,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
+import sys
 from pathlib import Path
 
 from edge_agent.command_runner import run_command
 from edge_agent.errors import ConfigError, EdgeAgentError
+
+log = logging.getLogger("edge_agent.cli")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,6 +76,11 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     sim.add_argument("--replay", type=Path, help="publish this CSV instead of generated data")
     sim.add_argument("--replay-device", default="replay-1", help="device id for --replay")
     sim.add_argument("--speed", type=float, default=1.0, help="replay this many times faster")
+    sim.add_argument(
+        "--columns",
+        help="--replay: comma-separated columns to publish as channels (default: the --bundle's channels "
+        "when given, else every numeric column)",
+    )
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
@@ -137,8 +146,15 @@ def _run_verify(args: argparse.Namespace) -> int:
             for name, t in manifest.thresholds.items()
         },
         "files": sorted(manifest.files),
+        "refused": dict(manifest.refused),
     }
     print(json.dumps(summary, indent=2))
+    verdict = f"bundle {manifest.bundle_id}: verified (hashes, schema, shapes)"
+    if manifest.refused:
+        verdict += "; refused at fit time, served as FP32: " + "; ".join(
+            f"{name} ({reason})" for name, reason in manifest.refused.items()
+        )
+    print(verdict, file=sys.stderr)
     return 0
 
 
@@ -148,10 +164,17 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from edge_agent.simulator.scenario import load_scenario
 
     broker = BrokerConfig.model_validate(broker_from_url(args.broker))
+    log.info("simulate: publishing to the broker at %s:%d (--broker to change)", broker.host, broker.port)
     if args.replay is not None:
-        report = replay_csv(args.replay, broker, args.replay_device, args.speed)
+        columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+        if columns is None and args.bundle is not None:
+            from edge_agent.bundle import load_bundle
+
+            columns = list(load_bundle(args.bundle).manifest.channels)
+        report = replay_csv(args.replay, broker, args.replay_device, args.speed, columns)
         summary: dict[str, object] = {"published": report.published, "seconds": round(report.seconds, 3)}
         summary["max_lag_s"] = round(report.max_lag_s, 4)
+        summary["skipped_rows"] = report.planned_readings - report.published
         print(json.dumps(summary))
         return 0
     if args.bundle is None:

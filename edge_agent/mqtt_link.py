@@ -99,6 +99,13 @@ class MqttLink:
         self._command_prefix = self.command_filter[: -len("+")]  # computed once: checked on every message
         self._subscribe_mid: int | None = None
         self._client = self._make_client()
+        if self.broker.protocol != "5":
+            log.warning(
+                "MQTT 3.1.1: a command published with the retain flag while the agent is connected arrives "
+                "without it and is carried out (only MQTT 5 keeps the flag); restrict who may publish to "
+                "%s with the broker's ACL, or use broker.protocol 5",
+                self.command_filter,
+            )
 
     def _make_client(self) -> mqtt.Client:
         v5 = self.broker.protocol == "5"

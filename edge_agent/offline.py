@@ -1,8 +1,10 @@
 """`edge-agent score`: a CSV through the daemon's own pipeline, one output row per input row.
 
 `score` is empty until the device's first full window and between hops repeats the latest one; `anomaly` is
-the state the daemon would have published (1 while an alert is open). Rows that the daemon would reject
-(a missing cell, a repeated or backwards timestamp) get an empty score and a `rejected` reason.
+the state the daemon would have published (1 while an alert is open); `top_channels` names, on anomalous
+rows, the channels that contributed most to the row's window, as the daemon's alerts do. Rows that the
+daemon would reject (a missing cell, a repeated or backwards timestamp) get an empty score and a `rejected`
+reason.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from edge_agent.decision import ANOMALOUS
 from edge_agent.errors import DataError
-from edge_agent.pipeline import ScoringPipeline
+from edge_agent.pipeline import Outcome, ScoringPipeline
 from edge_agent.tabular import read_table
 from edge_agent.telemetry import Reading
 
@@ -48,6 +50,8 @@ def score_csv(pipeline: ScoringPipeline, data: Path, out: Path) -> OfflineSummar
     scores: list[float | None] = [None] * len(table.values)
     states: list[int] = [0] * len(table.values)
     rejected: list[str] = [""] * len(table.values)
+    tops: list[str] = [""] * len(table.values)
+    latest_top = ""
     latest_score: float | None = None
     latest_state = 0
     alerts = 0
@@ -71,9 +75,11 @@ def score_csv(pipeline: ScoringPipeline, data: Path, out: Path) -> OfflineSummar
                 latest_score = scored[row].score
                 latest_state = int(scored[row].decision.state == ANOMALOUS)
                 alerts += scored[row].decision.alert == "start"
+                latest_top = _top(scored[row]) if latest_state else ""
             scores[row] = None if rejected[row] else latest_score
             states[row] = latest_state
-    _write(out, table.line_numbers.tolist(), times.tolist(), scores, states, rejected)
+            tops[row] = latest_top if latest_state else ""
+    _write(out, table.line_numbers.tolist(), times.tolist(), scores, states, rejected, tops)
     return OfflineSummary(
         rows=len(table.values),
         scored_rows=sum(s is not None for s in scores),
@@ -83,6 +89,11 @@ def score_csv(pipeline: ScoringPipeline, data: Path, out: Path) -> OfflineSummar
     )
 
 
+def _top(outcome: Outcome) -> str:
+    """`channel:contribution` pairs, largest first, separated by semicolons (one CSV cell)."""
+    return ";".join(f"{name}:{value:.4g}" for name, value in outcome.top_channels())
+
+
 def _write(
     out: Path,
     lines: list[int],
@@ -90,15 +101,17 @@ def _write(
     scores: list[float | None],
     states: list[int],
     rejected: list[str],
+    tops: list[str],
 ) -> None:
     temporary = out.with_name(f".{out.name}.partial")
     try:
         with temporary.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["line", "ts", "score", "anomaly", "rejected"])
-            for line, ts, score, state, reason in zip(lines, times, scores, states, rejected, strict=True):
+            writer.writerow(["line", "ts", "score", "anomaly", "rejected", "top_channels"])
+            rows = zip(lines, times, scores, states, rejected, tops, strict=True)
+            for line, ts, score, state, reason, top in rows:
                 text = "" if score is None or not math.isfinite(score) else f"{score:.6g}"
-                writer.writerow([line, f"{ts:.3f}", text, state, reason])
+                writer.writerow([line, f"{ts:.3f}", text, state, reason, top])
         temporary.replace(out)
     except OSError as err:
         temporary.unlink(missing_ok=True)

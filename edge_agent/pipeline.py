@@ -15,6 +15,7 @@ from edge_agent.backends import PRECISION_FILES, Scorer, open_scorer
 from edge_agent.bundle import Bundle, load_bundle
 from edge_agent.config import BackendConfig, IngestConfig
 from edge_agent.decision import Decider, Decision, DecisionConfig
+from edge_agent.operating_range import OperatingRange
 from edge_agent.telemetry import Reading
 from edge_agent.windowing import OrderError, ReorderBuffer, WindowBatch, WindowStore
 
@@ -72,6 +73,7 @@ class ScoringPipeline:
         self.severity = threshold.ladder()  # ordered once: every scored window asks for its level
         self.decider = Decider(threshold.at_level(decision.level), decision)
         self.threshold_details = dict(threshold.details)  # calibration facts, e.g. the drift reference
+        self.operating_range = OperatingRange(manifest)
 
     def adopt_state(self, previous: ScoringPipeline) -> bool:
         """Keep the devices' windows and alert states across a model swap when the shapes allow it."""
@@ -91,6 +93,10 @@ class ScoringPipeline:
         ready: list[Reading] = []
         dropped: list[Dropped] = []
         self._batch.clear()
+        if readings:
+            self.operating_range.check_batch(
+                [r.device for r in readings], np.stack([r.values for r in readings])
+            )
         for arrived in readings:
             try:
                 released = self.reorder.push(arrived)
@@ -106,11 +112,23 @@ class ScoringPipeline:
         if not ready:
             return [], dropped
         batch = self.scorer.score(self._batch.windows)
+        scores, parts = finite(batch.scores), finite(batch.contributions)
         outcomes = []
-        for reading, score, contributions in zip(ready, batch.scores, batch.contributions, strict=True):
+        for reading, score, contributions in zip(ready, scores, parts, strict=True):
             decision = self.decider.update(reading.device, float(score), now=reading.ts)
             outcomes.append(Outcome(reading, float(score), contributions, self.channels, decision))
         return outcomes, dropped
+
+
+SATURATED_SCORE = 1e30  # what a non-finite score is published as: strict JSON has no Infinity or NaN
+
+
+def finite(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Scores with every non-finite value saturated (a graph from before INPUT_CLIP, or a backend's
+    overflow), so no message ever carries Infinity or NaN."""
+    if np.isfinite(values).all():
+        return values
+    return np.nan_to_num(values, nan=SATURATED_SCORE, posinf=SATURATED_SCORE, neginf=0.0)
 
 
 def open_pipeline(
@@ -122,13 +140,12 @@ def open_pipeline(
     """Load and verify the bundle, open the backend, warm it up."""
     ingest = ingest or IngestConfig()
     bundle = load_bundle(bundle_dir)
-    scorer = open_scorer(bundle, backend=backend.name, precision=backend.precision, threads=backend.threads)
+    precision = bundle.served_precision(backend.precision)
+    scorer = open_scorer(bundle, backend=backend.name, precision=precision, threads=backend.threads)
     log.info(
         "bundle %s, backend %s, warm-up %.1f ms",
         bundle.manifest.bundle_id,
         scorer.name,
         scorer.warmup() * 1e3,
     )
-    return ScoringPipeline(
-        bundle, scorer, backend.precision, decision, ingest.max_gap_s, ingest.reorder_depth
-    )
+    return ScoringPipeline(bundle, scorer, precision, decision, ingest.max_gap_s, ingest.reorder_depth)

@@ -31,6 +31,7 @@ from edge_agent.telemetry import BAD_DEVICE, DEVICE_ID, PayloadError, Reading, d
 
 log = logging.getLogger(__name__)
 
+KNOWN_COMMANDS = ("reload", "rollback", "threshold", "mute", "unmute")
 STALE = "stale_ts"
 FUTURE = "future_ts"
 MAX_CACHED_ROUTES = 100_000
@@ -72,8 +73,9 @@ class AgentService:
         self._references = {name: reference_score(m.threshold_details) for name, m in self.models.items()}
         self.stats = Stats()
         self.systemd = SystemdNotifier()
-        self._reload_requests: dict[str, Path | None] = {}
-        self._reload_transaction: tuple[str, object] | None = None  # the command that asked, to answer it
+        # (model, bundle, the command that asked or None): every request is carried out and answered once,
+        # in arrival order, even when several arrive in one batch.
+        self._reload_requests: list[tuple[str, Path | None, tuple[str, object] | None]] = []
         self._current_bundle: dict[str, Path | None] = {DEFAULT_MODEL: config.bundle, **config.bundles}
         self._previous_bundle: dict[str, Path] = {}  # what `rollback` goes back to, per model
         self._muted: set[str] = set()
@@ -128,9 +130,15 @@ class AgentService:
         """The default model (the one `bundle` names)."""
         return self.models[DEFAULT_MODEL]
 
-    def request_reload(self, bundle: Path | None = None, model: str = DEFAULT_MODEL) -> None:
-        """Ask for a model swap at the next loop iteration (safe from signal handlers and other threads)."""
-        self._reload_requests[model] = bundle or self._configured_bundle(model)
+    def request_reload(
+        self,
+        bundle: Path | None = None,
+        model: str = DEFAULT_MODEL,
+        command: tuple[str, object] | None = None,
+    ) -> None:
+        """Ask for a model swap at the next loop iteration (safe from signal handlers and other threads);
+        `command` (name, id) is answered once the swap has run or been refused."""
+        self._reload_requests.append((model, bundle or self._configured_bundle(model), command))
 
     def request_reload_all(self) -> None:
         """SIGHUP: reload every model from its configured path."""
@@ -143,8 +151,8 @@ class AgentService:
     def step(self) -> int:
         """One loop iteration; returns how many messages it handled."""
         while self._reload_requests:
-            model, target = self._reload_requests.popitem()
-            self._reload(target, model)
+            model, target, command = self._reload_requests.pop(0)
+            self._reload(target, model, command)
         ingest = self.config.ingest
         raws = self.link.drain(ingest.batch_max, ingest.batch_wait_s)
         if raws:
@@ -303,7 +311,9 @@ class AgentService:
                 route = _Route(None, True, DEFAULT_MODEL, False)
             else:
                 owned = self.config.shard.owns(device)
-                route = _Route(device, owned, self.config.model_for(device), bool(DEVICE_ID.match(device)))
+                route = _Route(
+                    device, owned, self.config.model_for(device), bool(DEVICE_ID.fullmatch(device))
+                )
             if len(self._routes) >= MAX_CACHED_ROUTES:
                 self._routes.clear()  # topics are attacker-chosen: never let the memo grow without bound
             self._routes[topic] = route
@@ -335,6 +345,9 @@ class AgentService:
 
     def _execute(self, name: str, body: dict[str, object], transaction: object) -> str | None:
         """Carry out one command; the detail for an ok response, or None when the answer comes later."""
+        if name not in KNOWN_COMMANDS:
+            self.stats.rejected["unknown_command"] += 1
+            raise CommandError(f"unknown command {name!r}; known: {', '.join(KNOWN_COMMANDS)}")
         if name in ("reload", "rollback"):
             model = body.get("model", DEFAULT_MODEL)
             if not isinstance(model, str) or model not in self.models:
@@ -349,11 +362,10 @@ class AgentService:
                 if given is not None and not isinstance(given, str):
                     raise CommandError("'bundle' must be a path")
                 bundle = Path(given) if given else self._configured_bundle(model)
-            self._reload_transaction = (name, transaction)
-            self.request_reload(bundle, model)
+            self.request_reload(bundle, model, (name, transaction))
             return None
         device = body.get("device")
-        if not isinstance(device, str) or not DEVICE_ID.match(device):
+        if not isinstance(device, str) or not DEVICE_ID.fullmatch(device):
             raise CommandError(f"'device' must be a device id matching {DEVICE_ID.pattern}")
         if name == "threshold":
             value = body.get("value")
@@ -368,20 +380,18 @@ class AgentService:
         if name == "mute":
             self._muted.add(device)
             return f"{device}: alerts muted"
-        if name == "unmute":
-            self._muted.discard(device)
-            return f"{device}: alerts unmuted"
-        self.stats.rejected["unknown_command"] += 1
-        raise CommandError(f"unknown command {name!r}; known: reload, rollback, threshold, mute, unmute")
+        self._muted.discard(device)  # unmute: the last of KNOWN_COMMANDS
+        return f"{device}: alerts unmuted"
 
     def _respond(self, name: str, transaction: object, status: str, detail: str) -> None:
         topic = self.config.topics.command_response.format(agent_id=self.config.agent_id, command=name)
         payload = {"id": transaction, "command": name, "status": status, "detail": detail, "ts": self.clock()}
         self.link.publish(topic, json.dumps(payload), qos=1)
 
-    def _reload(self, bundle: Path | None, model: str = DEFAULT_MODEL) -> None:
+    def _reload(
+        self, bundle: Path | None, model: str = DEFAULT_MODEL, command: tuple[str, object] | None = None
+    ) -> None:
         """Load, verify and warm up the new model; swap only if all of that worked."""
-        command, self._reload_transaction = self._reload_transaction, None
         if self.open_model is None or bundle is None:
             log.error("reload asked but no bundle path or loader is configured")
             if command is not None:

@@ -17,7 +17,7 @@ import orjson
 from edge_agent.errors import EdgeAgentError
 from edge_agent.tabular import parse_timestamp
 
-DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # matched in full: "$" would accept a trailing newline
 
 # Rejection reasons: stable names, used as stats counter keys and on the rejected topic.
 TOO_LARGE = "too_large"
@@ -55,7 +55,7 @@ class Reading:
 
 def check_device_id(device: str) -> str:
     """Device ids become topic levels and log fields: only a safe alphabet."""
-    if not DEVICE_ID.match(device):
+    if not DEVICE_ID.fullmatch(device):
         raise PayloadError(BAD_DEVICE, f"device id {device[:80]!r} does not match {DEVICE_ID.pattern}")
     return device
 

@@ -27,12 +27,14 @@ from edge_agent.bundle import (
     Threshold,
     file_entry,
 )
+from edge_agent.errors import DataError
 from trainer import scorer_graph
 from trainer.bundle_writer import check_output_folder, publish, staging_folder
 from trainer.calibrate import calibrate, evenly_spaced
 from trainer.config import TrainConfig
 from trainer.csv_data import TrainingData, load_training_data
 from trainer.distributed import SINGLE, World, leave
+from trainer.errors import QualityGateError
 from trainer.export import export_generator, export_scorer, torch_scores
 from trainer.fit import TrainedNets, fit_networks
 from trainer.networks import count_parameters
@@ -42,7 +44,13 @@ from trainer.provenance import seed_everything, utc_now, versions
 from trainer.quantize import quantize_scorer
 from trainer.score_scales import measure_scales
 from trainer.synthetic_anomalies import ANOMALY_KINDS, auroc, inject
-from trainer.windows import Normaliser, WindowSets, build_windows
+from trainer.windows import (
+    MIN_WINDOW_LEN,
+    Normaliser,
+    WindowSets,
+    build_windows,
+    largest_fitting_window,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,7 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         data.report.interpolated_cells,
         data.report.inserted_rows,
     )
+    config = _window_that_fits(data, config)
     windows = build_windows(
         data.segments,
         config.model.window_len,
@@ -100,13 +109,47 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         member_scorers[0] if len(member_scorers) == 1 else scorer_graph.MeanScorer(member_scorers)
     )
     with staging_folder(out) as stage:
-        validation, thresholds = _export_and_check(scorer, members, windows, config, stage)
+        validation, thresholds, refused = _export_and_check(scorer, members, windows, config, stage)
         validation["training"] = {"world_size": world.size, "backend": world.backend or "none"}
         fit_seconds = time.perf_counter() - started
         definition = _score_definition(member_scorers, _member_seeds(config))
         manifest = _manifest(stage, data, windows, config, definition, thresholds, validation, fit_seconds)
+        manifest = manifest.model_copy(update={"refused": refused})
         bundle = publish(stage, manifest, out)
     return BuildResult(bundle=bundle, fit_seconds=fit_seconds)
+
+
+def _window_that_fits(data: TrainingData, config: TrainConfig) -> TrainConfig:
+    """The config, with a shorter default window where gaps leave too little data for the default one.
+
+    A window length the user set is kept as given: then the error names the setting that would work.
+    """
+    configured = config.model.window_len
+    fitting = largest_fitting_window(data.segments, configured, config.data.holdout_fraction)
+    if fitting == configured:
+        return config
+    longest = max(len(segment.values) for segment in data.segments)
+    if fitting is None:
+        raise DataError(
+            f"too few rows for any window: the longest gap-free stretch has {longest} rows; windows of "
+            f"{MIN_WINDOW_LEN} need {int(np.ceil(MIN_WINDOW_LEN / config.data.holdout_fraction))} "
+            "(more data, fewer gaps, or data.max_gap_rows to interpolate longer ones)"
+        )
+    if "window_len" in config.model.model_fields_set:
+        raise DataError(
+            f"model.window_len={configured} leaves no training or holdout window in stretches of at most "
+            f"{longest} rows; set model.window_len to {fitting} (the largest that fits) or less"
+        )
+    log.warning(
+        "the longest gap-free stretch has %d rows: too few for %d-row windows with a %.0f%% holdout; "
+        "fitting %d-row windows instead (set model.window_len to choose)",
+        longest,
+        configured,
+        config.data.holdout_fraction * 100,
+        fitting,
+    )
+    model = config.model.model_copy(update={"window_len": fitting})
+    return config.model_copy(update={"model": model})
 
 
 def _member_seeds(config: TrainConfig) -> list[int]:
@@ -153,6 +196,7 @@ def score_weights(config: TrainConfig) -> scorer_graph.ScoreWeights:
         feature=score.feature_weight,
         latent=score.latent_weight,
         local_half_life_steps=score.local_half_life_steps,
+        level_half_life_steps=score.level_half_life_steps,
         variability_steps=score.variability_steps,
     )
 
@@ -185,7 +229,7 @@ def _export_and_check(
     windows: WindowSets,
     config: TrainConfig,
     stage: Path,
-) -> tuple[dict[str, object], dict[str, Threshold]]:
+) -> tuple[dict[str, object], dict[str, Threshold], dict[str, str]]:
     window_len, n_channels = config.model.window_len, windows.train.shape[2]
     export_scorer(scorer, window_len, n_channels, stage / SCORER_FP32)
     nets = members[0]  # the generator graph and the training curves are the first member's
@@ -237,7 +281,7 @@ def _export_and_check(
         torch_scores(scorer, normal), check_scores[SCORER_FP32][0], config.quantize.max_fp32_torch_error
     )
     parity = _int8_parity(check_scores, thresholds, aurocs)
-    check_int8_parity(parity, config.quantize)
+    refused = _int8_gate(parity, config)
     plot_training_curves(nets.history, nets.best_epoch, stage / "training_curves.png")
     validation: dict[str, object] = {
         "fp32_vs_torch_relative_error": fp32_error,
@@ -247,7 +291,23 @@ def _export_and_check(
     }
     if len(members) > 1:
         validation["gan_members"] = [_gan_summary(member) for member in members]
-    return validation, thresholds
+    return validation, thresholds, refused
+
+
+def _int8_gate(parity: Int8Parity, config: TrainConfig) -> dict[str, str]:
+    """{} when INT8 matches FP32; else the refusal to record (or the error, with on_int8_failure: fail).
+
+    Why not fail: a fit whose INT8 graph drifts from FP32 still has a good FP32 scorer, and a user with a
+    few hundred rows should get it, with the INT8 figures that say why it is not served.
+    """
+    try:
+        check_int8_parity(parity, config.quantize)
+    except QualityGateError as err:
+        if config.quantize.on_int8_failure == "fail":
+            raise
+        log.warning("%s: the bundle ships with the INT8 graph refused; agents serve FP32", err)
+        return {SCORER_INT8: str(err)}
+    return {}
 
 
 def _gan_summary(nets: TrainedNets) -> dict[str, object]:
@@ -365,7 +425,11 @@ def _manifest(
         latent_dim=config.model.latent_dim,
         sample_period_s=data.sample_period_s,
         normalisation=Normalisation(
-            method="standard", mean=windows.normaliser.mean.tolist(), scale=windows.normaliser.scale.tolist()
+            method="standard",
+            mean=windows.normaliser.mean.tolist(),
+            scale=windows.normaliser.scale.tolist(),
+            low=windows.train.min(axis=(0, 1)).astype(float).tolist(),
+            high=windows.train.max(axis=(0, 1)).astype(float).tolist(),
         ),
         score=score,
         thresholds=thresholds,

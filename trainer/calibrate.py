@@ -97,7 +97,7 @@ def _by_method(
     return quantile_threshold(scores, budget)
 
 
-BOOTSTRAP_DRAWS = 40  # resamples behind a threshold's interval: enough for a 5-95% range, seconds per fit
+BOOTSTRAP_DRAWS = 24  # resamples behind a threshold's interval: a rough 5-95% range in about a second
 MIN_EXPECTED_EXCEEDANCES = 1.0  # a budget whose expected count of normal windows above it is below this
 # cannot be checked on the data at hand: the threshold is an extrapolation, and the fit says so
 

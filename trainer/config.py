@@ -129,8 +129,13 @@ class ScoreConfig(BaseModel):
     level_weight: float = Field(
         1.0,
         ge=0,
-        description="weight of the level distance: Mahalanobis distance of the window's per-channel means "
-        "from the training windows' means",
+        description="weight of the level distance: Mahalanobis distance of the window's recent level per "
+        "channel from the training windows'",
+    )
+    level_half_life_steps: float = Field(
+        8.0,
+        gt=0,
+        description="the level term's step weights halve every this many steps back from the newest",
     )
     variability_weight: float = Field(
         4.0,
@@ -201,6 +206,11 @@ class QuantizeConfig(BaseModel):
     min_decision_agreement: float = Field(0.9, ge=0, le=1, description="same alert/no-alert as FP32")
     max_auc_drop: float = Field(0.03, ge=0, le=1, description="synthetic-anomaly AUROC loss allowed")
     max_fp32_torch_error: float = Field(1e-3, gt=0, description="relative score error of ONNX FP32 vs torch")
+    on_int8_failure: Literal["refuse_int8", "fail"] = Field(
+        "refuse_int8",
+        description="refuse_int8: a bundle whose INT8 graph misses the gate ships with that graph marked "
+        "refused (with the figures) and the agent serves FP32; fail: the fit fails",
+    )
 
 
 class TrainConfig(BaseModel):

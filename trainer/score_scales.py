@@ -21,6 +21,8 @@ from trainer.scorer_graph import (
     TermScales,
     floored_residual_scale,
     mean_abs_change,
+    newest_step_weights,
+    recent_level,
 )
 from trainer.windows import Normaliser
 
@@ -73,7 +75,8 @@ def measure_scales(
     channel = floored_residual_scale(torch.quantile(residual.mean(dim=2), 0.5, dim=0), residual_floor)
     step_floor = max(float(channel.mean()) * residual_floor, MIN_TERM_SCALE)
     step = torch.clamp(residual.median(dim=0).values, min=step_floor)
-    level_mean, level_precision = _level_gaussian(normalised.mean(dim=2))
+    level_weights = newest_step_weights(sample.shape[1], weights.level_half_life_steps)
+    level_mean, level_precision = _level_gaussian(recent_level(normalised, level_weights))
     change_steps = min(weights.variability_steps, sample.shape[1] - 1)
     low, high, check = _change_band(mean_abs_change(normalised, change_steps))
     scales = TermScales(

@@ -5,8 +5,9 @@ windows (q_R, q_L, q_D, q_F, q_Lat), so each reads <= 1 on 99% of normal windows
   R_c  reconstruction: mean over steps of (x - G(E(x)))^2 for channel c, over its training median s_c
   L_c  time-local: the same per-step residuals over their per-step training medians s_ct, weighted towards
        the newest step (halving every local_half_life_steps), so the newest readings decide, not the window
-  D_c  level: channel c's part of the Mahalanobis distance of the window's per-channel means from the
-       training windows' means (the Gaussian of levels), positive parts only
+  D_c  level: channel c's part of the Mahalanobis distance of the window's recent level per channel (its
+       steps weighted towards the newest, halving every level_half_life_steps) from the training windows'
+       (the Gaussian of levels), positive parts only
   V_c  variability: the newest variability_steps' mean absolute change outside the band seen in training,
        (relu(ln(d / high)))^2 + (relu(ln(low / d)))^2, in squared e-folds (a stuck sensor, a noise burst)
   F    critic-feature residual between x and G(E(x)); Lat: encoder-latent distance (optional)
@@ -30,6 +31,9 @@ from trainer.networks import Critic, Encoder, Generator, without_level
 
 _EPS = 1e-8
 MIN_TERM_SCALE = 1e-6  # no score term is divided by less than this, whatever the data
+# A reading this many spreads from the training mean saturates: squares of larger values would overflow
+# float32 into an infinite score. Far beyond any real excursion, it still scores as extreme.
+INPUT_CLIP = 1e4
 
 
 class ScoreTerms(nn.Module):
@@ -117,6 +121,21 @@ class TermScales:
     change_check: torch.Tensor  # [C] 1.0 where a lack of change is judged
     tails: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TERMS, 1.0))  # q_k
 
+    @classmethod
+    def unit(cls, channels: int, window_len: int) -> TermScales:
+        """Scales of 1 everywhere: for graphs whose cost, not whose values, is measured."""
+        ones = torch.ones(channels)
+        return cls(
+            channel_residual=ones,
+            step_residual=torch.ones(channels, window_len),
+            feature_residual=1.0,
+            level_mean=torch.zeros(channels),
+            level_precision=torch.eye(channels),
+            change_low=ones,
+            change_high=ones,
+            change_check=ones,
+        )
+
 
 @dataclass(frozen=True)
 class ScoreWeights:
@@ -129,6 +148,7 @@ class ScoreWeights:
     feature: float = 1.0
     latent: float = 0.0
     local_half_life_steps: float = 3.0
+    level_half_life_steps: float = 8.0
     variability_steps: int = 16
 
 
@@ -137,6 +157,11 @@ def newest_step_weights(window_len: int, half_life: float) -> torch.Tensor:
     age = torch.arange(window_len - 1, -1, -1, dtype=torch.float32)
     weights = torch.pow(0.5, age / half_life)
     return weights / weights.sum()
+
+
+def recent_level(normalised: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """[b, C]: each channel's level, its steps weighted by `weights` (newest_step_weights)."""
+    return (normalised * weights).sum(dim=2)
 
 
 def mean_abs_change(normalised: torch.Tensor, steps: int) -> torch.Tensor:
@@ -153,6 +178,7 @@ class ScorerModule(nn.Module):
     channel_residual_scale: torch.Tensor
     step_residual_scale: torch.Tensor
     step_weights: torch.Tensor
+    level_weights: torch.Tensor
     level_mean: torch.Tensor
     level_precision: torch.Tensor
     change_low: torch.Tensor
@@ -179,6 +205,7 @@ class ScorerModule(nn.Module):
         self.register_buffer("step_residual_scale", scales.step_residual.unsqueeze(0).float())
         window_len = scales.step_residual.shape[1]
         self.register_buffer("step_weights", newest_step_weights(window_len, weights.local_half_life_steps))
+        self.register_buffer("level_weights", newest_step_weights(window_len, weights.level_half_life_steps))
         self.register_buffer("level_mean", scales.level_mean.reshape(1, -1).float())
         self.register_buffer("level_precision", scales.level_precision.float())
         self.register_buffer("change_low", scales.change_low.reshape(1, -1).float())
@@ -190,11 +217,11 @@ class ScorerModule(nn.Module):
 
     def term_parts(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each term before weights and tails: per channel [b, C] or per window [b]."""
-        normalised = ((windows - self.mean) / self.scale).transpose(1, 2)
+        normalised = torch.clamp((windows - self.mean) / self.scale, -INPUT_CLIP, INPUT_CLIP).transpose(1, 2)
         residual, feat, latent = self.terms(normalised)
         reconstruction = residual.mean(dim=2, keepdim=True) / self.channel_residual_scale
         local = (residual / self.step_residual_scale * self.step_weights).sum(dim=2)
-        centred = normalised.mean(dim=2) - self.level_mean
+        centred = recent_level(normalised, self.level_weights) - self.level_mean
         level = torch.relu((centred @ self.level_precision) * centred)
         change = mean_abs_change(normalised, self.change_steps)
         excess = torch.relu(torch.log((change + _EPS) / self.change_high)).pow(2)

@@ -67,6 +67,23 @@ def slide(values: npt.NDArray[np.floating], window_len: int, stride: int) -> npt
     return np.ascontiguousarray(view[::stride].transpose(0, 2, 1), dtype=np.float32)
 
 
+MIN_WINDOW_LEN = 16  # the conv stack's smallest sensible window (two positions after three halvings)
+
+
+def largest_fitting_window(segments: list[Segment], window_len: int, holdout_fraction: float) -> int | None:
+    """The largest window length up to `window_len` (a multiple of 8, at least 16) that leaves at least one
+    training and one holdout window; None when even the smallest does not."""
+    for candidate in range(window_len - window_len % 8, MIN_WINDOW_LEN - 1, -8):
+        train = holdout = 0
+        for segment in segments:
+            n_holdout = int(round(len(segment.values) * holdout_fraction))
+            train += max(0, len(segment.values) - n_holdout - candidate + 1)
+            holdout += max(0, n_holdout - candidate + 1)
+        if train >= 1 and holdout >= 1:
+            return candidate
+    return None
+
+
 def build_windows(
     segments: list[Segment], window_len: int, stride: int, holdout_fraction: float, spread_floor: float = 0.0
 ) -> WindowSets:

@@ -147,6 +147,16 @@ def replay_csv(
     rows = len(table.values)
     if rows == 0:
         raise DataError(f"{path}: no rows to replay")
+    every = read_table(path).channels
+    left_out = [name for name in every if name not in table.channels]
+    log.info(
+        "replay %s: publishing %d rows as device %s with channels %s%s",
+        path,
+        rows,
+        device,
+        ", ".join(table.channels),
+        f"; numeric columns left out: {', '.join(left_out)}" if left_out else "",
+    )
     if table.timestamps is not None:
         offsets = (table.timestamps - table.timestamps[0]) / speed
     else:
@@ -171,4 +181,8 @@ def replay_csv(
             published += 1
     finally:
         finish_publishing(client, last)
+    if published < rows:
+        log.warning(
+            "replay %s: %d of %d rows had an empty cell and were not published", path, rows - published, rows
+        )
     return FleetReport(1, time.time() - began, published, rows, max_lag)

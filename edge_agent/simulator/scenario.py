@@ -7,6 +7,7 @@ never closer to the previous fault on the same device than a window (that window
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from edge_agent.errors import ConfigError
 from edge_agent.simulator.faults import ALL_KINDS, ANOMALY_KINDS, SPIKE, Injection, draw_channels
 from edge_agent.yaml_config import load_yaml_model
+
+log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
@@ -125,8 +128,29 @@ def plan_faults(
                 event.magnitude,
             )
         )
+    late = [e for e in scenario.events if e.at_s >= scenario.duration_s]
+    if late:
+        log.warning(
+            "%d planned event(s) start at or after the run's end (%.0f s) and will not happen: %s",
+            len(late),
+            scenario.duration_s,
+            ", ".join(f"{e.kind} on device {e.device} at {e.at_s:.0f} s" for e in late[:5]),
+        )
     if scenario.random is not None and scenario.random.kinds and scenario.random.per_device_hour > 0:
-        planned.extend(_draw_random(scenario, scenario.random, channels, starts, rates, window_len, rng))
+        drawn = _draw_random(scenario, scenario.random, channels, starts, rates, window_len, rng)
+        if not drawn:
+            window_s = window_len / min(rates)
+            log.warning(
+                "the random plan drew no fault: %.1f faults per device-hour on %d device(s) over %.0f s, "
+                "each needing %.0f s of warm-up and a %.0f s window after it; a longer --duration or a "
+                "higher random.per_device_hour gives some",
+                scenario.random.per_device_hour,
+                round(scenario.random.device_fraction * scenario.devices),
+                scenario.duration_s,
+                1.5 * window_s,
+                window_s,
+            )
+        planned.extend(drawn)
     return sorted(planned, key=lambda injection: (injection.start, injection.device))
 
 

@@ -198,19 +198,22 @@ def test_the_floors_in_the_config_reach_the_bundle(
     )
 
 
-def test_a_level_free_bundle_scores_shape_and_ignores_a_lasting_offset(
+def test_level_free_networks_leave_levels_to_the_level_term(
     tmp_path: Path, tiny_data: Path, tiny_bundle: Path
 ) -> None:
-    """`model.window_level: remove` is fitted and exported: the graph itself drops each window's level."""
+    """The default `model.window_level: remove` is fitted and exported: the graph drops each window's level
+    before the networks, and its level term alone flags a lasting offset; with the level term's weight at
+    0 the same offset changes nothing, while a step inside the window still alarms. `keep` is recorded."""
     from tests.conftest import write_tiny_config
     from trainer.cli import main
 
-    config = write_tiny_config(tmp_path, model={"window_level": "remove"})
+    config = write_tiny_config(tmp_path, score={"level_weight": 0.0})
     out = tmp_path / "bundle"
     assert main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config)]) == 0
     manifest = load_bundle(out).manifest
-    assert manifest.score.window_level == "remove"
-    assert load_bundle(tiny_bundle).manifest.score.window_level == "keep"
+    default = load_bundle(tiny_bundle).manifest
+    assert manifest.score.window_level == "remove" and default.score.window_level == "remove"
+    assert manifest.score.term_weights["level"] == 0.0 and default.score.term_weights["level"] == 1.0
     values = correlated_series(400, seed=5)
     windows = np.stack([values[i : i + 32] for i in range(0, 360, 4)]).astype(np.float32)
     offset = windows + (4 * np.array(manifest.normalisation.scale)).astype(np.float32)
@@ -224,9 +227,12 @@ def test_a_level_free_bundle_scores_shape_and_ignores_a_lasting_offset(
     np.testing.assert_allclose(scores(out, offset), scores(out, windows), rtol=1e-3, atol=1e-4)
     threshold = manifest.thresholds[SCORER_FP32].value
     assert np.median(scores(out, step)) > threshold  # a step inside the window still alarms
-    # The ordinary bundle alarms on the same lasting offset: that is what the option is for.
-    plain_threshold = load_bundle(tiny_bundle).manifest.thresholds[SCORER_FP32].value
-    assert np.median(scores(tiny_bundle, offset)) > plain_threshold
+    # The default bundle's level term alarms on the same lasting offset.
+    assert np.median(scores(tiny_bundle, offset)) > default.thresholds[SCORER_FP32].value
+    kept = tmp_path / "kept"
+    config = write_tiny_config(tmp_path, model={"window_level": "keep"})
+    assert main(["fit", "--data", str(tiny_data), "--out", str(kept), "--config", str(config)]) == 0
+    assert load_bundle(kept).manifest.score.window_level == "keep"
 
 
 def test_a_bundle_of_members_scores_the_mean_of_its_fits(

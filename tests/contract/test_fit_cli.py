@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from tests.conftest import correlated_series, write_csv, write_tiny_config
+from edge_agent.bundle import load_bundle
+from tests.conftest import TINY_CONFIG, correlated_series, write_csv, write_tiny_config
 from trainer.cli import main
 
 
@@ -96,7 +98,7 @@ def test_failed_quality_gate_keeps_the_previous_bundle(
     before = (out / "bundle.json").read_bytes()
     impossible = write_tiny_config(
         tmp_path,
-        quantize={"min_rank_correlation": 1.0, "min_decision_agreement": 1.0},
+        quantize={"min_rank_correlation": 1.0, "min_decision_agreement": 1.0, "on_int8_failure": "fail"},
     )
     assert _fit(tiny_data, out, impossible) == 2
     assert "INT8 scorer does not match FP32" in capsys.readouterr().err
@@ -135,3 +137,41 @@ def test_demo_command_line_offers_every_option_the_demo_reads() -> None:
         assert hasattr(args, name), name
     assert args.broker_kind == "embedded"
     assert _parser().parse_args(["demo"]).broker_kind == "auto"
+
+
+def _gappy_csv(path: Path, stretch: int, stretches: int = 3) -> Path:
+    """Stretches of `stretch` rows at 1 s, separated by hour-long gaps no interpolation bridges."""
+    values = correlated_series(stretch * stretches, seed=31)
+    lines = ["ts,s0,s1,s2"]
+    for i, row in enumerate(values):
+        ts = 1_700_000_000 + i + (i // stretch) * 3600
+        lines.append(f"{ts}," + ",".join(f"{v:.6g}" for v in row))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_gap_that_leaves_too_little_for_the_default_window_fits_the_largest_that_works(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """100-row stretches hold 20 holdout rows: no 64-row window, but 16-row windows fit, and it says so."""
+    data = _gappy_csv(tmp_path / "gappy.csv", stretch=100)
+    config = {key: dict(value) for key, value in TINY_CONFIG.items()}
+    del config["model"]["window_len"]
+    config["data"] = {"on_long_gap": "split"}
+    path = tmp_path / "no-window.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "bundle"
+    assert _fit(data, out, path) == 0
+    assert load_bundle(out).manifest.window_len == 16
+    assert any("fitting 16-row windows instead" in r.getMessage() for r in caplog.records)
+
+
+def test_an_explicit_window_that_does_not_fit_names_the_setting_that_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _gappy_csv(tmp_path / "gappy.csv", stretch=100)
+    out = tmp_path / "bundle"
+    config = write_tiny_config(tmp_path, data={"on_long_gap": "split"})
+    assert _fit(data, out, config) == 2
+    assert "set model.window_len to 16 (the largest that fits) or less" in capsys.readouterr().err
+    assert not out.exists()

@@ -45,6 +45,22 @@ def test_scores_every_row_and_flags_the_injected_fault(
     assert flagged[420:500].mean() > 0.8, "the level shift must be flagged"
     assert flagged[40:390].mean() < 0.05, "normal stretches stay quiet"
     assert summary["alerts"] >= 1
+    # Flagged rows name the channels behind their window, largest first; the shifted one leads.
+    tops = [r["top_channels"] for r in rows[420:500] if r["anomaly"] == "1"]
+    assert tops and all(top.count(":") == 3 for top in tops)
+    assert np.mean([top.split(":")[0] == "s1" for top in tops]) > 0.8
+    assert all(r["top_channels"] == "" for r in rows if r["anomaly"] == "0")
+
+
+def test_readings_outside_the_trained_range_are_named_once(
+    tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    values = correlated_series(300, seed=22)
+    values[150:, 2] += 20 * values[:, 2].std()  # another operating point for one channel
+    data = write_csv(tmp_path / "moved.csv", values)
+    assert _score(tiny_bundle, data, tmp_path / "scored.csv") == 0
+    warnings = [r.getMessage() for r in caplog.records if "outside the range" in r.getMessage()]
+    assert len(warnings) == 1 and "s2 " in warnings[0] and "s0 " not in warnings[0]
 
 
 def test_scores_match_the_backend_on_the_same_windows(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -93,3 +109,25 @@ def test_a_stricter_severity_level_alerts_on_a_subset_and_an_unknown_level_is_a_
     assert _score(tiny_bundle, data, out, "--level", "urgent") != 0
     assert "no severity level 'urgent'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_absurd_but_finite_reading_saturates_the_score_and_every_number_stays_finite(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """1e30 in one cell: the graph clips its inputs, so scores stay finite, and the row is flagged."""
+    values = correlated_series(200, seed=23)
+    values[120, 0] = 1e30
+    data = write_csv(tmp_path / "absurd.csv", values)
+    out = tmp_path / "scored.csv"
+    assert _score(tiny_bundle, data, out) == 0
+    rows = _read(out)
+    scores = np.array([float(r["score"]) for r in rows if r["score"]])
+    assert np.isfinite(scores).all()
+    assert float(rows[125]["score"]) > 1e3 and rows[125 + 3]["anomaly"] == "1"
+
+
+def test_non_finite_backend_scores_are_saturated_before_anything_publishes_them() -> None:
+    from edge_agent.pipeline import SATURATED_SCORE, finite
+
+    raw = np.array([1.0, np.inf, np.nan, -np.inf], dtype=np.float32)
+    np.testing.assert_allclose(finite(raw), [1.0, SATURATED_SCORE, SATURATED_SCORE, 0.0], rtol=1e-6)

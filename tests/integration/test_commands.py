@@ -69,7 +69,13 @@ def test_every_command_answers_ok_or_error_with_its_transaction_id(
     assert agent.service.stats.reloads_ok == 2 and agent.service.stats.reloads_failed == 1
 
     ask("explode", {"id": "u1"})
-    assert answer("u1", "explode")["status"] == "error"
+    unknown = answer("u1", "explode")
+    assert unknown["status"] == "error" and "unknown command 'explode'" in str(unknown["detail"])
+    assert agent.service.stats.rejected["unknown_command"] == 1
+    # Two reloads back to back (one batch, most likely): each gets its own answer.
+    ask("reload", {"id": "twice-1", "bundle": str(copy)})
+    ask("reload", {"id": "twice-2", "bundle": str(copy)})
+    assert answer("twice-1", "reload")["status"] == "ok" and answer("twice-2", "reload")["status"] == "ok"
     ask("mute", b"[1, 2]")
     assert answer(None, "mute")["status"] == "error"
 

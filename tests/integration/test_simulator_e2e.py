@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge_agent.config import BrokerConfig
 from edge_agent.simulator.run import replay_csv, simulate
@@ -71,3 +72,17 @@ def test_replay_keeps_the_files_timing_sped_up(
     assert 1.5 < stamps[-1] - stamps[0] < 2.6  # 19 s of data at 10x: 1.9 s
     assert 1.5 < took < 5.0
     assert np.all(np.diff(stamps) > 0.05)  # spread out, not sent in a burst
+
+
+def test_replay_publishes_the_chosen_columns_and_names_those_left_out(
+    broker: Broker, recorder: Callable[..., Recorder], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A label column in an export must not become a channel the agent refuses as extra_channel."""
+    values = np.column_stack([np.arange(10.0), np.arange(10.0) * 2, np.zeros(10)])
+    csv = write_csv(tmp_path / "rec.csv", values, names=["x", "y", "label"])
+    watch = recorder("sensors/+/telemetry")
+    report = replay_csv(csv, BrokerConfig(port=broker.port), "rec-2", speed=50.0, columns=["x", "y"])
+    assert report.published == 10
+    watch.wait_for(lambda messages: len(messages) >= 10)
+    assert all(set(json.loads(payload)["values"]) == {"x", "y"} for _, payload, _ in watch.messages)
+    assert any("left out: label" in r.getMessage() for r in caplog.records)

@@ -88,3 +88,21 @@ def test_evaluation_counts_detections_delays_and_false_alarms() -> None:
     assert result.alerts == 5 and result.false_alarms == 2 and result.repeats == 1
     assert result.false_alarms_per_device_hour == 1.0
     assert "level_shift" in result.table() and "spike" not in result.table()
+
+
+def test_faults_that_cannot_happen_in_the_run_are_a_warning_with_the_numbers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    late = Scenario(
+        devices=2,
+        duration_s=100,
+        random=None,
+        events=[{"device": 0, "kind": "spike", "at_s": 150, "duration_s": 1}],
+    )
+    plan_faults(late, CHANNELS, [0.0, 0.0], [1.0, 1.0], 16)
+    assert any("start at or after the run's end (100 s)" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    short = Scenario(devices=2, duration_s=30, random={"per_device_hour": 6})
+    assert plan_faults(short, CHANNELS, [0.0, 0.0], [1.0, 1.0], 16) == []
+    message = next(r.getMessage() for r in caplog.records if "drew no fault" in r.getMessage())
+    assert "6.0 faults per device-hour" in message and "over 30 s" in message

@@ -52,7 +52,7 @@ def test_a_regime_seen_in_training_but_not_in_the_holdout_raises_no_alarm_when_i
     assert np.mean(noisy_regime_again > alone.value) > 0.1  # the holdout alone alarms on a known regime
     assert np.mean(noisy_regime_again > both.value) < 4e-3  # the stricter threshold keeps the budget
     assert both.value == both.details["train_threshold"] > both.details["holdout_threshold"] == alone.value
-    assert both.details["train_windows"] == 4000 and both.calibration_windows == 800
+    assert both.details["train_windows"] == 4000 and both.calibration_windows == 4800  # both calibrate
     # The drift reference stays the holdout's quantiles.
     assert both.details["holdout_q50"] == alone.details["holdout_q50"]
     # A holdout with the heavier tail keeps its own threshold: the rule only ever raises it.
@@ -104,3 +104,32 @@ def test_a_threshold_names_the_strictest_level_a_score_reaches() -> None:
     assert threshold.at_level(None) == threshold.value and threshold.at_level("high") == high
     with pytest.raises(BundleError, match="no severity level 'urgent' .*critical, high"):
         threshold.at_level("urgent")
+
+
+def test_a_threshold_says_how_many_windows_back_it_and_how_sure_it_is() -> None:
+    rng = np.random.default_rng(5)
+    holdout, train = rng.gamma(2.0, size=2000), rng.gamma(2.0, size=4000)
+    threshold = calibrate(holdout, 1e-3, "pot", 0.9, train_scores=train, block=64)
+    details = threshold.details
+    assert threshold.calibration_windows == 6000
+    assert details["holdout_effective_windows"] == pytest.approx(2000 / 64)
+    assert details["train_expected_exceedances"] == pytest.approx(4000 / 64 * 1e-3)
+    low, high = details["threshold_interval_low"], details["threshold_interval_high"]
+    assert low < high and low <= threshold.value * 1.05 and high >= threshold.value * 0.95
+    # Ten times the data narrows the interval.
+    bigger = calibrate(rng.gamma(2.0, size=20000), 1e-3, "pot", 0.9, block=64).details
+    assert bigger["threshold_interval_high"] - bigger["threshold_interval_low"] < high - low
+
+
+def test_a_budget_the_holdout_cannot_check_is_a_warning_with_the_budget_that_it_can(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scores = np.random.default_rng(6).gamma(2.0, size=640)  # 10 independent 64-row windows
+    calibrate(scores, 1e-3, "pot", 0.9, block=64)
+    warning = next(
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "holds about" in r.getMessage()
+    )
+    assert "about 10 independent windows" in warning and "a budget of at least 0.1" in warning
+    caplog.clear()
+    calibrate(scores, 0.2, "pot", 0.9, block=64)
+    assert not [r for r in caplog.records if "holds about" in r.getMessage()]

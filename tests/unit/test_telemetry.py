@@ -60,7 +60,7 @@ def test_bad_payloads_are_refused_with_a_reason(payload: object, raw: bytes | No
     assert caught.value.reason == reason
 
 
-@pytest.mark.parametrize("device", ["", "a/b", "#", "x" * 65, "pump 1", "dev+"])
+@pytest.mark.parametrize("device", ["", "a/b", "#", "x" * 65, "pump 1", "dev+", "dev1\n", "\ndev1"])
 def test_unsafe_device_ids_are_refused(device: str) -> None:
     with pytest.raises(PayloadError) as caught:
         _decode({"values": [1, 2]}, device=device)

@@ -1,4 +1,5 @@
-"""The encoder-latent distance term of the score: a Mahalanobis distance, mixed in by score.latent_weight."""
+"""The score's terms: reconstruction, time-local, level, variability, critic features and the optional
+encoder-latent distance, each over its training tail, with contributions that sum to the score."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from edge_agent.bundle import ScoreDefinition
 from trainer.export import export_scorer
 from trainer.networks import Critic, Encoder, Generator
 from trainer.quantize import layers_to_quantise
-from trainer.scorer_graph import LatentDistance, ScorerModule, ScoreTerms, floored_residual_scale
+from trainer.score_scales import measure_scales
+from trainer.scorer_graph import (
+    LatentDistance,
+    ScorerModule,
+    ScoreTerms,
+    ScoreWeights,
+    floored_residual_scale,
+)
+from trainer.windows import Normaliser
 
 LATENT, CHANNELS, WINDOW = 4, 3, 32
 
@@ -50,49 +59,99 @@ def test_distance_weighs_a_move_by_the_spread_in_its_direction() -> None:
     assert far > 1000 * near
 
 
-def _scorer(latent_weight: float) -> tuple[ScorerModule, torch.Tensor]:
+def _normal_windows(n: int, seed: int = 0) -> torch.Tensor:
+    """Raw windows [n, W, C]: a slow sine per channel at a random phase and level, plus noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(WINDOW)[None, :, None]
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, CHANNELS))
+    level = rng.normal(0, 1, size=(n, 1, CHANNELS))
+    values = level + np.sin(2 * np.pi * t / 24 + phase) + rng.normal(0, 0.2, size=(n, WINDOW, CHANNELS))
+    return torch.from_numpy(values).float()
+
+
+def _scorer(latent_weight: float = 0.0, remove_level: bool = True) -> tuple[ScorerModule, torch.Tensor]:
     torch.manual_seed(0)
     encoder, generator = Encoder(LATENT, CHANNELS, WINDOW, 8), Generator(LATENT, CHANNELS, WINDOW, 8)
-    terms = ScoreTerms(encoder, generator, Critic(CHANNELS, WINDOW, 8)).eval()
-    windows = torch.randn(64, WINDOW, CHANNELS)
-    with torch.no_grad():
-        _, _, latent = terms(windows.transpose(1, 2))
-        distance = LatentDistance.fit(latent)
-        scale = float(distance(latent).median())
-    module = ScorerModule(
-        terms,
-        torch.zeros(CHANNELS),
-        torch.ones(CHANNELS),
-        torch.full((CHANNELS,), 2.0),
-        3.0,
-        0.25,
-        latent=(distance, scale, latent_weight) if latent_weight else None,
-    ).eval()
+    terms = ScoreTerms(encoder, generator, Critic(CHANNELS, WINDOW, 8), remove_level).eval()
+    windows = _normal_windows(512)
+    flat = windows.reshape(-1, CHANNELS).numpy()
+    normaliser = Normaliser(flat.mean(axis=0), flat.std(axis=0), [])
+    weights = ScoreWeights(latent=latent_weight, local=0.5, level=2.0)
+    module = measure_scales(terms, windows.numpy(), normaliser, weights, residual_floor=0.05)
     return module, windows
 
 
-@pytest.mark.parametrize("latent_weight", [0.0, 0.4, 1.0])
-def test_score_mixes_the_terms_as_documented_and_contributions_sum_to_it(latent_weight: float) -> None:
+@pytest.mark.parametrize("latent_weight", [0.0, 0.4])
+def test_score_is_the_weighted_sum_of_its_terms_and_contributions_sum_to_it(latent_weight: float) -> None:
     module, windows = _scorer(latent_weight)
     with torch.no_grad():
         score, contributions = module(windows)
-        rec, feat, latent = module.terms(windows.transpose(1, 2))
-        base = 0.75 * (rec / 2.0).mean(dim=1) + 0.25 * feat / 3.0
-        expected = base
-        if latent_weight:
-            assert module.latent_distance is not None
-            lat = module.latent_distance(latent) / module.latent_scale
-            expected = (1 - latent_weight) * base + latent_weight * lat
+        parts = module.term_parts(windows)
+    w, q = module.weights, module.tails
+    expected = (
+        parts["reconstruction"].sum(1) * w.reconstruction / q["reconstruction"]
+        + parts["local"].sum(1) * w.local / q["local"]
+        + parts["level"].sum(1) * w.level / q["level"]
+        + parts["variability"].sum(1) * w.variability
+        + parts["feature"] * w.feature / q["feature"]
+    )
+    if latent_weight:
+        expected = expected + parts["latent"] * latent_weight / q["latent"]
+    else:
+        assert "latent" not in parts
     np.testing.assert_allclose(score.numpy(), expected.numpy(), rtol=1e-5)
     np.testing.assert_allclose(contributions.sum(dim=1).numpy(), score.numpy(), rtol=1e-5)
     assert (contributions >= 0).all()
 
 
-def test_latent_term_reads_about_one_on_the_windows_it_was_scaled_on() -> None:
-    module, windows = _scorer(1.0)
+def test_each_term_reads_at_most_one_on_99_percent_of_its_training_windows() -> None:
+    module, windows = _scorer(0.5)
     with torch.no_grad():
-        score, _ = module(windows)
-    assert float(score.median()) == pytest.approx(1.0, rel=0.05)
+        parts = module.term_parts(windows)
+    for name in ("reconstruction", "local", "level", "feature", "latent"):
+        values = parts[name].sum(1) if parts[name].dim() == 2 else parts[name]
+        assert float(torch.quantile(values / module.tails[name], 0.99)) == pytest.approx(1.0, rel=0.02)
+    # Variability is zero inside the band the training windows span, whatever the tail.
+    assert float((parts["variability"] > 0).float().mean()) < 0.01
+
+
+def test_local_term_weighs_the_newest_reading_most() -> None:
+    """The same spike counts far more in the time-local term when it is the window's newest reading."""
+    module, windows = _scorer()
+    newest, oldest = windows[:32].clone(), windows[:32].clone()
+    newest[:, -1, 0] += 6.0
+    oldest[:, 0, 0] += 6.0
+    with torch.no_grad():
+        local_new = module.term_parts(newest)["local"][:, 0]
+        local_old = module.term_parts(oldest)["local"][:, 0]
+        rec_new = module.term_parts(newest)["reconstruction"][:, 0]
+        rec_old = module.term_parts(oldest)["reconstruction"][:, 0]
+    assert float((local_new / local_old).median()) > 5
+    assert float((rec_new / rec_old).median()) < 3  # the window mean barely knows where the spike was
+
+
+def test_variability_term_flags_a_stuck_channel_and_a_noise_burst_only() -> None:
+    module, windows = _scorer()
+    stuck, noisy = windows[:32].clone(), windows[:32].clone()
+    stuck[:, -20:, 1] = stuck[:, -20:-19, 1]
+    noisy[:, -20:, 2] += torch.randn(32, 20) * 2.0
+    with torch.no_grad():
+        normal = module.term_parts(windows[:32])["variability"]
+        frozen = module.term_parts(stuck)["variability"]
+        burst = module.term_parts(noisy)["variability"]
+    assert float(normal.max()) < 0.5
+    assert float(frozen[:, 1].min()) > 4.0 and float(frozen[:, [0, 2]].max()) < 0.5
+    assert float(burst[:, 2].median()) > 0.5 and float(burst[:, [0, 1]].max()) < 0.5
+
+
+def test_level_term_judges_the_means_the_level_free_networks_do_not_see() -> None:
+    module, windows = _scorer(remove_level=True)
+    shifted = windows[:32].clone()
+    shifted[:, :, 0] += 8.0
+    with torch.no_grad():
+        before, after = module.term_parts(windows[:32]), module.term_parts(shifted)
+    torch.testing.assert_close(before["reconstruction"], after["reconstruction"], rtol=1e-3, atol=1e-4)
+    assert float((after["level"][:, 0] / module.tails["level"]).min()) > 3.0
 
 
 def test_int8_keeps_the_latent_layer_fp32_only_when_the_score_reads_the_latent(tmp_path: Path) -> None:
