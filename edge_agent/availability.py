@@ -32,6 +32,11 @@ class DeviceAvailability:
         self._online.difference_update(gone)
         return sorted(gone)
 
+    def forget(self, device: str) -> None:
+        """Drop a device entirely (evicted: no availability is published for it again)."""
+        self._last_heard.pop(device, None)
+        self._online.discard(device)
+
     def states(self) -> dict[str, str]:
         """Every device heard so far and whether it is online now (for re-announcing after a reconnect)."""
         return {d: ONLINE if d in self._online else OFFLINE for d in self._last_heard}

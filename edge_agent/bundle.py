@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -269,9 +270,16 @@ def write_manifest(folder: Path, manifest: BundleManifest) -> Path:
     return target
 
 
-def load_bundle(folder: Path | str, check_shapes: bool = True) -> Bundle:
-    """Open a bundle folder and verify schema, hashes and (optionally) the graphs' tensor shapes."""
+def load_bundle(folder: Path | str, check_shapes: bool = True, trusted_keys: Sequence[Path] = ()) -> Bundle:
+    """Open a bundle folder and verify schema, hashes and (optionally) the graphs' tensor shapes; with
+    `trusted_keys`, also its signature (edge_agent.signing), before anything else is read."""
     path = Path(folder)
+    if trusted_keys:
+        from edge_agent.signing import check_signature
+
+        if not (path / MANIFEST_NAME).is_file():
+            raise BundleError(f"{path}: not a bundle folder")
+        check_signature(path, trusted_keys)
     manifest = _read_manifest(path)
     _check_consistency(path, manifest)
     _check_hashes(path, manifest)

@@ -104,7 +104,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     from edge_agent.service import AgentService
 
     def open_model(bundle: Path) -> ScoringPipeline:
-        return open_pipeline(bundle, config.backend, config.decision, config.ingest)
+        return open_pipeline(bundle, config.backend, config.decision, config.ingest, config.trusted_keys)
 
     link = open_link(config)
     service = AgentService(config, open_model(config.bundle), link, open_model)

@@ -150,6 +150,18 @@ class IngestConfig(_Section):
     inbox_size: int = Field(10000, ge=10, description="bounded queue between the MQTT thread and scoring")
     batch_max: int = Field(1024, ge=1, description="readings scored per loop iteration at most")
     batch_wait_s: float = Field(0.005, ge=0, le=1, description="added latency allowed to form a batch")
+    max_devices: int = Field(
+        10_000,
+        ge=1,
+        description="devices the agent keeps state for; readings of further new devices are rejected as "
+        "device_limit (a flood of made-up ids cannot exhaust memory)",
+    )
+    forget_after_s: float = Field(
+        3600.0,
+        gt=0,
+        description="a device silent this long (and with no open alert) is evicted: its state is dropped and "
+        "its retained availability and state topics are cleared",
+    )
 
 
 class ShardConfig(_Section):
@@ -238,6 +250,23 @@ class AgentConfig(_Section):
     shard: ShardConfig = Field(default_factory=ShardConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    trusted_keys: list[Path] = Field(
+        default_factory=list,
+        description="Ed25519 public keys (PEM); when set, every bundle must carry a bundle.sig by one of "
+        "them",
+    )
+    bundle_roots: list[Path] = Field(
+        default_factory=list,
+        description="folders a reload command may load bundles from; empty: the folders holding the "
+        "configured bundle and bundles",
+    )
+
+    def allowed_bundle_roots(self) -> list[Path]:
+        """Where `reload` may look: bundle_roots, else the parents of the configured bundles."""
+        if self.bundle_roots:
+            return [root.resolve() for root in self.bundle_roots]
+        configured = [self.bundle, *self.bundles.values()]
+        return sorted({path.resolve().parent for path in configured if path is not None})
 
     @model_validator(mode="after")
     def _routes_name_known_bundles(self) -> AgentConfig:

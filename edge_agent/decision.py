@@ -66,6 +66,10 @@ class Decider:
         """Continue the open alerts of another decider (after a model swap)."""
         self._devices = previous._devices
 
+    def forget(self, device: str) -> None:
+        """Drop a device's decision state."""
+        self._devices.pop(device, None)
+
     def threshold_for(self, device: str) -> float:
         """The device's override, or the bundle's threshold."""
         return self.config.threshold_overrides.get(device, self.threshold)

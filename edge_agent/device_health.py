@@ -54,6 +54,10 @@ class DeviceHealth:
             entry = self._devices[device] = _Device()
         return entry
 
+    def forget(self, device: str) -> None:
+        """Drop a device's figures."""
+        self._devices.pop(device, None)
+
     def received(self, device: str) -> None:
         """A message on the device's telemetry topic, usable or not."""
         entry = self._get(device)

@@ -5,6 +5,7 @@ offline `score` command's single code path, so what `score` reports is what the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,12 @@ class ScoringPipeline:
             self.decider.adopt_states(previous.decider)
         return same_shape
 
+    def forget(self, device: str) -> None:
+        """Drop every trace of a device: window, held readings, decision state."""
+        self.windows.forget(device)
+        self.reorder.forget(device)
+        self.decider.forget(device)
+
     def push_many(self, readings: list[Reading]) -> tuple[list[Outcome], list[Dropped]]:
         """Window every reading, score all due windows in one backend call, decide in arrival order."""
         ready: list[Reading] = []
@@ -136,10 +143,11 @@ def open_pipeline(
     backend: BackendConfig,
     decision: DecisionConfig,
     ingest: IngestConfig | None = None,
+    trusted_keys: Sequence[Path] = (),
 ) -> ScoringPipeline:
-    """Load and verify the bundle, open the backend, warm it up."""
+    """Load and verify the bundle (and its signature, with `trusted_keys`), open the backend, warm it up."""
     ingest = ingest or IngestConfig()
-    bundle = load_bundle(bundle_dir)
+    bundle = load_bundle(bundle_dir, trusted_keys=trusted_keys)
     precision = bundle.served_precision(backend.precision)
     scorer = open_scorer(bundle, backend=backend.name, precision=precision, threads=backend.threads)
     log.info(

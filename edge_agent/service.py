@@ -31,6 +31,7 @@ from edge_agent.telemetry import BAD_DEVICE, DEVICE_ID, PayloadError, Reading, d
 
 log = logging.getLogger(__name__)
 
+DEVICE_LIMIT = "device_limit"
 KNOWN_COMMANDS = ("reload", "rollback", "threshold", "mute", "unmute")
 STALE = "stale_ts"
 FUTURE = "future_ts"
@@ -75,12 +76,15 @@ class AgentService:
         self.systemd = SystemdNotifier()
         # (model, bundle, the command that asked or None): every request is carried out and answered once,
         # in arrival order, even when several arrive in one batch.
-        self._reload_requests: list[tuple[str, Path | None, tuple[str, object] | None]] = []
+        self._reload_requests: list[tuple[str, Path | None, tuple[str, object] | None, bool]] = []
         self._current_bundle: dict[str, Path | None] = {DEFAULT_MODEL: config.bundle, **config.bundles}
         self._previous_bundle: dict[str, Path] = {}  # what `rollback` goes back to, per model
         self._muted: set[str] = set()
         self._open_alerts: dict[str, str] = {}
         self._routes: dict[str, _Route] = {}
+        self._last_heard: dict[str, float] = {}  # every device with state, bounded by ingest.max_devices
+        self._next_eviction = 0.0
+        self.evicted = 0
         offline_after = config.ingest.offline_after_s
         self.availability = DeviceAvailability(offline_after) if offline_after is not None else None
         self._next_availability_check = 0.0
@@ -135,10 +139,12 @@ class AgentService:
         bundle: Path | None = None,
         model: str = DEFAULT_MODEL,
         command: tuple[str, object] | None = None,
+        force: bool = False,
     ) -> None:
         """Ask for a model swap at the next loop iteration (safe from signal handlers and other threads);
-        `command` (name, id) is answered once the swap has run or been refused."""
-        self._reload_requests.append((model, bundle or self._configured_bundle(model), command))
+        `command` (name, id) is answered once the swap has run or been refused; `force` accepts a bundle
+        whose channels differ from the serving one's."""
+        self._reload_requests.append((model, bundle or self._configured_bundle(model), command, force))
 
     def request_reload_all(self) -> None:
         """SIGHUP: reload every model from its configured path."""
@@ -151,8 +157,8 @@ class AgentService:
     def step(self) -> int:
         """One loop iteration; returns how many messages it handled."""
         while self._reload_requests:
-            model, target, command = self._reload_requests.pop(0)
-            self._reload(target, model, command)
+            model, target, command, force = self._reload_requests.pop(0)
+            self._reload(target, model, command, force)
         ingest = self.config.ingest
         raws = self.link.drain(ingest.batch_max, ingest.batch_wait_s)
         if raws:
@@ -172,6 +178,9 @@ class AgentService:
             for device in self.availability.expired(now):
                 self._publish_availability(device, OFFLINE)
             self._next_availability_check = now + min(1.0, self.availability.offline_after_s / 4)
+        if now >= self._next_eviction:
+            self._evict_silent(now)
+            self._next_eviction = now + min(60.0, self.config.ingest.forget_after_s / 4)
         if now >= self._next_stats:
             self.publish_stats()
             self._next_stats = now + self.config.stats.interval_s
@@ -210,6 +219,14 @@ class AgentService:
             except PayloadError as err:
                 self._reject(raw.topic, err.reason, err.detail, device)
                 continue
+            if (
+                reading.device not in self._last_heard
+                and len(self._last_heard) >= self.config.ingest.max_devices
+            ):
+                limit = self.config.ingest.max_devices
+                self._reject(raw.topic, DEVICE_LIMIT, f"already keeping state for {limit} devices", device)
+                continue
+            self._last_heard[reading.device] = raw.received_ts
             batches.setdefault(model, []).append(reading)
             if self._ha_status_topic is not None and reading.device not in self._announced:
                 self._announce(reading.device)
@@ -236,6 +253,28 @@ class AgentService:
     def _publish_availability(self, device: str, state: str) -> None:
         topic = self.config.topics.device_availability.format(device=device)
         self.link.publish(topic, state, qos=1, retain=True)
+
+    def _evict_silent(self, now: float) -> None:
+        """Forget devices silent for ingest.forget_after_s (none with an open alert): their windows, decision
+        and health state, and their retained availability and state topics (cleared with empty payloads)."""
+        cutoff = now - self.config.ingest.forget_after_s
+        silent = [d for d, heard in self._last_heard.items() if heard < cutoff and d not in self._open_alerts]
+        topics = self.config.topics
+        for device in silent:
+            del self._last_heard[device]
+            for model in self.models.values():
+                model.forget(device)
+            self.health.forget(device)
+            self._announced.discard(device)
+            if self.availability is not None:
+                self.availability.forget(device)
+                self.link.publish(topics.device_availability.format(device=device), b"", qos=1, retain=True)
+            self.link.publish(topics.state.format(device=device), b"", qos=1, retain=True)
+        if silent:
+            self.evicted += len(silent)
+            log.info(
+                "forgot %d devices silent for %.0f s or more", len(silent), self.config.ingest.forget_after_s
+            )
 
     def _new_session(self) -> None:
         """After each (re)connect: send what waited, then re-announce (brokers can lose retained ones)."""
@@ -361,8 +400,8 @@ class AgentService:
                 given = body.get("bundle")
                 if given is not None and not isinstance(given, str):
                     raise CommandError("'bundle' must be a path")
-                bundle = Path(given) if given else self._configured_bundle(model)
-            self.request_reload(bundle, model, (name, transaction))
+                bundle = self._allowed_bundle(given) if given else self._configured_bundle(model)
+            self.request_reload(bundle, model, (name, transaction), body.get("force") is True)
             return None
         device = body.get("device")
         if not isinstance(device, str) or not DEVICE_ID.fullmatch(device):
@@ -383,13 +422,29 @@ class AgentService:
         self._muted.discard(device)  # unmute: the last of KNOWN_COMMANDS
         return f"{device}: alerts unmuted"
 
+    def _allowed_bundle(self, given: str) -> Path:
+        """The path a reload names, if it lies under an allowed bundle folder; otherwise refused with the
+        same words whether or not it exists."""
+        roots = self.config.allowed_bundle_roots()
+        resolved = Path(given).resolve()
+        if not any(resolved == root or root in resolved.parents for root in roots):
+            raise CommandError(
+                f"bundle path not allowed: reloads load from {', '.join(str(r) for r in roots) or 'nowhere'} "
+                "(bundle_roots in the config)"
+            )
+        return resolved
+
     def _respond(self, name: str, transaction: object, status: str, detail: str) -> None:
         topic = self.config.topics.command_response.format(agent_id=self.config.agent_id, command=name)
         payload = {"id": transaction, "command": name, "status": status, "detail": detail, "ts": self.clock()}
         self.link.publish(topic, json.dumps(payload), qos=1)
 
     def _reload(
-        self, bundle: Path | None, model: str = DEFAULT_MODEL, command: tuple[str, object] | None = None
+        self,
+        bundle: Path | None,
+        model: str = DEFAULT_MODEL,
+        command: tuple[str, object] | None = None,
+        force: bool = False,
     ) -> None:
         """Load, verify and warm up the new model; swap only if all of that worked."""
         if self.open_model is None or bundle is None:
@@ -408,6 +463,19 @@ class AgentService:
                 self._respond(command[0], command[1], ERROR, f"{err}; {serving} keeps serving")
             return
         previous = self.models[model]
+        if fresh.channels != previous.channels and not force:
+            fresh.scorer.close()
+            reason = (
+                f"{bundle} reads channels {', '.join(fresh.channels)}, {previous.bundle_id} reads "
+                f'{", ".join(previous.channels)}: devices would be refused or misread; send "force": true '
+                "to swap anyway"
+            )
+            self.stats.reloads_failed += 1
+            self.stats.last_reload_error = reason
+            log.error("reload refused, %s keeps serving: %s", previous.bundle_id, reason)
+            if command is not None:
+                self._respond(command[0], command[1], ERROR, reason)
+            return
         kept = fresh.adopt_state(previous)
         self.models[model] = fresh
         previous.scorer.close()
@@ -495,6 +563,17 @@ class AgentService:
             "agent_id": self.config.agent_id,
         }
         self._publish_reliably(topics.alert.format(device=device), json.dumps(payload), False)
+        top = ", ".join(f"{c} {v:.3g}" for c, v in outcome.top_channels())
+        log.info(
+            "alert %s %s: %s score %.4g (threshold %.4g, peak %.4g), top channels %s",
+            decision.alert,
+            device,
+            payload["severity"],
+            outcome.score,
+            decision.threshold,
+            decision.peak,
+            top,
+        )
 
     def publish_stats(self) -> None:
         """The periodic stats message."""
@@ -515,6 +594,8 @@ class AgentService:
             "bundle_id": self.pipeline.bundle_id,
             "bundles": {name: model.bundle_id for name, model in self.models.items()},
             "devices": sum(len(model.windows) for model in self.models.values()),
+            "devices_tracked": len(self._last_heard),
+            "devices_evicted": self.evicted,
             "device_health": self.health.snapshot(self.config.stats.max_devices_reported),
             "ts": self.clock(),
         }

@@ -13,6 +13,11 @@ acknowledgement was in flight is sent twice (at-least-once, like QoS 1 itself).
   decides: `drop_oldest` (default: the newest alerts are the ones an operator needs) or `drop_newest`.
   Every drop is counted and logged.
 
+- A spool file that cannot be opened (read-only or full filesystem) or that fails a write mid-run (disk
+  full) never stops the agent: the outbox moves to memory with everything it held, the fallback is logged
+  and counted (`on_disk`, `fallbacks` in the stats), and the file is tried again every `RETRY_S` seconds;
+  once it takes writes again, the outbox moves back to disk. While in memory, a restart loses the outbox.
+
 Only the service loop's thread touches the database; paho's network thread reports acknowledgements
 through a deque.
 """
@@ -46,6 +51,38 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 Publish = Callable[[str, bytes, int, bool], int | None]  # returns the message id, or None if not sent
+RETRY_S = 60.0  # while in memory, how often the spool file is tried again
+_SELECT_ALL = "SELECT id, topic, payload, qos, retain, created, historical, coalesce_key FROM outbox"
+_INSERT_ALL = (
+    "INSERT INTO outbox (id, topic, payload, qos, retain, created, historical, coalesce_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _open_file(path: Path) -> sqlite3.Connection:
+    """The spool file, ready for writes; raises sqlite3.Error or OSError where the filesystem refuses."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Autocommit, one statement each. Built on one thread and used by the service loop's thread, never by
+    # two at once, hence check_same_thread=False.
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # a spooled alert survives power loss too
+        db.execute(_SCHEMA)
+        # Everything found on disk was never acknowledged: it is waiting, and historical by now.
+        db.execute("UPDATE outbox SET historical = 1")
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
+def _memory(rows: list[tuple[object, ...]]) -> sqlite3.Connection:
+    """An in-memory outbox holding `rows` (every column, ids kept, so in-flight bookkeeping stays valid)."""
+    db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    db.execute(_SCHEMA)
+    db.executemany(_INSERT_ALL, rows)
+    return db
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +121,6 @@ class Spool:
         on_full: str = DROP_OLDEST,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.max_bytes, self.max_age_s, self.on_full, self.clock = (
             path,
             max_bytes,
@@ -92,14 +128,14 @@ class Spool:
             on_full,
             clock,
         )
-        # Autocommit, one statement each. Built on one thread and used by the service loop's thread, never by
-        # two at once, hence check_same_thread=False.
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a spooled alert survives power loss too
-        self._db.execute(_SCHEMA)
-        # Everything found on disk was never acknowledged: it is waiting, and historical by now.
-        self._db.execute("UPDATE outbox SET historical = 1")
+        self.fallbacks = 0
+        self.on_disk = True
+        self._next_retry = 0.0
+        try:
+            self._db = _open_file(path)
+        except (sqlite3.Error, OSError) as err:
+            self._db = _memory([])
+            self._fell_back(err)
         self._in_flight: dict[int, int] = {}  # paho mid -> row id, for this process's publishes
         self._acked: deque[int] = deque()  # mids acknowledged by the broker (from the network thread)
         self.dropped: Counter[str] = Counter()
@@ -111,8 +147,54 @@ class Spool:
             log.info("spool %s: %d messages from an earlier run, sent once connected", path, self._waiting)
 
     def close(self) -> None:
-        """Close the database; waiting messages stay on disk for the next run."""
+        """Close the database; waiting messages stay on disk for the next run (not while in memory)."""
         self._db.close()
+
+    def _fell_back(self, err: Exception) -> None:
+        self.on_disk = False
+        self.fallbacks += 1
+        self._next_retry = self.clock() + RETRY_S
+        log.error(
+            "spool %s unusable (%s): the outbox is kept in memory (lost if the agent restarts); trying the "
+            "file again every %.0f s",
+            self.path,
+            err,
+            RETRY_S,
+        )
+
+    def _write(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """One write statement; a filesystem that refuses it (full, read-only) moves the outbox to memory
+        with every row, and the statement runs there, so nothing is lost or left untracked."""
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.OperationalError as err:
+            if not self.on_disk:
+                raise
+            rows = self._db.execute(_SELECT_ALL).fetchall()
+            self._db.close()
+            self._db = _memory(rows)
+            self._fell_back(err)
+            return self._db.execute(sql, params)
+
+    def _retry_disk(self) -> None:
+        """While in memory: put the outbox back into the file once the file takes writes again."""
+        if self.on_disk or self.clock() < self._next_retry:
+            return
+        self._next_retry = self.clock() + RETRY_S
+        rows = self._db.execute(_SELECT_ALL).fetchall()
+        try:
+            disk = _open_file(self.path)
+            disk.execute("BEGIN IMMEDIATE")
+            disk.execute("DELETE FROM outbox")
+            disk.executemany(_INSERT_ALL, rows)
+            disk.execute("COMMIT")
+        except (sqlite3.Error, OSError) as err:
+            log.warning("spool %s still unusable (%s): staying in memory", self.path, err)
+            return
+        self._db.close()
+        self._db = disk
+        self.on_disk = True
+        log.warning("spool %s writable again: %d messages moved back from memory", self.path, len(rows))
 
     def waiting(self) -> int:
         """Messages stored and not yet handed to MQTT in this run."""
@@ -147,7 +229,7 @@ class Spool:
             self._drop_waiting(coalesce_key)
         if not self._make_room(len(payload)):
             return
-        cursor = self._db.execute(
+        cursor = self._write(
             "INSERT INTO outbox (topic, payload, qos, retain, created, historical, coalesce_key) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (topic, payload, qos, int(retain), self.clock(), int(historical), coalesce_key),
@@ -160,6 +242,7 @@ class Spool:
 
     def flush(self, publish: Publish, limit: int = 1000) -> int:
         """Send waiting messages in order (at most `limit` now); returns how many were handed over."""
+        self._retry_disk()
         self.settle()
         self._expire()
         sent = 0
@@ -181,17 +264,21 @@ class Spool:
         self._in_flight[mid] = row.id
 
     def settle(self) -> None:
-        """Delete what the broker acknowledged (cheap when nothing was)."""
+        """Delete what the broker acknowledged (cheap when nothing was). A row leaves the in-flight set only
+        once its delete has gone through (on disk, or in memory after a fallback)."""
         while self._acked:
-            row_id = self._in_flight.pop(self._acked.popleft(), None)
+            mid = self._acked[0]
+            row_id = self._in_flight.get(mid)
             if row_id is not None:
                 self._delete(row_id)
+                del self._in_flight[mid]
+            self._acked.popleft()
 
     def _delete(self, row_id: int) -> None:
         found = self._db.execute("SELECT LENGTH(payload) FROM outbox WHERE id = ?", (row_id,)).fetchone()
         if found is None:
             return
-        self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+        self._write("DELETE FROM outbox WHERE id = ?", (row_id,))
         self._bytes -= int(found[0])
 
     def _waiting_rows(self, limit: int) -> list[_Row]:
@@ -239,7 +326,7 @@ class Spool:
                 break
             if row_id in in_flight:
                 continue
-            self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+            self._write("DELETE FROM outbox WHERE id = ?", (row_id,))
             freed += int(length)
             self._waiting -= 1
             self.dropped["full"] += 1
@@ -255,4 +342,6 @@ class Spool:
             "bytes": self._bytes,
             "flushed": self.flushed,
             "dropped": dict(self.dropped),
+            "on_disk": self.on_disk,
+            "fallbacks": self.fallbacks,
         }

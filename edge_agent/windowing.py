@@ -180,6 +180,10 @@ class ReorderBuffer:
         self.depth = depth
         self._devices: dict[str, _Held] = {}
 
+    def forget(self, device: str) -> None:
+        """Drop whatever is held for a device."""
+        self._devices.pop(device, None)
+
     def push(self, reading: Reading) -> list[Reading]:
         """Readings released by this one, oldest first; raises OrderError for a reading that is dropped."""
         if self.depth == 0:

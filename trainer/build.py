@@ -115,7 +115,7 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         definition = _score_definition(member_scorers, _member_seeds(config))
         manifest = _manifest(stage, data, windows, config, definition, thresholds, validation, fit_seconds)
         manifest = manifest.model_copy(update={"refused": refused})
-        bundle = publish(stage, manifest, out)
+        bundle = publish(stage, manifest, out, config.bundle.sign_key)
     return BuildResult(bundle=bundle, fit_seconds=fit_seconds)
 
 

@@ -14,9 +14,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edge_agent.bundle import MANIFEST_NAME, Bundle, BundleManifest, load_bundle, write_manifest
+from edge_agent.signing import sign_bundle
 from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
+
+
+def _public_key_file(stage: Path, sign_key: Path) -> Path:
+    """The signing key's public half in a scratch file beside the stage, for the self-test."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(sign_key.read_bytes(), password=None)
+    path = stage.with_name(f".{stage.name}.pub")
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return path
 
 
 def check_output_folder(out: Path) -> None:
@@ -48,10 +63,17 @@ def staging_folder(out: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def publish(stage: Path, manifest: BundleManifest, out: Path) -> Bundle:
-    """Write the manifest, reopen the staged bundle through the agent's loader, then move it into place."""
+def publish(stage: Path, manifest: BundleManifest, out: Path, sign_key: Path | None = None) -> Bundle:
+    """Write the manifest (and its signature, with `sign_key`), reopen the staged bundle through the agent's
+    loader, then move it into place."""
     write_manifest(stage, manifest)
-    load_bundle(stage)  # self-test: the agent's own checks must pass before anything replaces --out
+    trusted: list[Path] = []
+    if sign_key is not None:
+        sign_bundle(stage, sign_key)
+        trusted = [_public_key_file(stage, sign_key)]
+    load_bundle(stage, trusted_keys=trusted)  # self-test: the agent's checks pass before --out is replaced
+    for temporary in trusted:
+        temporary.unlink()
     target = out.resolve()
     previous = None
     if target.exists():

@@ -1,4 +1,5 @@
-"""`edge-trainer`: fit a bundle from CSV, or make demo data and fit on it. Thin: parse, call, map errors."""
+"""`edge-trainer`: fit a bundle from CSV, make demo data and fit on it, make synthetic data, or make a
+signing key pair. Each handler parses, calls one function and lets run_command map its errors."""
 
 from __future__ import annotations
 
@@ -71,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
         help="Mosquitto when installed (auto), or the embedded pure-Python broker",
     )
     _add_fit_options(demo)
+    keygen = commands.add_parser(
+        "keygen", help="an Ed25519 key pair for signing bundles (private key for fits, public for agents)"
+    )
+    keygen.add_argument("--out", type=Path, required=True, help="folder for edgegan-signing.key and .pub")
     synth = commands.add_parser(
         "synth", help="synthetic sensor data from a bundle's generator, with quality and privacy reports"
     )
@@ -99,6 +104,7 @@ def _add_fit_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--epochs", type=int, help="GAN epochs (overrides the config)")
     command.add_argument("--seed", type=int, help="random seed (overrides the config)")
     command.add_argument("--columns", help="comma-separated channel names to use")
+    command.add_argument("--sign-key", type=Path, help="Ed25519 private key (PEM) that signs the bundle")
 
 
 def _load_config(args: argparse.Namespace) -> TrainConfig:
@@ -106,7 +112,12 @@ def _load_config(args: argparse.Namespace) -> TrainConfig:
 
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     return load_train_config(
-        args.config, {"fit": {"epochs": args.epochs, "seed": args.seed}, "data": {"columns": columns}}
+        args.config,
+        {
+            "fit": {"epochs": args.epochs, "seed": args.seed},
+            "data": {"columns": columns},
+            "bundle": {"sign_key": args.sign_key},
+        },
     )
 
 
@@ -232,8 +243,23 @@ def _print_summary(result: BuildResult) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _run_keygen(args: argparse.Namespace) -> int:
+    from edge_agent.signing import generate_keypair
+
+    private, public = generate_keypair(args.out)
+    print(json.dumps({"private_key": str(private), "public_key": str(public)}))
+    log.info("keep %s off the gateways; list %s in the agents' trusted_keys", private, public)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edge-trainer` console script."""
     args = _parser().parse_args(argv)
-    handlers = {"fit": _run_fit, "fit-assets": _run_fit_assets, "demo": _run_demo, "synth": _run_synth}
+    handlers = {
+        "fit": _run_fit,
+        "fit-assets": _run_fit_assets,
+        "demo": _run_demo,
+        "synth": _run_synth,
+        "keygen": _run_keygen,
+    }
     return run_command("edge-trainer", handlers[args.command], args, (TrainerError, EdgeAgentError))

@@ -213,6 +213,18 @@ class QuantizeConfig(BaseModel):
     )
 
 
+class BundleConfig(BaseModel):
+    """What the written bundle carries besides the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sign_key: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM, `edge-trainer keygen`): the bundle gets a bundle.sig, which "
+        "agents with the public key in trusted_keys require",
+    )
+
+
 class TrainConfig(BaseModel):
     """Everything `edge-trainer fit` needs besides the data path."""
 
@@ -223,6 +235,7 @@ class TrainConfig(BaseModel):
     fit: FitConfig = Field(default_factory=FitConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    bundle: BundleConfig = Field(default_factory=BundleConfig)
 
 
 def load_train_config(

@@ -87,7 +87,7 @@ def _mapping(pair: str, value: str) -> dict[str, float]:
     return {str(k): float(v) for k, v in parsed.items()}
 
 
-ANOGAN_GROUPS = ("SMD", "NAB realKnownCause", "Generated")  # PyOD AnoGAN's subset: it is slow to fit
+ANOGAN_GROUPS = ("SMD", "NAB realKnownCause", "Generated", "TEP")  # PyOD AnoGAN's subset: slow to fit
 
 
 def make_baselines(quick: bool, group: str = "SMD") -> list[baselines.Detector]:

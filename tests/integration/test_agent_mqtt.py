@@ -242,3 +242,32 @@ def test_a_silent_device_turns_offline_and_back_online(
     late = recorder(topic)  # a dashboard connecting now gets the retained state
     late.wait_for(lambda ms: ms == [(topic, b"online", True)])
     device.loop_stop()
+
+
+def test_device_state_is_bounded_and_silent_devices_are_forgotten_with_their_retained_topics(
+    tiny_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    """A flood of new device ids stops at ingest.max_devices (counted as device_limit); devices silent past
+    forget_after_s are evicted, their retained availability cleared, and room is made for new ones."""
+    config = agent_config(
+        tiny_bundle, broker.port, ingest={"max_devices": 4, "forget_after_s": 1.5, "offline_after_s": 0.5}
+    )
+    agent = start_agent(config)
+    device = publisher(broker.port)
+    payload = _payloads(correlated_series(1, seed=16), time.time() - 20)[0]
+    for index in range(7):
+        device.publish(f"sensors/flood-{index}/telemetry", payload, qos=1).wait_for_publish(5)
+    assert wait_until(lambda: agent.service.stats.rejected["device_limit"] == 3)
+    assert agent.service.snapshot()["devices_tracked"] == 4
+    assert wait_until(lambda: agent.service.evicted == 4)
+    late = recorder("edgegan/device/+/availability")  # retained availability of evicted devices is gone
+    time.sleep(0.5)
+    assert late.messages == []
+    fresh = _payloads(correlated_series(1, seed=17), time.time() - 10)[0]
+    device.publish("sensors/newcomer/telemetry", fresh, qos=1).wait_for_publish(5)
+    assert wait_until(lambda: agent.service.snapshot()["devices_tracked"] == 1)
+    assert agent.service.stats.rejected["device_limit"] == 3
+    device.loop_stop()

@@ -21,7 +21,8 @@ def test_every_command_answers_ok_or_error_with_its_transaction_id(
     start_agent: Callable[..., RunningAgent],
     tmp_path: Path,
 ) -> None:
-    agent = start_agent(agent_config(tiny_bundle, broker.port))
+    config = agent_config(tiny_bundle, broker.port)
+    agent = start_agent(config.model_copy(update={"bundle_roots": [tmp_path, tiny_bundle.parent]}))
     answers = recorder(f"{PREFIX}/response/+")
     operator = publisher(broker.port)
     copy = tmp_path / "bundle-copy"
@@ -66,6 +67,13 @@ def test_every_command_answers_ok_or_error_with_its_transaction_id(
     assert failed["status"] == "error" and "keeps serving" in str(failed["detail"])
     ask("rollback", {"id": "r3"})
     assert answer("r3", "rollback")["status"] == "ok"
+    # Outside the allowed folders: refused before anything is opened, in the same words whether the path
+    # exists or not (so the error cannot be used to probe the gateway's filesystem).
+    ask("reload", {"id": "o1", "bundle": "/etc"})
+    ask("reload", {"id": "o2", "bundle": "/no/such/folder"})
+    outside = [answer("o1", "reload"), answer("o2", "reload")]
+    assert all(a["status"] == "error" and "bundle path not allowed" in str(a["detail"]) for a in outside)
+    assert outside[0]["detail"] == outside[1]["detail"]
     assert agent.service.stats.reloads_ok == 2 and agent.service.stats.reloads_failed == 1
 
     ask("explode", {"id": "u1"})
@@ -76,6 +84,17 @@ def test_every_command_answers_ok_or_error_with_its_transaction_id(
     ask("reload", {"id": "twice-1", "bundle": str(copy)})
     ask("reload", {"id": "twice-2", "bundle": str(copy)})
     assert answer("twice-1", "reload")["status"] == "ok" and answer("twice-2", "reload")["status"] == "ok"
+    # A bundle that reads other channels is refused unless the command says force.
+    renamed = tmp_path / "renamed"
+    shutil.copytree(tiny_bundle, renamed)
+    manifest = json.loads((renamed / "bundle.json").read_text())
+    manifest["channels"] = [f"other_{name}" for name in manifest["channels"]]
+    (renamed / "bundle.json").write_text(json.dumps(manifest))
+    ask("reload", {"id": "c1", "bundle": str(renamed)})
+    refused = answer("c1", "reload")
+    assert refused["status"] == "error" and '"force": true' in str(refused["detail"])
+    ask("reload", {"id": "c2", "bundle": str(renamed), "force": True})
+    assert answer("c2", "reload")["status"] == "ok"
     ask("mute", b"[1, 2]")
     assert answer(None, "mute")["status"] == "error"
 

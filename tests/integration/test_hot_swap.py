@@ -36,7 +36,9 @@ def test_reload_command_swaps_good_bundles_and_refuses_corrupt_ones(
     device = publisher(broker.port)
     # A retained reload waiting on the broker must be ignored when the agent subscribes.
     device.publish(COMMAND, json.dumps({"bundle": str(good)}), qos=1, retain=True).wait_for_publish(5)
-    agent = start_agent(agent_config(tiny_bundle, broker.port))
+    agent = start_agent(
+        agent_config(tiny_bundle, broker.port).model_copy(update={"bundle_roots": [tmp_path]})
+    )
     service = agent.service
     original = service.pipeline.bundle_id
     assert wait_until(lambda: service.stats.rejected["retained_command"] == 1)

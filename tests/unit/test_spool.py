@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,3 +149,79 @@ def test_waiting_state_changes_of_a_device_keep_only_the_newest(tmp_path: Path) 
 @pytest.mark.parametrize("payload", [b"normal", b"[1, 2]", b"{not json"])
 def test_only_json_objects_get_the_historical_flag(payload: bytes) -> None:
     assert mark_historical(payload) == payload
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 256 KiB filesystem to fill up; mounting needs root (CI and the developers' machines run as
+    root; elsewhere the test says why it cannot run)."""
+    folder = tmp_path / "tmpfs"
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or 'not root'})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(folder: Path) -> Path:
+    """Write until the filesystem is full; the filler file is returned so the test can free the space."""
+    filler = folder / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(descriptor, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+    return filler
+
+
+def test_a_full_disk_between_publish_and_acknowledgement_loses_and_repeats_nothing(small_tmpfs: Path) -> None:
+    """The defect: the delete after a PUBACK failed on a full disk, the row stayed untracked and was sent
+    again (as historical, after a reopen), and the waiting count went negative. Now the outbox moves to
+    memory with every row, each acknowledged message is gone exactly once, and later ones still go out."""
+    clock, outbox = Clock(), Outbox()
+    spool = Spool(small_tmpfs / "spool.sqlite", max_bytes=10**6, max_age_s=3600, clock=clock)
+    for n in range(5):
+        spool.submit("edgegan/alert/d", _alert(n), 1, False, True, outbox.publish)
+        spool.flush(outbox.publish)
+    filler = _fill(small_tmpfs)
+    for mid in range(1, 6):
+        spool.acknowledged(mid)
+    for n in range(5, 40):  # more alerts while the disk is full: none may be lost
+        spool.submit("edgegan/alert/d", _alert(n), 1, False, True, outbox.publish)
+        spool.flush(outbox.publish)
+    assert not spool.on_disk and spool.fallbacks == 1
+    assert spool.waiting() >= 0
+    for mid in range(6, len(outbox.sent) + 1):
+        spool.acknowledged(mid)
+    spool.flush(outbox.publish)
+    assert spool.stored() == 0 and spool.waiting() == 0
+    assert [json.loads(p)["alert_id"] for _, p in outbox.sent] == [f"a{n:02d}" for n in range(40)]
+    assert spool.snapshot()["on_disk"] is False
+    # Space comes back: the next retry moves the (empty) outbox back to the file.
+    filler.unlink()
+    clock.now += 61
+    spool.submit("edgegan/alert/d", _alert(40), 1, False, False, outbox.publish)
+    spool.flush(outbox.publish)
+    assert spool.on_disk
+    spool.close()
+
+
+def test_a_read_only_spool_filesystem_starts_in_memory_and_keeps_working(small_tmpfs: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    clock, outbox = Clock(), Outbox()
+    spool = Spool(small_tmpfs / "spool.sqlite", max_bytes=10**6, max_age_s=3600, clock=clock)
+    assert not spool.on_disk and spool.fallbacks == 1
+    spool.submit("edgegan/alert/d", _alert(1), 1, False, False, outbox.publish)
+    spool.flush(outbox.publish)
+    spool.acknowledged(1)
+    spool.flush(outbox.publish)
+    assert len(outbox.sent) == 1 and spool.stored() == 0
+    subprocess.run(["mount", "-o", "remount,rw", str(small_tmpfs)], check=True)
