@@ -129,16 +129,18 @@ def _window_that_fits(data: TrainingData, config: TrainConfig) -> TrainConfig:
     if fitting == configured:
         return config
     longest = max(len(segment.values) for segment in data.segments)
+    explicit = "window_len" in config.model.model_fields_set
     if fitting is None:
+        needed = int(np.ceil(MIN_WINDOW_LEN / config.data.holdout_fraction))
         raise DataError(
-            f"too few rows for any window: the longest gap-free stretch has {longest} rows; windows of "
-            f"{MIN_WINDOW_LEN} need {int(np.ceil(MIN_WINDOW_LEN / config.data.holdout_fraction))} "
+            f"too few rows for {f'window_len={configured}' if explicit else 'any window'}: the longest "
+            f"gap-free stretch has {longest} rows, and even {MIN_WINDOW_LEN}-row windows need {needed} "
             "(more data, fewer gaps, or data.max_gap_rows to interpolate longer ones)"
         )
-    if "window_len" in config.model.model_fields_set:
+    if explicit:
         raise DataError(
-            f"model.window_len={configured} leaves no training or holdout window in stretches of at most "
-            f"{longest} rows; set model.window_len to {fitting} (the largest that fits) or less"
+            f"too few rows for window_len={configured}: stretches of at most {longest} rows leave no "
+            f"training or holdout window; set model.window_len to {fitting} (the largest that fits) or less"
         )
     log.warning(
         "the longest gap-free stretch has %d rows: too few for %d-row windows with a %.0f%% holdout; "

@@ -173,5 +173,7 @@ def test_an_explicit_window_that_does_not_fit_names_the_setting_that_would(
     out = tmp_path / "bundle"
     config = write_tiny_config(tmp_path, data={"on_long_gap": "split"})
     assert _fit(data, out, config) == 2
-    assert "set model.window_len to 16 (the largest that fits) or less" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "too few rows for window_len=32" in error
+    assert "set model.window_len to 16 (the largest that fits) or less" in error
     assert not out.exists()

@@ -71,7 +71,8 @@ def test_scores_match_the_backend_on_the_same_windows(tiny_bundle: Path, tmp_pat
     scored = np.array([float(r["score"]) for r in _read(out)[31:]])
     windows = np.stack([values[i : i + 32] for i in range(0, 69)]).astype(np.float32)
     direct = open_scorer(load_bundle(tiny_bundle), precision="fp32").score(windows).scores
-    np.testing.assert_allclose(scored, direct, rtol=1e-4)
+    # Batches of other sizes take other kernels: FP32 agrees to a few parts in 10^4, not bit for bit.
+    np.testing.assert_allclose(scored, direct, rtol=1e-3)
 
 
 def test_missing_channel_and_bad_bundle_are_one_line_errors(

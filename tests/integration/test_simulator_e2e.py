@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,7 @@ def test_replay_publishes_the_chosen_columns_and_names_those_left_out(
     broker: Broker, recorder: Callable[..., Recorder], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A label column in an export must not become a channel the agent refuses as extra_channel."""
+    caplog.set_level(logging.INFO, logger="edge_agent.simulator.run")
     values = np.column_stack([np.arange(10.0), np.arange(10.0) * 2, np.zeros(10)])
     csv = write_csv(tmp_path / "rec.csv", values, names=["x", "y", "label"])
     watch = recorder("sensors/+/telemetry")
