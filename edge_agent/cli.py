@@ -11,9 +11,13 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.command_runner import run_command
 from edge_agent.errors import ConfigError, EdgeAgentError
+
+if TYPE_CHECKING:
+    from edge_agent.config import AgentConfig
 
 log = logging.getLogger("edge_agent.cli")
 
@@ -95,7 +99,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
         overrides["broker"] = broker_from_url(args.broker)
     config = load_agent_config(args.config, overrides)
     if args.validate_config:
-        print(json.dumps({"valid": True, "agent_id": config.agent_id}))
+        checked = _check_bundles_against_config(config)
+        print(json.dumps({"valid": True, "agent_id": config.agent_id, "bundles_checked": checked}))
         return 0
     if config.bundle is None:
         raise ConfigError("no bundle: set bundle in the config or pass --bundle")
@@ -114,6 +119,25 @@ def _run_daemon(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, lambda *_: service.request_reload_all())
     service.run(stop)
     return 0
+
+
+def _check_bundles_against_config(config: AgentConfig) -> list[str]:
+    """What `run` would refuse at start: every configured bundle loads (signature included, with
+    trusted_keys) and has the severity level decision.level names. Returns the bundles checked."""
+    from edge_agent.backends import PRECISION_FILES
+    from edge_agent.bundle import load_bundle
+
+    configured = [config.bundle, *config.bundles.values()]
+    checked = []
+    for path in (p for p in configured if p is not None):
+        bundle = load_bundle(path, trusted_keys=config.trusted_keys)
+        precision = bundle.served_precision(config.backend.precision)
+        try:
+            bundle.threshold_for(PRECISION_FILES[precision]).at_level(config.decision.level)
+        except EdgeAgentError as err:
+            raise ConfigError(f"decision.level: {path}: {err}") from None
+        checked.append(str(path))
+    return checked
 
 
 def _run_score(args: argparse.Namespace) -> int:

@@ -132,3 +132,16 @@ def test_non_finite_backend_scores_are_saturated_before_anything_publishes_them(
 
     raw = np.array([1.0, np.inf, np.nan, -np.inf], dtype=np.float32)
     np.testing.assert_allclose(finite(raw), [1.0, SATURATED_SCORE, SATURATED_SCORE, 0.0], rtol=1e-6)
+
+
+def test_validate_config_checks_the_level_against_the_bundle(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --validate-config` refuses what `run` would refuse at start: a severity level the bundle lacks."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"bundle: {tiny_bundle}\ndecision:\n  level: critical\n")
+    assert main(["run", "--config", str(config), "--validate-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["bundles_checked"] == [str(tiny_bundle)]
+    config.write_text(f"bundle: {tiny_bundle}\ndecision:\n  level: catastrophic\n")
+    assert main(["run", "--config", str(config), "--validate-config"]) == 2
+    assert "no severity level 'catastrophic'" in capsys.readouterr().err
