@@ -244,18 +244,25 @@ def prepare(series: LabelledSeries, config: TrainConfig, folder: Path, spread_fl
     return Prepared(series, train_csv, sets, _test_windows(series, window_len))
 
 
-def run_baseline(
+def fit_and_calibrate(
     detector: baselines.Detector, prepared: Prepared, config: TrainConfig
-) -> tuple[dict[str, object], npt.NDArray[np.float64]]:
-    """Fit on the training windows, threshold on the holdout (POT, EdgeGAN's budget), score the test."""
-    labels = prepared.series.test_labels
+) -> tuple[float, npt.NDArray[np.float64], Threshold]:
+    """Fit on the training windows and calibrate by EdgeGAN's rule: fit seconds, holdout scores, threshold."""
     started = time.perf_counter()
     detector.fit(prepared.normalised(prepared.sets.train))
     fit_s = time.perf_counter() - started
     holdout_scores = detector.score(prepared.normalised(prepared.sets.holdout))
     train_windows = train_calibration_windows(prepared, config)
     train_scores = None if train_windows is None else detector.score(train_windows)
-    calibration = calibrated(holdout_scores, config, train_scores)
+    return fit_s, holdout_scores, calibrated(holdout_scores, config, train_scores)
+
+
+def run_baseline(
+    detector: baselines.Detector, prepared: Prepared, config: TrainConfig
+) -> tuple[dict[str, object], npt.NDArray[np.float64]]:
+    """Fit on the training windows, threshold on the holdout (POT, EdgeGAN's budget), score the test."""
+    labels = prepared.series.test_labels
+    fit_s, holdout_scores, calibration = fit_and_calibrate(detector, prepared, config)
     threshold = calibration.value
     test = prepared.normalised(prepared.test_windows)
     started = time.perf_counter()

@@ -51,7 +51,8 @@ def compare(
     previous: Path, cache: Path, settings: list[str]
 ) -> dict[str, dict[str, dict[str, float | None]]]:
     """Dataset -> detector -> pooled F1, FAR and mean AUC-PR over the series both runs have."""
-    earlier = {(s["group"], s["series"]): s["detectors"] for s in json.loads(previous.read_text())["series"]}
+    series_list = json.loads(previous.read_text())["series"]
+    earlier = {(s["group"], s["series"]): s["detectors"] for s in series_list if "detectors" in s}
     config = benchmark_config(False, parse_settings(settings))
     table: dict[str, dict[str, dict[str, float | None]]] = {}
     for group, name in GROUPS.items():

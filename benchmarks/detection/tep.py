@@ -29,11 +29,10 @@ from benchmarks.detection import ours
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, tep_runs
 from benchmarks.detection.run import (
     benchmark_config,
-    calibrated,
+    fit_and_calibrate,
     make_baselines,
     parse_settings,
     prepare,
-    train_calibration_windows,
 )
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
@@ -113,13 +112,8 @@ def evaluate(
         }
     int8_far = results["EdgeGAN ORT INT8"]["summary"]["false_alarm_rate_d00_te"]  # type: ignore[index]
     for detector in make_baselines(quick, "TEP"):
-        started = time.perf_counter()
-        detector.fit(prepared.normalised(prepared.sets.train))
-        fit_s = time.perf_counter() - started
-        holdout = detector.score(prepared.normalised(prepared.sets.holdout))
-        train_windows = train_calibration_windows(prepared, config)
-        train_scores = None if train_windows is None else detector.score(train_windows)
-        threshold = calibrated(holdout, config, train_scores).value
+        fit_s, holdout, calibration = fit_and_calibrate(detector, prepared, config)
+        threshold = calibration.value
         scores = {fault: detector.score(prepared.normalised(test)) for fault, test in windows.items()}
         per_run = {fault: _rates(values > threshold, fault) for fault, values in scores.items()}
         oracle = float(np.quantile(scores[0], 1 - int8_far)) if int8_far > 0 else float(scores[0].max())
