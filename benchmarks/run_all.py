@@ -14,6 +14,8 @@ BENCHMARKS = (
     "benchmarks.simulator_scale",
     "benchmarks.augmentation",
     "benchmarks.detection.run",
+    "benchmarks.detection.tep",
+    "benchmarks.fleet_detection",
     "benchmarks.detection.speed",
     "benchmarks.fleet_load",
 )
