@@ -35,12 +35,19 @@ def generate_keypair(folder: Path, name: str = "edgegan-signing") -> tuple[Path,
     descriptor = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(pem)
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    public.write_bytes(_public_pem(key))
     return private, public
+
+
+def _public_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def public_pem(private_key: Path) -> bytes:
+    """The PEM public key that verifies what `private_key` signs (for a signer's own self-test)."""
+    return _public_pem(_private_key(private_key))
 
 
 def _private_key(path: Path) -> Ed25519PrivateKey:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edge_agent.bundle import MANIFEST_NAME, Bundle, BundleManifest, load_bundle, write_manifest
-from edge_agent.signing import sign_bundle
+from edge_agent.signing import public_pem, sign_bundle
 from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
@@ -22,15 +22,8 @@ log = logging.getLogger(__name__)
 
 def _public_key_file(stage: Path, sign_key: Path) -> Path:
     """The signing key's public half in a scratch file beside the stage, for the self-test."""
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(sign_key.read_bytes(), password=None)
     path = stage.with_name(f".{stage.name}.pub")
-    path.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    path.write_bytes(public_pem(sign_key))
     return path
 
 
