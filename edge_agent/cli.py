@@ -179,6 +179,14 @@ def _run_verify(args: argparse.Namespace) -> int:
             f"{name} ({reason})" for name, reason in manifest.refused.items()
         )
     print(verdict, file=sys.stderr)
+    auto = manifest.validation.get("auto")
+    candidates = auto.get("candidates") if isinstance(auto, dict) else None
+    if isinstance(auto, dict) and isinstance(candidates, list):
+        from edge_agent.fit_choice import choice_table
+
+        winner = str(auto.get("winner"))
+        rows = [row for row in candidates if isinstance(row, dict)]
+        print(f"score weights chosen at fit time: {winner}\n{choice_table(rows, winner)}", file=sys.stderr)
     return 0
 
 

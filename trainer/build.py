@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from edge_agent.bundle import (
 )
 from edge_agent.errors import DataError
 from trainer import scorer_graph
+from trainer.auto_score import PROBE_LATENT_WEIGHT, WeightChoice, choose_weights
 from trainer.bundle_writer import check_output_folder, publish, staging_folder
 from trainer.calibrate import calibrate, evenly_spaced
 from trainer.config import TrainConfig
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 
 _MAX_SCALE_WINDOWS = 4096
 _MAX_CHECK_WINDOWS = 2048
+_MAX_CHOICE_WINDOWS = 512  # per injected kind in the automatic choice: recall to about +-2%
+_CHOICE_SEED_OFFSET = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +109,17 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
     if not world.is_main:
         return None
     member_scorers = [_scorer_module(nets, windows, config) for nets in members]
+    choice = _choose_weights(member_scorers, windows, config) if config.fit.auto else None
+    if choice is not None:
+        member_scorers = [member.reweighted(choice.weights) for member in member_scorers]
     scorer: nn.Module = (
         member_scorers[0] if len(member_scorers) == 1 else scorer_graph.MeanScorer(member_scorers)
     )
     with staging_folder(out) as stage:
         validation, thresholds, refused = _export_and_check(scorer, members, windows, config, stage)
         validation["training"] = {"world_size": world.size, "backend": world.backend or "none"}
+        if choice is not None:
+            validation["auto"] = choice.as_dict()  # type: ignore[assignment]
         fit_seconds = time.perf_counter() - started
         definition = _score_definition(member_scorers, _member_seeds(config))
         manifest = _manifest(stage, data, windows, config, definition, thresholds, validation, fit_seconds)
@@ -204,21 +213,49 @@ def score_weights(config: TrainConfig) -> scorer_graph.ScoreWeights:
 
 
 def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) -> scorer_graph.ScorerModule:
-    """Measure every term on training windows so each reads <= 1 on 99% of normal windows."""
+    """Measure every term on training windows so each reads <= 1 on 99% of normal windows.
+
+    With fit.auto the module also carries the latent term, so every candidate of the choice can be scored.
+    """
     terms = scorer_graph.ScoreTerms(
         nets.encoder, nets.generator, nets.critic, config.model.removes_window_level
     ).eval()
     sample = windows.train[:: max(1, len(windows.train) // _MAX_SCALE_WINDOWS)]
-    return measure_scales(
-        terms, sample, windows.normaliser, score_weights(config), config.score.residual_floor
+    weights = score_weights(config)
+    if config.fit.auto:
+        weights = dataclasses.replace(weights, latent=max(weights.latent, PROBE_LATENT_WEIGHT))
+    return measure_scales(terms, sample, windows.normaliser, weights, config.score.residual_floor)
+
+
+def _choose_weights(
+    members: list[scorer_graph.ScorerModule], windows: WindowSets, config: TrainConfig
+) -> WeightChoice:
+    """fit.auto: the score weights that detect the most anomalies injected into the holdout, each
+    candidate at its own threshold by the bundle's rule; weights set in the config are kept."""
+    started = time.perf_counter()
+    fixed = {term for term in scorer_graph.TERMS if f"{term}_weight" in config.score.model_fields_set}
+    # Other draws than the validation's check windows, so validation.detection is not the choice's own.
+    normal, anomalous = _check_windows(windows, config.fit.seed + _CHOICE_SEED_OFFSET, _MAX_CHOICE_WINDOWS)
+    del normal
+    train_sample = evenly_spaced(windows.train) if config.score.uses_training_windows else None
+    choice = choose_weights(
+        members,
+        score_weights(config),
+        fixed,
+        config.score,
+        evenly_spaced(windows.holdout),
+        train_sample,
+        anomalous,
     )
+    log.info("automatic choice took %.1f s", time.perf_counter() - started)
+    return choice
 
 
 def _check_windows(
-    windows: WindowSets, seed: int
+    windows: WindowSets, seed: int, cap: int = _MAX_CHECK_WINDOWS
 ) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]:
     """Held-out normal windows and, per kind, the same windows with one injected anomaly."""
-    normal = windows.holdout[:: max(1, len(windows.holdout) // _MAX_CHECK_WINDOWS)]
+    normal = windows.holdout[:: max(1, len(windows.holdout) // cap)]
     anomalous = {
         kind: inject(kind, normal, windows.normaliser.scale, seed + i) for i, kind in enumerate(ANOMALY_KINDS)
     }

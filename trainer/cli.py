@@ -105,6 +105,11 @@ def _add_fit_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--seed", type=int, help="random seed (overrides the config)")
     command.add_argument("--columns", help="comma-separated channel names to use")
     command.add_argument("--sign-key", type=Path, help="Ed25519 private key (PEM) that signs the bundle")
+    command.add_argument(
+        "--no-auto",
+        action="store_true",
+        help="fit exactly the configured score weights (fit.auto: false); by default each fit chooses them",
+    )
 
 
 def _load_config(args: argparse.Namespace) -> TrainConfig:
@@ -114,7 +119,7 @@ def _load_config(args: argparse.Namespace) -> TrainConfig:
     return load_train_config(
         args.config,
         {
-            "fit": {"epochs": args.epochs, "seed": args.seed},
+            "fit": {"epochs": args.epochs, "seed": args.seed, "auto": False if args.no_auto else None},
             "data": {"columns": columns},
             "bundle": {"sign_key": args.sign_key},
         },

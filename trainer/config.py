@@ -105,6 +105,11 @@ class FitConfig(BaseModel):
         "channel, against the real batch); 0: the critic alone",
     )
     seed: int = Field(0, ge=0)
+    auto: bool = Field(
+        True,
+        description="choose the score's weights per fit from the normal data and anomalies injected into "
+        "its holdout (weights set in the config are kept); false fits exactly the configuration given",
+    )
     threads: int = Field(2, ge=1, description="torch CPU threads")
 
 

@@ -22,6 +22,7 @@ own networks and scales.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -198,6 +199,7 @@ class ScorerModule(nn.Module):
         super().__init__()
         self.terms = terms
         self.weights = weights
+        self.term_scales = scales
         self.latent_distance = latent_distance if weights.latent > 0 else None
         self.register_buffer("mean", mean.reshape(1, 1, -1).float())
         self.register_buffer("scale", scale.reshape(1, 1, -1).float())
@@ -214,6 +216,20 @@ class ScorerModule(nn.Module):
         self.feature_residual_scale = float(scales.feature_residual)
         self.tails = dict(scales.tails)
         self.change_steps = min(weights.variability_steps, window_len - 1)
+
+    def reweighted(self, weights: ScoreWeights) -> ScorerModule:
+        """The same networks and scales with other weights (the automatic choice measures once, then picks).
+
+        The half-lives and variability steps shape the terms themselves, so they must stay as measured.
+        """
+        shaping = ("local_half_life_steps", "level_half_life_steps", "variability_steps")
+        if any(getattr(weights, k) != getattr(self.weights, k) for k in shaping):
+            raise ValueError("reweighting keeps the measured half-lives and variability steps")
+        if weights.latent > 0 and self.latent_distance is None:
+            raise ValueError("this scorer was measured without the latent term")
+        scales = dataclasses.replace(self.term_scales, tails=dict(self.tails))
+        module = ScorerModule(self.terms, self.mean, self.scale, scales, weights, self.latent_distance)
+        return module.eval()
 
     def term_parts(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each term before weights and tails: per channel [b, C] or per window [b]."""

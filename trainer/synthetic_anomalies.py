@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 Windows = npt.NDArray[np.float32]  # [n, window, channels]
-ANOMALY_KINDS = ("spike", "level_shift", "broken_correlation", "noise_burst", "stuck")
+ANOMALY_KINDS = ("spike", "level_shift", "drift", "broken_correlation", "noise_burst", "stuck")
 
 
 def _spike(w: Windows, scale: npt.NDArray[np.float64], rng: np.random.Generator) -> None:
@@ -25,6 +25,15 @@ def _level_shift(w: Windows, scale: npt.NDArray[np.float64], rng: np.random.Gene
     for i in range(len(w)):
         c, t = rng.integers(w.shape[2]), rng.integers(w.shape[1] // 4, w.shape[1] // 2)
         w[i, t:, c] += rng.choice([-1, 1]) * 3 * scale[c]
+
+
+def _drift(w: Windows, scale: npt.NDArray[np.float64], rng: np.random.Generator) -> None:
+    """A ramp from an onset in the first half to 3 std at the newest step: slow enough that no single
+    step stands out, so only the level (or a reconstruction of the trend) can tell."""
+    for i in range(len(w)):
+        c, t = rng.integers(w.shape[2]), rng.integers(0, w.shape[1] // 2)
+        ramp = np.linspace(0.0, 3.0, w.shape[1] - t) * rng.choice([-1, 1]) * scale[c]
+        w[i, t:, c] += ramp.astype(w.dtype)
 
 
 def _noise_burst(w: Windows, scale: npt.NDArray[np.float64], rng: np.random.Generator) -> None:
@@ -43,6 +52,7 @@ def _stuck(w: Windows, scale: npt.NDArray[np.float64], rng: np.random.Generator)
 INJECTORS: dict[str, Callable[[Windows, npt.NDArray[np.float64], np.random.Generator], None]] = {
     "spike": _spike,
     "level_shift": _level_shift,
+    "drift": _drift,
     "noise_burst": _noise_burst,
     "stuck": _stuck,
 }

@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--previous", type=Path, default=REPO / "benchmarks" / "results" / "detection.json")
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "detection")
-    parser.add_argument(
-        "--set", action="append", default=["score.level_weight=1"], metavar="section.key=value"
-    )
+    parser.add_argument("--set", action="append", default=[], metavar="section.key=value")
     parser.add_argument("--name", default="side_by_side_round8")
     args = parser.parse_args(argv)
     table = compare(args.previous, args.cache, args.set)

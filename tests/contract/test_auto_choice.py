@@ -1,0 +1,96 @@
+"""fit.auto: every fit chooses its score weights from its own normal data and injected anomalies, records
+every candidate in bundle.json, keeps weights the user set, and reads no test label."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.detection.run import benchmark_config, prepare
+from edge_agent.cli import main as agent_main
+from tests.conftest import write_tiny_config
+from tests.contract.test_detection_harness import _series
+from trainer.auto_score import TIE_MARGIN, candidate_weights
+from trainer.cli import main as trainer_main
+from trainer.scorer_graph import TERMS, ScoreWeights
+from trainer.synthetic_anomalies import ANOMALY_KINDS
+
+
+def _manifest(bundle: Path) -> dict[str, object]:
+    return json.loads((bundle / "bundle.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_the_fit_records_every_candidate_and_serves_the_winner(tiny_bundle: Path) -> None:
+    manifest = _manifest(tiny_bundle)
+    auto = manifest["validation"]["auto"]  # type: ignore[index]
+    candidates = {c["name"]: c for c in auto["candidates"]}
+    assert {"all_terms", "window_terms", "with_latent"} <= set(candidates)
+    for candidate in candidates.values():
+        assert set(candidate["recall_by_kind"]) == set(ANOMALY_KINDS)
+        assert candidate["mean_recall"] == pytest.approx(np.mean(list(candidate["recall_by_kind"].values())))
+        assert candidate["threshold"] > 0
+    winner = candidates[auto["winner"]]
+    assert winner["mean_recall"] >= max(c["mean_recall"] for c in candidates.values()) - TIE_MARGIN
+    # The graph that ships is the winner's: bundle.json's weights are its weights.
+    assert manifest["score"]["term_weights"] == winner["weights"]  # type: ignore[index]
+    assert auto["fixed_by_user"] == []
+
+
+def test_verify_prints_the_choice_as_one_table(tiny_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert agent_main(["verify", "--bundle", str(tiny_bundle)]) == 0
+    err = capsys.readouterr().err
+    winner = _manifest(tiny_bundle)["validation"]["auto"]["winner"]  # type: ignore[index]
+    marked = [line for line in err.splitlines() if line.startswith("* ")]
+    assert len(marked) == 1 and marked[0].split()[1] == winner
+    assert "window_terms" in err and "stuck" in err
+
+
+def test_a_weight_set_in_the_config_is_kept_in_every_candidate(tiny_data: Path, tmp_path: Path) -> None:
+    config = write_tiny_config(tmp_path, score={"level_weight": 2.5, "latent_weight": 0.0})
+    out = tmp_path / "bundle"
+    assert trainer_main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config)]) == 0
+    auto = _manifest(out)["validation"]["auto"]  # type: ignore[index]
+    assert auto["fixed_by_user"] == ["latent", "level"]
+    assert {c["weights"]["level"] for c in auto["candidates"]} == {2.5}
+    assert {c["weights"]["latent"] for c in auto["candidates"]} == {0.0}
+    assert "with_latent" not in {c["name"] for c in auto["candidates"]}  # same as all_terms: merged
+
+
+def test_no_auto_fits_exactly_the_configured_weights(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    config = write_tiny_config(tmp_path)
+    argv = ["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config), "--no-auto"]
+    assert trainer_main(argv) == 0
+    manifest = _manifest(out)
+    assert "auto" not in manifest["validation"]  # type: ignore[operator]
+    defaults = dataclasses.asdict(ScoreWeights())
+    assert manifest["score"]["term_weights"] == {t: defaults[t] for t in TERMS}  # type: ignore[index]
+
+
+def test_candidates_drop_overrides_on_fixed_weights_and_merge_duplicates() -> None:
+    base = ScoreWeights()
+    free = candidate_weights(base, set())
+    assert free["all_terms"] == base
+    assert free["window_terms"].level == 0 and free["window_terms"].local == 0
+    assert free["with_latent"].latent > 0
+    fixed = candidate_weights(base, {"level", "variability", "local"})
+    # no_level, no_variability, shape and window_terms all collapse onto all_terms.
+    assert set(fixed) == {"all_terms", "with_latent"}
+
+
+def test_shuffling_the_test_labels_changes_nothing_the_fit_reads(tmp_path: Path) -> None:
+    """The fit's inputs are the training CSV and the config: neither depends on a test label."""
+    series = _series()
+    shuffled = dataclasses.replace(
+        series, test_labels=np.random.default_rng(1).permutation(series.test_labels)
+    )
+    config = benchmark_config(quick=True)
+    first = prepare(series, config, tmp_path / "a")
+    second = prepare(shuffled, config, tmp_path / "b")
+    assert not np.array_equal(series.test_labels, shuffled.test_labels)
+    assert first.train_csv.read_bytes() == second.train_csv.read_bytes()
+    assert np.array_equal(first.sets.holdout, second.sets.holdout)

@@ -1,0 +1,161 @@
+"""The score's weights, chosen per fit from the user's normal data and anomalies injected into it.
+
+Why one fit scored several ways: the score is linear in its weights, so every candidate's score of a window
+is a weighted sum of the same per-term values. The terms are computed once per window; each candidate then
+costs a matrix product and a calibration, a few seconds in all. Only training windows (scales, tails), the
+holdout (thresholds) and anomalies injected into the holdout (recall) are read: no label and no test data.
+
+Each candidate is calibrated by the bundle's own rule at the configured budget, so a term that does not
+generalise from the training part to the later holdout raises that candidate's threshold and costs it
+recall; the winner detects the most injected anomalies at its own threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from edge_agent.fit_choice import choice_table
+from trainer.calibrate import calibrate
+from trainer.config import ScoreConfig
+from trainer.scorer_graph import TERMS, ScorerModule, ScoreWeights
+
+log = logging.getLogger(__name__)
+
+Windows = npt.NDArray[np.float32]
+
+# name -> weights it sets (a weight the user set explicitly keeps the user's value). Order is preference:
+# within TIE_MARGIN of the best mean recall, the earlier candidate wins.
+CANDIDATES: dict[str, dict[str, float]] = {
+    "all_terms": {},
+    "no_level": {"level": 0.0},
+    "no_variability": {"variability": 0.0},
+    "shape": {"level": 0.0, "variability": 0.0},
+    "window_terms": {"local": 0.0, "level": 0.0, "variability": 0.0},
+    "with_latent": {"latent": 0.5},
+}
+PROBE_LATENT_WEIGHT = 0.5  # the scorer that measures the terms carries the latent term for with_latent
+TIE_MARGIN = 0.01  # mean-recall differences below this are noise on a few hundred windows per kind
+_BATCH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateEvidence:
+    """What one candidate achieved: its threshold by the bundle's rule and the recall there."""
+
+    name: str
+    weights: dict[str, float]
+    threshold: float
+    mean_recall: float
+    recall_by_kind: dict[str, float]
+    # later normal windows above a threshold from the earlier part alone: does the score generalise?
+    holdout_rate_at_train_threshold: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WeightChoice:
+    """The winning weights and every candidate's evidence, for bundle.json and the fit summary."""
+
+    winner: str
+    weights: ScoreWeights
+    candidates: list[CandidateEvidence]
+    fixed: list[str]  # weights the user set, kept in every candidate
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON for bundle.json's validation.auto."""
+        return {
+            "winner": self.winner,
+            "rule": "highest mean recall on injected anomalies at each candidate's own threshold "
+            f"(bundle rule, configured budget); within {TIE_MARGIN} the earlier candidate",
+            "fixed_by_user": self.fixed,
+            "candidates": [dataclasses.asdict(c) for c in self.candidates],
+        }
+
+
+def weight_dict(weights: ScoreWeights) -> dict[str, float]:
+    """The six term weights by name (the names of scorer_graph.TERMS)."""
+    return {name: float(getattr(weights, name)) for name in TERMS}
+
+
+def candidate_weights(base: ScoreWeights, fixed: set[str]) -> dict[str, ScoreWeights]:
+    """Each distinct candidate's weights; overrides on a user-set weight are dropped, duplicates merged."""
+    out: dict[str, ScoreWeights] = {}
+    seen: set[tuple[float, ...]] = set()
+    for name, overrides in CANDIDATES.items():
+        kept = {term: value for term, value in overrides.items() if term not in fixed}
+        weights = dataclasses.replace(base, **kept)  # type: ignore[arg-type]
+        key = tuple(weight_dict(weights).values())
+        if key not in seen:
+            seen.add(key)
+            out[name] = weights
+    return out
+
+
+def term_matrix(modules: list[ScorerModule], windows: Windows) -> npt.NDArray[np.float64]:
+    """[n, len(TERMS)]: each term summed over channels and divided by its tail, averaged over members.
+
+    A candidate's score is this matrix times its weight vector, exactly as the graph would compute it.
+    """
+    columns = np.zeros((len(windows), len(TERMS)))
+    for module in modules:
+        with torch.no_grad():
+            for start in range(0, len(windows), _BATCH):
+                batch = torch.from_numpy(np.ascontiguousarray(windows[start : start + _BATCH]))
+                for name, values in module.term_parts(batch).items():
+                    summed = values.sum(dim=1) if values.dim() == 2 else values
+                    tail = 1.0 if name == "variability" else module.tails[name]
+                    columns[start : start + len(batch), TERMS.index(name)] += summed.double().numpy() / tail
+    return columns / len(modules)
+
+
+def choose_weights(
+    modules: list[ScorerModule],
+    base: ScoreWeights,
+    fixed: set[str],
+    score: ScoreConfig,
+    holdout: Windows,
+    train_sample: Windows | None,
+    anomalous: Mapping[str, Windows],
+) -> WeightChoice:
+    """The candidate with the highest mean recall on `anomalous` at its own calibrated threshold.
+
+    `modules` carry every term (their latent weight > 0 when with_latent is a candidate); their own weights
+    are not used.
+    """
+    holdout_terms = term_matrix(modules, holdout)
+    train_terms = None if train_sample is None else term_matrix(modules, train_sample)
+    kind_terms = {kind: term_matrix(modules, windows) for kind, windows in anomalous.items()}
+    evidence = []
+    candidates = candidate_weights(base, fixed)
+    for name, weights in candidates.items():
+        vector = np.array(list(weight_dict(weights).values()))
+        holdout_scores = holdout_terms @ vector
+        train_scores = None if train_terms is None else train_terms @ vector
+        budget, method, start = score.false_alarm_budget, score.calibration, score.pot_initial_quantile
+        threshold = calibrate(holdout_scores, budget, method, start, train_scores).value
+        recall = {kind: float(np.mean(terms @ vector > threshold)) for kind, terms in kind_terms.items()}
+        later = None
+        if train_scores is not None:
+            on_train = calibrate(train_scores, budget, method, start).value
+            later = float(np.mean(holdout_scores > on_train))
+        evidence.append(
+            CandidateEvidence(
+                name=name,
+                weights=weight_dict(weights),
+                threshold=float(threshold),
+                mean_recall=float(np.mean(list(recall.values()))),
+                recall_by_kind=recall,
+                holdout_rate_at_train_threshold=later,
+            )
+        )
+    best = max(e.mean_recall for e in evidence)
+    winner = next(e for e in evidence if e.mean_recall >= best - TIE_MARGIN)
+    rows = [dataclasses.asdict(e) for e in evidence]
+    log.info("score weights chosen: %s\n%s", winner.name, choice_table(rows, winner.name))
+    return WeightChoice(winner.name, candidates[winner.name], evidence, sorted(fixed))
