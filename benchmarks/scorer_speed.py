@@ -48,7 +48,7 @@ def torch_scorer(latent: int, channels: int, window: int, width: int | None = No
     """The scorer graph as a torch module; weights do not change the cost, so fresh ones serve."""
     import torch
 
-    from trainer.build import score_weights
+    from trainer.auto_score import score_weights
     from trainer.config import TrainConfig
     from trainer.networks import Critic, Encoder, Generator
     from trainer.scorer_graph import LatentDistance, ScorerModule, ScoreTerms, TermScales

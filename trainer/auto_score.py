@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,9 +23,13 @@ import numpy.typing as npt
 import torch
 
 from edge_agent.fit_choice import choice_table
-from trainer.calibrate import calibrate
-from trainer.config import ScoreConfig
-from trainer.scorer_graph import TERMS, ScorerModule, ScoreWeights
+from trainer.calibrate import calibrate, evenly_spaced
+from trainer.config import ScoreConfig, TrainConfig
+from trainer.fit import TrainedNets
+from trainer.score_scales import measure_scales
+from trainer.scorer_graph import TERMS, ScorerModule, ScoreTerms, ScoreWeights
+from trainer.synthetic_anomalies import ANOMALY_KINDS, inject
+from trainer.windows import WindowSets
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,12 @@ CANDIDATES: dict[str, dict[str, float]] = {
     "window_terms": {"local": 0.0, "level": 0.0, "variability": 0.0},
     "with_latent": {"latent": 0.5},
 }
+MAX_SCALE_WINDOWS = 4096  # training windows the scales and tails are measured on
+MAX_CHECK_WINDOWS = 2048  # held-out windows per injected kind in the bundle's validation
+MAX_CHOICE_WINDOWS = 512  # per injected kind in the automatic choice: recall to about +-2%
+CHOICE_SEED_OFFSET = (
+    1000  # other draws than the validation's, so validation.detection is not the choice's own
+)
 PROBE_LATENT_WEIGHT = 0.5  # the scorer that measures the terms carries the latent term for with_latent
 TIE_MARGIN = 0.01  # mean-recall differences below this are noise on a few hundred windows per kind
 _BATCH = 512
@@ -159,3 +170,65 @@ def choose_weights(
     rows = [dataclasses.asdict(e) for e in evidence]
     log.info("score weights chosen: %s\n%s", winner.name, choice_table(rows, winner.name))
     return WeightChoice(winner.name, candidates[winner.name], evidence, sorted(fixed))
+
+
+def score_weights(config: TrainConfig) -> ScoreWeights:
+    """The formula's weights from score.* in the config."""
+    score = config.score
+    return ScoreWeights(
+        reconstruction=score.reconstruction_weight,
+        local=score.local_weight,
+        level=score.level_weight,
+        variability=score.variability_weight,
+        feature=score.feature_weight,
+        latent=score.latent_weight,
+        local_half_life_steps=score.local_half_life_steps,
+        level_half_life_steps=score.level_half_life_steps,
+        variability_steps=score.variability_steps,
+    )
+
+
+def scorer_for(nets: TrainedNets, windows: WindowSets, config: TrainConfig) -> ScorerModule:
+    """Measure every term on training windows so each reads <= 1 on 99% of normal windows.
+
+    With fit.auto the module also carries the latent term, so every candidate of the choice can be scored.
+    """
+    terms = ScoreTerms(nets.encoder, nets.generator, nets.critic, config.model.removes_window_level).eval()
+    sample = windows.train[:: max(1, len(windows.train) // MAX_SCALE_WINDOWS)]
+    weights = score_weights(config)
+    if config.fit.auto:
+        weights = dataclasses.replace(weights, latent=max(weights.latent, PROBE_LATENT_WEIGHT))
+    return measure_scales(terms, sample, windows.normaliser, weights, config.score.residual_floor)
+
+
+def choose_for_fit(members: list[ScorerModule], windows: WindowSets, config: TrainConfig) -> WeightChoice:
+    """fit.auto: the score weights that detect the most anomalies injected into the holdout, each
+    candidate at its own threshold by the bundle's rule; weights set in the config are kept."""
+    started = time.perf_counter()
+    fixed = {term for term in TERMS if f"{term}_weight" in config.score.model_fields_set}
+    # Other draws than the validation's check windows, so validation.detection is not the choice's own.
+    normal, anomalous = check_windows(windows, config.fit.seed + CHOICE_SEED_OFFSET, MAX_CHOICE_WINDOWS)
+    del normal
+    train_sample = evenly_spaced(windows.train) if config.score.uses_training_windows else None
+    choice = choose_weights(
+        members,
+        score_weights(config),
+        fixed,
+        config.score,
+        evenly_spaced(windows.holdout),
+        train_sample,
+        anomalous,
+    )
+    log.info("automatic choice took %.1f s", time.perf_counter() - started)
+    return choice
+
+
+def check_windows(
+    windows: WindowSets, seed: int, cap: int = MAX_CHECK_WINDOWS
+) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]:
+    """Held-out normal windows and, per kind, the same windows with one injected anomaly."""
+    normal = windows.holdout[:: max(1, len(windows.holdout) // cap)]
+    anomalous = {
+        kind: inject(kind, normal, windows.normaliser.scale, seed + i) for i, kind in enumerate(ANOMALY_KINDS)
+    }
+    return normal, anomalous

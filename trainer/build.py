@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from edge_agent.bundle import (
 )
 from edge_agent.errors import DataError
 from trainer import scorer_graph
-from trainer.auto_score import PROBE_LATENT_WEIGHT, WeightChoice, choose_weights
+from trainer.auto_score import check_windows, choose_for_fit, scorer_for
 from trainer.bundle_writer import check_output_folder, publish, staging_folder
 from trainer.calibrate import calibrate, evenly_spaced
 from trainer.config import TrainConfig
@@ -44,8 +43,7 @@ from trainer.parity import Int8Parity, check_fp32_parity, check_int8_parity, int
 from trainer.plots import plot_score_histograms, plot_training_curves
 from trainer.provenance import seed_everything, utc_now, versions
 from trainer.quantize import quantize_scorer
-from trainer.score_scales import measure_scales
-from trainer.synthetic_anomalies import ANOMALY_KINDS, auroc, inject
+from trainer.synthetic_anomalies import auroc
 from trainer.windows import (
     MIN_WINDOW_LEN,
     Normaliser,
@@ -55,11 +53,6 @@ from trainer.windows import (
 )
 
 log = logging.getLogger(__name__)
-
-_MAX_SCALE_WINDOWS = 4096
-_MAX_CHECK_WINDOWS = 2048
-_MAX_CHOICE_WINDOWS = 512  # per injected kind in the automatic choice: recall to about +-2%
-_CHOICE_SEED_OFFSET = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +101,8 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
     leave(world)
     if not world.is_main:
         return None
-    member_scorers = [_scorer_module(nets, windows, config) for nets in members]
-    choice = _choose_weights(member_scorers, windows, config) if config.fit.auto else None
+    member_scorers = [scorer_for(nets, windows, config) for nets in members]
+    choice = choose_for_fit(member_scorers, windows, config) if config.fit.auto else None
     if choice is not None:
         member_scorers = [member.reweighted(choice.weights) for member in member_scorers]
     scorer: nn.Module = (
@@ -196,72 +189,6 @@ def _log_constant_channels(data: TrainingData, normaliser: Normaliser) -> None:
         log.warning("constant in the training rows (kept, scale 1): %s", ", ".join(names))
 
 
-def score_weights(config: TrainConfig) -> scorer_graph.ScoreWeights:
-    """The formula's weights from score.* in the config."""
-    score = config.score
-    return scorer_graph.ScoreWeights(
-        reconstruction=score.reconstruction_weight,
-        local=score.local_weight,
-        level=score.level_weight,
-        variability=score.variability_weight,
-        feature=score.feature_weight,
-        latent=score.latent_weight,
-        local_half_life_steps=score.local_half_life_steps,
-        level_half_life_steps=score.level_half_life_steps,
-        variability_steps=score.variability_steps,
-    )
-
-
-def _scorer_module(nets: TrainedNets, windows: WindowSets, config: TrainConfig) -> scorer_graph.ScorerModule:
-    """Measure every term on training windows so each reads <= 1 on 99% of normal windows.
-
-    With fit.auto the module also carries the latent term, so every candidate of the choice can be scored.
-    """
-    terms = scorer_graph.ScoreTerms(
-        nets.encoder, nets.generator, nets.critic, config.model.removes_window_level
-    ).eval()
-    sample = windows.train[:: max(1, len(windows.train) // _MAX_SCALE_WINDOWS)]
-    weights = score_weights(config)
-    if config.fit.auto:
-        weights = dataclasses.replace(weights, latent=max(weights.latent, PROBE_LATENT_WEIGHT))
-    return measure_scales(terms, sample, windows.normaliser, weights, config.score.residual_floor)
-
-
-def _choose_weights(
-    members: list[scorer_graph.ScorerModule], windows: WindowSets, config: TrainConfig
-) -> WeightChoice:
-    """fit.auto: the score weights that detect the most anomalies injected into the holdout, each
-    candidate at its own threshold by the bundle's rule; weights set in the config are kept."""
-    started = time.perf_counter()
-    fixed = {term for term in scorer_graph.TERMS if f"{term}_weight" in config.score.model_fields_set}
-    # Other draws than the validation's check windows, so validation.detection is not the choice's own.
-    normal, anomalous = _check_windows(windows, config.fit.seed + _CHOICE_SEED_OFFSET, _MAX_CHOICE_WINDOWS)
-    del normal
-    train_sample = evenly_spaced(windows.train) if config.score.uses_training_windows else None
-    choice = choose_weights(
-        members,
-        score_weights(config),
-        fixed,
-        config.score,
-        evenly_spaced(windows.holdout),
-        train_sample,
-        anomalous,
-    )
-    log.info("automatic choice took %.1f s", time.perf_counter() - started)
-    return choice
-
-
-def _check_windows(
-    windows: WindowSets, seed: int, cap: int = _MAX_CHECK_WINDOWS
-) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]:
-    """Held-out normal windows and, per kind, the same windows with one injected anomaly."""
-    normal = windows.holdout[:: max(1, len(windows.holdout) // cap)]
-    anomalous = {
-        kind: inject(kind, normal, windows.normaliser.scale, seed + i) for i, kind in enumerate(ANOMALY_KINDS)
-    }
-    return normal, anomalous
-
-
 def _export_and_check(
     scorer: nn.Module,
     members: list[TrainedNets],
@@ -284,7 +211,7 @@ def _export_and_check(
     ]
     quantize_scorer(stage / SCORER_FP32, stage / SCORER_INT8, calibration)
 
-    normal, anomalous = _check_windows(windows, config.fit.seed)
+    normal, anomalous = check_windows(windows, config.fit.seed)
     check_scores = {}
     aurocs: dict[str, float] = {}
     per_model: dict[str, dict[str, object]] = {}

@@ -105,6 +105,7 @@ def _add_fit_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--seed", type=int, help="random seed (overrides the config)")
     command.add_argument("--columns", help="comma-separated channel names to use")
     command.add_argument("--sign-key", type=Path, help="Ed25519 private key (PEM) that signs the bundle")
+    command.add_argument("--json", action="store_true", help="print the fit summary as JSON, not a table")
     command.add_argument(
         "--no-auto",
         action="store_true",
@@ -133,7 +134,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     world = join_from_environment()  # several ranks when started by torchrun
     result = build_bundle_in(world, args.data, args.out, _load_config(args))
     if result is not None:  # rank 0 writes the bundle and reports
-        _print_summary(result)
+        _print_summary(result, args.json)
     return 0
 
 
@@ -160,7 +161,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     data = write_pump_csv(args.out / "pump_normal.csv", rows=args.rows, seed=7)
     log.info("demo data: %s (%d rows, 8 channels)", data, args.rows)
     result = build_bundle(data, args.out / "bundle", _load_config(args))
-    _print_summary(result)
+    _print_summary(result, args.json)
     if args.no_fleet:
         return 0
     from trainer.fleet_demo import run_fleet
@@ -234,7 +235,13 @@ def _synth_report(args: argparse.Namespace, channels: list[str], values: F32Arra
     return report
 
 
-def _print_summary(result: BuildResult) -> None:
+def _print_summary(result: BuildResult, as_json: bool = False) -> None:
+    """The fit summary table on stdout (`--json`: the same figures as JSON, for scripts)."""
+    from trainer.fit_summary import summary_table
+
+    if not as_json:
+        print(summary_table(result.bundle, result.fit_seconds))
+        return
     manifest = result.bundle.manifest
     validation = manifest.validation
     summary = {

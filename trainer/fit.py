@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import torch
-from tqdm.auto import tqdm
 
 from trainer.config import FitConfig, ModelConfig
 from trainer.distributed import SINGLE, World, check_replicas_agree
 from trainer.errors import QualityGateError
 from trainer.networks import Critic, Encoder, Generator, without_level
+from trainer.progress import EpochProgress
 from trainer.validation_signal import generation_quality
 
 log = logging.getLogger(__name__)
@@ -112,9 +112,15 @@ class _CriticObjective(torch.nn.Module):
         super().__init__()
         self.critic, self.penalty = critic, penalty
 
-    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, real: torch.Tensor, fake: torch.Tensor, penalty_scale: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`penalty_scale` 0 skips the penalty (lazy regularisation: `fit.penalty_every`)."""
         wasserstein = self.critic(real).mean() - self.critic(fake).mean()
-        return -wasserstein + self.penalty * _gradient_penalty(self.critic, real, fake), wasserstein
+        if penalty_scale == 0:
+            return -wasserstein, wasserstein
+        penalty = self.penalty * penalty_scale * _gradient_penalty(self.critic, real, fake)
+        return -wasserstein + penalty, wasserstein
 
 
 class _GeneratorObjective(torch.nn.Module):
@@ -209,9 +215,8 @@ def _fit_gan(
     best_mmd, best_state = float("inf"), None
     history = nets.history
     warmup = fit.epochs // 5
-    quiet = None if world.is_main else True  # one progress bar per job, not per rank
-    bar = tqdm(range(1, fit.epochs + 1), desc="GAN", unit="epoch", disable=quiet, leave=False)
-    for epoch in bar:
+    progress = EpochProgress(log, "GAN", fit.epochs, world.is_main)  # one line per job, not per rank
+    for epoch in range(1, fit.epochs + 1):
         g.train()
         d.train()
         sums = {"critic": 0.0, "generator": 0.0, "wasserstein": 0.0}
@@ -219,7 +224,9 @@ def _fit_gan(
         for step, index in enumerate(batches, start=1):
             real = train[torch.from_numpy(index)]
             fake = g(torch.randn(len(real), model.latent_dim)).detach()
-            loss_d, wasserstein = critic_objective(real, fake)
+            # Lazy regularisation: the penalty on every k-th step, k times as heavy (half its cost at k=2).
+            lazy = step % fit.penalty_every == 0
+            loss_d, wasserstein = critic_objective(real, fake, float(fit.penalty_every) if lazy else 0.0)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
@@ -240,10 +247,11 @@ def _fit_gan(
             )
         history.setdefault("val_mmd", []).append(quality.mmd)
         history.setdefault("val_diversity_ratio", []).append(quality.diversity_ratio)
-        bar.set_postfix(
-            W=f"{sums['wasserstein'] / len(batches):.3f}",
-            mmd=f"{quality.mmd:.4f}",
-            div=f"{quality.diversity_ratio:.2f}",
+        progress.epoch_done(
+            epoch,
+            wasserstein=sums["wasserstein"] / max(len(batches), 1),
+            val_mmd=quality.mmd,
+            diversity=quality.diversity_ratio,
         )
         # Early epochs start from near-constant output; judge collapse and pick checkpoints after warm-up.
         if epoch <= warmup:
@@ -301,10 +309,9 @@ def _fit_encoder(
     encoder = nets.encoder
     objective = _parallel(_EncoderObjective(nets), world)
     opt = torch.optim.Adam(encoder.parameters(), lr=fit.encoder_lr, betas=(0.9, 0.999))
-    best_loss, best_state = float("inf"), copy.deepcopy(encoder.state_dict())
-    quiet = None if world.is_main else True
-    bar = tqdm(range(1, fit.encoder_epochs + 1), desc="encoder", unit="epoch", disable=quiet, leave=False)
-    for _epoch in bar:
+    best_loss, best_state, best_epoch = float("inf"), copy.deepcopy(encoder.state_dict()), 0
+    progress = EpochProgress(log, "encoder", fit.encoder_epochs, world.is_main)
+    for epoch in range(1, fit.encoder_epochs + 1):
         encoder.train()
         total = 0.0
         batches = _batches(len(train), fit, rng, world)
@@ -320,7 +327,14 @@ def _fit_encoder(
         nets.history.setdefault("encoder_loss", []).append(total / max(len(batches), 1))
         nets.history.setdefault("encoder_val_loss", []).append(val)
         if val < best_loss:
-            best_loss, best_state = val, copy.deepcopy(encoder.state_dict())
-        bar.set_postfix(loss=f"{total / len(batches):.4f}", val=f"{val:.4f}")
+            best_loss, best_state, best_epoch = val, copy.deepcopy(encoder.state_dict()), epoch
+        progress.epoch_done(epoch, loss=total / max(len(batches), 1), val_loss=val)
+        if epoch - best_epoch >= fit.encoder_patience:
+            log.info(
+                "encoder: no better validation loss for %d epochs, stopping at %d",
+                fit.encoder_patience,
+                epoch,
+            )
+            break
     encoder.load_state_dict(best_state)
     log.info("encoder: best validation izi_f loss %.4f", best_loss)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -106,9 +107,28 @@ def test_failed_quality_gate_keeps_the_previous_bundle(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "tiny.yaml"]
 
 
-def test_same_data_and_seed_give_the_same_metrics(tiny_bundle: Path, tiny_data: Path, tmp_path: Path) -> None:
+def test_same_data_and_seed_give_the_same_metrics(
+    tiny_bundle: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trainer")
     out = tmp_path / "again"
     assert _fit(tiny_data, out, write_tiny_config(tmp_path)) == 0
+    # The fit says how far it is after every epoch, and ends on a table, not a JSON blob.
+    messages = [record.getMessage() for record in caplog.records]
+    epochs = [m for m in messages if " epoch " in m and "ETA" in m]
+    assert sum(m.startswith("GAN epoch") for m in epochs) == 30
+    encoder = [m for m in epochs if m.startswith("encoder epoch")]
+    assert encoder[0].startswith("encoder epoch 1/15") and len(encoder) <= 15
+    if len(encoder) < 15:  # early stop: said, and only after encoder_patience epochs without a better loss
+        assert any("no better validation loss in 4 epochs" in m for m in messages)
+    else:
+        assert encoder[-1].endswith("ETA 0s")
+    table = capsys.readouterr().out
+    assert table.startswith("bundle edgegan-") and "scorer.int8.onnx" in table and "stuck" in table
     first = json.loads((tiny_bundle / "bundle.json").read_text())
     second = json.loads((out / "bundle.json").read_text())
     assert first["validation"] == second["validation"]

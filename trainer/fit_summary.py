@@ -1,0 +1,58 @@
+"""The fit's closing summary as a short table: where the bundle went, what it detects, what the agent serves.
+
+Why a table: the first thing a user reads after minutes of fitting; JSON stays available (`--json`) for
+scripts, and bundle.json holds everything in full.
+"""
+
+from __future__ import annotations
+
+from edge_agent.bundle import SCORER_FP32, SCORER_INT8, Bundle
+
+
+def _cell(value: object, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
+
+
+def summary_table(bundle: Bundle, fit_seconds: float) -> str:
+    """Bundle, time, choice, then one row per scorer graph: threshold, holdout false alarms, AUROC and recall
+    per injected kind at the threshold; last, the INT8 gate's verdict."""
+    manifest = bundle.manifest
+    validation = manifest.validation
+    lines = [f"bundle {manifest.bundle_id} written to {bundle.path} in {fit_seconds:.0f} s"]
+    auto = validation.get("auto")
+    if isinstance(auto, dict):
+        candidates = auto.get("candidates")
+        count = len(candidates) if isinstance(candidates, list) else 0
+        lines.append(
+            f"score weights: {auto.get('winner')} (best of {count} candidates on injected anomalies; "
+            "`edge-agent verify` shows them all)"
+        )
+    detection = validation.get("detection")
+    if isinstance(detection, dict):
+        first = detection.get(SCORER_FP32)
+        first_recall = first.get("recall_by_kind") if isinstance(first, dict) else None
+        kinds = [str(kind) for kind in first_recall] if isinstance(first_recall, dict) else []
+        head = f"{'graph':<18}{'threshold':>10}{'holdout FA':>11}{'AUROC':>7}"
+        lines.append(head + "".join(f"{kind[:11]:>12}" for kind in kinds))
+        for graph in (SCORER_FP32, SCORER_INT8):
+            row = detection.get(graph)
+            if not isinstance(row, dict):
+                continue
+            recall = row.get("recall_by_kind")
+            recall = recall if isinstance(recall, dict) else {}
+            line = f"{graph:<18}{_cell(row.get('threshold')):>10}"
+            line += (
+                f"{_cell(row.get('holdout_false_alarm_rate'), 4):>11}{_cell(row.get('auroc_synthetic')):>7}"
+            )
+            lines.append(line + "".join(f"{_cell(recall.get(kind)):>12}" for kind in kinds))
+        lines.append("(recall: share of held-out windows with one injected anomaly above the threshold)")
+    if manifest.refused:
+        reasons = "; ".join(f"{name}: {why}" for name, why in manifest.refused.items())
+        lines.append(f"refused: {reasons}; agents serve FP32")
+    else:
+        parity = validation.get("int8_vs_fp32")
+        agreement = parity.get("decision_agreement") if isinstance(parity, dict) else None
+        lines.append(
+            f"INT8 matches FP32 (decisions agree {_cell(agreement)}); the agent's default serves INT8"
+        )
+    return "\n".join(lines)
