@@ -124,7 +124,7 @@ def test_same_data_and_seed_give_the_same_metrics(
     encoder = [m for m in epochs if m.startswith("encoder epoch")]
     assert encoder[0].startswith("encoder epoch 1/15") and len(encoder) <= 15
     if len(encoder) < 15:  # early stop: said, and only after encoder_patience epochs without a better loss
-        assert any("no better validation loss in 4 epochs" in m for m in messages)
+        assert any("no better validation loss for 4 epochs" in m for m in messages)
     else:
         assert encoder[-1].endswith("ETA 0s")
     table = capsys.readouterr().out
