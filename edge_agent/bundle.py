@@ -53,6 +53,22 @@ class Normalisation(_Strict):
     high: list[float] | None = Field(None, description="per-channel maximum of the training rows, raw units")
 
 
+class LevelProcess(_Strict):
+    """How window levels wander in the training data, for generators that draw shapes only.
+
+    With `score.window_level: remove` the generator makes windows without their per-channel level; the
+    simulator adds a level that moves like the training data's (a Gaussian with this mean and covariance,
+    autocorrelated from one window to the next), so synthetic streams are not pinned to the global mean.
+    """
+
+    mean: list[float] = Field(description="per-channel mean of the training windows' means, normalised units")
+    cholesky: list[list[float]] = Field(description="lower Cholesky factor of their covariance, normalised")
+    lag_rows: int = Field(ge=1, description="rows between the windows whose levels `autocorrelation` relates")
+    autocorrelation: list[float] = Field(
+        description="per channel, of a window's level with the one lag_rows on"
+    )
+
+
 class MemberScale(_Strict):
     """One fit's scales inside a scorer graph that averages several fits (model.members > 1)."""
 
@@ -210,6 +226,9 @@ class BundleManifest(_Strict):
     files: dict[str, FileEntry]
     provenance: Provenance
     validation: dict[str, JsonValue] = Field(description="parity checks and quality metrics at fit time")
+    level_process: LevelProcess | None = Field(
+        None, description="window levels for the simulator, when the generator draws shapes only"
+    )
     refused: dict[str, str] = Field(
         default_factory=dict,
         description="scorer graphs that failed a quality gate at fit time, with the figures: shipped for "

@@ -193,6 +193,9 @@ class StatsConfig(_Section):
     prometheus_port: int | None = Field(None, ge=1, le=65535, description="serve /metrics on this port")
     prometheus_address: str = Field("127.0.0.1", description="address the metrics endpoint binds to")
     rejected_per_s: float = Field(1.0, gt=0, description="rate limit of messages on the rejected topic")
+    rejected_summary_s: float = Field(
+        60.0, gt=0, description="refused readings are summarised in the log (INFO) at most this often"
+    )
     max_devices_reported: int = Field(
         1000, ge=0, description="per-device health in stats and metrics: at most this many, worst first"
     )

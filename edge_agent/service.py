@@ -24,6 +24,7 @@ from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.homeassistant import discovery_messages
 from edge_agent.mqtt_link import MqttLink, RawMessage
 from edge_agent.pipeline import Outcome, ScoringPipeline
+from edge_agent.rejection_log import RejectionLog
 from edge_agent.spool import Spool
 from edge_agent.stats import Stats
 from edge_agent.systemd_notify import SystemdNotifier
@@ -92,6 +93,7 @@ class AgentService:
         self._rejected_budget = 1.0
         self._last_budget_ts = clock()
         self.health = DeviceHealth()
+        self.rejections = RejectionLog(config.stats.rejected_summary_s)
         self._announced: set[str] = set()  # devices announced to Home Assistant
         ha = config.homeassistant
         self._ha_status_topic = ha.status_topic if ha.enabled else None  # looked up per message
@@ -181,6 +183,7 @@ class AgentService:
         if now >= self._next_eviction:
             self._evict_silent(now)
             self._next_eviction = now + min(60.0, self.config.ingest.forget_after_s / 4)
+        self.rejections.tick(now)
         if now >= self._next_stats:
             self.publish_stats()
             self._next_stats = now + self.config.stats.interval_s
@@ -219,12 +222,7 @@ class AgentService:
             except PayloadError as err:
                 self._reject(raw.topic, err.reason, err.detail, device)
                 continue
-            if (
-                reading.device not in self._last_heard
-                and len(self._last_heard) >= self.config.ingest.max_devices
-            ):
-                limit = self.config.ingest.max_devices
-                self._reject(raw.topic, DEVICE_LIMIT, f"already keeping state for {limit} devices", device)
+            if not self._admit(raw.topic, reading.device, model):
                 continue
             self._last_heard[reading.device] = raw.received_ts
             batches.setdefault(model, []).append(reading)
@@ -250,6 +248,19 @@ class AgentService:
             self.stats.observe_latency(now - outcome.reading.received_ts)
         self.stats.scored += len(outcomes)
 
+    def _admit(self, topic: str, device: str, model: str) -> bool:
+        """False (and rejected) for a new device past ingest.max_devices; a new device is told when its
+        scoring starts."""
+        if device in self._last_heard:
+            return True
+        limit = self.config.ingest.max_devices
+        if len(self._last_heard) >= limit:
+            self._reject(topic, DEVICE_LIMIT, f"already keeping state for {limit} devices", device)
+            return False
+        window = self.models[model].windows.window_len
+        log.info("device %s: first reading; scoring starts once %d readings fill a window", device, window)
+        return True
+
     def _publish_availability(self, device: str, state: str) -> None:
         topic = self.config.topics.device_availability.format(device=device)
         self.link.publish(topic, state, qos=1, retain=True)
@@ -265,6 +276,7 @@ class AgentService:
             for model in self.models.values():
                 model.forget(device)
             self.health.forget(device)
+            self.rejections.forget(device)
             self._announced.discard(device)
             if self.availability is not None:
                 self.availability.forget(device)
@@ -513,6 +525,7 @@ class AgentService:
             self.health.rejected(device, reason)
         log.debug("rejected %s: %s (%s)", where, reason, detail)
         now = self.clock()
+        self.rejections.record(device, reason, detail, now)
         rate = self.config.stats.rejected_per_s
         self._rejected_budget = min(rate, self._rejected_budget + (now - self._last_budget_ts) * rate)
         self._last_budget_ts = now

@@ -38,6 +38,7 @@ from trainer.distributed import SINGLE, World, leave
 from trainer.errors import QualityGateError
 from trainer.export import export_generator, export_scorer, torch_scores
 from trainer.fit import TrainedNets, fit_networks
+from trainer.level_process import measure_level_process
 from trainer.networks import count_parameters
 from trainer.parity import Int8Parity, check_fp32_parity, check_int8_parity, int8_parity
 from trainer.plots import plot_score_histograms, plot_training_curves
@@ -116,7 +117,12 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         fit_seconds = time.perf_counter() - started
         definition = _score_definition(member_scorers, _member_seeds(config))
         manifest = _manifest(stage, data, windows, config, definition, thresholds, validation, fit_seconds)
-        manifest = manifest.model_copy(update={"refused": refused})
+        level_process = (
+            measure_level_process(windows.train, windows.normaliser, config.model.window_len)
+            if config.model.removes_window_level and config.fit.train_stride == 1
+            else None
+        )
+        manifest = manifest.model_copy(update={"refused": refused, "level_process": level_process})
         bundle = publish(stage, manifest, out, config.bundle.sign_key)
     return BuildResult(bundle=bundle, fit_seconds=fit_seconds)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.bundle import GENERATOR, GENERATOR_INPUT, GENERATOR_OUTPUT, Bundle
+from edge_agent.bundle import GENERATOR, GENERATOR_INPUT, GENERATOR_OUTPUT, Bundle, LevelProcess
 from edge_agent.errors import BackendUnavailable, BundleError
 
 CANDIDATES = 8  # windows generated per step to choose the best continuation from
@@ -44,6 +44,7 @@ class Generator:
         self.channels = list(manifest.channels)
         self.mean = np.asarray(manifest.normalisation.mean, dtype=np.float32)
         self.scale = np.asarray(manifest.normalisation.scale, dtype=np.float32)
+        self.level_process = manifest.level_process
 
     def windows(self, latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """[batch, latent] -> [batch, window, channels] in raw units."""
@@ -69,6 +70,43 @@ class DeviceProfile:
         return cls(gain=gain, offset=offset)
 
 
+class LevelWalk:
+    """Window levels that wander like the training data's: an AR(1) from one chunk's end to the next with
+    the bundle's Gaussian as its stationary law, ramped linearly in between so no step shows a seam."""
+
+    def __init__(
+        self,
+        process: LevelProcess,
+        scale: npt.NDArray[np.float32],
+        rng: np.random.Generator,
+        truncation: float,
+    ) -> None:
+        """The first level is drawn from the stationary law, its spread truncated like the latents'."""
+        self.truncation = truncation
+        self.mean = np.asarray(process.mean, dtype=np.float64)
+        self.cholesky = np.asarray(process.cholesky, dtype=np.float64)
+        self.autocorrelation = np.asarray(process.autocorrelation, dtype=np.float64)
+        self.lag_rows = process.lag_rows
+        self.scale = scale.astype(np.float64)
+        self.rng = rng
+        self.level = self.mean + truncation * self._innovation()
+
+    def _innovation(self) -> npt.NDArray[np.float64]:
+        drawn: npt.NDArray[np.float64] = self.cholesky @ self.rng.standard_normal(len(self.mean))
+        return drawn
+
+    def ramp(self, rows: int) -> npt.NDArray[np.float32]:
+        """[rows, channels] raw-unit offsets from the current level to the next one, `rows` on."""
+        rho = np.power(self.autocorrelation, rows / self.lag_rows)
+        centred = self.level - self.mean
+        target = self.mean + rho * centred + np.sqrt(1 - rho**2) * self.truncation * self._innovation()
+        share = (np.arange(1, rows + 1, dtype=np.float64) / rows)[:, None]
+        path = self.level + share * (target - self.level)
+        self.level = target
+        offsets: npt.NDArray[np.float32] = (path * self.scale).astype(np.float32)
+        return offsets
+
+
 class DeviceStream:
     """An endless stream of rows for one device; `next_row` is cheap, generation happens in chunks."""
 
@@ -90,8 +128,10 @@ class DeviceStream:
             raise ValueError(f"overlap {self.overlap} must lie between 0 and the window ({window})")
         angle = np.linspace(0.0, np.pi / 2, self.overlap + 2, dtype=np.float32)[1:-1, None]
         self._fade_out, self._fade_in = np.cos(angle), np.sin(angle)
+        process = generator.level_process
+        self._levels = None if process is None else LevelWalk(process, generator.scale, self.rng, truncation)
         self._previous = self._pick(None)
-        self._chunk = self._previous[: window - self.overlap]
+        self._chunk = self._with_level(self._previous[: window - self.overlap])
         self._index = 0
 
     def _pick(self, previous: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
@@ -115,7 +155,14 @@ class DeviceStream:
         blended = blended + self._fade_in * (current[:overlap] - mean)
         chunk = np.concatenate([blended, current[overlap : window - overlap]])
         self._previous = current
-        return chunk.astype(np.float32)
+        return self._with_level(chunk.astype(np.float32))
+
+    def _with_level(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Shapes plus the wandering level, for a generator that draws shapes only."""
+        if self._levels is None:
+            return chunk
+        out: npt.NDArray[np.float32] = chunk + self._levels.ramp(len(chunk))
+        return out
 
     def next_row(self) -> npt.NDArray[np.float32]:
         """The next reading's values in raw units, with this device's gain and offset."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import correlated_series
 from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher, wait_until
@@ -75,9 +77,11 @@ def test_poison_payloads_are_counted_and_scoring_goes_on(
     broker: Broker,
     recorder: Callable[..., Recorder],
     start_agent: Callable[..., RunningAgent],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent")
     watch = recorder("edgegan/agent/#")
-    start_agent(agent_config(tiny_bundle, broker.port))
+    start_agent(agent_config(tiny_bundle, broker.port, stats={"interval_s": 0.5, "rejected_summary_s": 0.5}))
     device = publisher(broker.port)
     good = _payloads(correlated_series(80, seed=5), time.time() - 100)
     poison = {
@@ -127,6 +131,15 @@ def test_poison_payloads_are_counted_and_scoring_goes_on(
     assert health["missing_channel_rate"] == round(1 / 89, 4)
     assert "bad.id" not in _stats(watch)["device_health"]  # type: ignore[operator]
     assert watch.json_on("edgegan/agent/edge-1/rejected"), "rejections are published (rate-limited)"
+    # The log says, at INFO: when a device's scoring starts, its first refusal with the reason (once), and
+    # a periodic summary by reason and device.
+    assert wait_until(lambda: any("readings refused in the last" in r.getMessage() for r in caplog.records))
+    messages = [record.getMessage() for record in caplog.records]
+    assert "device p1: first reading; scoring starts once 32 readings fill a window" in messages
+    first_refusals = [m for m in messages if m.startswith("device p1: reading refused (")]
+    assert len(first_refusals) == 1 and "further refusals are summarised every 0.5 s" in first_refusals[0]
+    summaries = " ".join(m for m in messages if m.startswith("readings refused in the last"))
+    assert "bad_json" in summaries and "p1 " in summaries and "bad_device" in summaries
 
 
 def test_agent_resumes_after_a_broker_restart(

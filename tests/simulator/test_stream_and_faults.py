@@ -42,6 +42,25 @@ def test_window_joins_are_no_rougher_than_the_stream_itself(generator: Generator
     assert np.median(at_joins) < 1.5 * np.median(inside), (np.median(at_joins), np.median(inside))
 
 
+def test_streams_wander_in_level_as_the_training_windows_did(pump_bundle: Path) -> None:
+    """The pump bundle's generator draws shapes only (window_level remove); the stream adds levels whose
+    spread matches the training windows' (bundle.json level_process), truncated like the latents."""
+    bundle = load_bundle(pump_bundle)
+    process = bundle.manifest.level_process
+    assert process is not None and bundle.manifest.score.window_level == "remove"
+    generator = Generator(bundle)
+    stream = DeviceStream(generator, seed=3, variation=0.0)
+    window = generator.window_len
+    rows = (stream.rows(300 * window) - generator.mean) / generator.scale
+    levels = rows.reshape(300, window, -1).mean(axis=1)
+    cholesky = np.asarray(process.cholesky)
+    expected = stream.truncation * np.sqrt((cholesky**2).sum(axis=1))
+    moving = expected > 0.2
+    assert moving.any()
+    ratio = levels.std(axis=0)[moving] / expected[moving]
+    assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
+
+
 def test_clean_simulated_streams_alert_within_the_calibrated_budget(pump_bundle: Path) -> None:
     bundle = load_bundle(pump_bundle)
     pipeline = open_pipeline(pump_bundle, BackendConfig(), DecisionConfig())
