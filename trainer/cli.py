@@ -189,16 +189,16 @@ def _run_synth(args: argparse.Namespace) -> int:
     if args.data is None:
         log.warning("no --data: the privacy check did not run (it needs the real training data)")
     else:
+        from trainer.synth_report import memorisation_verdict
+
         report = _synth_report(args, channels, values)
-        share = report.closer_to_training
-        if share > args.max_closer_to_training:
-            message = (
-                f"memorisation: {share:.2f} of synthetic windows lie nearer to training than to held-out "
-                f"data (threshold {args.max_closer_to_training})"
-            )
+        memorised, message = memorisation_verdict(report.privacy, args.max_closer_to_training)
+        if memorised:
             if args.refuse_memorised:
                 raise TrainerError(message + "; nothing written (--refuse-memorised)")
             log.warning("%s", message)
+        else:
+            log.info("%s", message)
     write_synthetic(args.out, channels, timestamps, values)
     log.info("wrote %d rows to %s", args.rows, args.out)
     return 0

@@ -81,6 +81,11 @@ def privacy_figures(synthetic: F32, train: F32, holdout: F32, rng: np.random.Gen
     copy_threshold = float(np.quantile(_nearest(train, train, exclude_self=True), 0.01))
     # Members (training windows) are "closer" to the synthetic data; smaller distance = more member-like.
     member_distance, outsider_distance = _nearest(train, synthetic), _nearest(holdout, synthetic)
+    # Drift: how far the held-out tail lies from training, against how far later training windows lie from
+    # earlier ones (the distance new data has without drift). Windows are in time order (`_windows`).
+    early, late = train[: int(len(train) * 0.8)], train[int(len(train) * 0.8) :]
+    baseline = float(np.median(_nearest(late, early))) if len(late) and len(early) else 0.0
+    drift = float(np.median(_nearest(holdout, train))) / max(baseline, 1e-12)
     return {
         "windows_compared": count,
         "closer_to_training_share": float(np.mean(to_train < to_holdout)),
@@ -88,7 +93,37 @@ def privacy_figures(synthetic: F32, train: F32, holdout: F32, rng: np.random.Gen
         "median_distance_to_holdout": float(np.median(to_holdout)),
         "near_copy_rate": float(np.mean(to_train < copy_threshold)),
         "membership_inference_auc": _auc(-member_distance, -outsider_distance),
+        "holdout_drift_ratio": drift,
     }
+
+
+DRIFT_RATIO = 1.25  # held-out windows this much farther from training than later training windows: drift
+NEAR_COPY_LIMIT = 0.01  # more near-copies than this is memorisation, whatever else the figures say
+
+
+def memorisation_verdict(privacy: dict[str, float], threshold: float) -> tuple[bool, str]:
+    """(memorised, one sentence that says why), telling memorisation apart from a drifted holdout.
+
+    A high closer-to-training share has two causes: the generator reproduces its training windows, or the
+    held-out tail moved away from training (then any faithful generator lies nearer to training). The drift
+    ratio tells which; near-copies are memorisation in either case.
+    """
+    share, copies = privacy["closer_to_training_share"], privacy["near_copy_rate"]
+    drift = privacy.get("holdout_drift_ratio", 1.0)
+    if copies > NEAR_COPY_LIMIT:
+        return True, f"memorisation: {copies:.1%} of synthetic windows are near-copies of training windows"
+    if share <= threshold:
+        return False, f"no sign of memorisation (closer-to-training {share:.2f}, near-copies {copies:.1%})"
+    if drift > DRIFT_RATIO:
+        return False, (
+            f"drift, not memorisation: {share:.2f} of synthetic windows lie nearer to training than to "
+            f"held-out data, but the held-out windows lie {drift:.1f}x farther from training than later "
+            f"training windows from earlier ones, and near-copies are {copies:.1%}"
+        )
+    return True, (
+        f"memorisation: {share:.2f} of synthetic windows lie nearer to training than to held-out data "
+        f"(threshold {threshold}) while the held-out data did not drift (ratio {drift:.2f})"
+    )
 
 
 def _discriminative_score(real: F32, synthetic: F32, seed: int) -> float:
@@ -202,6 +237,9 @@ def write_report(report: SynthReport, folder: Path, channels: list[str], thresho
         f"| closer-to-training share | {p['closer_to_training_share']:.3f} | 0.5 (limit {threshold}) |",
         f"| near-copy rate | {p['near_copy_rate']:.4f} | 0 |",
         f"| membership inference AUC | {p['membership_inference_auc']:.3f} | 0.5 |",
+        f"| held-out drift ratio | {p['holdout_drift_ratio']:.2f} | 1 (above {DRIFT_RATIO}: drifted) |",
+        "",
+        memorisation_verdict(p, threshold)[1],
         "",
         "## Quality (synthetic against held-out real data)",
         "",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from trainer.cli import main
-from trainer.synth_report import privacy_figures
+from trainer.synth_report import memorisation_verdict, privacy_figures
 
 
 def _synth(bundle: Path, out: Path, *extra: str) -> int:
@@ -101,3 +101,22 @@ def test_privacy_figures_see_a_generator_that_copies_its_training_data() -> None
     assert copied["membership_inference_auc"] > 0.8
     assert 0.4 < honest["closer_to_training_share"] < 0.6 and honest["near_copy_rate"] < 0.02
     assert 0.4 < honest["membership_inference_auc"] < 0.6
+
+
+def test_a_drifted_holdout_is_told_apart_from_memorisation() -> None:
+    """A faithful generator lies nearer to training when the held-out tail moved away: that is drift."""
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((400, 16, 2)).astype(np.float32)
+    drifted = (rng.standard_normal((400, 16, 2)) + 1.0).astype(np.float32)
+    steady = rng.standard_normal((400, 16, 2)).astype(np.float32)
+    fresh = rng.standard_normal((300, 16, 2)).astype(np.float32)
+    copies = train[rng.permutation(400)[:300]] + 0.01 * rng.standard_normal((300, 16, 2)).astype(np.float32)
+    after_drift = privacy_figures(fresh, train, drifted, np.random.default_rng(1))
+    assert after_drift["closer_to_training_share"] > 0.9 and after_drift["holdout_drift_ratio"] > 1.25
+    memorised, text = memorisation_verdict(after_drift, 0.65)
+    assert not memorised and text.startswith("drift, not memorisation"), text
+    assert 0.8 < privacy_figures(fresh, train, steady, np.random.default_rng(1))["holdout_drift_ratio"] < 1.2
+    memorised, text = memorisation_verdict(
+        privacy_figures(copies, train, drifted, np.random.default_rng(1)), 0.65
+    )
+    assert memorised and "near-copies" in text
