@@ -26,6 +26,10 @@ class DeviceAvailability:
         self._online.add(device)
         return True
 
+    def online_now(self) -> frozenset[str]:
+        """The devices online now (a copy, for the status page)."""
+        return frozenset(self._online)
+
     def expired(self, now: float) -> list[str]:
         """Devices that just went silent for too long (publish `offline`); each is reported once."""
         gone = [d for d in self._online if now - self._last_heard[d] > self.offline_after_s]

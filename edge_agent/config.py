@@ -201,6 +201,14 @@ class StatsConfig(_Section):
     )
 
 
+class StatusPageConfig(_Section):
+    """A read-only status page in the browser (edge_agent/status_page.py); off unless a port is set."""
+
+    port: int | None = Field(None, ge=0, le=65535, description="serve the page here (0: any free port)")
+    address: str = Field("127.0.0.1", description="address it binds to; localhost unless you open it up")
+    refresh_s: float = Field(5.0, gt=0, description="the page reloads itself this often")
+
+
 class SpoolConfig(_Section):
     """Store-and-forward of alerts and state changes (see edge_agent/spool.py)."""
 
@@ -253,6 +261,7 @@ class AgentConfig(_Section):
     shard: ShardConfig = Field(default_factory=ShardConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    status_page: StatusPageConfig = Field(default_factory=StatusPageConfig)
     trusted_keys: list[Path] = Field(
         default_factory=list,
         description="Ed25519 public keys (PEM); when set, every bundle must carry a bundle.sig by one of "

@@ -27,6 +27,7 @@ from edge_agent.pipeline import Outcome, ScoringPipeline
 from edge_agent.rejection_log import RejectionLog
 from edge_agent.spool import Spool
 from edge_agent.stats import Stats
+from edge_agent.status_board import StatusBoard
 from edge_agent.systemd_notify import SystemdNotifier
 from edge_agent.telemetry import BAD_DEVICE, DEVICE_ID, PayloadError, Reading, decode_telemetry
 
@@ -52,6 +53,9 @@ class _Route(NamedTuple):
 
 class CommandError(EdgeAgentError):
     """A command that cannot be carried out; its message goes back in the response."""
+
+
+_HEALTH_KEYS = ("latency_ms", "inbox_depth", "inbox_dropped", "spool")
 
 
 class AgentService:
@@ -94,6 +98,10 @@ class AgentService:
         self._last_budget_ts = clock()
         self.health = DeviceHealth()
         self.rejections = RejectionLog(config.stats.rejected_summary_s)
+        self.status_board = StatusBoard() if config.status_page.port is not None else None
+        self.status_view: dict[str, object] | None = None  # the page's copy, refreshed by the loop
+        self.status_port: int | None = None
+        self._next_status = 0.0
         self._announced: set[str] = set()  # devices announced to Home Assistant
         ha = config.homeassistant
         self._ha_status_topic = ha.status_topic if ha.enabled else None  # looked up per message
@@ -115,6 +123,14 @@ class AgentService:
             from edge_agent.metrics import serve_metrics
 
             stop_metrics = serve_metrics(stats.prometheus_port, stats.prometheus_address, self.snapshot)
+        stop_page = None
+        page = self.config.status_page
+        if page.port is not None:
+            from edge_agent.status_page import serve_status_page
+
+            stop_page, self.status_port = serve_status_page(
+                page.port, page.address, lambda: self.status_view, page.refresh_s
+            )
         self.link.start()
         self.systemd.ready(f"serving {', '.join(m.bundle_id for m in self.models.values())}")
         while not stop.is_set():
@@ -129,6 +145,8 @@ class AgentService:
             self.spool.close()
         if stop_metrics is not None:
             stop_metrics()
+        if stop_page is not None:
+            stop_page()
         self.systemd.close()
 
     @property
@@ -184,6 +202,9 @@ class AgentService:
             self._evict_silent(now)
             self._next_eviction = now + min(60.0, self.config.ingest.forget_after_s / 4)
         self.rejections.tick(now)
+        if self.status_board is not None and now >= self._next_status:
+            self.status_view = self._status_view(now)
+            self._next_status = now + 1.0
         if now >= self._next_stats:
             self.publish_stats()
             self._next_stats = now + self.config.stats.interval_s
@@ -277,6 +298,8 @@ class AgentService:
                 model.forget(device)
             self.health.forget(device)
             self.rejections.forget(device)
+            if self.status_board is not None:
+                self.status_board.forget(device)
             self._announced.discard(device)
             if self.availability is not None:
                 self.availability.forget(device)
@@ -551,6 +574,8 @@ class AgentService:
                 "agent_id": self.config.agent_id,
             }
             self.link.publish(topics.score.format(device=device), json.dumps(score), qos=0)
+        if self.status_board is not None:
+            self.status_board.scored(device, outcome.reading.ts, outcome.score, decision.threshold)
         if decision.changed:
             state_topic = topics.state.format(device=device)
             self._publish_reliably(state_topic, decision.state, True, f"state:{device}")
@@ -576,6 +601,8 @@ class AgentService:
             "agent_id": self.config.agent_id,
         }
         self._publish_reliably(topics.alert.format(device=device), json.dumps(payload), False)
+        if self.status_board is not None:
+            self.status_board.alert(payload)
         top = ", ".join(f"{c} {v:.3g}" for c, v in outcome.top_channels())
         log.info(
             "alert %s %s: %s score %.4g (threshold %.4g, peak %.4g), top channels %s",
@@ -598,6 +625,36 @@ class AgentService:
             f"{self.pipeline.bundle_id}; received {stats.received}, scored {stats.scored}, "
             f"alerts {stats.alerts}, rejected {sum(stats.rejected.values())}"
         )
+
+    def _status_view(self, now: float) -> dict[str, object]:
+        """What the status page shows, copied from the agent's own state on the agent's thread."""
+        assert self.status_board is not None
+        stats = self.snapshot()
+        board = self.status_board.snapshot()
+        traces: dict[str, dict[str, object]] = board["devices"]  # type: ignore[assignment]
+        online = self.availability.online_now() if self.availability is not None else None
+        devices = [
+            {"name": name, "online": None if online is None else name in online, **trace}
+            for name, trace in traces.items()
+        ]
+        return {
+            "agent_id": self.config.agent_id,
+            "ts": now,
+            "connected": self.link.connected.is_set(),
+            "bundle": {
+                "id": self.pipeline.bundle_id,
+                "thresholds": {name: model.threshold.value for name, model in self.models.items()},
+            },
+            "counters": {key: stats[key] for key in ("received", "scored", "alerts", "devices")},
+            "rejected": stats["rejected"],
+            "devices": devices,
+            "recent_alerts": board["recent_alerts"],
+            "health": {
+                key: stats[key]
+                for key in ("latency_ms", "inbox_depth", "inbox_dropped", "spool")
+                if key in stats
+            },
+        }
 
     def snapshot(self) -> dict[str, object]:
         """Counters for the stats topic and the Prometheus endpoint."""

@@ -149,7 +149,7 @@ class _AgentWatch:
         self._client.loop_stop()
 
 
-def _start_agent(bundle: Path, broker: LocalBroker, folder: Path) -> subprocess.Popen[bytes]:
+def _start_agent(bundle: Path, broker: LocalBroker, folder: Path, page_port: int) -> subprocess.Popen[bytes]:
     config = folder / "agent.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -158,6 +158,7 @@ def _start_agent(bundle: Path, broker: LocalBroker, folder: Path) -> subprocess.
                 "bundle": str(bundle.resolve()),
                 "broker": {"port": broker.port, "protocol": broker.protocol},
                 "stats": {"interval_s": 1.0},
+                "status_page": {"port": page_port, "refresh_s": 2.0},
             }
         )
     )
@@ -167,6 +168,22 @@ def _start_agent(bundle: Path, broker: LocalBroker, folder: Path) -> subprocess.
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     log_file.close()  # the child holds its own descriptor
     return process
+
+
+def _screenshot(url: str, path: Path) -> None:
+    """The status page as the fleet ends, where headless chromium is installed; never fails the demo."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        log.info("no chromium here: no screenshot of the status page")
+        return
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,900"]
+    try:
+        subprocess.run(
+            [browser, *flags, f"--screenshot={path}", url], capture_output=True, timeout=60, check=True
+        )
+        log.info("status page screenshot: %s", path)
+    except (OSError, subprocess.SubprocessError) as err:
+        log.warning("status page screenshot failed: %s", err)
 
 
 def demo_scenario(devices: int, rate_hz: float, duration_s: float, seed: int) -> Scenario:
@@ -211,11 +228,13 @@ def run_fleet(
     ):
         broker_config = BrokerConfig(port=broker.port, protocol=broker.protocol)  # type: ignore[arg-type]
         watch = _AgentWatch(broker_config)
-        agent = _start_agent(bundle, broker, folder)
+        page_port = _free_port()
+        agent = _start_agent(bundle, broker, folder, page_port)
         try:
             if not watch.online.wait(60):
                 raise TrainerError(f"agent: not online after 60 s (log: {folder / 'agent.log'})")
             log.info("agent: online; simulating %d devices for %.0f s", devices, duration_s)
+            log.info("agent status page: http://127.0.0.1:%d/ (open it while the fleet runs)", page_port)
             scenario = demo_scenario(devices, rate_hz, duration_s, seed)
             result = simulate(
                 bundle,
@@ -225,6 +244,7 @@ def run_fleet(
                 score_alerts=True,
                 alerts_file=folder / "alerts.jsonl",
             )
+            _screenshot(f"http://127.0.0.1:{page_port}/", folder / "status_page.png")
         finally:
             agent.send_signal(signal.SIGTERM)
             try:
