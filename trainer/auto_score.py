@@ -149,17 +149,17 @@ def choose_weights(
         holdout_scores = holdout_terms @ vector
         train_scores = None if train_terms is None else train_terms @ vector
         budget, method, start = score.false_alarm_budget, score.calibration, score.pot_initial_quantile
-        threshold = calibrate(holdout_scores, budget, method, start, train_scores).value
-        recall = {kind: float(np.mean(terms @ vector > threshold)) for kind, terms in kind_terms.items()}
+        threshold = calibrate(holdout_scores, budget, method, start, train_scores)
+        value = threshold.value
+        recall = {kind: float(np.mean(terms @ vector > value)) for kind, terms in kind_terms.items()}
         later = None
-        if train_scores is not None:
-            on_train = calibrate(train_scores, budget, method, start).value
-            later = float(np.mean(holdout_scores > on_train))
+        if train_scores is not None:  # calibrate() already fitted the training part alone: reuse it
+            later = float(np.mean(holdout_scores > threshold.details["train_threshold"]))
         evidence.append(
             CandidateEvidence(
                 name=name,
                 weights=weight_dict(weights),
-                threshold=float(threshold),
+                threshold=float(threshold.value),
                 mean_recall=float(np.mean(list(recall.values()))),
                 recall_by_kind=recall,
                 holdout_rate_at_train_threshold=later,
