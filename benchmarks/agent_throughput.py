@@ -6,6 +6,9 @@ Usage: python -m benchmarks.agent_throughput [--bundle runs/demo/bundle] [--mess
    over several rounds because this machine's speed drifts by tens of percent between minutes.
 2. Latency: 1,000 readings/s over 100 devices for 15 s; publish-to-decision latency from the score topic.
 3. Resident memory of the agent process (VmRSS) at the end.
+4. Device flood: one reading each from 100,000 distinct device ids (ingest.max_devices at its default):
+   the agent's memory per tracked device, its memory at the end, what it refused, and the retained
+   availability topics left on the broker.
 Writes benchmarks/results/agent_throughput.json.
 """
 
@@ -29,7 +32,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from benchmarks.environment import write_result
+from benchmarks.environment import RESULTS, write_result
 
 DEVICES = 100
 PACED_PUBLISHER = r"""
@@ -298,6 +301,73 @@ def paced_latency(
     }
 
 
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+def _retained_availability(port: int, settle_s: float = 3.0) -> int:
+    """Retained per-device availability topics a new subscriber is handed."""
+    topics: set[str] = set()
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda _c, _u, m: topics.add(m.topic) if m.retain else None
+    client.on_connect = lambda c, *_: c.subscribe("edgegan/device/+/availability", 0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    time.sleep(settle_s)
+    client.disconnect()
+    client.loop_stop()
+    return len(topics)
+
+
+def device_flood(
+    port: int,
+    folder: Path,
+    bundle: Path,
+    channels: list[str],
+    means: np.ndarray,
+    total: int = 100_000,
+    steps: tuple[int, ...] = (1_000, 10_000),
+) -> dict[str, object]:
+    """One reading from each of `total` new device ids; memory at each step of `steps` and at the end."""
+    config = _agent_config(folder, port, bundle, stats_interval=0.2, scores=False)
+    agent = _start_agent(config)
+    watch = _Watch(port)
+    watch.online.wait(60)
+    client = _client(port)
+    body = json.dumps({"values": dict(zip(channels, map(float, means), strict=True))}).encode()
+    rss = {0: _rss_mb(agent.pid)}
+    sent = 0
+    for target in (*steps, total):
+        infos = [client.publish(f"sensors/flood{i:06d}/telemetry", body, qos=1) for i in range(sent, target)]
+        for info in infos:
+            info.wait_for_publish(120)
+        sent = target
+        deadline = time.monotonic() + 300
+        while int(watch.stats.get("received", 0)) < sent and time.monotonic() < deadline:  # type: ignore[call-overload]
+            time.sleep(0.05)
+        time.sleep(1.0)
+        rss[sent] = _rss_mb(agent.pid)
+    client.disconnect()
+    client.loop_stop()
+    stats = dict(watch.stats)
+    retained = _retained_availability(port)
+    agent.send_signal(signal.SIGTERM)
+    agent.wait(30)
+    first, tracked = steps[0], steps[-1]
+    return {
+        "device_ids_attempted": total,
+        "received": stats.get("received"),
+        "rejected": stats.get("rejected"),
+        "devices_tracked": stats.get("devices_tracked"),
+        "rss_mb": {str(k): round(v, 1) for k, v in rss.items()},
+        # the slope between two fills below the limit: what one more tracked device costs
+        "kb_per_tracked_device": round((rss[tracked] - rss[first]) * 1024 / (tracked - first), 2),
+        "rss_growth_past_limit_mb": round(rss[total] - rss[tracked], 1),
+        "retained_availability_topics": retained,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundle", type=Path, default=Path("runs/demo/bundle"))
@@ -305,6 +375,8 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="bare/agent drain pairs; the median is reported"
     )
+    parser.add_argument("--flood-devices", type=int, default=100_000, help="distinct ids in the device flood")
+    parser.add_argument("--only-flood", action="store_true", help="run the device flood alone")
     args = parser.parse_args()
     from edge_agent.bundle import load_bundle
 
@@ -320,14 +392,25 @@ def main() -> None:
         port = _free_port()
         broker = _start_broker(folder, port)
         try:
-            payloads = _payloads(manifest.channels, means, scales, args.messages, time.time() - 3600)
-            report["drain"] = drain_rates(port, folder, args.bundle.resolve(), payloads, args.rounds)
-            report["paced"] = paced_latency(
-                port, folder, args.bundle.resolve(), manifest.channels, means, scales
+            if not args.only_flood:
+                payloads = _payloads(manifest.channels, means, scales, args.messages, time.time() - 3600)
+                report["drain"] = drain_rates(port, folder, args.bundle.resolve(), payloads, args.rounds)
+                report["paced"] = paced_latency(
+                    port, folder, args.bundle.resolve(), manifest.channels, means, scales
+                )
+            report["device_flood"] = device_flood(
+                port, folder, args.bundle.resolve(), manifest.channels, means, args.flood_devices
             )
         finally:
             broker.terminate()
             broker.wait(10)
+    if args.only_flood:  # keep the other sections of the last full run, from their own machine and time
+        previous = RESULTS / "agent_throughput.json"
+        kept = json.loads(previous.read_text()) if previous.is_file() else {}
+        carried = {k: v for k, v in kept.items() if k in ("drain", "paced")}
+        if carried:
+            carried["drain_and_paced_measured_at"] = kept.get("machine", {}).get("measured_at")
+        report = {**carried, **report}
     print(json.dumps(report, indent=2))
     print(f"wrote {write_result('agent_throughput', report)}")
 

@@ -133,7 +133,12 @@ class BackendConfig(_Section):
 class IngestConfig(_Section):
     """Limits on what devices may send."""
 
-    max_payload_bytes: int = Field(16384, ge=64)
+    max_payload_bytes: int = Field(
+        262144, ge=64, description="larger messages are refused whole (a batch of readings counts as one)"
+    )
+    max_readings_per_message: int = Field(
+        1000, ge=1, description="a batched message with more readings is refused whole"
+    )
     max_future_s: float = Field(30.0, ge=0, description="readings further ahead of our clock are rejected")
     max_age_s: float = Field(3600.0, gt=0, description="readings older than this are rejected as stale")
     max_gap_s: float | None = Field(None, description="a longer silence restarts the device's window")

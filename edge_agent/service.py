@@ -29,7 +29,15 @@ from edge_agent.spool import Spool
 from edge_agent.stats import Stats
 from edge_agent.status_board import StatusBoard
 from edge_agent.systemd_notify import SystemdNotifier
-from edge_agent.telemetry import BAD_DEVICE, DEVICE_ID, PayloadError, Reading, decode_telemetry
+from edge_agent.telemetry import (
+    BAD_DEVICE,
+    DEVICE_ID,
+    Decoded,
+    PayloadError,
+    Reading,
+    Refusal,
+    decode_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -239,23 +247,34 @@ class AgentService:
             if valid_id and device is not None:
                 self.health.received(device)
             try:
-                reading = self._decode(raw, device, self.models[model])
+                decoded = self._decode(raw, device, self.models[model])
             except PayloadError as err:
                 self._reject(raw.topic, err.reason, err.detail, device)
                 continue
-            if not self._admit(raw.topic, reading.device, model):
-                continue
-            self._last_heard[reading.device] = raw.received_ts
-            batches.setdefault(model, []).append(reading)
-            if self._ha_status_topic is not None and reading.device not in self._announced:
-                self._announce(reading.device)
-            # Usable readings count as signs of life; a device sending only garbage stays offline.
-            if self.availability is not None and self.availability.heard(reading.device, raw.received_ts):
-                self._publish_availability(reading.device, ONLINE)
+            for refusal in decoded.refused:
+                where = "" if refusal.index is None else f"reading {refusal.index}: "
+                self._reject(raw.topic, refusal.error.reason, where + refusal.error.detail, device)
+            if decoded.readings:
+                self._take(raw, model, decoded.readings, batches)
         for model, readings in batches.items():
             self._score(model, readings)
         for raw in raws:
             self.link.ack(raw)  # only now: a crash before this point gets the readings redelivered
+
+    def _take(
+        self, raw: RawMessage, model: str, readings: list[Reading], batches: dict[str, list[Reading]]
+    ) -> None:
+        """A message's usable readings (one device): admitted, queued for scoring, signs of life."""
+        device = readings[0].device
+        if not self._admit(raw.topic, device, model):
+            return
+        self._last_heard[device] = raw.received_ts
+        batches.setdefault(model, []).extend(readings)
+        if self._ha_status_topic is not None and device not in self._announced:
+            self._announce(device)
+        # Usable readings count as signs of life; a device sending only garbage stays offline.
+        if self.availability is not None and self.availability.heard(device, raw.received_ts):
+            self._publish_availability(device, ONLINE)
 
     def _score(self, model: str, readings: list[Reading]) -> None:
         pipeline, reference = self.models[model], self._references[model]
@@ -529,17 +548,36 @@ class AgentService:
             "kept" if kept else "reset: shapes differ",
         )
 
-    def _decode(self, raw: RawMessage, device: str | None, pipeline: ScoringPipeline) -> Reading:
+    def _decode(self, raw: RawMessage, device: str | None, pipeline: ScoringPipeline) -> Decoded:
+        """One reading or a batch; each reading outside ingest's time bounds is refused on its own."""
         if device is None:
             raise PayloadError(BAD_DEVICE, f"topic {raw.topic[:80]!r} does not match the telemetry filter")
         ingest = self.config.ingest
-        reading = decode_telemetry(
-            raw.payload, device, pipeline.channels, raw.received_ts, ingest.max_payload_bytes
+        decoded = decode_message(
+            raw.payload,
+            device,
+            pipeline.channels,
+            raw.received_ts,
+            ingest.max_payload_bytes,
+            ingest.max_readings_per_message,
         )
-        if reading.ts > raw.received_ts + ingest.max_future_s:
-            raise PayloadError(FUTURE, f"ts {reading.ts:.0f} is {reading.ts - raw.received_ts:.0f} s ahead")
-        if reading.ts < raw.received_ts - ingest.max_age_s:
-            raise PayloadError(STALE, f"ts {reading.ts:.0f} is {raw.received_ts - reading.ts:.0f} s old")
+        single = len(decoded.readings) + len(decoded.refused) == 1 and not decoded.refused
+        kept, refused = [], list(decoded.refused)
+        for index, reading in enumerate(decoded.readings):
+            try:
+                kept.append(self._in_time(reading, raw.received_ts))
+            except PayloadError as err:
+                if single:
+                    raise
+                refused.append(Refusal(index, err))
+        return Decoded(kept, refused)
+
+    def _in_time(self, reading: Reading, received_ts: float) -> Reading:
+        ingest = self.config.ingest
+        if reading.ts > received_ts + ingest.max_future_s:
+            raise PayloadError(FUTURE, f"ts {reading.ts:.0f} is {reading.ts - received_ts:.0f} s ahead")
+        if reading.ts < received_ts - ingest.max_age_s:
+            raise PayloadError(STALE, f"ts {reading.ts:.0f} is {received_ts - reading.ts:.0f} s old")
         return reading
 
     def _reject(self, where: str, reason: str, detail: str, device: str | None = None) -> None:

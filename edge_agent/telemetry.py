@@ -2,6 +2,10 @@
 
 Format (DESIGN.md): {"ts": <epoch s or ISO 8601>, "seq": <optional int>, "values": {channel: number}} or
 "values": [..] in bundle channel order. Unknown top-level keys are ignored; NaN/Infinity tokens are not JSON.
+
+Batches (README, "Batched telemetry"): one message may carry many readings of its device, either as a JSON
+list of such objects, or columnar, {"ts": [..], "seq": [..], "values": {channel: [..]}}. Each reading is
+checked on its own: a bad one is refused with its index, the others are used.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ MISSING_CHANNEL = "missing_channel"
 EXTRA_CHANNEL = "extra_channel"
 NON_NUMERIC = "non_numeric"
 WRONG_CHANNEL_COUNT = "wrong_channel_count"
+TOO_MANY_READINGS = "too_many_readings"
+RAGGED_COLUMNS = "ragged_columns"
 
 
 class PayloadError(EdgeAgentError):
@@ -61,7 +67,7 @@ def check_device_id(device: str) -> str:
 
 
 def decode_telemetry(
-    payload: bytes, device: str, channels: list[str], received_ts: float, max_bytes: int = 16384
+    payload: bytes, device: str, channels: list[str], received_ts: float, max_bytes: int = 262144
 ) -> Reading:
     """Parse and check one payload; `received_ts` stands in for a missing "ts"."""
     check_device_id(device)
@@ -75,6 +81,64 @@ def decode_telemetry(
         raise PayloadError(BAD_JSON, str(err)[:120]) from None
     if not isinstance(document, dict):
         raise PayloadError(NOT_OBJECT, f"expected a JSON object, got {type(document).__name__}")
+    return _reading(document, device, channels, received_ts)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One reading of a message that could not be used: its index in the message (None for a single
+    reading) and why."""
+
+    index: int | None
+    error: PayloadError
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A message's usable readings, in message order, and the refused ones."""
+
+    readings: list[Reading]
+    refused: list[Refusal]
+
+
+def decode_message(
+    payload: bytes,
+    device: str,
+    channels: list[str],
+    received_ts: float,
+    max_bytes: int = 262144,
+    max_readings: int = 1000,
+) -> Decoded:
+    """One reading or a batch. A whole-message fault (size, JSON, shape) raises PayloadError; a bad reading
+    inside a batch is refused with its index and the rest are kept."""
+    check_device_id(device)
+    if len(payload) > max_bytes:
+        raise PayloadError(TOO_LARGE, f"{len(payload)} bytes > {max_bytes}")
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError as err:
+        raise PayloadError(BAD_JSON, str(err)[:120]) from None
+    if isinstance(document, dict) and not _is_columnar(document):
+        return Decoded([_reading(document, device, channels, received_ts)], [])
+    rows = _columnar_rows(document) if isinstance(document, dict) else document
+    if not isinstance(rows, list):
+        raise PayloadError(NOT_OBJECT, f"expected a JSON object or list, got {type(document).__name__}")
+    if not rows:
+        raise PayloadError(NOT_OBJECT, "an empty batch: expected a reading or a list of them")
+    if len(rows) > max_readings:
+        raise PayloadError(TOO_MANY_READINGS, f"{len(rows)} readings > {max_readings}")
+    readings, refused = [], []
+    for index, row in enumerate(rows):
+        try:
+            if not isinstance(row, dict):
+                raise PayloadError(NOT_OBJECT, f"expected a reading object, got {type(row).__name__}")
+            readings.append(_reading(row, device, channels, received_ts))
+        except PayloadError as err:
+            refused.append(Refusal(index, err))
+    return Decoded(readings, refused)
+
+
+def _reading(document: dict[str, object], device: str, channels: list[str], received_ts: float) -> Reading:
     return Reading(
         device=device,
         ts=_timestamp(document.get("ts"), received_ts),
@@ -82,6 +146,38 @@ def decode_telemetry(
         seq=_sequence(document.get("seq")),
         received_ts=received_ts,
     )
+
+
+def _is_columnar(document: dict[str, object]) -> bool:
+    values = document.get("values")
+    return isinstance(document.get("ts"), list) or (
+        isinstance(values, dict) and any(isinstance(column, list) for column in values.values())
+    )
+
+
+def _columnar_rows(document: dict[str, object]) -> list[dict[str, object]]:
+    """{"ts": [..], "seq": [..], "values": {channel: [..]}} as one reading object per row."""
+    values = document.get("values")
+    if not isinstance(values, dict) or not all(isinstance(column, list) for column in values.values()):
+        raise PayloadError(MISSING_VALUES, "a columnar batch needs 'values': {channel: [..]}")
+    extras: dict[str, list[object]] = {}
+    for key in ("ts", "seq"):
+        column = document.get(key)
+        if column is not None:
+            if not isinstance(column, list):
+                raise PayloadError(RAGGED_COLUMNS, f"'{key}' must be a list in a columnar batch")
+            extras[key] = column
+    lengths = {len(column) for column in (*values.values(), *extras.values())}
+    if len(lengths) > 1:
+        raise PayloadError(RAGGED_COLUMNS, f"columns of different lengths: {sorted(lengths)[:5]}")
+    count = lengths.pop() if lengths else 0
+    return [
+        {
+            "values": {name: column[i] for name, column in values.items()},
+            **{key: column[i] for key, column in extras.items()},
+        }
+        for i in range(count)
+    ]
 
 
 def _timestamp(raw: object, received_ts: float) -> float:

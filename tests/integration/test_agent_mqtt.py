@@ -284,3 +284,32 @@ def test_device_state_is_bounded_and_silent_devices_are_forgotten_with_their_ret
     assert wait_until(lambda: agent.service.snapshot()["devices_tracked"] == 1)
     assert agent.service.stats.rejected["device_limit"] == 3
     device.loop_stop()
+
+
+def test_batched_messages_are_scored_reading_by_reading_and_bad_readings_refused_by_index(
+    tiny_bundle: Path,
+    broker: Broker,
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    agent = start_agent(agent_config(tiny_bundle, broker.port, ingest={"max_payload_bytes": 65536}))
+    values = correlated_series(80, seed=15)
+    start = time.time() - 100
+    rows = [
+        {"ts": start + i, "seq": i, "values": {f"s{c}": float(v[c]) for c in range(3)}}
+        for i, v in enumerate(values[:40])
+    ]
+    rows[5]["values"]["s1"] = "broken"  # type: ignore[index]
+    rows[6]["ts"] = start - 7200  # stale: older than ingest.max_age_s
+    columnar = {
+        "ts": [start + 40 + i for i in range(40)],
+        "values": {f"s{c}": [float(v[c]) for v in values[40:]] for c in range(3)},
+    }
+    device = publisher(broker.port)
+    device.publish("sensors/batch/telemetry", json.dumps(rows), qos=1).wait_for_publish(5)
+    device.publish("sensors/batch/telemetry", json.dumps(columnar), qos=1).wait_for_publish(5)
+    # 78 usable readings of one device, a window of 32: 78 - 31 windows, both messages acknowledged.
+    wait_until(lambda: agent.service.stats.scored >= 78 - 31)
+    assert agent.service.stats.scored == 78 - 31
+    assert dict(agent.service.stats.rejected) == {"non_numeric": 1, "stale_ts": 1}
+    assert agent.service.stats.received == 2
+    device.loop_stop()

@@ -65,3 +65,55 @@ def test_unsafe_device_ids_are_refused(device: str) -> None:
     with pytest.raises(PayloadError) as caught:
         _decode({"values": [1, 2]}, device=device)
     assert caught.value.reason == t.BAD_DEVICE
+
+
+def _batch(payload: object, max_readings: int = 10) -> t.Decoded:
+    data = json.dumps(payload).encode()
+    return t.decode_message(data, "pump-1", CHANNELS, received_ts=1000.0, max_readings=max_readings)
+
+
+def test_a_single_reading_is_a_batch_of_one() -> None:
+    decoded = _batch({"ts": 5, "values": {"temp": 1, "rpm": 2}})
+    assert [r.ts for r in decoded.readings] == [5.0] and decoded.refused == []
+
+
+def test_a_list_batch_keeps_the_good_readings_and_names_the_bad_ones_by_index() -> None:
+    decoded = _batch(
+        [
+            {"ts": 1, "seq": 1, "values": {"temp": 1, "rpm": 2}},
+            {"ts": 2, "values": {"temp": "hot", "rpm": 2}},
+            "not a reading",
+            {"ts": 4, "values": [3, 4]},
+        ]
+    )
+    assert [r.ts for r in decoded.readings] == [1.0, 4.0]
+    np.testing.assert_allclose(decoded.readings[1].values, [3, 4])
+    assert decoded.readings[0].seq == 1
+    assert [(f.index, f.error.reason) for f in decoded.refused] == [(1, t.NON_NUMERIC), (2, t.NOT_OBJECT)]
+
+
+def test_a_columnar_batch_gives_one_reading_per_row_in_bundle_order() -> None:
+    decoded = _batch(
+        {"ts": [1, 2, 3], "seq": [7, 8, 9], "values": {"rpm": [10, 20, 30], "temp": [1, 2, None]}}
+    )
+    assert [r.ts for r in decoded.readings] == [1.0, 2.0]
+    np.testing.assert_allclose([r.values for r in decoded.readings], [[1, 10], [2, 20]])
+    assert [r.seq for r in decoded.readings] == [7, 8]
+    assert [(f.index, f.error.reason) for f in decoded.refused] == [(2, t.NON_NUMERIC)]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"ts": [1, 2], "values": {"temp": [1, 2], "rpm": [1]}}, t.RAGGED_COLUMNS),
+        ({"ts": [1, 2], "values": [1, 2]}, t.MISSING_VALUES),
+        ([{"values": [1, 2]}] * 11, t.TOO_MANY_READINGS),
+        (7, t.NOT_OBJECT),
+        ([], t.NOT_OBJECT),
+        ({"ts": [], "values": {"temp": [], "rpm": []}}, t.NOT_OBJECT),
+    ],
+)
+def test_a_malformed_batch_is_refused_whole(payload: object, reason: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        _batch(payload)
+    assert caught.value.reason == reason
