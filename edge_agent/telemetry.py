@@ -120,6 +120,10 @@ def decode_message(
         raise PayloadError(BAD_JSON, str(err)[:120]) from None
     if isinstance(document, dict) and not _is_columnar(document):
         return Decoded([_reading(document, device, channels, received_ts)], [])
+    if isinstance(document, dict):
+        fast = _clean_columns(document, device, channels, received_ts, max_readings)
+        if fast is not None:
+            return fast
     rows = _columnar_rows(document) if isinstance(document, dict) else document
     if not isinstance(rows, list):
         raise PayloadError(NOT_OBJECT, f"expected a JSON object or list, got {type(document).__name__}")
@@ -153,6 +157,41 @@ def _is_columnar(document: dict[str, object]) -> bool:
     return isinstance(document.get("ts"), list) or (
         isinstance(values, dict) and any(isinstance(column, list) for column in values.values())
     )
+
+
+def _clean_columns(
+    document: dict[str, object], device: str, channels: list[str], received_ts: float, max_readings: int
+) -> Decoded | None:
+    """The common columnar batch, checked as whole arrays: every channel present, plain numbers within
+    float32, numeric timestamps. None sends anything else down the per-reading path, which names faults."""
+    values, ts, seq = document.get("values"), document.get("ts"), document.get("seq")
+    if not isinstance(values, dict) or len(values) != len(channels):
+        return None
+    columns = [values.get(channel) for channel in channels]
+    if not all(isinstance(column, list) for column in columns):
+        return None
+    count = len(columns[0])  # type: ignore[arg-type]
+    extras = [column for column in (ts, seq) if column is not None]
+    if not 0 < count <= max_readings or any(
+        not isinstance(column, list) or len(column) != count for column in (*columns, *extras)
+    ):
+        return None
+    if not all(_PLAIN_NUMBERS.issuperset(map(type, column)) for column in columns):  # type: ignore[arg-type]
+        return None
+    if seq is not None and not all(type(item) is int for item in seq):  # type: ignore[union-attr]
+        return None
+    if ts is not None and not _PLAIN_NUMBERS.issuperset(map(type, ts)):  # type: ignore[arg-type]
+        return None
+    table = np.array(columns, dtype=np.float64)
+    if not (np.isfinite(table).all() and np.abs(table).max() <= _FLOAT32_MAX):
+        return None
+    times = np.full(count, received_ts) if ts is None else np.array(ts, dtype=np.float64)
+    if not (np.isfinite(times).all() and times.min() >= 0):
+        return None
+    rows = np.ascontiguousarray(table.T, dtype=np.float32)
+    sequence: list[int | None] = list(seq) if seq is not None else [None] * count  # type: ignore[call-overload]
+    readings = [Reading(device, float(times[i]), rows[i], sequence[i], received_ts) for i in range(count)]
+    return Decoded(readings, [])
 
 
 def _columnar_rows(document: dict[str, object]) -> list[dict[str, object]]:

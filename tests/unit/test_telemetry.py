@@ -117,3 +117,23 @@ def test_a_malformed_batch_is_refused_whole(payload: object, reason: str) -> Non
     with pytest.raises(PayloadError) as caught:
         _batch(payload)
     assert caught.value.reason == reason
+
+
+def test_clean_columns_decode_exactly_as_the_same_readings_listed() -> None:
+    rng = np.random.default_rng(3)
+    temp, rpm = rng.normal(20, 5, 50).tolist(), rng.normal(1500, 100, 50).tolist()
+    columnar = _batch(
+        {"ts": list(range(50)), "seq": list(range(50)), "values": {"rpm": rpm, "temp": temp}}, 100
+    )
+    listed = _batch(
+        [{"ts": i, "seq": i, "values": {"temp": temp[i], "rpm": rpm[i]}} for i in range(50)], max_readings=100
+    )
+    assert [(r.ts, r.seq) for r in columnar.readings] == [(r.ts, r.seq) for r in listed.readings]
+    np.testing.assert_array_equal([r.values for r in columnar.readings], [r.values for r in listed.readings])
+
+
+@pytest.mark.parametrize("bad", [True, 1e300, None, "7"])
+def test_a_column_with_one_bad_value_refuses_that_reading_only(bad: object) -> None:
+    decoded = _batch({"ts": [1, 2, 3], "values": {"temp": [1.0, bad, 3.0], "rpm": [1, 2, 3]}})
+    assert [r.ts for r in decoded.readings] == [1.0, 3.0]
+    assert [(f.index, f.error.reason) for f in decoded.refused] == [(1, t.NON_NUMERIC)]
