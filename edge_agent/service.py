@@ -45,7 +45,7 @@ DEVICE_LIMIT = "device_limit"
 KNOWN_COMMANDS = ("reload", "rollback", "threshold", "mute", "unmute")
 STALE = "stale_ts"
 FUTURE = "future_ts"
-MAX_CACHED_ROUTES = 100_000
+ROUTES_PER_DEVICE = 2  # the topic memo holds this many topics per device the agent may track
 INTERNAL_ERROR = "internal_error"
 OK, ERROR = "ok", "error"
 
@@ -407,8 +407,10 @@ class AgentService:
                 route = _Route(
                     device, owned, self.config.model_for(device), bool(DEVICE_ID.fullmatch(device))
                 )
-            if len(self._routes) >= MAX_CACHED_ROUTES:
-                self._routes.clear()  # topics are attacker-chosen: never let the memo grow without bound
+            if len(self._routes) >= ROUTES_PER_DEVICE * self.config.ingest.max_devices:
+                # Topics are attacker-chosen: the memo is bounded by the fleet the agent may track, so a
+                # flood of new ids past ingest.max_devices cannot grow the agent's memory through it.
+                self._routes.clear()
             self._routes[topic] = route
         return route
 

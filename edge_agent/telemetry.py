@@ -178,9 +178,9 @@ def _clean_columns(
         return None
     if not all(_PLAIN_NUMBERS.issuperset(map(type, column)) for column in columns):  # type: ignore[arg-type]
         return None
-    if seq is not None and not all(type(item) is int for item in seq):  # type: ignore[union-attr]
+    if isinstance(seq, list) and not all(type(item) is int for item in seq):
         return None
-    if ts is not None and not _PLAIN_NUMBERS.issuperset(map(type, ts)):  # type: ignore[arg-type]
+    if isinstance(ts, list) and not _PLAIN_NUMBERS.issuperset(map(type, ts)):
         return None
     table = np.array(columns, dtype=np.float64)
     if not (np.isfinite(table).all() and np.abs(table).max() <= _FLOAT32_MAX):
