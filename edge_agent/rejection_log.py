@@ -14,6 +14,9 @@ log = logging.getLogger("edge_agent.rejected")
 NO_DEVICE = "-"  # a message whose topic named no device
 
 
+OTHER_DEVICES = "(other devices)"
+
+
 class RejectionLog:
     """The first refusal of each device is logged with its detail; the rest are counted and summarised."""
 
@@ -40,7 +43,10 @@ class RejectionLog:
                 detail[:200],
                 self.interval_s,
             )
-        self._counts[reason][name] += 1
+        counts = self._counts[reason]
+        if name not in counts and len(counts) >= self.max_devices_told:
+            name = OTHER_DEVICES  # a flood of random ids is counted, not remembered id by id
+        counts[name] += 1
         if self._next_summary is None:
             self._next_summary = now + self.interval_s
 
