@@ -145,8 +145,15 @@ class AgentService:
             self.step()
             self.systemd.watchdog()  # fed by the scoring loop itself: a hung loop gets us restarted
         self.systemd.stopping()
-        while self.step():
-            pass
+        # Finish what had arrived when the stop came, not what keeps arriving: a live fleet would otherwise
+        # hold the stop for as long as it publishes. Anything later stays unacknowledged and the broker
+        # delivers it again to the next session.
+        pending = self.link.inbox_depth()
+        while pending > 0:
+            handled = self.step()
+            if not handled:
+                break
+            pending -= handled
         self.publish_stats()
         self.link.stop()
         if self.spool is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -313,3 +314,34 @@ def test_batched_messages_are_scored_reading_by_reading_and_bad_readings_refused
     assert dict(agent.service.stats.rejected) == {"non_numeric": 1, "stale_ts": 1}
     assert agent.service.stats.received == 2
     device.loop_stop()
+
+
+def test_a_stop_finishes_the_inbox_without_waiting_for_a_live_fleet_to_fall_silent(
+    tiny_bundle: Path,
+    broker: Broker,
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    agent = start_agent(agent_config(tiny_bundle, broker.port))
+    device = publisher(broker.port)
+    publishing = threading.Event()
+    publishing.set()
+
+    def publish_forever() -> None:
+        payloads = _payloads(correlated_series(200, seed=16), time.time() - 100)
+        i = 0
+        while publishing.is_set():
+            device.publish(f"sensors/live{i % 20}/telemetry", payloads[i % 200], qos=1)
+            i += 1
+            time.sleep(0.0005)
+
+    feeder = threading.Thread(target=publish_forever, daemon=True)
+    feeder.start()
+    try:
+        wait_until(lambda: agent.service.stats.received >= 500)
+        started = time.monotonic()
+        agent.shutdown()  # asserts the loop stopped within 15 s while the fleet keeps publishing
+        assert time.monotonic() - started < 5
+    finally:
+        publishing.clear()
+        feeder.join(5)
+        device.loop_stop()
