@@ -35,7 +35,7 @@ from edge_agent.telemetry import (
     Decoded,
     PayloadError,
     Reading,
-    Refusal,
+    TimeBounds,
     decode_message,
 )
 
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 DEVICE_LIMIT = "device_limit"
 KNOWN_COMMANDS = ("reload", "rollback", "threshold", "mute", "unmute")
-STALE = "stale_ts"
-FUTURE = "future_ts"
 ROUTES_PER_DEVICE = 2  # the topic memo holds this many topics per device the agent may track
 INTERNAL_ERROR = "internal_error"
 OK, ERROR = "ok", "error"
@@ -95,6 +93,7 @@ class AgentService:
         self._muted: set[str] = set()
         self._open_alerts: dict[str, str] = {}
         self._routes: dict[str, _Route] = {}
+        self._time_bounds = TimeBounds(config.ingest.max_age_s, config.ingest.max_future_s)
         self._last_heard: dict[str, float] = {}  # every device with state, bounded by ingest.max_devices
         self._next_eviction = 0.0
         self.evicted = 0
@@ -558,36 +557,18 @@ class AgentService:
         )
 
     def _decode(self, raw: RawMessage, device: str | None, pipeline: ScoringPipeline) -> Decoded:
-        """One reading or a batch; each reading outside ingest's time bounds is refused on its own."""
         if device is None:
             raise PayloadError(BAD_DEVICE, f"topic {raw.topic[:80]!r} does not match the telemetry filter")
         ingest = self.config.ingest
-        decoded = decode_message(
+        return decode_message(
             raw.payload,
             device,
             pipeline.channels,
             raw.received_ts,
             ingest.max_payload_bytes,
             ingest.max_readings_per_message,
+            self._time_bounds,
         )
-        single = len(decoded.readings) + len(decoded.refused) == 1 and not decoded.refused
-        kept, refused = [], list(decoded.refused)
-        for index, reading in enumerate(decoded.readings):
-            try:
-                kept.append(self._in_time(reading, raw.received_ts))
-            except PayloadError as err:
-                if single:
-                    raise
-                refused.append(Refusal(index, err))
-        return Decoded(kept, refused)
-
-    def _in_time(self, reading: Reading, received_ts: float) -> Reading:
-        ingest = self.config.ingest
-        if reading.ts > received_ts + ingest.max_future_s:
-            raise PayloadError(FUTURE, f"ts {reading.ts:.0f} is {reading.ts - received_ts:.0f} s ahead")
-        if reading.ts < received_ts - ingest.max_age_s:
-            raise PayloadError(STALE, f"ts {reading.ts:.0f} is {received_ts - reading.ts:.0f} s old")
-        return reading
 
     def _reject(self, where: str, reason: str, detail: str, device: str | None = None) -> None:
         self.stats.rejected[reason] += 1

@@ -37,6 +37,8 @@ NON_NUMERIC = "non_numeric"
 WRONG_CHANNEL_COUNT = "wrong_channel_count"
 TOO_MANY_READINGS = "too_many_readings"
 RAGGED_COLUMNS = "ragged_columns"
+STALE = "stale_ts"
+FUTURE = "future_ts"
 
 
 class PayloadError(EdgeAgentError):
@@ -70,18 +72,46 @@ def decode_telemetry(
     payload: bytes, device: str, channels: list[str], received_ts: float, max_bytes: int = 262144
 ) -> Reading:
     """Parse and check one payload; `received_ts` stands in for a missing "ts"."""
+    document = _parse(payload, device, max_bytes)
+    if not isinstance(document, dict):
+        raise PayloadError(NOT_OBJECT, f"expected a JSON object, got {type(document).__name__}")
+    return _reading(document, device, channels, received_ts)
+
+
+def _parse(payload: bytes, device: str, max_bytes: int) -> object:
+    """The whole-message checks every form shares: device id, size, strict JSON."""
     check_device_id(device)
     if len(payload) > max_bytes:
         raise PayloadError(TOO_LARGE, f"{len(payload)} bytes > {max_bytes}")
     try:
         # orjson is strict RFC 8259: NaN/Infinity tokens, numbers overflowing a double, invalid UTF-8 and
         # trailing content are all errors; it is also several times faster than the json module.
-        document = orjson.loads(payload)
+        return orjson.loads(payload)
     except orjson.JSONDecodeError as err:
         raise PayloadError(BAD_JSON, str(err)[:120]) from None
-    if not isinstance(document, dict):
-        raise PayloadError(NOT_OBJECT, f"expected a JSON object, got {type(document).__name__}")
-    return _reading(document, device, channels, received_ts)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBounds:
+    """How old, and how far ahead of our clock, a reading's own timestamp may be."""
+
+    max_age_s: float = math.inf
+    max_future_s: float = math.inf
+
+    def check(self, ts: float, received_ts: float) -> None:
+        if ts > received_ts + self.max_future_s:
+            raise PayloadError(FUTURE, f"ts {ts:.0f} is {ts - received_ts:.0f} s ahead")
+        if ts < received_ts - self.max_age_s:
+            raise PayloadError(STALE, f"ts {ts:.0f} is {received_ts - ts:.0f} s old")
+
+    def holds(self, times: npt.NDArray[np.float64], received_ts: float) -> bool:
+        """Whether every timestamp lies within the bounds."""
+        return bool(
+            times.max() <= received_ts + self.max_future_s and times.min() >= received_ts - self.max_age_s
+        )
+
+
+ANY_TIME = TimeBounds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,20 +138,18 @@ def decode_message(
     received_ts: float,
     max_bytes: int = 262144,
     max_readings: int = 1000,
+    bounds: TimeBounds = ANY_TIME,
 ) -> Decoded:
-    """One reading or a batch. A whole-message fault (size, JSON, shape) raises PayloadError; a bad reading
-    inside a batch is refused with its index and the rest are kept."""
-    check_device_id(device)
-    if len(payload) > max_bytes:
-        raise PayloadError(TOO_LARGE, f"{len(payload)} bytes > {max_bytes}")
-    try:
-        document = orjson.loads(payload)
-    except orjson.JSONDecodeError as err:
-        raise PayloadError(BAD_JSON, str(err)[:120]) from None
+    """One reading or a batch. A whole-message fault (size, JSON, shape) and a single reading's fault raise
+    PayloadError; a bad reading inside a batch, a timestamp outside `bounds` included, is refused with its
+    index in the message and the rest are kept."""
+    document = _parse(payload, device, max_bytes)
     if isinstance(document, dict) and not _is_columnar(document):
-        return Decoded([_reading(document, device, channels, received_ts)], [])
+        reading = _reading(document, device, channels, received_ts)
+        bounds.check(reading.ts, received_ts)
+        return Decoded([reading], [])
     if isinstance(document, dict):
-        fast = _clean_columns(document, device, channels, received_ts, max_readings)
+        fast = _clean_columns(document, device, channels, received_ts, max_readings, bounds)
         if fast is not None:
             return fast
     rows = _columnar_rows(document) if isinstance(document, dict) else document
@@ -136,7 +164,9 @@ def decode_message(
         try:
             if not isinstance(row, dict):
                 raise PayloadError(NOT_OBJECT, f"expected a reading object, got {type(row).__name__}")
-            readings.append(_reading(row, device, channels, received_ts))
+            reading = _reading(row, device, channels, received_ts)
+            bounds.check(reading.ts, received_ts)
+            readings.append(reading)
         except PayloadError as err:
             refused.append(Refusal(index, err))
     return Decoded(readings, refused)
@@ -160,7 +190,12 @@ def _is_columnar(document: dict[str, object]) -> bool:
 
 
 def _clean_columns(
-    document: dict[str, object], device: str, channels: list[str], received_ts: float, max_readings: int
+    document: dict[str, object],
+    device: str,
+    channels: list[str],
+    received_ts: float,
+    max_readings: int,
+    bounds: TimeBounds,
 ) -> Decoded | None:
     """The common columnar batch, checked as whole arrays: every channel present, plain numbers within
     float32, numeric timestamps. None sends anything else down the per-reading path, which names faults."""
@@ -186,7 +221,7 @@ def _clean_columns(
     if not (np.isfinite(table).all() and np.abs(table).max() <= _FLOAT32_MAX):
         return None
     times = np.full(count, received_ts) if ts is None else np.array(ts, dtype=np.float64)
-    if not (np.isfinite(times).all() and times.min() >= 0):
+    if not (np.isfinite(times).all() and times.min() >= 0 and bounds.holds(times, received_ts)):
         return None
     rows = np.ascontiguousarray(table.T, dtype=np.float32)
     sequence: list[int | None] = list(seq) if seq is not None else [None] * count  # type: ignore[call-overload]

@@ -137,3 +137,30 @@ def test_a_column_with_one_bad_value_refuses_that_reading_only(bad: object) -> N
     decoded = _batch({"ts": [1, 2, 3], "values": {"temp": [1.0, bad, 3.0], "rpm": [1, 2, 3]}})
     assert [r.ts for r in decoded.readings] == [1.0, 3.0]
     assert [(f.index, f.error.reason) for f in decoded.refused] == [(1, t.NON_NUMERIC)]
+
+
+def test_timestamps_outside_the_bounds_are_refused_by_their_index_in_the_message() -> None:
+    bounds = t.TimeBounds(max_age_s=100.0, max_future_s=10.0)
+    listed = t.decode_message(
+        json.dumps(
+            [{"ts": 990, "values": ["x", 1]}, {"ts": 500, "values": [1, 2]}, {"ts": 995, "values": [1, 2]}]
+        ).encode(),
+        "pump-1",
+        CHANNELS,
+        received_ts=1000.0,
+        bounds=bounds,
+    )
+    assert [r.ts for r in listed.readings] == [995.0]
+    assert [(f.index, f.error.reason) for f in listed.refused] == [(0, t.NON_NUMERIC), (1, t.STALE)]
+    columnar = t.decode_message(
+        json.dumps({"ts": [990, 2000, 995], "values": {"temp": [1, 2, 3], "rpm": [4, 5, 6]}}).encode(),
+        "pump-1",
+        CHANNELS,
+        received_ts=1000.0,
+        bounds=bounds,
+    )
+    assert [r.ts for r in columnar.readings] == [990.0, 995.0]
+    assert [(f.index, f.error.reason) for f in columnar.refused] == [(1, t.FUTURE)]
+    with pytest.raises(PayloadError) as single:
+        t.decode_message(b'{"ts": 500, "values": [1, 2]}', "pump-1", CHANNELS, 1000.0, bounds=bounds)
+    assert single.value.reason == t.STALE
