@@ -301,7 +301,7 @@ def paced_latency(
     scales: np.ndarray,
     seconds: int = 15,
     rate_hz: int = 1000,
-) -> dict[str, float]:
+) -> dict[str, object]:
     """1,000 readings/s over 100 devices; publish-to-decision latency and the agent's memory."""
     config = _agent_config(folder, port, bundle, stats_interval=1.0, scores=True)
     agent = _start_agent(config)
@@ -329,11 +329,7 @@ def paced_latency(
     ).stdout
     achieved = float(json.loads(out)["offered_per_s"])
     time.sleep(2)
-    rss_kb = next(
-        int(line.split()[1])
-        for line in Path(f"/proc/{agent.pid}/status").read_text().splitlines()
-        if line.startswith("VmRSS")
-    )
+    rss_mb = _rss_mb(agent.pid)
     internal = watch.stats.get("latency_ms")
     agent.send_signal(signal.SIGTERM)
     agent.wait(30)
@@ -343,7 +339,7 @@ def paced_latency(
         "scored_windows": int(latency_ms.size),
         "latency_p50_ms": float(np.percentile(latency_ms, 50)),
         "latency_p99_ms": float(np.percentile(latency_ms, 99)),
-        "agent_rss_mb": rss_kb / 1024,
+        "agent_rss_mb": rss_mb,
         "agent_receive_to_decision_ms": internal,
     }
 
@@ -353,15 +349,20 @@ def _rss_mb(pid: int) -> float:
     return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
-def _retained_availability(port: int, settle_s: float = 3.0) -> int:
-    """Retained per-device availability topics a new subscriber is handed."""
+def _retained_availability(port: int, quiet_s: float = 2.0, limit_s: float = 60.0) -> int:
+    """Retained per-device availability topics a new subscriber is handed (counted until none has come
+    for `quiet_s`: the broker sends tens of thousands at its own pace)."""
     topics: set[str] = set()
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_message = lambda _c, _u, m: topics.add(m.topic) if m.retain else None
     client.on_connect = lambda c, *_: c.subscribe("edgegan/device/+/availability", 0)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    time.sleep(settle_s)
+    seen, last_change, deadline = -1, time.monotonic(), time.monotonic() + limit_s
+    while time.monotonic() - last_change < quiet_s and time.monotonic() < deadline:
+        if len(topics) != seen:
+            seen, last_change = len(topics), time.monotonic()
+        time.sleep(0.1)
     client.disconnect()
     client.loop_stop()
     return len(topics)
