@@ -67,6 +67,11 @@ class LevelProcess(_Strict):
     autocorrelation: list[float] = Field(
         description="per channel, of a window's level with the one lag_rows on"
     )
+    noise_sd: list[float] | None = Field(
+        None,
+        description="per channel, white noise the generator's windows lack, normalised units: half the gap "
+        "between the training rows' and the generator's step-to-step variance (absent in older bundles)",
+    )
 
 
 class MemberScale(_Strict):

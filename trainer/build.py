@@ -28,6 +28,7 @@ from edge_agent.bundle import (
     file_entry,
 )
 from edge_agent.errors import DataError
+from edge_agent.simulator.stream import TRUNCATION
 from trainer import scorer_graph
 from trainer.auto_score import check_windows, choose_for_fit, scorer_for
 from trainer.bundle_writer import check_output_folder, publish, staging_folder
@@ -118,13 +119,30 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         definition = _score_definition(member_scorers, _member_seeds(config))
         manifest = _manifest(stage, data, windows, config, definition, thresholds, validation, fit_seconds)
         level_process = (
-            measure_level_process(windows.train, windows.normaliser, config.model.window_len)
+            measure_level_process(
+                windows.train,
+                windows.normaliser,
+                config.model.window_len,
+                _generated_windows(members[0], config),
+            )
             if config.model.removes_window_level and config.fit.train_stride == 1
             else None
         )
         manifest = manifest.model_copy(update={"refused": refused, "level_process": level_process})
         bundle = publish(stage, manifest, out, config.bundle.sign_key)
     return BuildResult(bundle=bundle, fit_seconds=fit_seconds)
+
+
+def _generated_windows(nets: TrainedNets, config: TrainConfig, count: int = 512) -> npt.NDArray[np.float32]:
+    """Normalised generator windows [count, W, C], latents drawn as the simulator draws them."""
+    generator = torch.Generator().manual_seed(config.fit.seed)
+    latent = TRUNCATION * torch.randn(count, config.model.latent_dim, generator=generator)
+    device = next(nets.generator.parameters()).device
+    nets.generator.eval()
+    with torch.no_grad():
+        drawn_windows = nets.generator(latent.to(device)).transpose(1, 2).cpu()
+    drawn: npt.NDArray[np.float32] = drawn_windows.numpy().astype(np.float32)
+    return drawn
 
 
 def _window_that_fits(data: TrainingData, config: TrainConfig) -> TrainConfig:

@@ -17,11 +17,16 @@ _RIDGE = 1e-6  # share of the mean level variance added to the diagonal, so a co
 
 
 def measure_level_process(
-    train: npt.NDArray[np.float32], normaliser: Normaliser, lag_rows: int
+    train: npt.NDArray[np.float32],
+    normaliser: Normaliser,
+    lag_rows: int,
+    generated: npt.NDArray[np.float32] | None = None,
 ) -> LevelProcess:
     """From raw training windows [n, W, C] taken every row: levels [n, C], and each channel's correlation
-    between a window's level and the level `lag_rows` windows (rows) later."""
-    levels = normaliser.apply(train).mean(axis=1).astype(np.float64)
+    between a window's level and the level `lag_rows` windows (rows) later. With `generated` (normalised
+    generator windows [m, W, C], drawn as the simulator draws them), the white noise they lack."""
+    normalised = normaliser.apply(train)
+    levels = normalised.mean(axis=1).astype(np.float64)
     mean = levels.mean(axis=0)
     cov = np.atleast_2d(np.cov(levels, rowvar=False)) if len(levels) > 1 else np.eye(levels.shape[1])
     cov = cov + _RIDGE * max(float(np.trace(cov)) / len(cov), 1e-12) * np.eye(len(cov))
@@ -38,4 +43,22 @@ def measure_level_process(
         cholesky=cholesky.tolist(),
         lag_rows=lag_rows,
         autocorrelation=np.clip(autocorrelation, 0.0, 0.999).tolist(),
+        noise_sd=None if generated is None else missing_noise(normalised, generated).tolist(),
     )
+
+
+def missing_noise(
+    real: npt.NDArray[np.float32], generated: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64]:
+    """Per channel, the sd of white noise that brings the generator's step-to-step variance up to the real.
+
+    Why: a GAN draws smooth windows (the critic barely sees sensor noise), so its rows change less from one
+    step to the next than real rows do, which a classifier spots at once. White noise of variance v adds 2v
+    to the variance of a first difference, so v is half the gap; a channel the generator already makes
+    rougher gets none.
+    """
+    channels = real.shape[2]
+    real_steps = np.diff(real.astype(np.float64), axis=1).reshape(-1, channels).var(axis=0)
+    generated_steps = np.diff(generated.astype(np.float64), axis=1).reshape(-1, channels).var(axis=0)
+    noise: npt.NDArray[np.float64] = np.sqrt(np.maximum(real_steps - generated_steps, 0.0) / 2)
+    return noise

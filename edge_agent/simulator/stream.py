@@ -79,10 +79,13 @@ class LevelWalk:
         process: LevelProcess,
         scale: npt.NDArray[np.float32],
         rng: np.random.Generator,
-        truncation: float,
+        truncation: float = 1.0,
     ) -> None:
-        """The first level is drawn from the stationary law, its spread truncated like the latents'."""
+        """The first level is drawn from the stationary law. Its spread is the training levels' own: a
+        Gaussian fitted to them has no far-out tail to trim, and trimming it (0.7, as latents are) left
+        synthetic streams with about half the real spread."""
         self.truncation = truncation
+        self.noise_sd = None if process.noise_sd is None else np.asarray(process.noise_sd) * scale
         self.mean = np.asarray(process.mean, dtype=np.float64)
         self.cholesky = np.asarray(process.cholesky, dtype=np.float64)
         self.autocorrelation = np.asarray(process.autocorrelation, dtype=np.float64)
@@ -96,15 +99,19 @@ class LevelWalk:
         return drawn
 
     def ramp(self, rows: int) -> npt.NDArray[np.float32]:
-        """[rows, channels] raw-unit offsets from the current level to the next one, `rows` on."""
+        """[rows, channels] raw-unit offsets from the current level to the next one, `rows` on, plus the
+        white noise the generator's windows lack (bundle.json level_process.noise_sd)."""
         rho = np.power(self.autocorrelation, rows / self.lag_rows)
         centred = self.level - self.mean
         target = self.mean + rho * centred + np.sqrt(1 - rho**2) * self.truncation * self._innovation()
         share = (np.arange(1, rows + 1, dtype=np.float64) / rows)[:, None]
         path = self.level + share * (target - self.level)
         self.level = target
-        offsets: npt.NDArray[np.float32] = (path * self.scale).astype(np.float32)
-        return offsets
+        offsets = path * self.scale
+        if self.noise_sd is not None:
+            offsets = offsets + self.noise_sd * self.rng.standard_normal(offsets.shape)
+        out: npt.NDArray[np.float32] = offsets.astype(np.float32)
+        return out
 
 
 class DeviceStream:
@@ -129,7 +136,7 @@ class DeviceStream:
         angle = np.linspace(0.0, np.pi / 2, self.overlap + 2, dtype=np.float32)[1:-1, None]
         self._fade_out, self._fade_in = np.cos(angle), np.sin(angle)
         process = generator.level_process
-        self._levels = None if process is None else LevelWalk(process, generator.scale, self.rng, truncation)
+        self._levels = None if process is None else LevelWalk(process, generator.scale, self.rng)
         self._previous = self._pick(None)
         self._chunk = self._with_level(self._previous[: window - self.overlap])
         self._index = 0

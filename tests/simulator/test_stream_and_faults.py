@@ -44,7 +44,7 @@ def test_window_joins_are_no_rougher_than_the_stream_itself(generator: Generator
 
 def test_streams_wander_in_level_as_the_training_windows_did(pump_bundle: Path) -> None:
     """The pump bundle's generator draws shapes only (window_level remove); the stream adds levels whose
-    spread matches the training windows' (bundle.json level_process), truncated like the latents."""
+    spread matches the training windows' (bundle.json level_process), untrimmed."""
     bundle = load_bundle(pump_bundle)
     process = bundle.manifest.level_process
     assert process is not None and bundle.manifest.score.window_level == "remove"
@@ -54,7 +54,7 @@ def test_streams_wander_in_level_as_the_training_windows_did(pump_bundle: Path) 
     rows = (stream.rows(300 * window) - generator.mean) / generator.scale
     levels = rows.reshape(300, window, -1).mean(axis=1)
     cholesky = np.asarray(process.cholesky)
-    expected = stream.truncation * np.sqrt((cholesky**2).sum(axis=1))
+    expected = np.sqrt((cholesky**2).sum(axis=1))
     moving = expected > 0.2
     assert moving.any()
     ratio = levels.std(axis=0)[moving] / expected[moving]
@@ -155,3 +155,20 @@ def test_out_of_order_sends_a_reading_after_its_successor_and_dropout_sends_noth
     seqs = [decode_telemetry(p, "sim-0001", fleet.channels, 1000.0).seq for p in late]
     assert seqs == [1, 0]
     assert [len(fleet.reading(second)) for _ in range(4)] == [0, 0, 0, 1]
+
+
+def test_streams_are_as_rough_step_to_step_as_the_training_rows(pump_bundle: Path) -> None:
+    """A GAN's windows come out smoother than sensor data; the stream adds the noise the bundle measured
+    (level_process.noise_sd), so that rows change from one step to the next as much as real rows do."""
+    from trainer.demo_data import make_pump_series
+
+    bundle = load_bundle(pump_bundle)
+    process = bundle.manifest.level_process
+    assert process is not None and process.noise_sd is not None
+    generator = Generator(bundle)
+    real = make_pump_series(3000, seed=5)  # the rows pump_bundle was fitted on
+    steps_real = np.diff((real - generator.mean) / generator.scale, axis=0).std(axis=0)
+    stream = DeviceStream(generator, seed=4, variation=0.0)
+    steps = np.diff((stream.rows(3000) - generator.mean) / generator.scale, axis=0).std(axis=0)
+    ratio = steps / steps_real
+    assert 0.8 < float(np.median(ratio)) < 1.25, ratio
