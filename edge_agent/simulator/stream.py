@@ -79,39 +79,32 @@ class LevelWalk:
         process: LevelProcess,
         scale: npt.NDArray[np.float32],
         rng: np.random.Generator,
-        truncation: float = 1.0,
     ) -> None:
-        """The first level is drawn from the stationary law. Its spread is the training levels' own: a
-        Gaussian fitted to them has no far-out tail to trim, and trimming it (0.7, as latents are) left
-        synthetic streams with about half the real spread."""
-        self.truncation = truncation
-        self.noise_sd = None if process.noise_sd is None else np.asarray(process.noise_sd) * scale
+        """The first level is drawn from the stationary law, at the training levels' own spread: a Gaussian
+        fitted to them has no far-out tail to trim, and trimming it (0.7, as latents are) left synthetic
+        streams with about half the real spread."""
         self.mean = np.asarray(process.mean, dtype=np.float64)
         self.cholesky = np.asarray(process.cholesky, dtype=np.float64)
         self.autocorrelation = np.asarray(process.autocorrelation, dtype=np.float64)
         self.lag_rows = process.lag_rows
         self.scale = scale.astype(np.float64)
         self.rng = rng
-        self.level = self.mean + truncation * self._innovation()
+        self.level = self.mean + self._innovation()
 
     def _innovation(self) -> npt.NDArray[np.float64]:
         drawn: npt.NDArray[np.float64] = self.cholesky @ self.rng.standard_normal(len(self.mean))
         return drawn
 
     def ramp(self, rows: int) -> npt.NDArray[np.float32]:
-        """[rows, channels] raw-unit offsets from the current level to the next one, `rows` on, plus the
-        white noise the generator's windows lack (bundle.json level_process.noise_sd)."""
+        """[rows, channels] raw-unit offsets from the current level to the next one, `rows` on."""
         rho = np.power(self.autocorrelation, rows / self.lag_rows)
         centred = self.level - self.mean
-        target = self.mean + rho * centred + np.sqrt(1 - rho**2) * self.truncation * self._innovation()
+        target = self.mean + rho * centred + np.sqrt(1 - rho**2) * self._innovation()
         share = (np.arange(1, rows + 1, dtype=np.float64) / rows)[:, None]
         path = self.level + share * (target - self.level)
         self.level = target
-        offsets = path * self.scale
-        if self.noise_sd is not None:
-            offsets = offsets + self.noise_sd * self.rng.standard_normal(offsets.shape)
-        out: npt.NDArray[np.float32] = offsets.astype(np.float32)
-        return out
+        offsets: npt.NDArray[np.float32] = (path * self.scale).astype(np.float32)
+        return offsets
 
 
 class DeviceStream:
@@ -137,6 +130,8 @@ class DeviceStream:
         self._fade_out, self._fade_in = np.cos(angle), np.sin(angle)
         process = generator.level_process
         self._levels = None if process is None else LevelWalk(process, generator.scale, self.rng)
+        noise_sd = None if process is None else process.noise_sd
+        self._noise_sd = None if noise_sd is None else np.asarray(noise_sd) * generator.scale
         self._previous = self._pick(None)
         self._chunk = self._with_level(self._previous[: window - self.overlap])
         self._index = 0
@@ -165,10 +160,13 @@ class DeviceStream:
         return self._with_level(chunk.astype(np.float32))
 
     def _with_level(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Shapes plus the wandering level, for a generator that draws shapes only."""
+        """Shapes plus the wandering level, for a generator that draws shapes only, plus the white noise
+        its smooth windows lack (bundle.json level_process.noise_sd)."""
         if self._levels is None:
             return chunk
         out: npt.NDArray[np.float32] = chunk + self._levels.ramp(len(chunk))
+        if self._noise_sd is not None:
+            out = (out + self._noise_sd * self.rng.standard_normal(out.shape)).astype(np.float32)
         return out
 
     def next_row(self) -> npt.NDArray[np.float32]:
