@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from edge_agent.errors import BundleError
 
@@ -53,6 +53,17 @@ class Normalisation(_Strict):
     high: list[float] | None = Field(None, description="per-channel maximum of the training rows, raw units")
 
 
+class LevelRegime(_Strict):
+    """One operating point of the training levels: a pump's duty point, a line's product, a shift."""
+
+    weight: float = Field(ge=0, le=1, description="share of training windows in this regime")
+    mean: list[float] = Field(description="per-channel mean level in this regime, normalised units")
+    cholesky: list[list[float]] = Field(description="lower Cholesky factor of the levels' covariance in it")
+    autocorrelation: list[float] = Field(
+        description="per channel, of a window's level with the one lag_rows on, while the regime holds"
+    )
+
+
 class LevelProcess(_Strict):
     """How window levels wander in the training data, for generators that draw shapes only.
 
@@ -72,6 +83,29 @@ class LevelProcess(_Strict):
         description="per channel, white noise the generator's windows lack, normalised units: half the gap "
         "between the training rows' and the generator's step-to-step variance (absent in older bundles)",
     )
+    regimes: list[LevelRegime] | None = Field(
+        None,
+        description="the levels as a mixture of operating points, where the training data show more than one "
+        "(absent: one Gaussian, the top-level mean and cholesky)",
+    )
+    regime_transition: list[list[float]] | None = Field(
+        None,
+        description="row i: probability of each regime lag_rows after a window in regime i (with `regimes`)",
+    )
+
+    @model_validator(mode="after")
+    def _regimes_agree(self) -> LevelProcess:
+        """A transition matrix with one row and column per regime, each row a distribution."""
+        if (self.regimes is None) != (self.regime_transition is None):
+            raise ValueError("regimes and regime_transition come together")
+        if self.regimes is not None and self.regime_transition is not None:
+            count = len(self.regimes)
+            rows = self.regime_transition
+            if len(rows) != count or any(len(row) != count for row in rows):
+                raise ValueError(f"regime_transition must be {count} x {count}")
+            if any(min(row) < 0 or abs(sum(row) - 1.0) > 1e-6 for row in rows):
+                raise ValueError("each row of regime_transition must be a probability distribution")
+        return self
 
 
 class MemberScale(_Strict):

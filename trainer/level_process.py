@@ -3,6 +3,11 @@
 Why: a generator fitted with `model.window_level: remove` draws shapes only, so its streams would sit at
 the global mean, which tells them from real data at a glance (every marginal too narrow). The levels'
 mean, covariance and window-to-window autocorrelation are measured here, on training windows only.
+
+Where the levels cluster (a pump's duty points, a line's products), one Gaussian draws levels between the
+clusters that the data never show, and a classifier tells synthetic windows apart by them alone. So the
+levels are also fitted as a mixture (as many regimes as predict later levels best) with a regime-to-regime transition
+matrix, and the simulator walks between regimes as the training data did.
 """
 
 from __future__ import annotations
@@ -10,10 +15,17 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.bundle import LevelProcess
+from edge_agent.bundle import LevelProcess, LevelRegime
 from trainer.windows import Normaliser
 
 _RIDGE = 1e-6  # share of the mean level variance added to the diagonal, so a constant channel factors
+MAX_REGIMES = 6  # more operating points than this are rare in one asset's data and cost BIC fits
+_FIT_POINTS = 600  # levels the mixture is fitted on, evenly spaced: neighbours of a window-per-row are copies
+_REGIME_FLOOR = 0.01  # share of the mean level variance every regime's covariance has at least: a few
+# hundred autocorrelated levels make a regime look sharper than it is, and a sharp mixture judges any later
+# level slightly off its points as impossible (the forward check below then rejects every mixture)
+_REGIME_TOLERANCE = 0.1  # nats per level: the fewest regimes that predict later levels about as well as
+# the best count; splitting one operating point in two wins by chance by less than this
 
 
 def measure_level_process(
@@ -28,23 +40,111 @@ def measure_level_process(
     normalised = normaliser.apply(train)
     levels = normalised.mean(axis=1).astype(np.float64)
     mean = levels.mean(axis=0)
-    cov = np.atleast_2d(np.cov(levels, rowvar=False)) if len(levels) > 1 else np.eye(levels.shape[1])
-    cov = cov + _RIDGE * max(float(np.trace(cov)) / len(cov), 1e-12) * np.eye(len(cov))
-    cholesky = np.linalg.cholesky(cov)
-    autocorrelation = np.zeros(levels.shape[1])
-    if len(levels) > lag_rows + 2:
-        now, later = levels[:-lag_rows], levels[lag_rows:]
-        spread = now.std(axis=0) * later.std(axis=0)
-        moving = spread > 1e-12
-        products = ((now - now.mean(axis=0)) * (later - later.mean(axis=0))).mean(axis=0)
-        autocorrelation[moving] = products[moving] / spread[moving]
+    overall = np.atleast_2d(np.cov(levels, rowvar=False)) if len(levels) > 1 else np.eye(levels.shape[1])
+    cholesky = _cholesky(levels, overall) if len(levels) > 1 else np.sqrt(_RIDGE) * np.eye(levels.shape[1])
+    autocorrelation = _autocorrelation(levels, lag_rows, mean)
+    regimes, transition = fit_regimes(levels, lag_rows)
     return LevelProcess(
         mean=mean.tolist(),
         cholesky=cholesky.tolist(),
         lag_rows=lag_rows,
-        autocorrelation=np.clip(autocorrelation, 0.0, 0.999).tolist(),
+        autocorrelation=autocorrelation.tolist(),
         noise_sd=None if generated is None else missing_noise(normalised, generated).tolist(),
+        regimes=regimes,
+        regime_transition=transition,
     )
+
+
+def _cholesky(levels: npt.NDArray[np.float64], like: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Lower factor of the levels' covariance, ridged by `like`'s mean variance so a flat channel factors."""
+    cov = np.atleast_2d(np.cov(levels, rowvar=False)) if len(levels) > 1 else np.zeros((len(like),) * 2)
+    ridge = _RIDGE * max(float(np.trace(like)) / len(like), 1e-12)
+    factor: npt.NDArray[np.float64] = np.linalg.cholesky(cov + ridge * np.eye(len(cov)))
+    return factor
+
+
+def _autocorrelation(
+    levels: npt.NDArray[np.float64],
+    lag_rows: int,
+    centre: npt.NDArray[np.float64],
+    pairs: npt.NDArray[np.bool_] | None = None,
+) -> npt.NDArray[np.float64]:
+    """Per channel, correlation of a level with the one `lag_rows` on, about `centre`, over the pairs kept
+    (all by default); 0 where too few pairs or a flat channel, capped below 1 so the walk still moves."""
+    result = np.zeros(levels.shape[1])
+    if len(levels) <= lag_rows + 2:
+        return result
+    now, later = levels[:-lag_rows] - centre, levels[lag_rows:] - centre
+    if pairs is not None:
+        now, later = now[pairs], later[pairs]
+    if len(now) < 3:
+        return result
+    spread = np.sqrt((now**2).mean(axis=0) * (later**2).mean(axis=0))
+    moving = spread > 1e-12
+    result[moving] = (now * later).mean(axis=0)[moving] / spread[moving]
+    clipped: npt.NDArray[np.float64] = np.clip(result, 0.0, 0.999)
+    return clipped
+
+
+def _regime_count(points: npt.NDArray[np.float64], ridge: float, seed: int) -> int:
+    """How many regimes generalise forward in time: mixtures fitted on the first three quarters of the
+    levels, judged by the mean log-likelihood of the last quarter. Why not BIC: the levels are a time
+    series, and a mixture that splits one operating point by when it ran (the phase of a slow cycle) fits
+    the past better while the next hours fall between its parts."""
+    from sklearn.mixture import GaussianMixture
+
+    cut = int(len(points) * 0.75)
+    earlier, later = points[:cut], points[cut:]
+    scores: list[float] = []
+    for count in range(1, MAX_REGIMES + 1):
+        if count * (points.shape[1] + 2) > len(earlier):
+            break
+        mixture = GaussianMixture(count, covariance_type="full", reg_covar=ridge, random_state=seed, n_init=2)
+        scores.append(float(mixture.fit(earlier).score(later)))
+    best = max(scores)
+    return 1 + next(i for i, score in enumerate(scores) if score >= best - _REGIME_TOLERANCE)
+
+
+def fit_regimes(
+    levels: npt.NDArray[np.float64], lag_rows: int, seed: int = 0
+) -> tuple[list[LevelRegime] | None, list[list[float]] | None]:
+    """The levels as a Gaussian mixture, its size chosen by `_regime_count`, and the regime transition
+    matrix over `lag_rows`; (None, None) when one regime fits best. Fitted on evenly spaced levels: a
+    window per row makes neighbours near-copies, and a few hundred points describe the clusters."""
+    from sklearn.mixture import GaussianMixture
+
+    if len(levels) < 4 * lag_rows:
+        return None, None
+    points = levels[np.linspace(0, len(levels) - 1, min(_FIT_POINTS, len(levels))).astype(int)]
+    ridge = _REGIME_FLOOR * max(float(levels.var(axis=0).mean()), 1e-12)
+    count = _regime_count(points, ridge, seed)
+    if count == 1:
+        return None, None
+    best = GaussianMixture(count, covariance_type="full", reg_covar=ridge, random_state=seed, n_init=2)
+    best.fit(points)
+    present, labels = np.unique(best.predict(levels), return_inverse=True)  # a part no level falls in: gone
+    count = len(present)
+    if count == 1:
+        return None, None
+    overall = np.atleast_2d(np.cov(levels, rowvar=False))
+    counts = np.zeros((count, count))
+    np.add.at(counts, (labels[:-lag_rows], labels[lag_rows:]), 1.0)
+    counts += np.eye(count) * 1e-3  # a regime seen only at the end still has a row: it stays
+    transition = counts / counts.sum(axis=1, keepdims=True)
+    regimes = []
+    for regime in range(count):
+        members = levels[labels == regime]
+        centre = members.mean(axis=0)
+        staying = (labels[:-lag_rows] == regime) & (labels[lag_rows:] == regime)
+        regimes.append(
+            LevelRegime(
+                weight=float(len(members) / len(levels)),
+                mean=centre.tolist(),
+                cholesky=_cholesky(members, overall).tolist(),
+                autocorrelation=_autocorrelation(levels, lag_rows, centre, staying).tolist(),
+            )
+        )
+    return regimes, transition.tolist()
 
 
 def missing_noise(

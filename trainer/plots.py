@@ -80,7 +80,7 @@ def plot_synthetic_comparison(
             axis.set_visible(False)
             continue
         bins = np.histogram_bin_edges(np.concatenate([real[:, index], synthetic[:, index]]), bins=40)
-        axis.hist(real[:, index], bins=bins, alpha=0.5, density=True, label="held-out real")
+        axis.hist(real[:, index], bins=bins, alpha=0.5, density=True, label="training (real)")
         axis.hist(synthetic[:, index], bins=bins, alpha=0.5, density=True, label="synthetic")
         axis.set_title(channels[index], fontsize=9)
     figure.axes[0].legend(fontsize=7)
@@ -90,7 +90,7 @@ def plot_synthetic_comparison(
     figure = Figure(figsize=(9, 4), layout="constrained")
     FigureCanvasAgg(figure)
     for axis, data, title in zip(
-        figure.subplots(1, 2), (real, synthetic), ("held-out real", "synthetic"), strict=True
+        figure.subplots(1, 2), (real, synthetic), ("training (real)", "synthetic"), strict=True
     ):
         image = axis.imshow(np.corrcoef(data.T), vmin=-1, vmax=1, cmap="coolwarm")
         axis.set_title(f"correlations: {title}", fontsize=10)

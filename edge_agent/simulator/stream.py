@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.bundle import GENERATOR, GENERATOR_INPUT, GENERATOR_OUTPUT, Bundle, LevelProcess
+from edge_agent.bundle import GENERATOR, GENERATOR_INPUT, GENERATOR_OUTPUT, Bundle, LevelProcess, LevelRegime
 from edge_agent.errors import BackendUnavailable, BundleError
 
 CANDIDATES = 8  # windows generated per step to choose the best continuation from
@@ -72,7 +72,11 @@ class DeviceProfile:
 
 class LevelWalk:
     """Window levels that wander like the training data's: an AR(1) from one chunk's end to the next with
-    the bundle's Gaussian as its stationary law, ramped linearly in between so no step shows a seam."""
+    the bundle's Gaussian as its stationary law, ramped linearly in between so no step shows a seam.
+
+    Where the bundle holds regimes (operating points), the walk is an AR(1) about the current regime's
+    mean that moves to another regime as often as the training levels did, and ramps there over one chunk.
+    """
 
     def __init__(
         self,
@@ -83,23 +87,51 @@ class LevelWalk:
         """The first level is drawn from the stationary law, at the training levels' own spread: a Gaussian
         fitted to them has no far-out tail to trim, and trimming it (0.7, as latents are) left synthetic
         streams with about half the real spread."""
-        self.mean = np.asarray(process.mean, dtype=np.float64)
-        self.cholesky = np.asarray(process.cholesky, dtype=np.float64)
-        self.autocorrelation = np.asarray(process.autocorrelation, dtype=np.float64)
+        regimes = process.regimes or [
+            LevelRegime(
+                weight=1.0,
+                mean=process.mean,
+                cholesky=process.cholesky,
+                autocorrelation=process.autocorrelation,
+            )
+        ]
+        self.means = [np.asarray(regime.mean, dtype=np.float64) for regime in regimes]
+        self.choleskys = [np.asarray(regime.cholesky, dtype=np.float64) for regime in regimes]
+        self.autocorrelations = [np.asarray(regime.autocorrelation, dtype=np.float64) for regime in regimes]
+        self.transition = np.asarray(process.regime_transition or [[1.0]], dtype=np.float64)
         self.lag_rows = process.lag_rows
         self.scale = scale.astype(np.float64)
         self.rng = rng
-        self.level = self.mean + self._innovation()
+        weights = np.asarray([regime.weight for regime in regimes], dtype=np.float64)
+        self.regime = int(rng.choice(len(regimes), p=weights / weights.sum()))
+        self.level = self.means[self.regime] + self._innovation()
 
     def _innovation(self) -> npt.NDArray[np.float64]:
-        drawn: npt.NDArray[np.float64] = self.cholesky @ self.rng.standard_normal(len(self.mean))
+        drawn: npt.NDArray[np.float64] = self.choleskys[self.regime] @ self.rng.standard_normal(
+            len(self.scale)
+        )
         return drawn
+
+    def _next_regime(self, rows: int) -> int:
+        """The regime `rows` on: the matrix is over lag_rows, so the chance to stay is scaled to `rows`."""
+        row = self.transition[self.regime]
+        stay = float(row[self.regime]) ** (rows / self.lag_rows)
+        if len(row) == 1 or self.rng.random() < stay:
+            return self.regime
+        others = row.copy()
+        others[self.regime] = 0.0
+        if others.sum() <= 0:
+            return self.regime
+        return int(self.rng.choice(len(row), p=others / others.sum()))
 
     def ramp(self, rows: int) -> npt.NDArray[np.float32]:
         """[rows, channels] raw-unit offsets from the current level to the next one, `rows` on."""
-        rho = np.power(self.autocorrelation, rows / self.lag_rows)
-        centred = self.level - self.mean
-        target = self.mean + rho * centred + np.sqrt(1 - rho**2) * self._innovation()
+        regime = self._next_regime(rows)
+        moved = regime != self.regime
+        self.regime = regime
+        mean = self.means[regime]
+        rho = np.zeros_like(mean) if moved else np.power(self.autocorrelations[regime], rows / self.lag_rows)
+        target = mean + rho * (self.level - mean) + np.sqrt(1 - rho**2) * self._innovation()
         share = (np.arange(1, rows + 1, dtype=np.float64) / rows)[:, None]
         path = self.level + share * (target - self.level)
         self.level = target

@@ -1,10 +1,19 @@
-"""The white noise a generator's smooth windows lack, measured against the training rows."""
+"""The training levels as the simulator draws them: regimes where the data hold operating points, and the
+white noise a generator's smooth windows lack, measured against the training rows."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from trainer.level_process import missing_noise
+from edge_agent.bundle import LevelProcess
+from edge_agent.simulator.stream import LevelWalk
+from trainer.level_process import fit_regimes, measure_level_process, missing_noise
+from trainer.windows import Normaliser
+
+
+def _identity(channels: int) -> Normaliser:
+    """A normaliser that leaves values as they are."""
+    return Normaliser(mean=np.zeros(channels), scale=np.ones(channels), constant_channels=[])
 
 
 def test_missing_noise_restores_the_step_to_step_variance_of_the_real_rows() -> None:
@@ -25,3 +34,56 @@ def test_a_generator_rougher_than_the_data_gets_no_noise() -> None:
     rng = np.random.default_rng(1)
     rough = rng.normal(0, 1, (50, 64, 3)).astype(np.float32)
     assert (missing_noise(0.5 * rough, rough) == 0).all()
+
+
+def _duty_point_levels(rng: np.random.Generator, rows: int = 6000, dwell: int = 300) -> np.ndarray:
+    """Window levels [rows, 2] of an asset that holds one of three duty points for about `dwell` rows."""
+    points = np.array([[-1.5, -1.2], [0.0, 0.1], [1.5, 1.3]])
+    state, path = 0, []
+    for _ in range(rows):
+        if rng.random() < 1 / dwell:
+            state = int(rng.choice([s for s in range(3) if s != state]))
+        path.append(state)
+    return points[path] + rng.normal(0, 0.08, (rows, 2))
+
+
+def test_duty_points_are_fitted_as_regimes_that_hold_as_long_as_the_data_did() -> None:
+    rng = np.random.default_rng(2)
+    levels = _duty_point_levels(rng)
+    regimes, transition = fit_regimes(levels, lag_rows=64)
+    assert regimes is not None and transition is not None
+    assert len(regimes) == 3, [r.mean for r in regimes]
+    means = np.sort(np.asarray([r.mean[0] for r in regimes]))
+    np.testing.assert_allclose(means, [-1.5, 0.0, 1.5], atol=0.1)
+    stay = np.diag(np.asarray(transition))
+    expected_stay = (1 - 1 / 300) ** 64  # about 0.81
+    assert np.all(np.abs(stay - expected_stay) < 0.08), stay
+
+
+def test_one_cloud_of_levels_is_one_regime() -> None:
+    rng = np.random.default_rng(3)
+    walk = np.cumsum(rng.normal(0, 0.05, (6000, 2)), axis=0)
+    levels = (walk - walk.mean(0)) / walk.std(0) * 0.1 + rng.normal(0, 1, (1, 2))
+    assert fit_regimes(rng.normal(0, 1, (6000, 2)), lag_rows=64) == (None, None)
+    assert fit_regimes(levels[:100], lag_rows=64) == (None, None)  # too short to tell regimes apart
+
+
+def test_the_walk_stays_on_the_duty_points_where_one_gaussian_fills_the_gaps() -> None:
+    """Levels drawn by the simulator's walk sit where the training levels sat; with the regimes dropped,
+    the single Gaussian of the same data puts many of them between the duty points."""
+    rng = np.random.default_rng(4)
+    levels = _duty_point_levels(rng)
+    process = measure_level_process(levels[:, None, :].astype(np.float32), _identity(2), lag_rows=64)
+    assert process.regimes is not None
+
+    def near_a_duty_point(walked: LevelProcess) -> float:
+        walk = LevelWalk(walked, np.ones(2, dtype=np.float32), np.random.default_rng(5))
+        ends = np.array([walk.ramp(43)[-1] for _ in range(2000)])
+        distance = np.abs(ends[:, :1] - np.array([[-1.5, 0.0, 1.5]])).min(axis=1)
+        return float((distance < 0.3).mean())
+
+    truth = float((np.abs(levels[:, :1] - np.array([[-1.5, 0.0, 1.5]])).min(axis=1) < 0.3).mean())
+    with_regimes = near_a_duty_point(process)
+    single = near_a_duty_point(process.model_copy(update={"regimes": None, "regime_transition": None}))
+    assert with_regimes > 0.9 * truth, (with_regimes, truth)
+    assert single < 0.7 * truth, (single, truth)
