@@ -209,21 +209,14 @@ def _synth_report(args: argparse.Namespace, channels: list[str], values: F32Arra
 
     from edge_agent.bundle import load_bundle
     from trainer.config import load_train_config
-    from trainer.csv_data import load_training_data
-    from trainer.synth_report import build_report, write_report
+    from trainer.synth_report import build_report, split_like_the_fit, write_report
 
     manifest = load_bundle(args.bundle).manifest
-    config = load_train_config(args.config)
-    data = load_training_data(args.data, config.data.model_copy(update={"columns": channels}))
-    train, holdout = [], []
-    for segment in data.segments:
-        cut = len(segment.values) - int(round(len(segment.values) * config.data.holdout_fraction))
-        train.append(segment.values[:cut])
-        holdout.append(segment.values[cut:])
+    train, holdout = split_like_the_fit(args.data, channels, load_train_config(args.config))
     report = build_report(
         np.asarray(values, dtype=np.float32),
-        np.concatenate(train).astype(np.float32),
-        np.concatenate(holdout).astype(np.float32),
+        train,
+        holdout,
         manifest.window_len,
         np.asarray(manifest.normalisation.mean, dtype=np.float32),
         np.asarray(manifest.normalisation.scale, dtype=np.float32),

@@ -6,8 +6,8 @@ mean, covariance and window-to-window autocorrelation are measured here, on trai
 
 Where the levels cluster (a pump's duty points, a line's products), one Gaussian draws levels between the
 clusters that the data never show, and a classifier tells synthetic windows apart by them alone. So the
-levels are also fitted as a mixture (as many regimes as predict later levels best) with a regime-to-regime transition
-matrix, and the simulator walks between regimes as the training data did.
+levels are also fitted as a mixture (as many regimes as predict later levels best) with a regime-to-regime
+transition matrix, and the simulator walks between regimes as the training data did.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ import numpy.typing as npt
 import torch
 from scipy import signal, stats
 
+from trainer.config import TrainConfig
+
 MAX_WINDOWS = 1500
 F32 = npt.NDArray[np.float32]
 
@@ -254,6 +256,19 @@ def quality_figures(
         "predictive_mae_train_real_test_real": _next_step_mae(train, holdout),
         "against_holdout": _likeness(synthetic_rows, holdout_rows, synthetic, holdout, seed),
     }
+
+
+def split_like_the_fit(data_path: Path, channels: list[str], config: TrainConfig) -> tuple[F32, F32]:
+    """(training rows, held-out rows) of the real data, split as the fit split them: each segment's tail."""
+    from trainer.csv_data import load_training_data
+
+    data = load_training_data(data_path, config.data.model_copy(update={"columns": channels}))
+    train, holdout = [], []
+    for segment in data.segments:
+        cut = len(segment.values) - int(round(len(segment.values) * config.data.holdout_fraction))
+        train.append(segment.values[:cut])
+        holdout.append(segment.values[cut:])
+    return np.concatenate(train).astype(np.float32), np.concatenate(holdout).astype(np.float32)
 
 
 def build_report(

@@ -76,6 +76,11 @@ class LevelWalk:
 
     Where the bundle holds regimes (operating points), the walk is an AR(1) about the current regime's
     mean that moves to another regime as often as the training levels did, and ramps there over one chunk.
+    A move does not redraw every channel: the new level combines where the new regime puts levels with
+    where the one-Gaussian walk could go in one chunk (a product of the two Gaussians), so channels the
+    regimes pin down (a pump's speed, flow, pressure) jump to the new duty point while a channel that
+    only happened to differ between regimes in the training data (an inlet temperature on its slow
+    daily cycle) carries on from where it was.
     """
 
     def __init__(
@@ -99,6 +104,10 @@ class LevelWalk:
         self.choleskys = [np.asarray(regime.cholesky, dtype=np.float64) for regime in regimes]
         self.autocorrelations = [np.asarray(regime.autocorrelation, dtype=np.float64) for regime in regimes]
         self.transition = np.asarray(process.regime_transition or [[1.0]], dtype=np.float64)
+        overall = np.asarray(process.cholesky, dtype=np.float64)
+        self.overall_mean = np.asarray(process.mean, dtype=np.float64)
+        self.overall_cov = overall @ overall.T
+        self.overall_autocorrelation = np.asarray(process.autocorrelation, dtype=np.float64)
         self.lag_rows = process.lag_rows
         self.scale = scale.astype(np.float64)
         self.rng = rng
@@ -124,14 +133,34 @@ class LevelWalk:
             return self.regime
         return int(self.rng.choice(len(row), p=others / others.sum()))
 
+    def _moved_level(self, rows: int) -> npt.NDArray[np.float64]:
+        """A level drawn from the new regime's Gaussian times the one-Gaussian walk's step from here."""
+        rho = np.power(self.overall_autocorrelation, rows / self.lag_rows)
+        carry_on = self.overall_mean + rho * (self.level - self.overall_mean)
+        step = np.sqrt(1 - rho**2)
+        step_cov = self.overall_cov * np.outer(step, step)
+        regime_cov = self.choleskys[self.regime] @ self.choleskys[self.regime].T
+        ridge = 1e-9 * max(float(np.trace(self.overall_cov)), 1e-12) * np.eye(len(rho))
+        regime_precision = np.linalg.inv(regime_cov + ridge)
+        step_precision = np.linalg.inv(step_cov + ridge)
+        cov = np.linalg.inv(regime_precision + step_precision)
+        cov = (cov + cov.T) / 2
+        mean = cov @ (regime_precision @ self.means[self.regime] + step_precision @ carry_on)
+        factor = np.linalg.cholesky(cov + ridge)
+        drawn: npt.NDArray[np.float64] = mean + factor @ self.rng.standard_normal(len(rho))
+        return drawn
+
     def ramp(self, rows: int) -> npt.NDArray[np.float32]:
         """[rows, channels] raw-unit offsets from the current level to the next one, `rows` on."""
         regime = self._next_regime(rows)
         moved = regime != self.regime
         self.regime = regime
-        mean = self.means[regime]
-        rho = np.zeros_like(mean) if moved else np.power(self.autocorrelations[regime], rows / self.lag_rows)
-        target = mean + rho * (self.level - mean) + np.sqrt(1 - rho**2) * self._innovation()
+        if moved:
+            target = self._moved_level(rows)
+        else:
+            mean = self.means[regime]
+            rho = np.power(self.autocorrelations[regime], rows / self.lag_rows)
+            target = mean + rho * (self.level - mean) + np.sqrt(1 - rho**2) * self._innovation()
         share = (np.arange(1, rows + 1, dtype=np.float64) / rows)[:, None]
         path = self.level + share * (target - self.level)
         self.level = target

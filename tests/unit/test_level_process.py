@@ -87,3 +87,27 @@ def test_the_walk_stays_on_the_duty_points_where_one_gaussian_fills_the_gaps() -
     single = near_a_duty_point(process.model_copy(update={"regimes": None, "regime_transition": None}))
     assert with_regimes > 0.9 * truth, (with_regimes, truth)
     assert single < 0.7 * truth, (single, truth)
+
+
+def test_a_move_between_regimes_leaves_a_slow_channel_where_it_was() -> None:
+    """A slow cycle that happened to sit at other phases in different duty points (so the regimes' means
+    differ on it) must not jump when the walk changes duty point; the duty channel must."""
+    rng = np.random.default_rng(6)
+    duty = _duty_point_levels(rng, rows=6000, dwell=600)
+    slow = np.sin(2 * np.pi * np.arange(6000) / 9000)[:, None] * 1.5  # less than one cycle: confounded
+    levels = np.hstack([duty, slow]).astype(np.float32)
+    process = measure_level_process(levels[:, None, :], _identity(3), lag_rows=64)
+    assert process.regimes is not None
+    regime_slow_means = [regime.mean[2] for regime in process.regimes]
+    assert max(regime_slow_means) - min(regime_slow_means) > 0.5  # the confound the walk must not copy
+    walk = LevelWalk(process, np.ones(3, dtype=np.float32), np.random.default_rng(7))
+    duty_jumps, slow_jumps = [], []
+    for _ in range(3000):
+        before, regime = walk.level.copy(), walk.regime
+        walk.ramp(43)
+        if walk.regime != regime:
+            duty_jumps.append(abs(walk.level[0] - before[0]))
+            slow_jumps.append(abs(walk.level[2] - before[2]))
+    assert len(duty_jumps) > 20
+    assert np.median(duty_jumps) > 1.0, np.median(duty_jumps)  # to another duty point, 1.5 away
+    assert np.quantile(slow_jumps, 0.9) < 0.15, np.quantile(slow_jumps, 0.9)

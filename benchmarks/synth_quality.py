@@ -1,0 +1,102 @@
+"""Synthetic data quality and privacy over several seeds, beside what a perfect generator scores.
+
+Usage: python -m benchmarks.synth_quality [--bundle runs/demo/bundle] [--data runs/demo/pump_normal.csv]
+       [--seeds 3] [--rows 6000] [--pump-reference]
+Each seed draws `rows` rows with `edge-trainer synth`'s code and scores them with its report (figures against
+the training rows and the held-out tail). With `--pump-reference` (the demo's data), fresh rows of the very
+process the data came from (`make_pump_series`, other seeds) are scored the same way: a perfect generator,
+so the figures' floor on a series this short. Writes benchmarks/results/synth_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.environment import write_result
+from edge_agent.bundle import load_bundle
+from trainer.config import TrainConfig
+from trainer.demo_data import make_pump_series
+from trainer.synth import synthesize
+from trainer.synth_report import build_report, split_like_the_fit
+
+FIGURES = {
+    "discriminative (training)": ("quality", "discriminative_score"),
+    "KS mean (training)": ("quality", "ks_mean"),
+    "spectrum (training)": ("quality", "spectrum_mean_abs_log10_difference"),
+    "correlation (training)": ("quality", "correlation_mean_abs_difference"),
+    "discriminative (held-out)": ("holdout", "discriminative_score"),
+    "next-step MAE, synthetic-trained": ("quality", "predictive_mae_train_synthetic_test_real"),
+    "next-step MAE, real-trained": ("quality", "predictive_mae_train_real_test_real"),
+    "closer-to-training share": ("privacy", "closer_to_training_share"),
+    "near-copy rate": ("privacy", "near_copy_rate"),
+    "held-out near-copy rate": ("privacy", "holdout_near_copy_rate"),
+    "membership inference AUC": ("privacy", "membership_inference_auc"),
+}
+
+
+def _figures(rows: np.ndarray, train: np.ndarray, holdout: np.ndarray, bundle_dir: Path, seed: int) -> dict:
+    manifest = load_bundle(bundle_dir).manifest
+    norm = manifest.normalisation
+    report = build_report(
+        rows.astype(np.float32),
+        train,
+        holdout,
+        manifest.window_len,
+        np.asarray(norm.mean, dtype=np.float32),
+        np.asarray(norm.scale, dtype=np.float32),
+        seed=seed,
+    )
+    parts = {
+        "quality": report.quality,
+        "holdout": report.quality["against_holdout"],
+        "privacy": report.privacy,
+    }
+    return {name: float(parts[part][key]) for name, (part, key) in FIGURES.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, default=Path("runs/demo/bundle"))
+    parser.add_argument("--data", type=Path, default=Path("runs/demo/pump_normal.csv"))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=6000)
+    parser.add_argument(
+        "--pump-reference", action="store_true", help="add fresh pump rows (a perfect generator)"
+    )
+    args = parser.parse_args()
+    channels, _, _ = synthesize(args.bundle, 1, seed=0)
+    train, holdout = split_like_the_fit(args.data, channels, TrainConfig())
+    sources = {"generator": lambda seed: synthesize(args.bundle, args.rows, seed)[2]}
+    if args.pump_reference:
+        sources["fresh pump rows (perfect generator)"] = lambda seed: make_pump_series(
+            args.rows, seed=100 + seed
+        )
+    results: dict[str, dict[str, list[float]]] = {}
+    for source, draw in sources.items():
+        per_seed = [
+            _figures(draw(seed), train, holdout, args.bundle, seed) for seed in range(1, args.seeds + 1)
+        ]
+        results[source] = {name: [figures[name] for figures in per_seed] for name in FIGURES}
+    print(f"| figure | {' | '.join(results)} |")
+    print(f"| --- |{' --- |' * len(results)}")
+    for name in FIGURES:
+        cells = [f"{np.mean(v[name]):.3f} ({min(v[name]):.3f}-{max(v[name]):.3f})" for v in results.values()]
+        print(f"| {name} | {' | '.join(cells)} |")
+    path = write_result(
+        "synth_quality",
+        {
+            "bundle": str(args.bundle),
+            "data": str(args.data),
+            "rows": args.rows,
+            "seeds": args.seeds,
+            **results,
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
