@@ -83,6 +83,12 @@ class LevelProcess(_Strict):
         description="per channel, white noise the generator's windows lack, normalised units: half the gap "
         "between the training rows' and the generator's step-to-step variance (absent in older bundles)",
     )
+    shape_filter: list[list[float]] | None = Field(
+        None,
+        description="per channel, FIR taps the simulator runs the generator's shapes through before adding "
+        "levels and noise: they damp the frequencies the generator draws with more power than the training "
+        "windows hold (absent in older bundles: no filter)",
+    )
     regimes: list[LevelRegime] | None = Field(
         None,
         description="the levels as a mixture of operating points, where the training data show more than one "

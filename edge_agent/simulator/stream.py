@@ -80,7 +80,10 @@ class LevelWalk:
     where the one-Gaussian walk could go in one chunk (a product of the two Gaussians), so channels the
     regimes pin down (a pump's speed, flow, pressure) jump to the new duty point while a channel that
     only happened to differ between regimes in the training data (an inlet temperature on its slow
-    daily cycle) carries on from where it was.
+    daily cycle) carries on from where it was. Inside a regime the walk is at least as persistent as the
+    one-Gaussian walk: a regime made of transitions (ramps between duty points) has levels that hardly
+    correlate 64 rows apart, and drawing them afresh every chunk made speed jump back and forth by two
+    spreads where real ramps move one way.
     """
 
     def __init__(
@@ -159,13 +162,35 @@ class LevelWalk:
             target = self._moved_level(rows)
         else:
             mean = self.means[regime]
-            rho = np.power(self.autocorrelations[regime], rows / self.lag_rows)
+            persistence = np.maximum(self.autocorrelations[regime], self.overall_autocorrelation)
+            rho = np.power(persistence, rows / self.lag_rows)
             target = mean + rho * (self.level - mean) + np.sqrt(1 - rho**2) * self._innovation()
         share = (np.arange(1, rows + 1, dtype=np.float64) / rows)[:, None]
         path = self.level + share * (target - self.level)
         self.level = target
         offsets: npt.NDArray[np.float32] = (path * self.scale).astype(np.float32)
         return offsets
+
+
+class ShapeFilter:
+    """Per-channel FIR taps [C, K] run over an endless stream chunk by chunk: each chunk is filtered with
+    the K - 1 rows before it, so chunk joins are filtered like any other rows (at a fixed delay of K // 2)."""
+
+    def __init__(self, taps: npt.NDArray[np.float64]) -> None:
+        self.taps = taps
+        self._history: npt.NDArray[np.float64] | None = None
+
+    def run(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The filtered chunk, same shape."""
+        width = self.taps.shape[1]
+        if self._history is None:
+            self._history = np.repeat(chunk[:1].astype(np.float64), width - 1, axis=0)
+        stream = np.concatenate([self._history, chunk.astype(np.float64)])
+        out = np.zeros(chunk.shape, dtype=np.float64)
+        for k in range(width):
+            out += self.taps[:, k] * stream[k : k + len(chunk)]
+        self._history = stream[len(stream) - (width - 1) :]
+        return out.astype(np.float32)
 
 
 class DeviceStream:
@@ -193,6 +218,8 @@ class DeviceStream:
         self._levels = None if process is None else LevelWalk(process, generator.scale, self.rng)
         noise_sd = None if process is None else process.noise_sd
         self._noise_sd = None if noise_sd is None else np.asarray(noise_sd) * generator.scale
+        taps = None if process is None else process.shape_filter
+        self._shape_filter = None if taps is None else ShapeFilter(np.asarray(taps, dtype=np.float64))
         self._previous = self._pick(None)
         self._chunk = self._with_level(self._previous[: window - self.overlap])
         self._index = 0
@@ -221,10 +248,13 @@ class DeviceStream:
         return self._with_level(chunk.astype(np.float32))
 
     def _with_level(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Shapes plus the wandering level, for a generator that draws shapes only, plus the white noise
-        its smooth windows lack (bundle.json level_process.noise_sd)."""
+        """For a generator that draws shapes only: its shapes, damped where it draws more power than the
+        training windows hold (level_process.shape_filter), plus the wandering level, plus the white noise
+        its smooth windows lack (level_process.noise_sd)."""
         if self._levels is None:
             return chunk
+        if self._shape_filter is not None:
+            chunk = self._shape_filter.run(chunk)
         out: npt.NDArray[np.float32] = chunk + self._levels.ramp(len(chunk))
         if self._noise_sd is not None:
             out = (out + self._noise_sd * self.rng.standard_normal(out.shape)).astype(np.float32)

@@ -6,8 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from edge_agent.bundle import LevelProcess
-from edge_agent.simulator.stream import LevelWalk
-from trainer.level_process import fit_regimes, measure_level_process, missing_noise
+from edge_agent.simulator.stream import LevelWalk, ShapeFilter
+from trainer.level_process import (
+    apply_shape_filter,
+    fit_regimes,
+    measure_level_process,
+    missing_noise,
+    shape_filter,
+)
 from trainer.windows import Normaliser
 
 
@@ -111,3 +117,48 @@ def test_a_move_between_regimes_leaves_a_slow_channel_where_it_was() -> None:
     assert len(duty_jumps) > 20
     assert np.median(duty_jumps) > 1.0, np.median(duty_jumps)  # to another duty point, 1.5 away
     assert np.quantile(slow_jumps, 0.9) < 0.15, np.quantile(slow_jumps, 0.9)
+
+
+def test_the_shape_filter_damps_what_the_generator_draws_too_strongly_and_nothing_else() -> None:
+    """A smooth real channel (slow sine) beside a generator that adds fast wiggles to it: the filter brings
+    the fast band's power down to the real one; a channel the generator draws right passes unchanged."""
+    rng = np.random.default_rng(8)
+    time = np.arange(64)
+    phases = rng.uniform(0, 2 * np.pi, (600, 1))
+    smooth = np.sin(2 * np.pi * time / 64 + phases)  # [600, 64]
+    honest = rng.normal(0, 1, (600, 64))  # white noise, drawn alike by both
+    real = np.stack([smooth, honest], axis=2).astype(np.float32)
+    wiggly = np.stack(
+        [smooth + 0.3 * np.sin(2 * np.pi * 0.3 * time + 3 * phases), rng.normal(0, 1, (600, 64))], 2
+    )
+    taps = shape_filter(real, wiggly.astype(np.float32))
+    assert taps is not None and taps.shape == (2, 63)
+    np.testing.assert_allclose(taps.sum(axis=1), 1.0)
+    filtered = apply_shape_filter(wiggly.astype(np.float32), taps)
+    fast = slice(15, 25)  # bins around 0.3 cycles per reading
+    real_power, filtered_power = _band_power(real, fast), _band_power(filtered, fast)
+    before = _band_power(wiggly.astype(np.float32), fast)
+    assert before[0] > 20 * real_power[0]
+    excess_left = (filtered_power[0] - real_power[0]) / (before[0] - real_power[0])
+    assert excess_left < 0.01, excess_left  # the smooth channel's wiggles are gone
+    assert abs(filtered_power[1] / real_power[1] - 1) < 0.2  # the honest channel keeps its noise
+
+
+def _band_power(windows: np.ndarray, band: slice) -> np.ndarray:
+    shapes = windows - windows.mean(axis=1, keepdims=True)
+    return (np.abs(np.fft.rfft(shapes * np.hanning(64)[None, :, None], axis=1)) ** 2)[:, band].mean(
+        axis=(0, 1)
+    )
+
+
+def test_the_stream_filter_joins_chunks_as_if_the_stream_were_one_array() -> None:
+    rng = np.random.default_rng(9)
+    taps = rng.uniform(0, 1, (3, 7))
+    taps /= taps.sum(axis=1, keepdims=True)
+    stream = rng.normal(0, 1, (200, 3)).astype(np.float32)
+    chunked = ShapeFilter(taps)
+    out = np.concatenate([chunked.run(stream[i : i + 43]) for i in range(0, 200, 43)])
+    whole = ShapeFilter(taps).run(stream)
+    np.testing.assert_allclose(out, whole, atol=1e-5)
+    expected = sum(taps[:, k] * stream[k : k + 100] for k in range(7))  # row 6 on: no start padding
+    np.testing.assert_allclose(whole[6:106], expected, atol=1e-5)
