@@ -13,6 +13,7 @@ BENCHMARKS = (
     "benchmarks.agent_throughput",
     "benchmarks.simulator_scale",
     "benchmarks.augmentation",
+    "benchmarks.synth_quality",
     "benchmarks.detection.run",
     "benchmarks.detection.tep",
     "benchmarks.fleet_detection",
