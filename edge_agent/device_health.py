@@ -54,6 +54,10 @@ class DeviceHealth:
             entry = self._devices[device] = _Device()
         return entry
 
+    def __len__(self) -> int:
+        """Devices with figures."""
+        return len(self._devices)
+
     def forget(self, device: str) -> None:
         """Drop a device's figures."""
         self._devices.pop(device, None)

@@ -103,7 +103,9 @@ class AgentService:
         self._next_stats = 0.0
         self._rejected_budget = 1.0
         self._last_budget_ts = clock()
-        self.health = DeviceHealth()
+        # Bounded like the window store: only admitted devices get health state, so a flood of new or
+        # garbage-sending ids (refused, never evicted since never admitted) cannot grow it.
+        self.health = DeviceHealth(config.ingest.max_devices)
         self.rejections = RejectionLog(config.stats.rejected_summary_s)
         self.status_board = StatusBoard() if config.status_page.port is not None else None
         self.status_view: dict[str, object] | None = None  # the page's copy, refreshed by the loop
@@ -250,8 +252,8 @@ class AgentService:
                 self.stats.other_shards += 1
                 continue
             self.stats.received += 1
-            if valid_id and device is not None:
-                self.health.received(device)
+            if valid_id and device is not None and device in self._last_heard:
+                self.health.received(device)  # a device's first message counts once it is admitted (_take)
             try:
                 decoded = self._decode(raw, device, self.models[model])
             except PayloadError as err:
@@ -274,6 +276,8 @@ class AgentService:
         device = readings[0].device
         if not self._admit(raw.topic, device, model):
             return
+        if device not in self._last_heard:
+            self.health.received(device)  # its first message: health state starts with admission
         self._last_heard[device] = raw.received_ts
         batches.setdefault(model, []).extend(readings)
         if self._ha_status_topic is not None and device not in self._announced:

@@ -274,9 +274,13 @@ def test_device_state_is_bounded_and_silent_devices_are_forgotten_with_their_ret
     payload = _payloads(correlated_series(1, seed=16), time.time() - 20)[0]
     for index in range(7):
         device.publish(f"sensors/flood-{index}/telemetry", payload, qos=1).wait_for_publish(5)
+    device.publish("sensors/garbage-1/telemetry", b"not json", qos=1).wait_for_publish(5)
     assert wait_until(lambda: agent.service.stats.rejected["device_limit"] == 3)
+    assert wait_until(lambda: agent.service.stats.rejected["bad_json"] == 1)
     assert agent.service.snapshot()["devices_tracked"] == 4
+    assert len(agent.service.health) == 4, "refused and garbage-only ids must not get health state"
     assert wait_until(lambda: agent.service.evicted == 4)
+    assert len(agent.service.health) == 0
     late = recorder("edgegan/device/+/availability")  # retained availability of evicted devices is gone
     time.sleep(0.5)
     assert late.messages == []
