@@ -1,0 +1,100 @@
+"""Property-based fuzzing of the telemetry decoder: whatever arrives, it returns usable readings or names
+a known reason, and never raises anything else or lets a non-finite number through."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from edge_agent import telemetry
+from edge_agent.telemetry import PayloadError, TimeBounds, decode_message
+
+CHANNELS = ["a", "b", "c"]
+NOW = 1_800_000_000.0
+BOUNDS = TimeBounds(max_age_s=3600.0, max_future_s=30.0)
+REASONS = {
+    value
+    for name, value in vars(telemetry).items()
+    if name.isupper() and isinstance(value, str) and name != "DEVICE_ID"
+}
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+numbers = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1e30, -1e30, 3.4028235e38, 3.5e38, 1e308, 0.0, -0.0]),
+)
+junk = st.one_of(st.none(), st.booleans(), st.text(max_size=12), numbers)
+values = st.one_of(
+    st.lists(st.one_of(numbers, junk), max_size=5),
+    st.dictionaries(st.sampled_from([*CHANNELS, "d", "ts"]), st.one_of(numbers, junk), max_size=5),
+    junk,
+)
+timestamps = st.one_of(
+    st.none(),
+    st.floats(min_value=NOW - 7200, max_value=NOW + 60),
+    st.sampled_from(["2027-01-15T08:00:00Z", "yesterday", "", "9999-99-99", "1e999"]),
+    junk,
+)
+mangled = st.fixed_dictionaries(
+    {}, optional={"ts": timestamps, "seq": st.one_of(st.integers(), junk), "values": values}
+)
+plausible = st.fixed_dictionaries(  # nearly right: the shapes a real device sends, with numbers anywhere
+    {
+        "ts": st.floats(min_value=NOW - 4000, max_value=NOW + 60),
+        "values": st.one_of(
+            st.lists(numbers, min_size=3, max_size=3), st.fixed_dictionaries({c: numbers for c in CHANNELS})
+        ),
+    },
+    optional={"seq": st.integers(min_value=0, max_value=2**40)},
+)
+readings = st.one_of(plausible, mangled)
+columnar = st.integers(min_value=1, max_value=4).flatmap(
+    lambda n: st.fixed_dictionaries(
+        {"values": st.fixed_dictionaries({c: st.lists(numbers, min_size=n, max_size=n) for c in CHANNELS})},
+        optional={"ts": st.lists(st.floats(min_value=NOW - 4000, max_value=NOW), min_size=n, max_size=n)},
+    )
+)
+documents = st.one_of(readings, st.lists(st.one_of(readings, junk), max_size=6), columnar, junk)
+
+
+def _check(decoded: telemetry.Decoded, rows: int | None) -> None:
+    for reading in decoded.readings:
+        assert reading.values.shape == (len(CHANNELS),) and reading.values.dtype == np.float32
+        assert np.isfinite(reading.values).all(), reading.values
+        assert math.isfinite(reading.ts) and NOW - 3600 <= reading.ts <= NOW + 30
+    for refusal in decoded.refused:
+        assert refusal.error.reason in REASONS, refusal.error.reason
+    if rows is not None:  # a batch: every reading is either kept or refused with its own index
+        indices = [r.index for r in decoded.refused]
+        assert len(set(indices)) == len(indices) and all(0 <= i < rows for i in indices)  # type: ignore[operator]
+        assert len(decoded.readings) + len(decoded.refused) == rows
+
+
+@FUZZ
+@given(documents)
+def test_any_json_document_decodes_to_finite_readings_or_a_named_reason(document: object) -> None:
+    payload = json.dumps(document).encode()
+    try:
+        decoded = decode_message(payload, "dev-1", CHANNELS, NOW, bounds=BOUNDS)
+    except PayloadError as err:
+        assert err.reason in REASONS, err.reason
+        event(f"refused: {err.reason}")
+        return
+    event("kept a reading" if decoded.readings else "every reading refused")
+    _check(decoded, len(document) if isinstance(document, list) else None)
+
+
+@FUZZ
+@given(st.binary(max_size=300), st.text(max_size=20))
+def test_any_bytes_from_any_device_id_are_refused_cleanly_or_decoded(payload: bytes, device: str) -> None:
+    try:
+        decoded = decode_message(payload, device, CHANNELS, NOW, bounds=BOUNDS)
+    except PayloadError as err:
+        assert err.reason in REASONS, err.reason
+        return
+    _check(decoded, None)
