@@ -129,7 +129,7 @@ def run(bundle: Path, devices: int, rate: float, agents: int, duration: float) -
             "devices": s["devices"],
             "receive_to_decision_ms": s["latency_ms"],
             "rejected": s["rejected"],
-            "inbox_dropped": s["inbox_dropped"],
+            "inbox_overflow": s["inbox_overflow"],
         }
         for agent, s in sorted(stats.items())
     }

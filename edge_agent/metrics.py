@@ -39,9 +39,9 @@ class _AgentCollector(Collector):
         yield latency
         yield GaugeMetricFamily("edgegan_devices", "devices with a window", value=float(data["devices"]))
         yield GaugeMetricFamily(
-            "edgegan_inbox_dropped",
-            "messages the full inbox could not take",
-            value=float(data["inbox_dropped"]),
+            "edgegan_inbox_overflow",
+            "messages taken past the inbox bound after the scoring loop stalled for half a keepalive",
+            value=float(data["inbox_overflow"]),
         )
         yield from _device_health(data["device_health"])
         if "spool" in data:

@@ -84,7 +84,7 @@ class MqttLink:
         self.on_acknowledged: Callable[[int], None] | None = None
         self.sessions = 0  # connections whose subscriptions the broker confirmed; a change means re-announce
         self.inbox_size = inbox_size
-        self.inbox_dropped = 0
+        self.inbox_overflow = 0  # messages taken past the bound after a stall of half a keepalive
         self._inbox: deque[RawMessage] = deque()
         self._has_items = threading.Event()
         self._has_room = threading.Event()
@@ -189,12 +189,13 @@ class MqttLink:
         )
         if len(self._inbox) >= self.inbox_size:
             # A full inbox blocks the network thread, so the socket stops being read and TCP pushes back on
-            # the broker, which keeps the messages. Only a scoring loop stuck for longer than the wait drops.
+            # the broker, which keeps the messages. A scoring loop stuck for longer than the wait gets the
+            # message anyway, past the bound: dropping it unacknowledged lost it (an MQTT 5 broker resends
+            # only on a reconnect, by when newer readings have passed it), and the broker's own flow control
+            # (Receive Maximum, or its in-flight limit under 3.1.1) keeps the overshoot small.
             self._has_room.clear()
             if len(self._inbox) >= self.inbox_size and not self._has_room.wait(self._full_wait_s):
-                # Not acknowledged: with QoS 1 the broker redelivers it after our next reconnect.
-                self.inbox_dropped += 1
-                return
+                self.inbox_overflow += 1
         self._inbox.append(raw)
         if not self._has_items.is_set():
             self._has_items.set()

@@ -61,7 +61,7 @@ class CommandError(EdgeAgentError):
     """A command that cannot be carried out; its message goes back in the response."""
 
 
-_HEALTH_KEYS = ("latency_ms", "inbox_depth", "inbox_dropped", "spool")
+_HEALTH_KEYS = ("latency_ms", "inbox_depth", "inbox_overflow", "spool")
 
 
 class AgentService:
@@ -683,7 +683,7 @@ class AgentService:
             "recent_alerts": board["recent_alerts"],
             "health": {
                 key: stats[key]
-                for key in ("latency_ms", "inbox_depth", "inbox_dropped", "spool")
+                for key in ("latency_ms", "inbox_depth", "inbox_overflow", "spool")
                 if key in stats
             },
         }
@@ -691,7 +691,7 @@ class AgentService:
     def snapshot(self) -> dict[str, object]:
         """Counters for the stats topic and the Prometheus endpoint."""
         extra: dict[str, object] = {
-            "inbox_dropped": self.link.inbox_dropped,
+            "inbox_overflow": self.link.inbox_overflow,
             "inbox_depth": self.link.inbox_depth(),
             "bundle_id": self.pipeline.bundle_id,
             "bundles": {name: model.bundle_id for name, model in self.models.items()},
