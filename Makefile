@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test faults lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+faults: install
+	$(BIN)/python -m pytest -m faults
 
 lint: install
 	$(BIN)/ruff check .

@@ -112,6 +112,7 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
     return target
 
 
+@pytest.mark.faults
 def test_tampered_model_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
     copy = _copy(tiny_bundle, tmp_path)
     with (copy / SCORER_INT8).open("r+b") as handle:
@@ -121,6 +122,7 @@ def test_tampered_model_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
         load_bundle(copy)
 
 
+@pytest.mark.faults
 def test_corrupt_model_with_matching_hash_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
     copy = _copy(tiny_bundle, tmp_path)
     (copy / SCORER_FP32).write_bytes(b"not an onnx graph")

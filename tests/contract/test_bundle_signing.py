@@ -60,6 +60,7 @@ def test_a_signed_bundle_loads_with_its_key(signed_bundle: Path, keys: tuple[Pat
     assert load_bundle(signed_bundle, trusted_keys=[keys[1]]).manifest.bundle_id
 
 
+@pytest.mark.faults
 def test_a_tampered_threshold_is_refused(
     signed_bundle: Path, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:

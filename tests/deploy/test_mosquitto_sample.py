@@ -215,6 +215,7 @@ def _queued_after_crash(broker: SiteBroker) -> int:
     return len(received)
 
 
+@pytest.mark.faults
 def test_sample_config_keeps_acknowledged_readings_through_a_broker_kill_9(site_broker: SiteBroker) -> None:
     assert _queued_after_crash(site_broker) == QUEUED
 

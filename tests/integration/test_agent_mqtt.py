@@ -73,6 +73,7 @@ def test_alert_for_an_injected_fault_and_none_for_normal_data(
     )
 
 
+@pytest.mark.faults
 def test_poison_payloads_are_counted_and_scoring_goes_on(
     tiny_bundle: Path,
     broker: Broker,
@@ -143,6 +144,7 @@ def test_poison_payloads_are_counted_and_scoring_goes_on(
     assert "bad_json" in summaries and "p1 " in summaries and "bad_device" in summaries
 
 
+@pytest.mark.faults
 def test_agent_resumes_after_a_broker_restart(
     tiny_bundle: Path,
     broker: Broker,
@@ -258,6 +260,7 @@ def test_a_silent_device_turns_offline_and_back_online(
     device.loop_stop()
 
 
+@pytest.mark.faults
 def test_device_state_is_bounded_and_silent_devices_are_forgotten_with_their_retained_topics(
     tiny_bundle: Path,
     broker: Broker,

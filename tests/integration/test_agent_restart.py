@@ -19,6 +19,8 @@ import yaml
 from tests.conftest import correlated_series
 from tests.integration.conftest import Broker, Recorder, publisher
 
+pytestmark = pytest.mark.faults
+
 WINDOW = 32  # the tiny bundle's window_len
 READINGS = 400
 

@@ -8,12 +8,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import correlated_series
 from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher, wait_until
 
 PREFIX = "edgegan/agent/edge-1"
 
 
+@pytest.mark.faults
 def test_every_command_answers_ok_or_error_with_its_transaction_id(
     tiny_bundle: Path,
     broker: Broker,

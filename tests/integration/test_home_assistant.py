@@ -104,6 +104,7 @@ def test_discovery_payloads_follow_the_documented_schema_and_point_at_our_topics
     assert agent.service.pipeline.bundle_id in str(binary["device"])
 
 
+@pytest.mark.faults
 def test_discovery_and_states_are_sent_again_when_home_assistant_comes_online_and_after_a_reconnect(
     tiny_bundle: Path,
     broker: Broker,

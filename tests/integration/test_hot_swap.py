@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from edge_agent.bundle import MANIFEST_NAME, SCORER_INT8
 from tests.conftest import correlated_series
 from tests.integration.conftest import Broker, RunningAgent, agent_config, publisher, wait_until
@@ -28,6 +30,7 @@ def _variant(source: Path, folder: Path, bundle_id: str, corrupt: bool = False) 
     return target
 
 
+@pytest.mark.faults
 def test_reload_command_swaps_good_bundles_and_refuses_corrupt_ones(
     tiny_bundle: Path, broker: Broker, start_agent: Callable[..., RunningAgent], tmp_path: Path
 ) -> None:

@@ -15,6 +15,8 @@ from tests.conftest import correlated_series
 from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher, wait_until
 from tests.integration.tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.faults
+
 WINDOW = 32  # the tiny bundle's window_len
 READINGS = 240
 

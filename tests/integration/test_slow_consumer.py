@@ -9,8 +9,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import correlated_series
 from tests.integration.conftest import Broker, RunningAgent, agent_config, publisher, wait_until
+
+pytestmark = pytest.mark.faults
 
 WINDOW = 32  # the tiny bundle's window_len
 READINGS = 300

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from edge_agent.mqtt_link import open_link
 from edge_agent.pipeline import ScoringPipeline, open_pipeline
 from edge_agent.service import AgentService
@@ -16,6 +18,9 @@ from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_con
 
 DEVICES = ("pump-a", "pump-b")
 ROWS = 360
+
+
+pytestmark = pytest.mark.faults
 
 
 def _readings_with_two_faults(seed: int) -> list[bytes]:

@@ -103,6 +103,7 @@ def test_a_refused_publish_stays_waiting(tmp_path: Path) -> None:
     assert len(out.sent) == 1 and spool.waiting() == 0
 
 
+@pytest.mark.faults
 def test_full_spool_drops_the_oldest_by_default(tmp_path: Path) -> None:
     size = len(_alert(0))
     spool, out = _spool(tmp_path / "s.db", max_bytes=1024), Outbox()
@@ -126,6 +127,7 @@ def test_full_spool_can_refuse_the_newest_instead(tmp_path: Path) -> None:
     assert spool.dropped["full"] == 40 - kept
 
 
+@pytest.mark.faults
 def test_messages_older_than_the_age_limit_are_dropped_not_sent(tmp_path: Path) -> None:
     clock = Clock()
     spool, out = _spool(tmp_path / "s.db", clock=clock, max_age_s=60.0), Outbox()
@@ -182,6 +184,7 @@ def _fill(folder: Path) -> Path:
     return filler
 
 
+@pytest.mark.faults
 def test_a_full_disk_between_publish_and_acknowledgement_loses_and_repeats_nothing(small_tmpfs: Path) -> None:
     """The defect: the delete after a PUBACK failed on a full disk, the row stayed untracked and was sent
     again (as historical, after a reopen), and the waiting count went negative. Now the outbox moves to
@@ -214,6 +217,7 @@ def test_a_full_disk_between_publish_and_acknowledgement_loses_and_repeats_nothi
     spool.close()
 
 
+@pytest.mark.faults
 def test_a_read_only_spool_filesystem_starts_in_memory_and_keeps_working(small_tmpfs: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
     clock, outbox = Clock(), Outbox()

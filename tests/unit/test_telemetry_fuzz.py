@@ -7,11 +7,14 @@ import json
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from edge_agent import telemetry
 from edge_agent.telemetry import PayloadError, TimeBounds, decode_message
+
+pytestmark = pytest.mark.faults
 
 CHANNELS = ["a", "b", "c"]
 NOW = 1_800_000_000.0
