@@ -107,8 +107,8 @@ def _cholesky(levels: npt.NDArray[np.float64], like: npt.NDArray[np.float64]) ->
     """Lower factor of the levels' covariance, ridged by `like`'s mean variance so a flat channel factors."""
     cov = np.atleast_2d(np.cov(levels, rowvar=False)) if len(levels) > 1 else np.zeros((len(like),) * 2)
     ridge = _RIDGE * max(float(np.trace(like)) / len(like), 1e-12)
-    factor: npt.NDArray[np.float64] = np.linalg.cholesky(cov + ridge * np.eye(len(cov)))
-    return factor
+    factor = np.linalg.cholesky(cov + ridge * np.eye(len(cov)))
+    return np.asarray(factor, dtype=np.float64)
 
 
 def _autocorrelation(
