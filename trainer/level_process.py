@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.bundle import LevelProcess, LevelRegime
+from edge_agent.simulator.stream import filter_rows
 from trainer.windows import Normaliser
 
 _RIDGE = 1e-6  # share of the mean level variance added to the diagonal, so a constant channel factors
@@ -97,10 +98,7 @@ def apply_shape_filter(
     """Windows [n, W, C] run through each channel's taps, same length (edges see the window's own ends)."""
     half = taps.shape[1] // 2
     padded = np.pad(windows.astype(np.float64), ((0, 0), (half, half), (0, 0)), mode="edge")
-    out = np.zeros(windows.shape, dtype=np.float64)
-    for k in range(taps.shape[1]):
-        out += taps[:, k][None, None, :] * padded[:, k : k + windows.shape[1]]
-    return out.astype(np.float32)
+    return filter_rows(padded, taps).astype(np.float32)
 
 
 def _cholesky(levels: npt.NDArray[np.float64], like: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -172,6 +172,13 @@ class LevelWalk:
         return offsets
 
 
+def filter_rows(rows: npt.NDArray[np.float64], taps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Each channel of rows [..., T + K - 1, C] through its taps [C, K]: rows [..., T, C] ('valid' mode)."""
+    views = np.lib.stride_tricks.sliding_window_view(rows, taps.shape[1], axis=-2)  # [..., T, C, K]
+    filtered: npt.NDArray[np.float64] = np.einsum("...tck,ck->...tc", views, taps)
+    return filtered
+
+
 class ShapeFilter:
     """Per-channel FIR taps [C, K] run over an endless stream chunk by chunk: each chunk is filtered with
     the K - 1 rows before it, so chunk joins are filtered like any other rows (at a fixed delay of K // 2)."""
@@ -186,11 +193,8 @@ class ShapeFilter:
         if self._history is None:
             self._history = np.repeat(chunk[:1].astype(np.float64), width - 1, axis=0)
         stream = np.concatenate([self._history, chunk.astype(np.float64)])
-        out = np.zeros(chunk.shape, dtype=np.float64)
-        for k in range(width):
-            out += self.taps[:, k] * stream[k : k + len(chunk)]
         self._history = stream[len(stream) - (width - 1) :]
-        return out.astype(np.float32)
+        return filter_rows(stream, self.taps).astype(np.float32)
 
 
 class DeviceStream:
