@@ -83,6 +83,12 @@ class LevelProcess(_Strict):
         description="per channel, white noise the generator's windows lack, normalised units: half the gap "
         "between the training rows' and the generator's step-to-step variance (absent in older bundles)",
     )
+    max_rate: list[float] | None = Field(
+        None,
+        description="per channel, the fastest a window level changed from one row to the next in the "
+        "training data (99.9th percentile), normalised units per row: the walk never moves faster "
+        "(absent in older bundles: no limit)",
+    )
     shape_filter: list[list[float]] | None = Field(
         None,
         description="per channel, FIR taps the simulator runs the generator's shapes through before adding "

@@ -54,6 +54,7 @@ def measure_level_process(
         autocorrelation=autocorrelation.tolist(),
         noise_sd=None if filtered is None else missing_noise(normalised, filtered).tolist(),
         shape_filter=None if taps is None else taps.tolist(),
+        max_rate=level_rate(levels).tolist(),
         regimes=regimes,
         regime_transition=transition,
     )
@@ -208,3 +209,21 @@ def missing_noise(
     generated_steps = np.diff(generated.astype(np.float64), axis=1).reshape(-1, channels).var(axis=0)
     noise: npt.NDArray[np.float64] = np.sqrt(np.maximum(real_steps - generated_steps, 0.0) / 2)
     return noise
+
+
+RATE_QUANTILE = 0.999  # of row-to-row level changes: the fastest the data moved, less one-off glitches
+
+
+def level_rate(levels: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Per channel, the 99.9th percentile of |level(t + 1) - level(t)| over windows taken every row.
+
+    Why: regimes and the AR walk say where levels go, not how fast. A pump's bearing temperature follows a
+    duty change over minutes behind its thermal lag; a walk that moved it in one chunk drew the clean
+    simulated fleet's false alarms. A window's level moves by (x[t + W] - x[t]) / W per row, so this is a
+    little slower than the fastest row-level ramp, which errs on the smooth side.
+    """
+    if len(levels) < 2:
+        return np.full(levels.shape[1], np.inf)
+    steps = np.abs(np.diff(levels, axis=0))
+    rate: npt.NDArray[np.float64] = np.quantile(steps, RATE_QUANTILE, axis=0)
+    return rate

@@ -83,7 +83,9 @@ class LevelWalk:
     daily cycle) carries on from where it was. Inside a regime the walk is at least as persistent as the
     one-Gaussian walk: a regime made of transitions (ramps between duty points) has levels that hardly
     correlate 64 rows apart, and drawing them afresh every chunk made speed jump back and forth by two
-    spreads where real ramps move one way.
+    spreads where real ramps move one way. Each channel follows the walk's goal no faster than its
+    training levels ever moved (level_process.max_rate): a bearing temperature moved with the duty point
+    in one chunk drew the clean simulated fleet's false alarms.
     """
 
     def __init__(
@@ -112,11 +114,15 @@ class LevelWalk:
         self.overall_cov = overall @ overall.T
         self.overall_autocorrelation = np.asarray(process.autocorrelation, dtype=np.float64)
         self.lag_rows = process.lag_rows
+        self.max_rate = np.asarray(
+            process.max_rate if process.max_rate is not None else [np.inf] * len(scale)
+        )
         self.scale = scale.astype(np.float64)
         self.rng = rng
         weights = np.asarray([regime.weight for regime in regimes], dtype=np.float64)
         self.regime = int(rng.choice(len(regimes), p=weights / weights.sum()))
         self.level = self.means[self.regime] + self._innovation()
+        self.goal = self.level.copy()  # where the walk is heading; `level` follows it no faster than max_rate
 
     def _innovation(self) -> npt.NDArray[np.float64]:
         drawn: npt.NDArray[np.float64] = self.choleskys[self.regime] @ self.rng.standard_normal(
@@ -139,7 +145,7 @@ class LevelWalk:
     def _moved_level(self, rows: int) -> npt.NDArray[np.float64]:
         """A level drawn from the new regime's Gaussian times the one-Gaussian walk's step from here."""
         rho = np.power(self.overall_autocorrelation, rows / self.lag_rows)
-        carry_on = self.overall_mean + rho * (self.level - self.overall_mean)
+        carry_on = self.overall_mean + rho * (self.goal - self.overall_mean)
         step = np.sqrt(1 - rho**2)
         step_cov = self.overall_cov * np.outer(step, step)
         regime_cov = self.choleskys[self.regime] @ self.choleskys[self.regime].T
@@ -159,12 +165,14 @@ class LevelWalk:
         moved = regime != self.regime
         self.regime = regime
         if moved:
-            target = self._moved_level(rows)
+            self.goal = self._moved_level(rows)
         else:
             mean = self.means[regime]
             persistence = np.maximum(self.autocorrelations[regime], self.overall_autocorrelation)
             rho = np.power(persistence, rows / self.lag_rows)
-            target = mean + rho * (self.level - mean) + np.sqrt(1 - rho**2) * self._innovation()
+            self.goal = mean + rho * (self.goal - mean) + np.sqrt(1 - rho**2) * self._innovation()
+        reach = self.max_rate * rows
+        target = self.level + np.clip(self.goal - self.level, -reach, reach)
         share = (np.arange(1, rows + 1, dtype=np.float64) / rows)[:, None]
         path = self.level + share * (target - self.level)
         self.level = target

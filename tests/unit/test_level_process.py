@@ -162,3 +162,23 @@ def test_the_stream_filter_joins_chunks_as_if_the_stream_were_one_array() -> Non
     np.testing.assert_allclose(out, whole, atol=1e-5)
     expected = sum(taps[:, k] * stream[k : k + 100] for k in range(7))  # row 6 on: no start padding
     np.testing.assert_allclose(whole[6:106], expected, atol=1e-5)
+
+
+def test_the_walk_moves_no_channel_faster_than_its_training_levels_did() -> None:
+    """A slow channel (a bearing temperature behind its thermal lag) follows a duty change over several
+    chunks, as in the data, while the walk still reaches every duty point."""
+    rng = np.random.default_rng(10)
+    duty = _duty_point_levels(rng, rows=6000, dwell=400)
+    lagged = np.zeros(len(duty))
+    for t in range(1, len(duty)):
+        lagged[t] = lagged[t - 1] + (duty[t, 0] - lagged[t - 1]) / 150  # a slow follower of the duty point
+    levels = np.hstack([duty, lagged[:, None]]).astype(np.float32)
+    process = measure_level_process(levels[:, None, :], _identity(3), lag_rows=64)
+    assert process.max_rate is not None
+    assert process.max_rate[2] < 0.2 * process.max_rate[0]  # the follower is the slow one
+    walk = LevelWalk(process, np.ones(3, dtype=np.float32), np.random.default_rng(11))
+    paths = np.concatenate([walk.ramp(43) for _ in range(2000)])
+    fastest = np.abs(np.diff(paths, axis=0)).max(axis=0)
+    assert np.all(fastest <= np.asarray(process.max_rate) * 1.0001), (fastest, process.max_rate)
+    ends = paths[42::43, 0]
+    assert np.abs(ends[:, None] - np.array([[-1.5, 0.0, 1.5]])).min(axis=1).mean() < 0.3
