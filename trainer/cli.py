@@ -1,5 +1,7 @@
-"""`edge-trainer`: fit a bundle from CSV, make demo data and fit on it, make synthetic data, or make a
-signing key pair. Each handler parses, calls one function and lets run_command map its errors."""
+"""Fit a model bundle from CSV files of normal operation, run the demo, make synthetic data with a quality
+and privacy report, or make a key pair that signs bundles."""
+
+# Each handler parses, calls one function and lets run_command map its errors to exit codes.
 
 from __future__ import annotations
 

@@ -197,3 +197,18 @@ def test_an_explicit_window_that_does_not_fit_names_the_setting_that_would(
     assert "too few rows for window_len=32" in error
     assert "set model.window_len to 16 (the largest that fits) or less" in error
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["trainer", "agent"])
+def test_help_speaks_to_the_user_not_about_the_code(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--help` is what a new user reads first: it says what the tool does, not how its module is built."""
+    from edge_agent.cli import main as agent_main
+
+    entry = main if command == "trainer" else agent_main
+    with pytest.raises(SystemExit) as stopped:
+        entry(["--help"])
+    assert stopped.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage:" in text
+    for internal in ("run_command", "handler", "Thin:", "module"):
+        assert internal not in text, internal
