@@ -10,6 +10,7 @@ reason.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from edge_agent.errors import DataError
 from edge_agent.pipeline import Outcome, ScoringPipeline
 from edge_agent.tabular import read_table
 from edge_agent.telemetry import Reading
+
+log = logging.getLogger(__name__)
 
 OFFLINE_DEVICE = "offline"
 _CHUNK = 1024
@@ -44,6 +47,8 @@ def score_csv(pipeline: ScoringPipeline, data: Path, out: Path) -> OfflineSummar
     Without a timestamp column, rows are spaced by the bundle's training sample period.
     """
     table = read_table(data, pipeline.channels)
+    if table.left_out:
+        log.info("%s: numeric columns not in the bundle, not scored: %s", data, ", ".join(table.left_out))
     times = table.timestamps
     if times is None:
         times = np.arange(len(table.values), dtype=np.float64) * pipeline.sample_period_s

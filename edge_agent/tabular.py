@@ -35,6 +35,7 @@ class Table:
     timestamps: npt.NDArray[np.float64] | None  # [rows] epoch seconds, or None without a timestamp column
     line_numbers: npt.NDArray[np.int64]  # [rows] 1-based line in the file, for error messages
     timestamp_column: str | None
+    left_out: tuple[str, ...] = ()  # numeric columns the caller's `columns` did not ask for (labels, ids)
 
 
 def parse_timestamp(text: str) -> float:
@@ -87,6 +88,7 @@ def read_table(path: Path, columns: list[str] | None = None) -> Table:
         timestamps=timestamps,
         line_numbers=np.asarray(line_numbers, dtype=np.int64),
         timestamp_column=header[timestamp_index] if timestamp_index is not None else None,
+        left_out=tuple(name for name in numeric if name not in chosen),
     )
 
 

@@ -147,8 +147,7 @@ def replay_csv(
     rows = len(table.values)
     if rows == 0:
         raise DataError(f"{path}: no rows to replay")
-    every = read_table(path).channels
-    left_out = [name for name in every if name not in table.channels]
+    left_out = table.left_out
     log.info(
         "replay %s: publishing %d rows as device %s with channels %s%s",
         path,

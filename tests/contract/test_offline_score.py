@@ -63,6 +63,17 @@ def test_readings_outside_the_trained_range_are_named_once(
     assert len(warnings) == 1 and "s2 " in warnings[0] and "s0 " not in warnings[0]
 
 
+def test_numeric_columns_the_bundle_does_not_know_are_named_once_not_scored(
+    tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="edge_agent")
+    values = np.column_stack([correlated_series(100, seed=23), np.zeros(100), np.arange(100.0)])
+    data = write_csv(tmp_path / "export.csv", values, names=["s0", "s1", "s2", "label", "batch"])
+    assert _score(tiny_bundle, data, tmp_path / "scored.csv") == 0
+    said = [r.getMessage() for r in caplog.records if "not in the bundle" in r.getMessage()]
+    assert len(said) == 1 and "label, batch" in said[0], said
+
+
 def test_scores_match_the_backend_on_the_same_windows(tiny_bundle: Path, tmp_path: Path) -> None:
     values = correlated_series(100, seed=4)
     data = write_csv(tmp_path / "d.csv", values)
