@@ -92,12 +92,13 @@ class Recorder:
 
     port: int
     topics: list[str]
+    protocol: int = mqtt.MQTTv5  # MQTTv311 for brokers without MQTT 5 (NATS)
     messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
     _lock: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self) -> None:
         subscribed = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=self.protocol)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in self.topics])
         self.client.on_subscribe = lambda *_: subscribed.set()

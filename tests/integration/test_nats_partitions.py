@@ -1,0 +1,162 @@
+"""Scale-out without fan-out: NATS (its MQTT listener, JetStream for QoS 1 sessions) maps each device's
+telemetry subject to one of N partitions, and each agent subscribes to its partition only.
+
+Devices keep publishing to `sensors/{device}/telemetry`; the broker's subject mapping
+in deploy/nats/partitions.conf decides, and the agent
+finds the device at the '+' of `part/{i}/sensors/+/telemetry`. The agent needs nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import correlated_series
+from tests.integration.conftest import Recorder, RunningAgent, agent_config, wait_until
+
+WINDOW = 32  # the tiny bundle's window_len
+PARTITIONS = 3  # as deploy/nats/partitions.conf has it
+SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "nats"
+DEVICES = [f"pump-{i}" for i in range(8)]
+READINGS = 80  # per device; the first 20 before partition 0's agent goes away, the rest while it is away
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def nats_mqtt(tmp_path: Path) -> Iterator[int]:
+    """A NATS server with JetStream and an MQTT listener on free ports; yields the MQTT port."""
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(binary).exists():
+        if os.environ.get("CI"):
+            pytest.fail("nats-server is not installed; .ci/run installs it")
+        pytest.skip("nats-server is not installed (apt-get install nats-server)")
+    mqtt_port = _free_port()
+    shutil.copy(SAMPLES / "partitions.conf", tmp_path / "partitions.conf")
+    conf = tmp_path / "nats.conf"
+    conf.write_text(
+        f"server_name: edge-test\nlisten: 127.0.0.1:{_free_port()}\n"
+        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+        f"mqtt {{ listen: 127.0.0.1:{mqtt_port} }}\n"
+        "include ./partitions.conf\n"  # the deploy sample's map, copied beside (NATS includes are relative)
+    )
+    process = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", mqtt_port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("nats-server did not open its MQTT listener")
+        yield mqtt_port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _partition_agent(
+    start_agent: Callable[..., RunningAgent], bundle: Path, port: int, index: int
+) -> RunningAgent:
+    config = agent_config(
+        bundle,
+        port,
+        agent_id=f"part-{index}",
+        broker={"protocol": "3.1.1"},  # NATS speaks MQTT 3.1.1; QoS 1 sessions live in JetStream
+        topics={"telemetry": f"part/{index}/sensors/+/telemetry", "score": f"scores/{index}/{{device}}"},
+    )
+    return start_agent(config)
+
+
+def _publish(port: int, rows: range) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    start = time.time() - 2 * READINGS
+    series = correlated_series(READINGS, seed=12)
+    for i in rows:
+        for device in DEVICES:
+            payload = {"ts": start + i, "seq": i, "values": [float(v) for v in series[i]]}
+            client.publish(f"sensors/{device}/telemetry", json.dumps(payload), qos=1).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+
+
+def _scored_devices(watch: Recorder, index: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for topic, _, _ in watch.messages:
+        parts = topic.split("/")
+        if parts[:2] == ["scores", str(index)]:
+            counts[parts[2]] = counts.get(parts[2], 0) + 1
+    return counts
+
+
+def test_each_device_reaches_exactly_one_partition_agent_and_survives_its_restart(
+    tiny_bundle: Path, nats_mqtt: int, start_agent: Callable[..., RunningAgent]
+) -> None:
+    import paho.mqtt.client as mqtt
+
+    watch = Recorder(nats_mqtt, ["scores/#"], protocol=mqtt.MQTTv311)
+    agents = [_partition_agent(start_agent, tiny_bundle, nats_mqtt, i) for i in range(PARTITIONS)]
+    _publish(nats_mqtt, range(0, 20))
+    assert wait_until(lambda: sum(a.service.stats.received for a in agents) == 20 * len(DEVICES), timeout=30)
+    # Each agent received its own partition's readings only: the broker split the fleet, no agent dropped
+    # another's devices.
+    tracked = [set(a.service.health._devices) for a in agents]
+    assert sum(len(devices) for devices in tracked) == len(DEVICES), tracked  # none in two partitions
+    assert set().union(*tracked) == set(DEVICES), tracked
+    assert all(tracked), "with 8 devices every partition holds some"
+    for agent, devices in zip(agents, tracked, strict=True):
+        assert agent.service.stats.received == 20 * len(devices)
+    # Partition 0's agent goes away; its readings wait in its JetStream-backed session until it returns.
+    agents[0].shutdown()
+    _publish(nats_mqtt, range(20, READINGS))
+    returned = _partition_agent(start_agent, tiny_bundle, nats_mqtt, 0)
+    away = READINGS - 20
+    assert wait_until(lambda: returned.service.stats.received == away * len(tracked[0]), timeout=30), (
+        returned.service.stats.snapshot()
+    )
+    # Windows restart with the agent (no state on disk): the returned one scores the 60 readings it was
+    # handed, the other partitions' agents all 80, each device once.
+    expected = [away - WINDOW + 1] + [READINGS - WINDOW + 1] * (PARTITIONS - 1)
+    for index, devices in enumerate(tracked):
+        assert wait_until(
+            lambda i=index, d=devices: _scored_devices(watch, i) == dict.fromkeys(d, expected[i]), timeout=30
+        ), (index, _scored_devices(watch, index))
+    watch.close()
+
+
+def test_the_cluster_sample_config_is_valid_nats_configuration() -> None:
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(binary).exists():
+        if os.environ.get("CI"):
+            pytest.fail("nats-server is not installed; .ci/run installs it")
+        pytest.skip("nats-server is not installed (apt-get install nats-server)")
+    checked = subprocess.run(
+        [binary, "-t", "-c", str(SAMPLES / "node.conf")],
+        env={**os.environ, "NODE_NAME": "node-1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=SAMPLES,
+    )
+    assert checked.returncode == 0 and "is valid" in checked.stdout + checked.stderr, checked.stderr
