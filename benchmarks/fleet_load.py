@@ -1,13 +1,15 @@
-"""Fleet load test: thousands of simulated devices, several sharded agents, one broker.
+"""Fleet load test: thousands of simulated devices, several agents, one broker or a partitioning cluster.
 
 Usage: python -m benchmarks.fleet_load [--bundle runs/demo/bundle] [--devices 2000] [--rate 1]
-                                       [--agents 4] [--duration 60]
-Starts Mosquitto, N agent processes (`shard: {index: i, count: N}`, score topic on), and one simulator
-process publishing clean streams. A subscriber times every score message against the reading's own
-timestamp (publish-to-decision latency). At the end each agent's stats tell which devices it scored.
-Reports readings/s scored, latency percentiles, the fan-out cost (telemetry each agent received and
-dropped as another shard's), and checks that every device was scored by exactly one agent.
-Writes benchmarks/results/fleet_load.json.
+                                       [--agents 4] [--duration 60] [--broker mosquitto|nats-cluster]
+`mosquitto`: one Mosquitto, N agent processes that all receive all telemetry and keep their shard
+(`shard: {index: i, count: N}`). `nats-cluster`: three NATS nodes clustered on loopback (MQTT 3.1.1,
+JetStream), the subject mapping of deploy/nats/partitions.conf at N partitions, agent i on node i mod 3
+subscribed to its partition only. Score topics on; one simulator process publishes clean streams.
+A subscriber times every score message against the reading's own timestamp (publish-to-decision
+latency). At the end each agent's stats tell which devices it scored. Reports readings/s scored, latency
+percentiles, what each agent received (and, sharded, dropped as another shard's), and checks that every
+device was scored by exactly one agent. Writes benchmarks/results/fleet_load.json (fleet_load_nats.json).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,20 +32,22 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.environment import write_result
+from benchmarks.nats_cluster import nats_cluster
 from trainer.fleet_demo import local_broker
 
 REPO = Path(__file__).resolve().parents[1]
+NATS_NODES = int(os.environ.get("EDGEGAN_NATS_NODES", "3"))  # 1 to compare without replication
 
 
 class ScoreWatch:
     """Every agent's score and stats messages: latency per score, the latest stats per agent."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, protocol: int = mqtt.MQTTv5) -> None:
         self.latencies: list[float] = []
         self.scored_by: dict[str, set[str]] = {}
         self.stats: dict[str, dict[str, object]] = {}
         self._lock = threading.Lock()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=protocol)
         self.client.on_message = self._on_message
         ready = threading.Event()
         self.client.on_connect = lambda c, *_: c.subscribe(
@@ -67,18 +73,31 @@ class ScoreWatch:
         self.client.disconnect()
 
 
-def _start_agents(bundle: Path, port: int, count: int, folder: Path) -> list[subprocess.Popen[bytes]]:
+def _agent_settings(index: int, count: int, ports: list[int], partitioned: bool) -> dict[str, object]:
+    """Agent i's broker and routing: its shard of all telemetry, or its partition on its cluster node."""
+    if not partitioned:
+        return {"broker": {"port": ports[0]}, "shard": {"index": index, "count": count}, "topics": {}}
+    return {
+        "broker": {"port": ports[index % len(ports)], "protocol": "3.1.1"},
+        "topics": {"telemetry": f"part/{index}/sensors/+/telemetry"},
+    }
+
+
+def _start_agents(
+    bundle: Path, ports: list[int], count: int, folder: Path, partitioned: bool
+) -> list[subprocess.Popen[bytes]]:
     processes = []
     for index in range(count):
+        settings = _agent_settings(index, count, ports, partitioned)
+        topics = {**settings.pop("topics"), "score": "edgegan/score/{device}"}  # type: ignore[dict-item]
         config = folder / f"agent-{index}.yaml"
         config.write_text(
             yaml.safe_dump(
                 {
                     "agent_id": f"gw-{index}",
                     "bundle": str(bundle.resolve()),
-                    "broker": {"port": port},
-                    "shard": {"index": index, "count": count},
-                    "topics": {"score": "edgegan/score/{device}"},
+                    **settings,
+                    "topics": topics,
                     "stats": {"interval_s": 2.0, "max_devices_reported": 1_000_000},
                 }
             )
@@ -91,21 +110,36 @@ def _start_agents(bundle: Path, port: int, count: int, folder: Path) -> list[sub
     return processes
 
 
-def run(bundle: Path, devices: int, rate: float, agents: int, duration: float) -> dict[str, object]:
+@contextmanager
+def _brokers(scratch: Path, kind: str, partitions: int) -> Iterator[list[int]]:
+    """The MQTT ports of one Mosquitto, or of a 3-node NATS cluster that partitions by device."""
+    if kind == "mosquitto":
+        with local_broker(scratch, "mosquitto") as broker:
+            yield [broker.port]
+        return
+    with nats_cluster(scratch, nodes=NATS_NODES, partitions=partitions) as ports:
+        yield ports
+
+
+def run(
+    bundle: Path, devices: int, rate: float, agents: int, duration: float, broker_kind: str = "mosquitto"
+) -> dict[str, object]:
+    partitioned = broker_kind == "nats-cluster"
     with (
         tempfile.TemporaryDirectory() as scratch_name,
-        local_broker(Path(scratch_name), "mosquitto") as broker,
+        _brokers(Path(scratch_name), broker_kind, agents) as ports,
     ):
         scratch = Path(scratch_name)
-        watch = ScoreWatch(broker.port)
-        processes = _start_agents(bundle, broker.port, agents, scratch)
+        watch = ScoreWatch(ports[0], mqtt.MQTTv311 if partitioned else mqtt.MQTTv5)
+        processes = _start_agents(bundle, ports, agents, scratch, partitioned)
         deadline = time.time() + 60
         while len(watch.stats) < agents and time.time() < deadline:
             time.sleep(0.5)
         assert len(watch.stats) == agents, f"only {len(watch.stats)} of {agents} agents reported"
         simulator = [
             sys.executable, "-m", "edge_agent", "simulate", "--bundle", str(bundle),
-            "--broker", f"mqtt://127.0.0.1:{broker.port}", "--devices", str(devices), "--rate", str(rate),
+            "--broker", f"mqtt://127.0.0.1:{ports[0]}" + ("?protocol=3.1.1" if partitioned else ""),
+            "--devices", str(devices), "--rate", str(rate),
             "--duration", str(duration), "--inject", "none", "--seed", "3",
         ]  # fmt: skip
         started = time.time()
@@ -138,6 +172,7 @@ def run(bundle: Path, devices: int, rate: float, agents: int, duration: float) -
     expected_scores = devices * (int(duration * rate) - window + 1)
     total_scored = sum(int(s["scored"]) for s in stats.values())  # type: ignore[call-overload]
     return {
+        "broker": broker_kind,
         "devices": devices,
         "rate_hz": rate,
         "agents": agents,
@@ -169,9 +204,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1.0)
     parser.add_argument("--agents", type=int, default=4)
     parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--broker", choices=("mosquitto", "nats-cluster"), default="mosquitto")
     args = parser.parse_args()
-    report = run(args.bundle, args.devices, args.rate, args.agents, args.duration)
-    path = write_result("fleet_load", report)
+    report = run(args.bundle, args.devices, args.rate, args.agents, args.duration, args.broker)
+    path = write_result("fleet_load" if args.broker == "mosquitto" else "fleet_load_nats", report)
     print(json.dumps({k: v for k, v in report.items() if k != "per_agent"}, indent=2))
     print(f"wrote {path}")
 

@@ -11,7 +11,7 @@ import re
 import zlib
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -314,7 +314,8 @@ class AgentConfig(_Section):
 
 
 def broker_from_url(url: str) -> dict[str, object]:
-    """`mqtt://host:port` or `mqtts://host:port` as broker settings."""
+    """`mqtt://host:port` or `mqtts://host:port` as broker settings; `?protocol=3.1.1` for brokers without
+    MQTT 5 (NATS's MQTT listener)."""
     parts = urlsplit(url)
     if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
         raise ConfigError(f"--broker {url!r}: expected mqtt://host:port or mqtts://host:port")
@@ -324,6 +325,15 @@ def broker_from_url(url: str) -> dict[str, object]:
     }
     if parts.username:
         settings["username"] = parts.username
+    query = parse_qs(parts.query)
+    unknown = sorted(set(query) - {"protocol"})
+    if unknown:
+        raise ConfigError(f"--broker {url!r}: unknown option {unknown[0]!r} (only protocol=5 or 3.1.1)")
+    if "protocol" in query:
+        protocol = query["protocol"][-1]
+        if protocol not in {"5", "3.1.1"}:
+            raise ConfigError(f"--broker {url!r}: protocol must be 5 or 3.1.1")
+        settings["protocol"] = protocol
     return settings
 
 

@@ -39,6 +39,19 @@ def test_telemetry_filter_needs_one_device_level() -> None:
     assert topics.device_of("sensors/pump-1/other") is None
 
 
+def test_a_broker_url_can_ask_for_mqtt_311_and_says_what_it_does_not_understand() -> None:
+    assert broker_from_url("mqtt://nats:1883?protocol=3.1.1") == {
+        "host": "nats",
+        "port": 1883,
+        "protocol": "3.1.1",
+    }
+    assert "protocol" not in broker_from_url("mqtt://m:1883")
+    with pytest.raises(ConfigError, match="protocol must be 5 or 3.1.1"):
+        broker_from_url("mqtt://m:1883?protocol=4")
+    with pytest.raises(ConfigError, match="unknown option 'qos'"):
+        broker_from_url("mqtt://m:1883?qos=1")
+
+
 def test_bad_broker_url_and_missing_password_env(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="expected mqtt://"):
         broker_from_url("http://x")
