@@ -62,14 +62,15 @@ class DeviceHealth:
         """Drop a device's figures."""
         self._devices.pop(device, None)
 
-    def received(self, device: str) -> None:
-        """A message on the device's telemetry topic, usable or not."""
+    def received(self, device: str, readings: int = 1) -> None:
+        """Readings on the device's telemetry topic, usable or not (a message refused whole counts as one):
+        per reading, as refusals are, so that a batch's rates stay shares."""
         entry = self._get(device)
         if entry is not None:
-            entry.received += 1
+            entry.received += readings
 
     def rejected(self, device: str, reason: str) -> None:
-        """One of its messages was rejected."""
+        """One of its readings (or a message refused whole) was rejected."""
         entry = self._devices.get(device)
         if entry is not None:
             entry.rejected += 1

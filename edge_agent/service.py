@@ -252,32 +252,44 @@ class AgentService:
                 self.stats.other_shards += 1
                 continue
             self.stats.received += 1
-            if valid_id and device is not None and device in self._last_heard:
-                self.health.received(device)  # a device's first message counts once it is admitted (_take)
+            # Health counts readings (a message refused whole counts as one), for admitted devices only;
+            # a device's first message is counted once `_take` admits it.
+            tracked = device if valid_id and device in self._last_heard else None
             try:
                 decoded = self._decode(raw, device, self.models[model])
             except PayloadError as err:
+                if tracked is not None:
+                    self.health.received(tracked)
                 self._reject(raw.topic, err.reason, err.detail, device)
                 continue
-            for refusal in decoded.refused:
+            in_message = len(decoded.readings) + len(decoded.refused)
+            if tracked is not None:
+                self.health.received(tracked, in_message)
+            if decoded.readings:
+                self._take(raw, model, decoded.readings, batches, in_message)
+            for refusal in decoded.refused:  # after `_take`, so a new device's refusals count in its health
                 where = "" if refusal.index is None else f"reading {refusal.index}: "
                 self._reject(raw.topic, refusal.error.reason, where + refusal.error.detail, device)
-            if decoded.readings:
-                self._take(raw, model, decoded.readings, batches)
         for model, readings in batches.items():
             self._score(model, readings)
         for raw in raws:
             self.link.ack(raw)  # only now: a crash before this point gets the readings redelivered
 
     def _take(
-        self, raw: RawMessage, model: str, readings: list[Reading], batches: dict[str, list[Reading]]
+        self,
+        raw: RawMessage,
+        model: str,
+        readings: list[Reading],
+        batches: dict[str, list[Reading]],
+        in_message: int,
     ) -> None:
-        """A message's usable readings (one device): admitted, queued for scoring, signs of life."""
+        """A message's usable readings (one device): admitted, queued for scoring, signs of life.
+        `in_message` counts every reading the message held, refused ones too (for a new device's health)."""
         device = readings[0].device
         if not self._admit(raw.topic, device, model):
             return
         if device not in self._last_heard:
-            self.health.received(device)  # its first message: health state starts with admission
+            self.health.received(device, in_message)  # its first message: health starts with admission
         self._last_heard[device] = raw.received_ts
         batches.setdefault(model, []).extend(readings)
         if self._ha_status_topic is not None and device not in self._announced:

@@ -320,6 +320,8 @@ def test_batched_messages_are_scored_reading_by_reading_and_bad_readings_refused
     assert agent.service.stats.scored == 78 - 31
     assert dict(agent.service.stats.rejected) == {"non_numeric": 1, "stale_ts": 1}
     assert agent.service.stats.received == 2
+    # Health rates are per reading: 2 refused of the 80 the two messages held (per message it read 1.0).
+    assert agent.service.health.snapshot(10)["batch"]["rejected_rate"] == round(2 / 80, 4)
     device.loop_stop()
 
 
