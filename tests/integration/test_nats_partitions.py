@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import correlated_series
 from tests.integration.conftest import Recorder, RunningAgent, agent_config, wait_until
@@ -160,3 +164,92 @@ def test_the_cluster_sample_config_is_valid_nats_configuration() -> None:
         cwd=SAMPLES,
     )
     assert checked.returncode == 0 and "is valid" in checked.stdout + checked.stderr, checked.stderr
+
+
+def _partition_of(port: int, devices: list[str]) -> dict[str, int]:
+    """Where the broker's map sends each device: one reading each, watched on every partition."""
+    import paho.mqtt.client as mqtt
+
+    watch = Recorder(port, ["part/#"], protocol=mqtt.MQTTv311)
+    probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    probe.connect("127.0.0.1", port)
+    probe.loop_start()
+    for device in devices:
+        probe.publish(f"sensors/{device}/telemetry", b"probe", qos=1).wait_for_publish(5)
+    watch.wait_for(lambda ms: len(ms) >= len(devices), timeout=20)
+    probe.loop_stop()
+    watch.close()
+    return {topic.split("/")[3]: int(topic.split("/")[1]) for topic, _, _ in watch.messages}
+
+
+def test_a_partition_agent_killed_mid_stream_loses_none_of_its_readings(
+    tiny_bundle: Path, nats_mqtt: int, tmp_path: Path
+) -> None:
+    """SIGKILL, no clean stop: every reading of the partition's devices ends up inside a scored window."""
+    import paho.mqtt.client as mqtt
+
+    where = _partition_of(nats_mqtt, [f"kill-{i}" for i in range(12)])
+    mine = sorted(device for device, part in where.items() if part == 0)
+    assert mine, where
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "agent_id": "part-0",
+                "bundle": str(tiny_bundle),
+                "broker": {
+                    "port": nats_mqtt,
+                    "protocol": "3.1.1",
+                    "reconnect_min_s": 1,
+                    "reconnect_max_s": 2,
+                },
+                "topics": {"telemetry": "part/0/sensors/+/telemetry", "score": "scores/{device}"},
+                "stats": {"interval_s": 0.5},
+            }
+        )
+    )
+    watch = Recorder(nats_mqtt, ["scores/#"], protocol=mqtt.MQTTv311)
+    log = (tmp_path / "agent.log").open("ab")
+    command = [sys.executable, "-m", "edge_agent", "run", "--config", str(config)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    agent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)
+    readings = 160
+    try:
+        time.sleep(3.0)  # connected and subscribed (its session is new: nothing queued before it)
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        client.connect("127.0.0.1", nats_mqtt)
+        client.loop_start()
+        series = correlated_series(readings, seed=19)
+        start = time.time() - readings
+
+        def publish(rows: range) -> None:
+            for i in rows:
+                for device in mine:
+                    body = {"ts": start + i, "seq": i, "values": [float(v) for v in series[i]]}
+                    client.publish(f"sensors/{device}/telemetry", json.dumps(body), qos=1).wait_for_publish(5)
+                time.sleep(0.01)
+
+        publish(range(0, 80))
+        watch.wait_for(lambda ms: len(ms) >= len(mine) * 20, timeout=30)  # scoring is under way
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(timeout=10)
+        publish(range(80, readings))  # while no agent is connected
+        agent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)
+
+        def covered(device: str) -> set[int]:
+            seqs: set[int] = set()
+            for topic, payload, _ in watch.messages:
+                if topic == f"scores/{device}":
+                    end = int(json.loads(payload)["seq"])
+                    seqs.update(range(end - WINDOW + 1, end + 1))
+            return seqs
+
+        assert wait_until(
+            lambda: all(set(range(WINDOW - 1, readings)) <= covered(d) for d in mine), timeout=60
+        ), {d: sorted(set(range(WINDOW - 1, readings)) - covered(d))[:10] for d in mine}
+        client.loop_stop()
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=20) == 0
+        log.close()
+        watch.close()
