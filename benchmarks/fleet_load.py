@@ -36,7 +36,6 @@ from benchmarks.nats_cluster import nats_cluster
 from trainer.fleet_demo import local_broker
 
 REPO = Path(__file__).resolve().parents[1]
-NATS_NODES = int(os.environ.get("EDGEGAN_NATS_NODES", "3"))  # 1 to compare without replication
 
 
 class ScoreWatch:
@@ -111,23 +110,29 @@ def _start_agents(
 
 
 @contextmanager
-def _brokers(scratch: Path, kind: str, partitions: int) -> Iterator[list[int]]:
+def _brokers(scratch: Path, kind: str, partitions: int, nats_nodes: int) -> Iterator[list[int]]:
     """The MQTT ports of one Mosquitto, or of a 3-node NATS cluster that partitions by device."""
     if kind == "mosquitto":
         with local_broker(scratch, "mosquitto") as broker:
             yield [broker.port]
         return
-    with nats_cluster(scratch, nodes=NATS_NODES, partitions=partitions) as ports:
+    with nats_cluster(scratch, nodes=nats_nodes, partitions=partitions) as ports:
         yield ports
 
 
 def run(
-    bundle: Path, devices: int, rate: float, agents: int, duration: float, broker_kind: str = "mosquitto"
+    bundle: Path,
+    devices: int,
+    rate: float,
+    agents: int,
+    duration: float,
+    broker_kind: str = "mosquitto",
+    nats_nodes: int = 3,
 ) -> dict[str, object]:
     partitioned = broker_kind == "nats-cluster"
     with (
         tempfile.TemporaryDirectory() as scratch_name,
-        _brokers(Path(scratch_name), broker_kind, agents) as ports,
+        _brokers(Path(scratch_name), broker_kind, agents, nats_nodes) as ports,
     ):
         scratch = Path(scratch_name)
         watch = ScoreWatch(ports[0], mqtt.MQTTv311 if partitioned else mqtt.MQTTv5)
@@ -172,7 +177,7 @@ def run(
     expected_scores = devices * (int(duration * rate) - window + 1)
     total_scored = sum(int(s["scored"]) for s in stats.values())  # type: ignore[call-overload]
     return {
-        "broker": broker_kind,
+        "broker": broker_kind if not partitioned else f"{broker_kind} ({nats_nodes} node(s))",
         "devices": devices,
         "rate_hz": rate,
         "agents": agents,
@@ -205,8 +210,11 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=4)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--broker", choices=("mosquitto", "nats-cluster"), default="mosquitto")
+    parser.add_argument("--nats-nodes", type=int, default=3, help="NATS nodes (1: no replication)")
     args = parser.parse_args()
-    report = run(args.bundle, args.devices, args.rate, args.agents, args.duration, args.broker)
+    report = run(
+        args.bundle, args.devices, args.rate, args.agents, args.duration, args.broker, args.nats_nodes
+    )
     path = write_result("fleet_load" if args.broker == "mosquitto" else "fleet_load_nats", report)
     print(json.dumps({k: v for k, v in report.items() if k != "per_agent"}, indent=2))
     print(f"wrote {path}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.environment import write_result
-from edge_agent.bundle import load_bundle
+from edge_agent.bundle import BundleManifest, load_bundle
 from trainer.config import TrainConfig
 from trainer.demo_data import make_pump_series
 from trainer.synth import synthesize
@@ -37,8 +37,9 @@ FIGURES = {
 }
 
 
-def _figures(rows: np.ndarray, train: np.ndarray, holdout: np.ndarray, bundle_dir: Path, seed: int) -> dict:
-    manifest = load_bundle(bundle_dir).manifest
+def _figures(
+    rows: np.ndarray, train: np.ndarray, holdout: np.ndarray, manifest: BundleManifest, seed: int
+) -> dict:
     norm = manifest.normalisation
     report = build_report(
         rows.astype(np.float32),
@@ -67,8 +68,8 @@ def main() -> None:
         "--pump-reference", action="store_true", help="add fresh pump rows (a perfect generator)"
     )
     args = parser.parse_args()
-    channels, _, _ = synthesize(args.bundle, 1, seed=0)
-    train, holdout = split_like_the_fit(args.data, channels, TrainConfig())
+    manifest = load_bundle(args.bundle).manifest
+    train, holdout = split_like_the_fit(args.data, list(manifest.channels), TrainConfig())
     sources = {"generator": lambda seed: synthesize(args.bundle, args.rows, seed)[2]}
     if args.pump_reference:
         sources["fresh pump rows (perfect generator)"] = lambda seed: make_pump_series(
@@ -76,9 +77,7 @@ def main() -> None:
         )
     results: dict[str, dict[str, list[float]]] = {}
     for source, draw in sources.items():
-        per_seed = [
-            _figures(draw(seed), train, holdout, args.bundle, seed) for seed in range(1, args.seeds + 1)
-        ]
+        per_seed = [_figures(draw(seed), train, holdout, manifest, seed) for seed in range(1, args.seeds + 1)]
         results[source] = {name: [figures[name] for figures in per_seed] for name in FIGURES}
     print(f"| figure | {' | '.join(results)} |")
     print(f"| --- |{' --- |' * len(results)}")

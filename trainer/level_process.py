@@ -41,8 +41,7 @@ def measure_level_process(
     normalised = normaliser.apply(train)
     levels = normalised.mean(axis=1).astype(np.float64)
     mean = levels.mean(axis=0)
-    overall = np.atleast_2d(np.cov(levels, rowvar=False)) if len(levels) > 1 else np.eye(levels.shape[1])
-    cholesky = _cholesky(levels, overall) if len(levels) > 1 else np.sqrt(_RIDGE) * np.eye(levels.shape[1])
+    cholesky = _cholesky(levels, _mean_variance(levels))
     autocorrelation = _autocorrelation(levels, lag_rows, mean)
     regimes, transition = fit_regimes(levels, lag_rows)
     taps = None if generated is None else shape_filter(normalised, generated)
@@ -102,11 +101,17 @@ def apply_shape_filter(
     return filter_rows(padded, taps).astype(np.float32)
 
 
-def _cholesky(levels: npt.NDArray[np.float64], like: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Lower factor of the levels' covariance, ridged by `like`'s mean variance so a flat channel factors."""
-    cov = np.atleast_2d(np.cov(levels, rowvar=False)) if len(levels) > 1 else np.zeros((len(like),) * 2)
-    ridge = _RIDGE * max(float(np.trace(like)) / len(like), 1e-12)
-    factor = np.linalg.cholesky(cov + ridge * np.eye(len(cov)))
+def _mean_variance(levels: npt.NDArray[np.float64]) -> float:
+    """The levels' mean per-channel variance: the scale of the ridge that lets a flat channel factor."""
+    return float(levels.var(axis=0, ddof=1).mean()) if len(levels) > 1 else 1.0
+
+
+def _cholesky(levels: npt.NDArray[np.float64], reference_variance: float) -> npt.NDArray[np.float64]:
+    """Lower factor of the levels' covariance, ridged by `reference_variance` so a flat channel factors."""
+    channels = levels.shape[1]
+    cov = np.atleast_2d(np.cov(levels, rowvar=False)) if len(levels) > 1 else np.zeros((channels, channels))
+    ridge = _RIDGE * max(reference_variance, 1e-12)
+    factor = np.linalg.cholesky(cov + ridge * np.eye(channels))
     return np.asarray(factor, dtype=np.float64)
 
 
@@ -173,7 +178,7 @@ def fit_regimes(
     count = len(present)
     if count == 1:
         return None, None
-    overall = np.atleast_2d(np.cov(levels, rowvar=False))
+    reference_variance = _mean_variance(levels)
     counts = np.zeros((count, count))
     np.add.at(counts, (labels[:-lag_rows], labels[lag_rows:]), 1.0)
     counts += np.eye(count) * 1e-3  # a regime seen only at the end still has a row: it stays
@@ -187,7 +192,7 @@ def fit_regimes(
             LevelRegime(
                 weight=float(len(members) / len(levels)),
                 mean=centre.tolist(),
-                cholesky=_cholesky(members, overall).tolist(),
+                cholesky=_cholesky(members, reference_variance).tolist(),
                 autocorrelation=_autocorrelation(levels, lag_rows, centre, staying).tolist(),
             )
         )

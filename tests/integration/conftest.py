@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -154,9 +155,17 @@ def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT_S) -> boo
     return condition()
 
 
-def publisher(port: int) -> mqtt.Client:
-    """A device-side client."""
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+def reading_payloads(values: np.ndarray, start_ts: float) -> list[bytes]:
+    """One telemetry message per row: `ts` a second apart from `start_ts`, `seq` from 0, values as a list."""
+    return [
+        json.dumps({"ts": start_ts + i, "seq": i, "values": [float(v) for v in row]}).encode()
+        for i, row in enumerate(values)
+    ]
+
+
+def publisher(port: int, protocol: int = mqtt.MQTTv5) -> mqtt.Client:
+    """A device-side client (MQTTv311 for brokers without MQTT 5, NATS)."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=protocol)
     client.connect("127.0.0.1", port)
     client.loop_start()
     return client

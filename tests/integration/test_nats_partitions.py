@@ -12,19 +12,26 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks.nats_cluster import nats_cluster
 from tests.conftest import correlated_series
-from tests.integration.conftest import Recorder, RunningAgent, agent_config, wait_until
+from tests.integration.conftest import (
+    Recorder,
+    RunningAgent,
+    agent_config,
+    publisher,
+    reading_payloads,
+    wait_until,
+)
 
 WINDOW = 32  # the tiny bundle's window_len
 PARTITIONS = 3  # as deploy/nats/partitions.conf has it
@@ -33,46 +40,23 @@ DEVICES = [f"pump-{i}" for i in range(8)]
 READINGS = 80  # per device; the first 20 before partition 0's agent goes away, the rest while it is away
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def nats_mqtt(tmp_path: Path) -> Iterator[int]:
-    """A NATS server with JetStream and an MQTT listener on free ports; yields the MQTT port."""
+def _nats_server() -> str:
+    """The nats-server binary; CI installs it, elsewhere the test says how."""
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
     if not Path(binary).exists():
         if os.environ.get("CI"):
             pytest.fail("nats-server is not installed; .ci/run installs it")
         pytest.skip("nats-server is not installed (apt-get install nats-server)")
-    mqtt_port = _free_port()
-    shutil.copy(SAMPLES / "partitions.conf", tmp_path / "partitions.conf")
-    conf = tmp_path / "nats.conf"
-    conf.write_text(
-        f"server_name: edge-test\nlisten: 127.0.0.1:{_free_port()}\n"
-        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
-        f"mqtt {{ listen: 127.0.0.1:{mqtt_port} }}\n"
-        "include ./partitions.conf\n"  # the deploy sample's map, copied beside (NATS includes are relative)
-    )
-    process = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", mqtt_port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("nats-server did not open its MQTT listener")
-        yield mqtt_port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    return binary
+
+
+@pytest.fixture
+def nats_mqtt(tmp_path: Path) -> Iterator[int]:
+    """One NATS node (JetStream, MQTT listener) with the deploy sample's partition map; its MQTT port.
+    Started as the fleet benchmark starts its cluster, so both run the same configuration."""
+    _nats_server()
+    with nats_cluster(tmp_path, nodes=1, partitions=PARTITIONS) as ports:
+        yield ports[0]
 
 
 def _partition_agent(
@@ -89,18 +73,11 @@ def _partition_agent(
 
 
 def _publish(port: int, rows: range) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    start = time.time() - 2 * READINGS
-    series = correlated_series(READINGS, seed=12)
+    client = publisher(port, mqtt.MQTTv311)
+    payloads = reading_payloads(correlated_series(READINGS, seed=12), time.time() - 2 * READINGS)
     for i in rows:
         for device in DEVICES:
-            payload = {"ts": start + i, "seq": i, "values": [float(v) for v in series[i]]}
-            client.publish(f"sensors/{device}/telemetry", json.dumps(payload), qos=1).wait_for_publish(5)
+            client.publish(f"sensors/{device}/telemetry", payloads[i], qos=1).wait_for_publish(5)
     client.loop_stop()
     client.disconnect()
 
@@ -117,15 +94,13 @@ def _scored_devices(watch: Recorder, index: int) -> dict[str, int]:
 def test_each_device_reaches_exactly_one_partition_agent_and_survives_its_restart(
     tiny_bundle: Path, nats_mqtt: int, start_agent: Callable[..., RunningAgent]
 ) -> None:
-    import paho.mqtt.client as mqtt
-
     watch = Recorder(nats_mqtt, ["scores/#"], protocol=mqtt.MQTTv311)
     agents = [_partition_agent(start_agent, tiny_bundle, nats_mqtt, i) for i in range(PARTITIONS)]
     _publish(nats_mqtt, range(0, 20))
     assert wait_until(lambda: sum(a.service.stats.received for a in agents) == 20 * len(DEVICES), timeout=30)
     # Each agent received its own partition's readings only: the broker split the fleet, no agent dropped
     # another's devices.
-    tracked = [set(a.service.health._devices) for a in agents]
+    tracked = [set(a.service.health.snapshot(len(DEVICES))) for a in agents]
     assert sum(len(devices) for devices in tracked) == len(DEVICES), tracked  # none in two partitions
     assert set().union(*tracked) == set(DEVICES), tracked
     assert all(tracked), "with 8 devices every partition holds some"
@@ -150,11 +125,7 @@ def test_each_device_reaches_exactly_one_partition_agent_and_survives_its_restar
 
 
 def test_the_cluster_sample_config_is_valid_nats_configuration() -> None:
-    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-    if not Path(binary).exists():
-        if os.environ.get("CI"):
-            pytest.fail("nats-server is not installed; .ci/run installs it")
-        pytest.skip("nats-server is not installed (apt-get install nats-server)")
+    binary = _nats_server()
     checked = subprocess.run(
         [binary, "-t", "-c", str(SAMPLES / "node.conf")],
         env={**os.environ, "NODE_NAME": "node-1"},
@@ -168,12 +139,8 @@ def test_the_cluster_sample_config_is_valid_nats_configuration() -> None:
 
 def _partition_of(port: int, devices: list[str]) -> dict[str, int]:
     """Where the broker's map sends each device: one reading each, watched on every partition."""
-    import paho.mqtt.client as mqtt
-
     watch = Recorder(port, ["part/#"], protocol=mqtt.MQTTv311)
-    probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    probe.connect("127.0.0.1", port)
-    probe.loop_start()
+    probe = publisher(port, mqtt.MQTTv311)
     for device in devices:
         probe.publish(f"sensors/{device}/telemetry", b"probe", qos=1).wait_for_publish(5)
     watch.wait_for(lambda ms: len(ms) >= len(devices), timeout=20)
@@ -186,8 +153,6 @@ def test_a_partition_agent_killed_mid_stream_loses_none_of_its_readings(
     tiny_bundle: Path, nats_mqtt: int, tmp_path: Path
 ) -> None:
     """SIGKILL, no clean stop: every reading of the partition's devices ends up inside a scored window."""
-    import paho.mqtt.client as mqtt
-
     where = _partition_of(nats_mqtt, [f"kill-{i}" for i in range(12)])
     mine = sorted(device for device, part in where.items() if part == 0)
     assert mine, where
@@ -216,17 +181,13 @@ def test_a_partition_agent_killed_mid_stream_loses_none_of_its_readings(
     readings = 160
     try:
         time.sleep(3.0)  # connected and subscribed (its session is new: nothing queued before it)
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-        client.connect("127.0.0.1", nats_mqtt)
-        client.loop_start()
-        series = correlated_series(readings, seed=19)
-        start = time.time() - readings
+        client = publisher(nats_mqtt, mqtt.MQTTv311)
+        payloads = reading_payloads(correlated_series(readings, seed=19), time.time() - readings)
 
         def publish(rows: range) -> None:
             for i in rows:
                 for device in mine:
-                    body = {"ts": start + i, "seq": i, "values": [float(v) for v in series[i]]}
-                    client.publish(f"sensors/{device}/telemetry", json.dumps(body), qos=1).wait_for_publish(5)
+                    client.publish(f"sensors/{device}/telemetry", payloads[i], qos=1).wait_for_publish(5)
                 time.sleep(0.01)
 
         publish(range(0, 80))

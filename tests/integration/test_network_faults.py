@@ -4,7 +4,6 @@ on its own."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import correlated_series
-from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher, wait_until
+from tests.integration.conftest import (
+    Broker,
+    Recorder,
+    RunningAgent,
+    agent_config,
+    publisher,
+    reading_payloads,
+    wait_until,
+)
 from tests.integration.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.faults
@@ -27,13 +34,8 @@ def proxy(broker: Broker) -> Iterator[TcpProxy]:
         yield running
 
 
-def _payloads(count: int) -> list[str]:
-    values = correlated_series(count, seed=21)
-    start = time.time() - count - 60
-    return [
-        json.dumps({"ts": start + i, "seq": i, "values": [float(v) for v in row]})
-        for i, row in enumerate(values)
-    ]
+def _payloads(count: int) -> list[bytes]:
+    return reading_payloads(correlated_series(count, seed=21), time.time() - count - 60)
 
 
 def _agent(start_agent: Callable[..., RunningAgent], bundle: Path, proxy: TcpProxy) -> RunningAgent:
@@ -41,7 +43,7 @@ def _agent(start_agent: Callable[..., RunningAgent], bundle: Path, proxy: TcpPro
     return start_agent(config)
 
 
-def _publish(port: int, payloads: list[str]) -> None:
+def _publish(port: int, payloads: list[bytes]) -> None:
     device = publisher(port)
     for payload in payloads:
         device.publish("sensors/n1/telemetry", payload, qos=1).wait_for_publish(5)

@@ -14,7 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import correlated_series
-from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher, wait_until
+from tests.integration.conftest import (
+    Broker,
+    Recorder,
+    RunningAgent,
+    agent_config,
+    publisher,
+    reading_payloads,
+    wait_until,
+)
 from tests.unit.test_telemetry_fuzz import documents
 
 pytestmark = pytest.mark.faults
@@ -57,11 +65,7 @@ def test_fuzzed_payloads_are_counted_and_scoring_goes_on_with_valid_json_out(
         )
     )
     device = publisher(broker.port)
-    start = time.time() - 200
-    good = [
-        json.dumps({"ts": start + i, "seq": i, "values": [float(v) for v in row]}).encode()
-        for i, row in enumerate(correlated_series(80, seed=3))
-    ]
+    good = reading_payloads(correlated_series(80, seed=3), time.time() - 200)
     for i, payload in enumerate(good):
         device.publish("sensors/g1/telemetry", payload, qos=1).wait_for_publish(5)
         if i == 40:  # the fuzz lands mid-stream, from two other devices

@@ -3,7 +3,6 @@ inbox pushes back on the broker and every reading is still scored once, in order
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import correlated_series
-from tests.integration.conftest import Broker, RunningAgent, agent_config, publisher, wait_until
+from tests.integration.conftest import (
+    Broker,
+    RunningAgent,
+    agent_config,
+    publisher,
+    reading_payloads,
+    wait_until,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -39,9 +45,7 @@ def test_a_stalled_scoring_loop_loses_no_reading(
 
     pipeline.push_many = slow  # type: ignore[method-assign]
     device = publisher(broker.port)
-    start = time.time() - READINGS - 60
-    for i, row in enumerate(correlated_series(READINGS, seed=31)):
-        payload = json.dumps({"ts": start + i, "seq": i, "values": [float(v) for v in row]})
+    for payload in reading_payloads(correlated_series(READINGS, seed=31), time.time() - READINGS - 60):
         device.publish("sensors/s1/telemetry", payload, qos=1)
     stats = agent.service.stats
     assert wait_until(lambda: stats.scored >= READINGS - WINDOW + 1, timeout=60), (

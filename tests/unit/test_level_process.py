@@ -68,10 +68,9 @@ def test_duty_points_are_fitted_as_regimes_that_hold_as_long_as_the_data_did() -
 
 def test_one_cloud_of_levels_is_one_regime() -> None:
     rng = np.random.default_rng(3)
-    walk = np.cumsum(rng.normal(0, 0.05, (6000, 2)), axis=0)
-    levels = (walk - walk.mean(0)) / walk.std(0) * 0.1 + rng.normal(0, 1, (1, 2))
     assert fit_regimes(rng.normal(0, 1, (6000, 2)), lag_rows=64) == (None, None)
-    assert fit_regimes(levels[:100], lag_rows=64) == (None, None)  # too short to tell regimes apart
+    short = _duty_point_levels(rng, rows=100, dwell=20)  # three duty points, but 100 rows
+    assert fit_regimes(short, lag_rows=64) == (None, None)  # too short to tell regimes apart
 
 
 def test_the_walk_stays_on_the_duty_points_where_one_gaussian_fills_the_gaps() -> None:
