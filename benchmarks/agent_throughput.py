@@ -180,11 +180,15 @@ def _agent_config(folder: Path, port: int, bundle: Path, stats_interval: float, 
     return path
 
 
-def _start_agent(config: Path) -> subprocess.Popen[bytes]:
+def _start_agent(config: Path, tree: Path | None = None) -> subprocess.Popen[bytes]:
+    """The agent of this checkout, or of `tree` (another checkout, e.g. a worktree of the previous commit)."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
     return subprocess.Popen(
         [sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=tree,
     )
 
 
@@ -223,7 +227,9 @@ def _bare_drain(script: Path, port: int, payloads: list[bytes]) -> float:
     return len(payloads) / float(json.loads(out)["seconds"])
 
 
-def _agent_drain(config: Path, watch: _Watch, port: int, payloads: list[bytes]) -> float:
+def _agent_drain(
+    config: Path, watch: _Watch, port: int, payloads: list[bytes], tree: Path | None = None
+) -> float:
     """Messages/s: from the first stats report that shows messages taken to the one that shows all of them.
 
     The agent's `online` comes after its subscription is acknowledged, by when much of the backlog may be
@@ -232,7 +238,7 @@ def _agent_drain(config: Path, watch: _Watch, port: int, payloads: list[bytes]) 
     _publish_all(port, payloads)
     watch.online.clear()
     watch.stats = {}
-    agent = _start_agent(config)
+    agent = _start_agent(config, tree)
     first: tuple[float, int] | None = None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -256,10 +262,16 @@ def _agent_drain(config: Path, watch: _Watch, port: int, payloads: list[bytes]) 
 
 
 def drain_rates(
-    port: int, folder: Path, bundle: Path, payloads: list[bytes], rounds: int, per_message: int = 1
+    port: int,
+    folder: Path,
+    bundle: Path,
+    payloads: list[bytes],
+    rounds: int,
+    per_message: int = 1,
+    compare_tree: Path | None = None,
 ) -> dict[str, object]:
     """Readings/s taking a backlog of `payloads` (each message `per_message` readings) from a persistent
-    session, bare and agent alternating."""
+    session, bare and agent alternating; with `compare_tree`, that checkout's agent too, in every round."""
     script = folder / "bare.py"
     script.write_text(BARE_SUBSCRIBER)
     subprocess.run([sys.executable, str(script), str(port), "0", "register"], check=True)
@@ -273,16 +285,18 @@ def drain_rates(
     for _ in range(rounds):
         bare = _bare_drain(script, port, payloads)
         ours = _agent_drain(config, watch, port, payloads)
-        runs.append(
-            {
-                "bare_subscriber_readings_per_s": bare * per_message,
-                "agent_readings_per_s": ours * per_message,
-                "ratio": ours / bare,
-            }
-        )
+        run = {
+            "bare_subscriber_readings_per_s": bare * per_message,
+            "agent_readings_per_s": ours * per_message,
+            "ratio": ours / bare,
+        }
+        if compare_tree is not None:
+            theirs = _agent_drain(config, watch, port, payloads, compare_tree)
+            run |= {"compare_agent_readings_per_s": theirs * per_message, "compare_ratio": theirs / bare}
+        runs.append(run)
     ratios = [float(run["ratio"]) for run in runs]
     agent_rates = [float(run["agent_readings_per_s"]) for run in runs]
-    return {
+    summary = {
         "readings_per_message": per_message,
         "messages": len(payloads),
         "rounds": runs,
@@ -290,6 +304,10 @@ def drain_rates(
         "ratio_median": float(np.median(ratios)),
         "ratio_min": min(ratios),
     }
+    if compare_tree is not None:
+        summary["compare_tree"] = str(compare_tree)
+        summary["compare_ratio_median"] = float(np.median([float(run["compare_ratio"]) for run in runs]))
+    return summary
 
 
 def paced_latency(
@@ -430,6 +448,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="readings per message in the batched drain")
     parser.add_argument("--flood-devices", type=int, default=100_000, help="distinct ids in the device flood")
     parser.add_argument("--only-flood", action="store_true", help="run the device flood alone")
+    parser.add_argument(
+        "--compare-tree",
+        type=Path,
+        help="another checkout (e.g. `git worktree add /tmp/before HEAD~1`): its agent drains the same "
+        "single-reading backlog in every round; writes results/agent_throughput_compare.json and stops",
+    )
     args = parser.parse_args()
     from edge_agent.bundle import load_bundle
 
@@ -445,6 +469,14 @@ def main() -> None:
         port = _free_port()
         broker = _start_broker(folder, port)
         try:
+            if args.compare_tree is not None:
+                payloads = _payloads(manifest.channels, means, scales, args.messages, time.time() - 3600)
+                drain = drain_rates(
+                    port, folder, args.bundle.resolve(), payloads, args.rounds, 1, args.compare_tree.resolve()
+                )
+                print(json.dumps(drain, indent=2))
+                print(f"wrote {write_result('agent_throughput_compare', {**report, 'drain': drain})}")
+                return
             if not args.only_flood:
                 payloads = _payloads(manifest.channels, means, scales, args.messages, time.time() - 3600)
                 report["drain"] = drain_rates(port, folder, args.bundle.resolve(), payloads, args.rounds)

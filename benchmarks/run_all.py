@@ -8,8 +8,6 @@ import sys
 BENCHMARKS = (
     "benchmarks.fit_speed",
     "benchmarks.scorer_speed",
-    "benchmarks.ensemble_cost",
-    "benchmarks.calibration_check",
     "benchmarks.agent_throughput",
     "benchmarks.simulator_scale",
     "benchmarks.augmentation",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from edge_agent.errors import BundleError
 
@@ -350,117 +350,12 @@ def load_bundle(folder: Path | str, check_shapes: bool = True, trusted_keys: Seq
         if not (path / MANIFEST_NAME).is_file():
             raise BundleError(f"{path}: not a bundle folder")
         check_signature(path, trusted_keys)
-    manifest = _read_manifest(path)
-    _check_consistency(path, manifest)
-    _check_hashes(path, manifest)
+    from edge_agent.bundle_checks import check_consistency, check_graph_shapes, check_hashes, read_manifest
+
+    manifest = read_manifest(path)
+    check_consistency(path, manifest)
+    check_hashes(path, manifest)
     if check_shapes:
-        _check_graph_shapes(path, manifest)
+        check_graph_shapes(path, manifest)
     log.debug("bundle %s verified at %s", manifest.bundle_id, path)
     return Bundle(path=path, manifest=manifest)
-
-
-def _read_manifest(path: Path) -> BundleManifest:
-    if not path.is_dir():
-        raise BundleError(f"{path}: bundle folder not found")
-    manifest_path = path / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise BundleError(f"{path}: no {MANIFEST_NAME} in the bundle folder")
-    try:
-        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BundleError(f"{manifest_path}: not valid JSON ({err})") from None
-    if not isinstance(raw, dict):
-        raise BundleError(f"{manifest_path}: expected a JSON object")
-    version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleError(
-            f"{manifest_path}: schema version {version!r}, this agent reads version {SCHEMA_VERSION}"
-        )
-    try:
-        return BundleManifest.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise BundleError(f"{manifest_path}: {where}: {first['msg']}") from None
-
-
-def _check_consistency(path: Path, manifest: BundleManifest) -> None:
-    n_channels = len(manifest.channels)
-    if len(set(manifest.channels)) != n_channels:
-        raise BundleError(f"{path}: duplicate channel names in {MANIFEST_NAME}")
-    per_channel = {
-        "normalisation.mean": manifest.normalisation.mean,
-        "normalisation.scale": manifest.normalisation.scale,
-        "score.channel_residual_scale": manifest.score.channel_residual_scale,
-    }
-    for index, member in enumerate(manifest.score.members):
-        per_channel[f"score.members[{index}].channel_residual_scale"] = member.channel_residual_scale
-    for name, values in per_channel.items():
-        if len(values) != n_channels:
-            raise BundleError(f"{path}: {name} has {len(values)} values for {n_channels} channels")
-    if any(s <= 0 for s in manifest.normalisation.scale):
-        raise BundleError(f"{path}: normalisation.scale must be positive")
-    for model in REQUIRED_MODELS:
-        if model not in manifest.files:
-            raise BundleError(f"{path}: {MANIFEST_NAME} does not list the required file {model}")
-    for model in (SCORER_FP32, SCORER_INT8):
-        if model not in manifest.thresholds:
-            raise BundleError(f"{path}: no calibrated threshold for {model}")
-
-
-def _check_hashes(path: Path, manifest: BundleManifest) -> None:
-    for name, entry in manifest.files.items():
-        file_path = path / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise BundleError(f"{path}: file name {name!r} escapes the bundle folder")
-        if not file_path.is_file():
-            raise BundleError(f"{file_path}: listed in {MANIFEST_NAME} but missing")
-        actual = sha256_file(file_path)
-        if actual != entry.sha256:
-            raise BundleError(
-                f"{file_path}: sha256 {actual[:12]}… does not match the manifest's {entry.sha256[:12]}…"
-                " (file changed or corrupt)"
-            )
-
-
-def _check_graph_shapes(path: Path, manifest: BundleManifest) -> None:
-    # Imported here: onnxruntime takes ~0.3 s to import and `--help` must stay instant.
-    import onnxruntime as ort
-
-    window, channels = manifest.window_len, len(manifest.channels)
-    expected = {
-        SCORER_FP32: (
-            {SCORER_INPUT: [window, channels]},
-            {SCORER_OUTPUT_SCORE: [], SCORER_OUTPUT_CONTRIBUTIONS: [channels]},
-        ),
-        SCORER_INT8: (
-            {SCORER_INPUT: [window, channels]},
-            {SCORER_OUTPUT_SCORE: [], SCORER_OUTPUT_CONTRIBUTIONS: [channels]},
-        ),
-        GENERATOR: ({GENERATOR_INPUT: [manifest.latent_dim]}, {GENERATOR_OUTPUT: [window, channels]}),
-    }
-    for name, (inputs, outputs) in expected.items():
-        model_path = path / name
-        try:
-            session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-        except Exception as err:  # ORT raises its own untyped errors for corrupt graphs
-            raise BundleError(f"{model_path}: onnxruntime cannot load the graph ({err})") from None
-        actual_in = {arg.name: arg.shape for arg in session.get_inputs()}
-        actual_out = {arg.name: arg.shape for arg in session.get_outputs()}
-        _compare_shapes(model_path, "input", inputs, actual_in)
-        _compare_shapes(model_path, "output", outputs, actual_out)
-
-
-def _compare_shapes(
-    model_path: Path, kind: str, expected: dict[str, list[int]], actual: dict[str, list[int | str | None]]
-) -> None:
-    if set(expected) != set(actual):
-        raise BundleError(f"{model_path}: {kind} names {sorted(actual)}, expected {sorted(expected)}")
-    for name, tail in expected.items():
-        shape = actual[name]
-        # The first axis is the dynamic batch; the rest must equal the manifest exactly.
-        if len(shape) != len(tail) + 1 or list(shape[1:]) != tail:
-            raise BundleError(
-                f"{model_path}: {kind} {name!r} has shape {shape}, "
-                f"expected [batch, {', '.join(map(str, tail))}]"
-            )

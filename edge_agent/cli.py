@@ -92,7 +92,6 @@ def _run_daemon(args: argparse.Namespace) -> int:
     import threading
 
     from edge_agent.config import broker_from_url, load_agent_config
-    from edge_agent.errors import ConfigError
 
     overrides: dict[str, object] = {"bundle": args.bundle, "agent_id": args.agent_id}
     if args.broker:
@@ -102,17 +101,9 @@ def _run_daemon(args: argparse.Namespace) -> int:
         checked = _check_bundles_against_config(config)
         print(json.dumps({"valid": True, "agent_id": config.agent_id, "bundles_checked": checked}))
         return 0
-    if config.bundle is None:
-        raise ConfigError("no bundle: set bundle in the config or pass --bundle")
-    from edge_agent.mqtt_link import open_link
-    from edge_agent.pipeline import ScoringPipeline, open_pipeline
-    from edge_agent.service import AgentService
+    from edge_agent.service import build_agent
 
-    def open_model(bundle: Path) -> ScoringPipeline:
-        return open_pipeline(bundle, config.backend, config.decision, config.ingest, config.trusted_keys)
-
-    link = open_link(config)
-    service = AgentService(config, open_model(config.bundle), link, open_model)
+    service = build_agent(config)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -5,15 +5,13 @@ Unknown keys are errors and name their line, so a typo never silently falls back
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
-import zlib
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge_agent.decision import DecisionConfig
 from edge_agent.errors import ConfigError
@@ -81,7 +79,6 @@ class TopicsConfig(_Section):
         description="subscribe to telemetry as $share/<group>/<telemetry>: the broker deals devices out "
         "among the group's agents (EMQX with hash_topic keeps each device on one agent); use shard.count 1",
     )
-    _telemetry_levels: list[str] = PrivateAttr(default_factory=list)
     score: str | None = Field(
         None, description="optional: every scored window as JSON (QoS 0), for dashboards that plot scores"
     )
@@ -99,23 +96,6 @@ class TopicsConfig(_Section):
         if value.split("/").count("+") != 1 or "#" in value:
             raise ValueError("telemetry must contain exactly one '+' level (the device id) and no '#'")
         return value
-
-    def model_post_init(self, context: object, /) -> None:
-        """Split the telemetry filter once: `device_of` runs for every message."""
-        self._telemetry_levels = self.telemetry.split("/")
-
-    def device_of(self, topic: str) -> str | None:
-        """The device id from a telemetry topic, or None when the topic does not match."""
-        pattern, parts = self._telemetry_levels, topic.split("/")
-        if len(pattern) != len(parts):
-            return None
-        device = None
-        for want, got in zip(pattern, parts, strict=True):
-            if want == "+":
-                device = got
-            elif want != got:
-                return None
-        return device
 
 
 class BackendConfig(_Section):
@@ -185,10 +165,6 @@ class ShardConfig(_Section):
         if self.index >= self.count:
             raise ValueError(f"index {self.index} must be below count {self.count}")
         return self
-
-    def owns(self, device: str) -> bool:
-        """Whether this agent scores `device`; stable across processes and restarts."""
-        return self.count == 1 or zlib.crc32(device.encode()) % self.count == self.index
 
 
 class StatsConfig(_Section):
@@ -278,13 +254,6 @@ class AgentConfig(_Section):
         "configured bundle and bundles",
     )
 
-    def allowed_bundle_roots(self) -> list[Path]:
-        """Where `reload` may look: bundle_roots, else the parents of the configured bundles."""
-        if self.bundle_roots:
-            return [root.resolve() for root in self.bundle_roots]
-        configured = [self.bundle, *self.bundles.values()]
-        return sorted({path.resolve().parent for path in configured if path is not None})
-
     @model_validator(mode="after")
     def _routes_name_known_bundles(self) -> AgentConfig:
         for name in self.bundles:
@@ -295,13 +264,6 @@ class AgentConfig(_Section):
                 known = ", ".join([DEFAULT_MODEL, *self.bundles])
                 raise ValueError(f"routes[{index}].bundle {route.bundle!r} is not one of: {known}")
         return self
-
-    def model_for(self, device: str) -> str:
-        """The model name that scores `device`: the first matching route, else `default`."""
-        for route in self.routes:
-            if fnmatch.fnmatchcase(device, route.devices):
-                return route.bundle
-        return DEFAULT_MODEL
 
     @model_validator(mode="after")
     def _score_topic_for_home_assistant(self) -> AgentConfig:

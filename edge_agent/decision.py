@@ -61,10 +61,25 @@ class Decider:
         self.threshold = threshold
         self.config = config
         self._devices: dict[str, _DeviceState] = {}
+        # Per-device thresholds: the config's at start, then the `threshold` command's; runtime state, so it
+        # lives here and not in the (immutable) config.
+        self._overrides = dict(config.threshold_overrides)
 
     def adopt_states(self, previous: Decider) -> None:
         """Continue the open alerts of another decider (after a model swap)."""
         self._devices = previous._devices
+        self.adopt_overrides(previous)
+
+    def adopt_overrides(self, previous: Decider) -> None:
+        """Keep the per-device thresholds set at run time (after any model swap)."""
+        self._overrides = previous._overrides
+
+    def set_override(self, device: str, value: float | None) -> None:
+        """A device's own threshold; None goes back to the bundle's."""
+        if value is None:
+            self._overrides.pop(device, None)
+        else:
+            self._overrides[device] = value
 
     def forget(self, device: str) -> None:
         """Drop a device's decision state."""
@@ -72,7 +87,7 @@ class Decider:
 
     def threshold_for(self, device: str) -> float:
         """The device's override, or the bundle's threshold."""
-        return self.config.threshold_overrides.get(device, self.threshold)
+        return self._overrides.get(device, self.threshold)
 
     def state_of(self, device: str) -> str:
         """Current state; devices never scored are normal."""

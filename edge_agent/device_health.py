@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_agent.telemetry import MISSING_CHANNEL
+from edge_agent.reasons import Reason
 
 RECENT_SCORES = 512
 MIN_SCORES_FOR_DRIFT = 64
@@ -69,12 +69,12 @@ class DeviceHealth:
         if entry is not None:
             entry.received += readings
 
-    def rejected(self, device: str, reason: str) -> None:
+    def rejected(self, device: str, reason: Reason) -> None:
         """One of its readings (or a message refused whole) was rejected."""
         entry = self._devices.get(device)
         if entry is not None:
             entry.rejected += 1
-            entry.missing_channel += reason == MISSING_CHANNEL
+            entry.missing_channel += reason == Reason.MISSING_CHANNEL
 
     def scored(self, device: str, score: float, reference: float | None) -> None:
         """One window scored by a model whose calibration reference is `reference`."""

@@ -21,6 +21,7 @@ import numpy as np
 from edge_agent.decision import ANOMALOUS
 from edge_agent.errors import DataError
 from edge_agent.pipeline import Outcome, ScoringPipeline
+from edge_agent.reasons import Reason
 from edge_agent.tabular import read_table
 from edge_agent.telemetry import Reading
 
@@ -66,7 +67,7 @@ def score_csv(pipeline: ScoringPipeline, data: Path, out: Path) -> OfflineSummar
         for row in rows:
             values = table.values[row]
             if not np.isfinite(values).all():
-                rejected[row] = "non_numeric"
+                rejected[row] = Reason.NON_NUMERIC
                 continue
             reading = Reading(OFFLINE_DEVICE, float(times[row]), values.astype(np.float32))
             index_of[id(reading)] = row

@@ -17,6 +17,7 @@ from edge_agent.bundle import Bundle, load_bundle
 from edge_agent.config import BackendConfig, IngestConfig
 from edge_agent.decision import Decider, Decision, DecisionConfig
 from edge_agent.operating_range import OperatingRange
+from edge_agent.reasons import Reason
 from edge_agent.telemetry import Reading
 from edge_agent.windowing import OrderError, ReorderBuffer, WindowBatch, WindowStore
 
@@ -46,7 +47,7 @@ class Dropped:
     """A reading the order policy refused."""
 
     reading: Reading
-    reason: str
+    reason: Reason
 
 
 class ScoringPipeline:
@@ -87,6 +88,8 @@ class ScoringPipeline:
             self.windows = previous.windows
             self.reorder = previous.reorder
             self.decider.adopt_states(previous.decider)
+        else:
+            self.decider.adopt_overrides(previous.decider)
         return same_shape
 
     def forget(self, device: str) -> None:

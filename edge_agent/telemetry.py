@@ -19,32 +19,16 @@ import numpy.typing as npt
 import orjson
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.reasons import Reason
 from edge_agent.tabular import parse_timestamp
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # matched in full: "$" would accept a trailing newline
 
-# Rejection reasons: stable names, used as stats counter keys and on the rejected topic.
-TOO_LARGE = "too_large"
-BAD_JSON = "bad_json"
-NOT_OBJECT = "not_object"
-BAD_DEVICE = "bad_device"
-BAD_TS = "bad_ts"
-BAD_SEQ = "bad_seq"
-MISSING_VALUES = "missing_values"
-MISSING_CHANNEL = "missing_channel"
-EXTRA_CHANNEL = "extra_channel"
-NON_NUMERIC = "non_numeric"
-WRONG_CHANNEL_COUNT = "wrong_channel_count"
-TOO_MANY_READINGS = "too_many_readings"
-RAGGED_COLUMNS = "ragged_columns"
-STALE = "stale_ts"
-FUTURE = "future_ts"
-
 
 class PayloadError(EdgeAgentError):
-    """A reading that cannot be used; `reason` is one of the names above."""
+    """A reading that cannot be used; `reason` says why, by its stable name."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -64,7 +48,7 @@ class Reading:
 def check_device_id(device: str) -> str:
     """Device ids become topic levels and log fields: only a safe alphabet."""
     if not DEVICE_ID.fullmatch(device):
-        raise PayloadError(BAD_DEVICE, f"device id {device[:80]!r} does not match {DEVICE_ID.pattern}")
+        raise PayloadError(Reason.BAD_DEVICE, f"device id {device[:80]!r} does not match {DEVICE_ID.pattern}")
     return device
 
 
@@ -74,7 +58,7 @@ def decode_telemetry(
     """Parse and check one payload; `received_ts` stands in for a missing "ts"."""
     document = _parse(payload, device, max_bytes)
     if not isinstance(document, dict):
-        raise PayloadError(NOT_OBJECT, f"expected a JSON object, got {type(document).__name__}")
+        raise PayloadError(Reason.NOT_OBJECT, f"expected a JSON object, got {type(document).__name__}")
     return _reading(document, device, channels, received_ts)
 
 
@@ -82,13 +66,13 @@ def _parse(payload: bytes, device: str, max_bytes: int) -> object:
     """The whole-message checks every form shares: device id, size, strict JSON."""
     check_device_id(device)
     if len(payload) > max_bytes:
-        raise PayloadError(TOO_LARGE, f"{len(payload)} bytes > {max_bytes}")
+        raise PayloadError(Reason.TOO_LARGE, f"{len(payload)} bytes > {max_bytes}")
     try:
         # orjson is strict RFC 8259: NaN/Infinity tokens, numbers overflowing a double, invalid UTF-8 and
         # trailing content are all errors; it is also several times faster than the json module.
         return orjson.loads(payload)
     except orjson.JSONDecodeError as err:
-        raise PayloadError(BAD_JSON, str(err)[:120]) from None
+        raise PayloadError(Reason.BAD_JSON, str(err)[:120]) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +84,9 @@ class TimeBounds:
 
     def check(self, ts: float, received_ts: float) -> None:
         if ts > received_ts + self.max_future_s:
-            raise PayloadError(FUTURE, f"ts {ts:.0f} is {ts - received_ts:.0f} s ahead")
+            raise PayloadError(Reason.FUTURE, f"ts {ts:.0f} is {ts - received_ts:.0f} s ahead")
         if ts < received_ts - self.max_age_s:
-            raise PayloadError(STALE, f"ts {ts:.0f} is {received_ts - ts:.0f} s old")
+            raise PayloadError(Reason.STALE, f"ts {ts:.0f} is {received_ts - ts:.0f} s old")
 
     def holds(self, times: npt.NDArray[np.float64], received_ts: float) -> bool:
         """Whether every timestamp lies within the bounds."""
@@ -154,16 +138,18 @@ def decode_message(
             return fast
     rows = _columnar_rows(document) if isinstance(document, dict) else document
     if not isinstance(rows, list):
-        raise PayloadError(NOT_OBJECT, f"expected a JSON object or list, got {type(document).__name__}")
+        raise PayloadError(
+            Reason.NOT_OBJECT, f"expected a JSON object or list, got {type(document).__name__}"
+        )
     if not rows:
-        raise PayloadError(NOT_OBJECT, "an empty batch: expected a reading or a list of them")
+        raise PayloadError(Reason.NOT_OBJECT, "an empty batch: expected a reading or a list of them")
     if len(rows) > max_readings:
-        raise PayloadError(TOO_MANY_READINGS, f"{len(rows)} readings > {max_readings}")
+        raise PayloadError(Reason.TOO_MANY_READINGS, f"{len(rows)} readings > {max_readings}")
     readings, refused = [], []
     for index, row in enumerate(rows):
         try:
             if not isinstance(row, dict):
-                raise PayloadError(NOT_OBJECT, f"expected a reading object, got {type(row).__name__}")
+                raise PayloadError(Reason.NOT_OBJECT, f"expected a reading object, got {type(row).__name__}")
             reading = _reading(row, device, channels, received_ts)
             bounds.check(reading.ts, received_ts)
             readings.append(reading)
@@ -233,17 +219,17 @@ def _columnar_rows(document: dict[str, object]) -> list[dict[str, object]]:
     """{"ts": [..], "seq": [..], "values": {channel: [..]}} as one reading object per row."""
     values = document.get("values")
     if not isinstance(values, dict) or not all(isinstance(column, list) for column in values.values()):
-        raise PayloadError(MISSING_VALUES, "a columnar batch needs 'values': {channel: [..]}")
+        raise PayloadError(Reason.MISSING_VALUES, "a columnar batch needs 'values': {channel: [..]}")
     extras: dict[str, list[object]] = {}
     for key in ("ts", "seq"):
         column = document.get(key)
         if column is not None:
             if not isinstance(column, list):
-                raise PayloadError(RAGGED_COLUMNS, f"'{key}' must be a list in a columnar batch")
+                raise PayloadError(Reason.RAGGED_COLUMNS, f"'{key}' must be a list in a columnar batch")
             extras[key] = column
     lengths = {len(column) for column in (*values.values(), *extras.values())}
     if len(lengths) > 1:
-        raise PayloadError(RAGGED_COLUMNS, f"columns of different lengths: {sorted(lengths)[:5]}")
+        raise PayloadError(Reason.RAGGED_COLUMNS, f"columns of different lengths: {sorted(lengths)[:5]}")
     count = lengths.pop() if lengths else 0
     return [
         {
@@ -258,34 +244,34 @@ def _timestamp(raw: object, received_ts: float) -> float:
     if raw is None:
         return received_ts
     if isinstance(raw, bool):
-        raise PayloadError(BAD_TS, "ts is a boolean")
+        raise PayloadError(Reason.BAD_TS, "ts is a boolean")
     if isinstance(raw, (int, float)):
         value = float(raw)
         if not math.isfinite(value) or value < 0:
-            raise PayloadError(BAD_TS, f"ts {raw!r} is not a time")
+            raise PayloadError(Reason.BAD_TS, f"ts {raw!r} is not a time")
         return value
     if isinstance(raw, str):
         try:
             return parse_timestamp(raw)
         except ValueError:
-            raise PayloadError(BAD_TS, f"ts {raw[:40]!r} is not epoch seconds or ISO 8601") from None
-    raise PayloadError(BAD_TS, f"ts of type {type(raw).__name__}")
+            raise PayloadError(Reason.BAD_TS, f"ts {raw[:40]!r} is not epoch seconds or ISO 8601") from None
+    raise PayloadError(Reason.BAD_TS, f"ts of type {type(raw).__name__}")
 
 
 def _sequence(raw: object) -> int | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int):
-        raise PayloadError(BAD_SEQ, f"seq {str(raw)[:40]!r} is not an integer")
+        raise PayloadError(Reason.BAD_SEQ, f"seq {str(raw)[:40]!r} is not an integer")
     return raw
 
 
 def _number(raw: object, channel: str) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        raise PayloadError(NON_NUMERIC, f"channel {channel!r} holds {str(raw)[:40]!r}")
+        raise PayloadError(Reason.NON_NUMERIC, f"channel {channel!r} holds {str(raw)[:40]!r}")
     value = float(raw)
     if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:  # windows are float32
-        raise PayloadError(NON_NUMERIC, f"channel {channel!r} is not a finite float32")
+        raise PayloadError(Reason.NON_NUMERIC, f"channel {channel!r} is not a finite float32")
     return value
 
 
@@ -296,18 +282,18 @@ _PLAIN_NUMBERS = frozenset((int, float))  # exact types: bool is a subclass of i
 def _values(raw: object, channels: list[str]) -> npt.NDArray[np.float32]:
     if isinstance(raw, list):
         if len(raw) != len(channels):
-            raise PayloadError(WRONG_CHANNEL_COUNT, f"{len(raw)} values for {len(channels)} channels")
+            raise PayloadError(Reason.WRONG_CHANNEL_COUNT, f"{len(raw)} values for {len(channels)} channels")
         ordered = raw
     elif isinstance(raw, dict):
         missing = [c for c in channels if c not in raw]
         if missing:
-            raise PayloadError(MISSING_CHANNEL, f"missing {', '.join(missing[:5])}")
+            raise PayloadError(Reason.MISSING_CHANNEL, f"missing {', '.join(missing[:5])}")
         if len(raw) != len(channels):
             extra = [str(k) for k in raw if k not in channels]
-            raise PayloadError(EXTRA_CHANNEL, f"unknown {', '.join(e[:40] for e in extra[:5])}")
+            raise PayloadError(Reason.EXTRA_CHANNEL, f"unknown {', '.join(e[:40] for e in extra[:5])}")
         ordered = [raw[c] for c in channels]
     else:
-        raise PayloadError(MISSING_VALUES, "no 'values' object or list")
+        raise PayloadError(Reason.MISSING_VALUES, "no 'values' object or list")
     # Fast path for the common case; the per-value walk below names the offending channel otherwise.
     # Comparisons with NaN are false, so NaN and out-of-float32-range values both take the slow path.
     if _PLAIN_NUMBERS.issuperset(map(type, ordered)) and (

@@ -21,16 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from edge_agent.reasons import Reason
 from edge_agent.telemetry import Reading
-
-DUPLICATE = "duplicate"
-OUT_OF_ORDER = "out_of_order"
 
 
 class OrderError(Exception):
-    """A reading the order policy drops; `reason` is DUPLICATE or OUT_OF_ORDER."""
+    """A reading the order policy drops; `reason` is Reason.DUPLICATE or Reason.OUT_OF_ORDER."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: Reason) -> None:
         super().__init__(reason)
         self.reason = reason
 
@@ -150,13 +148,13 @@ def check_order(last_ts: float, last_seq: int | None, reading: Reading) -> None:
     """Raise OrderError unless `reading` comes after (last_ts, last_seq)."""
     if reading.seq is not None and last_seq is not None:
         if reading.seq == last_seq:
-            raise OrderError(DUPLICATE)
+            raise OrderError(Reason.DUPLICATE)
         if reading.seq < last_seq:
-            raise OrderError(OUT_OF_ORDER)
+            raise OrderError(Reason.OUT_OF_ORDER)
     if reading.ts == last_ts:
-        raise OrderError(DUPLICATE)
+        raise OrderError(Reason.DUPLICATE)
     if reading.ts < last_ts:
-        raise OrderError(OUT_OF_ORDER)
+        raise OrderError(Reason.OUT_OF_ORDER)
 
 
 @dataclass(slots=True)
@@ -192,7 +190,7 @@ class ReorderBuffer:
         check_order(held.last_ts, held.last_seq, reading)
         for _, _, other in held.heap:
             if other.ts == reading.ts or (reading.seq is not None and other.seq == reading.seq):
-                raise OrderError(DUPLICATE)
+                raise OrderError(Reason.DUPLICATE)
         held.arrivals += 1
         heapq.heappush(held.heap, (reading.ts, held.arrivals, reading))
         released = []

@@ -71,8 +71,9 @@ def _write_csv(path: Path, channels: list[str], values: npt.NDArray[np.float64])
         writer.writerows(["" if np.isnan(v) else f"{v:.9g}" for v in row] for row in values)
 
 
-def nab_series(root: Path, relative: str) -> LabelledSeries:
-    """First half trains (labelled windows blanked), second half is the labelled test part."""
+def nab_series(root: Path, relative: str, before_first_anomaly: bool = False) -> LabelledSeries:
+    """First half trains (labelled windows blanked), second half is the labelled test part; with
+    `before_first_anomaly` the training part also ends at the first labelled row (nothing blanked)."""
     path = root / "nab" / "data" / relative
     with path.open(newline="") as handle:
         rows = [row for row in csv.reader(handle)][1:]
@@ -84,6 +85,8 @@ def nab_series(root: Path, relative: str) -> LabelledSeries:
         labels[[i for i, t in enumerate(stamps) if lo <= t <= hi]] = 1
     values = np.array([[float(row[1])] for row in rows])
     cut = int(len(rows) * NAB_TRAIN_SHARE)
+    if before_first_anomaly and labels.any():
+        cut = min(len(rows) // 2, int(np.argmax(labels)))
     train = values[:cut].copy()
     train[labels[:cut] == 1] = np.nan
     group, stem = relative.split("/")

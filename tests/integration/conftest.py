@@ -19,9 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import AgentConfig, load_agent_config
-from edge_agent.mqtt_link import open_link
-from edge_agent.pipeline import ScoringPipeline, open_pipeline
-from edge_agent.service import AgentService
+from edge_agent.service import AgentService, build_agent
 
 TIMEOUT_S = 20.0
 
@@ -207,13 +205,8 @@ def start_agent() -> Iterator[Callable[[AgentConfig], RunningAgent]]:
     running: list[RunningAgent] = []
 
     def start(config: AgentConfig) -> RunningAgent:
-        assert config.bundle is not None
-
-        def open_model(bundle: Path) -> ScoringPipeline:
-            return open_pipeline(bundle, config.backend, config.decision, config.ingest)
-
-        link = open_link(config)
-        service = AgentService(config, open_model(config.bundle), link, open_model)
+        service = build_agent(config)
+        link = service.link
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
         thread.start()

@@ -55,9 +55,9 @@ def test_every_command_answers_ok_or_error_with_its_transaction_id(
     assert agent.service.pipeline.decider.threshold_for("d1") == bundle_threshold
 
     ask("mute", {"id": "m1", "device": "d1"})
-    assert answer("m1", "mute")["status"] == "ok" and "d1" in agent.service._muted
+    assert answer("m1", "mute")["status"] == "ok" and "d1" in agent.service.alerts.muted
     ask("unmute", {"id": "m2", "device": "d1"})
-    assert answer("m2", "unmute")["status"] == "ok" and "d1" not in agent.service._muted
+    assert answer("m2", "unmute")["status"] == "ok" and "d1" not in agent.service.alerts.muted
     ask("mute", {"id": "m3"})
     assert answer("m3", "mute")["status"] == "error"
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.mqtt_link import open_link
-from edge_agent.pipeline import ScoringPipeline, open_pipeline
-from edge_agent.service import AgentService
+from edge_agent.service import build_agent
 from tests.conftest import correlated_series
 from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher, wait_until
 
@@ -51,12 +50,9 @@ def test_alerts_raised_during_an_outage_survive_an_agent_restart_and_arrive_once
     spool_path = tmp_path / "spool.sqlite"
     config = agent_config(tiny_bundle, broker.port, spool={"path": str(spool_path)})
 
-    def open_model(bundle: Path) -> ScoringPipeline:
-        return open_pipeline(bundle, config.backend, config.decision, config.ingest)
-
     # The first agent is stepped by hand: the readings wait in its inbox while the broker goes away.
     link = open_link(config)
-    first = AgentService(config, open_model(tiny_bundle), link, open_model)
+    first = build_agent(config, link)
     link.start()
     assert link.connected.wait(20)
     device = publisher(broker.port)

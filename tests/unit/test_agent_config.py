@@ -8,6 +8,7 @@ import pytest
 
 from edge_agent.config import broker_from_url, load_agent_config
 from edge_agent.errors import ConfigError
+from edge_agent.routing import device_of
 
 SAMPLE = Path(__file__).resolve().parents[2] / "configs" / "agent.yaml"
 
@@ -35,8 +36,8 @@ def test_telemetry_filter_needs_one_device_level() -> None:
     with pytest.raises(ConfigError, match="exactly one"):
         load_agent_config(None, {"topics": {"telemetry": "sensors/#"}})
     topics = load_agent_config(None).topics
-    assert topics.device_of("sensors/pump-1/telemetry") == "pump-1"
-    assert topics.device_of("sensors/pump-1/other") is None
+    assert device_of(topics.telemetry, "sensors/pump-1/telemetry") == "pump-1"
+    assert device_of(topics.telemetry, "sensors/pump-1/other") is None
 
 
 def test_a_broker_url_can_ask_for_mqtt_311_and_says_what_it_does_not_understand() -> None:

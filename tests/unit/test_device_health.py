@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_agent.device_health import MIN_SCORES_FOR_DRIFT, DeviceHealth, reference_score
-from edge_agent.telemetry import BAD_JSON, MISSING_CHANNEL
+from edge_agent.reasons import Reason
 from trainer.calibrate import calibrate
 
 
@@ -39,8 +39,8 @@ def test_drift_waits_for_enough_scores_and_rates_count_rejections() -> None:
     health = DeviceHealth()
     for _ in range(10):
         health.received("d1")
-    health.rejected("d1", MISSING_CHANNEL)
-    health.rejected("d1", BAD_JSON)
+    health.rejected("d1", Reason.MISSING_CHANNEL)
+    health.rejected("d1", Reason.BAD_JSON)
     for _ in range(MIN_SCORES_FOR_DRIFT - 1):
         health.scored("d1", 2.0, 1.0)
     row = health.snapshot(limit=10)["d1"]

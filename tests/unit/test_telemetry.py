@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from edge_agent import telemetry as t
+from edge_agent.reasons import Reason
 from edge_agent.telemetry import PayloadError, decode_telemetry
 
 CHANNELS = ["temp", "rpm"]
@@ -33,25 +34,25 @@ def test_missing_ts_takes_the_receive_time() -> None:
 @pytest.mark.parametrize(
     ("payload", "raw", "reason"),
     [
-        (None, b'{"values": [NaN, 1]}', t.BAD_JSON),
-        (None, b'{"values": [Infinity, 1]}', t.BAD_JSON),
-        (None, b"{not json", t.BAD_JSON),
-        (None, b"\xff\xfe", t.BAD_JSON),
-        (None, b'{"values": [1, 2], "pad": "' + b"x" * 300 + b'"}', t.TOO_LARGE),
-        ([1, 2], None, t.NOT_OBJECT),
-        ({"ts": 1}, None, t.MISSING_VALUES),
-        ({"values": {"temp": 1}}, None, t.MISSING_CHANNEL),
-        ({"values": {"temp": 1, "rpm": 2, "volts": 3}}, None, t.EXTRA_CHANNEL),
-        ({"values": {"temp": "hot", "rpm": 2}}, None, t.NON_NUMERIC),
-        ({"values": {"temp": True, "rpm": 2}}, None, t.NON_NUMERIC),
-        ({"values": {"temp": None, "rpm": 2}}, None, t.NON_NUMERIC),
-        (None, b'{"values": [1e999, 2]}', t.BAD_JSON),  # overflows a double: not a JSON number we accept
-        (None, b'{"values": [1, 2]} trailing', t.BAD_JSON),
-        (None, b'{"values": [1e39, 2]}', t.NON_NUMERIC),
-        ({"values": [1, 2, 3]}, None, t.WRONG_CHANNEL_COUNT),
-        ({"ts": "yesterday", "values": [1, 2]}, None, t.BAD_TS),
-        ({"ts": -5, "values": [1, 2]}, None, t.BAD_TS),
-        ({"seq": "7", "values": [1, 2]}, None, t.BAD_SEQ),
+        (None, b'{"values": [NaN, 1]}', Reason.BAD_JSON),
+        (None, b'{"values": [Infinity, 1]}', Reason.BAD_JSON),
+        (None, b"{not json", Reason.BAD_JSON),
+        (None, b"\xff\xfe", Reason.BAD_JSON),
+        (None, b'{"values": [1, 2], "pad": "' + b"x" * 300 + b'"}', Reason.TOO_LARGE),
+        ([1, 2], None, Reason.NOT_OBJECT),
+        ({"ts": 1}, None, Reason.MISSING_VALUES),
+        ({"values": {"temp": 1}}, None, Reason.MISSING_CHANNEL),
+        ({"values": {"temp": 1, "rpm": 2, "volts": 3}}, None, Reason.EXTRA_CHANNEL),
+        ({"values": {"temp": "hot", "rpm": 2}}, None, Reason.NON_NUMERIC),
+        ({"values": {"temp": True, "rpm": 2}}, None, Reason.NON_NUMERIC),
+        ({"values": {"temp": None, "rpm": 2}}, None, Reason.NON_NUMERIC),
+        (None, b'{"values": [1e999, 2]}', Reason.BAD_JSON),  # overflows a double: not a JSON number we accept
+        (None, b'{"values": [1, 2]} trailing', Reason.BAD_JSON),
+        (None, b'{"values": [1e39, 2]}', Reason.NON_NUMERIC),
+        ({"values": [1, 2, 3]}, None, Reason.WRONG_CHANNEL_COUNT),
+        ({"ts": "yesterday", "values": [1, 2]}, None, Reason.BAD_TS),
+        ({"ts": -5, "values": [1, 2]}, None, Reason.BAD_TS),
+        ({"seq": "7", "values": [1, 2]}, None, Reason.BAD_SEQ),
     ],
 )
 def test_bad_payloads_are_refused_with_a_reason(payload: object, raw: bytes | None, reason: str) -> None:
@@ -64,7 +65,7 @@ def test_bad_payloads_are_refused_with_a_reason(payload: object, raw: bytes | No
 def test_unsafe_device_ids_are_refused(device: str) -> None:
     with pytest.raises(PayloadError) as caught:
         _decode({"values": [1, 2]}, device=device)
-    assert caught.value.reason == t.BAD_DEVICE
+    assert caught.value.reason == Reason.BAD_DEVICE
 
 
 def _batch(payload: object, max_readings: int = 10) -> t.Decoded:
@@ -89,7 +90,10 @@ def test_a_list_batch_keeps_the_good_readings_and_names_the_bad_ones_by_index() 
     assert [r.ts for r in decoded.readings] == [1.0, 4.0]
     np.testing.assert_allclose(decoded.readings[1].values, [3, 4])
     assert decoded.readings[0].seq == 1
-    assert [(f.index, f.error.reason) for f in decoded.refused] == [(1, t.NON_NUMERIC), (2, t.NOT_OBJECT)]
+    assert [(f.index, f.error.reason) for f in decoded.refused] == [
+        (1, Reason.NON_NUMERIC),
+        (2, Reason.NOT_OBJECT),
+    ]
 
 
 def test_a_columnar_batch_gives_one_reading_per_row_in_bundle_order() -> None:
@@ -99,18 +103,18 @@ def test_a_columnar_batch_gives_one_reading_per_row_in_bundle_order() -> None:
     assert [r.ts for r in decoded.readings] == [1.0, 2.0]
     np.testing.assert_allclose([r.values for r in decoded.readings], [[1, 10], [2, 20]])
     assert [r.seq for r in decoded.readings] == [7, 8]
-    assert [(f.index, f.error.reason) for f in decoded.refused] == [(2, t.NON_NUMERIC)]
+    assert [(f.index, f.error.reason) for f in decoded.refused] == [(2, Reason.NON_NUMERIC)]
 
 
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        ({"ts": [1, 2], "values": {"temp": [1, 2], "rpm": [1]}}, t.RAGGED_COLUMNS),
-        ({"ts": [1, 2], "values": [1, 2]}, t.MISSING_VALUES),
-        ([{"values": [1, 2]}] * 11, t.TOO_MANY_READINGS),
-        (7, t.NOT_OBJECT),
-        ([], t.NOT_OBJECT),
-        ({"ts": [], "values": {"temp": [], "rpm": []}}, t.NOT_OBJECT),
+        ({"ts": [1, 2], "values": {"temp": [1, 2], "rpm": [1]}}, Reason.RAGGED_COLUMNS),
+        ({"ts": [1, 2], "values": [1, 2]}, Reason.MISSING_VALUES),
+        ([{"values": [1, 2]}] * 11, Reason.TOO_MANY_READINGS),
+        (7, Reason.NOT_OBJECT),
+        ([], Reason.NOT_OBJECT),
+        ({"ts": [], "values": {"temp": [], "rpm": []}}, Reason.NOT_OBJECT),
     ],
 )
 def test_a_malformed_batch_is_refused_whole(payload: object, reason: str) -> None:
@@ -136,7 +140,7 @@ def test_clean_columns_decode_exactly_as_the_same_readings_listed() -> None:
 def test_a_column_with_one_bad_value_refuses_that_reading_only(bad: object) -> None:
     decoded = _batch({"ts": [1, 2, 3], "values": {"temp": [1.0, bad, 3.0], "rpm": [1, 2, 3]}})
     assert [r.ts for r in decoded.readings] == [1.0, 3.0]
-    assert [(f.index, f.error.reason) for f in decoded.refused] == [(1, t.NON_NUMERIC)]
+    assert [(f.index, f.error.reason) for f in decoded.refused] == [(1, Reason.NON_NUMERIC)]
 
 
 def test_timestamps_outside_the_bounds_are_refused_by_their_index_in_the_message() -> None:
@@ -151,7 +155,7 @@ def test_timestamps_outside_the_bounds_are_refused_by_their_index_in_the_message
         bounds=bounds,
     )
     assert [r.ts for r in listed.readings] == [995.0]
-    assert [(f.index, f.error.reason) for f in listed.refused] == [(0, t.NON_NUMERIC), (1, t.STALE)]
+    assert [(f.index, f.error.reason) for f in listed.refused] == [(0, Reason.NON_NUMERIC), (1, Reason.STALE)]
     columnar = t.decode_message(
         json.dumps({"ts": [990, 2000, 995], "values": {"temp": [1, 2, 3], "rpm": [4, 5, 6]}}).encode(),
         "pump-1",
@@ -160,7 +164,7 @@ def test_timestamps_outside_the_bounds_are_refused_by_their_index_in_the_message
         bounds=bounds,
     )
     assert [r.ts for r in columnar.readings] == [990.0, 995.0]
-    assert [(f.index, f.error.reason) for f in columnar.refused] == [(1, t.FUTURE)]
+    assert [(f.index, f.error.reason) for f in columnar.refused] == [(1, Reason.FUTURE)]
     with pytest.raises(PayloadError) as single:
         t.decode_message(b'{"ts": 500, "values": [1, 2]}', "pump-1", CHANNELS, 1000.0, bounds=bounds)
-    assert single.value.reason == t.STALE
+    assert single.value.reason == Reason.STALE

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_agent.reasons import Reason
 from edge_agent.telemetry import Reading
 from edge_agent.windowing import (
-    DUPLICATE,
-    OUT_OF_ORDER,
     OrderError,
     ReorderBuffer,
     WindowBatch,
@@ -46,10 +45,10 @@ def test_duplicates_and_late_readings_are_refused_without_touching_the_window() 
     for i in range(3):
         store.push(_reading(i, i, seq=i))
     for reading, reason in [
-        (_reading(2, 2, seq=2), DUPLICATE),
-        (_reading(1.5, 9, seq=1), OUT_OF_ORDER),
-        (_reading(1.0, 9), OUT_OF_ORDER),
-        (_reading(2.0, 9), DUPLICATE),
+        (_reading(2, 2, seq=2), Reason.DUPLICATE),
+        (_reading(1.5, 9, seq=1), Reason.OUT_OF_ORDER),
+        (_reading(1.0, 9), Reason.OUT_OF_ORDER),
+        (_reading(2.0, 9), Reason.DUPLICATE),
     ]:
         with pytest.raises(OrderError) as caught:
             store.push(reading)
@@ -98,9 +97,9 @@ def test_reorder_buffer_refuses_too_late_and_repeated_readings() -> None:
     for ts in (1, 2, 3):
         reorder.push(_reading(ts, ts, seq=ts))
     for reading, reason in [
-        (_reading(2, 2, seq=2), DUPLICATE),  # the last one released, redelivered
-        (_reading(3, 3, seq=3), DUPLICATE),  # still held
-        (_reading(0.5, 0, seq=0), OUT_OF_ORDER),  # later than the depth allows
+        (_reading(2, 2, seq=2), Reason.DUPLICATE),  # the last one released, redelivered
+        (_reading(3, 3, seq=3), Reason.DUPLICATE),  # still held
+        (_reading(0.5, 0, seq=0), Reason.OUT_OF_ORDER),  # later than the depth allows
     ]:
         with pytest.raises(OrderError) as caught:
             reorder.push(reading)

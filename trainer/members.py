@@ -1,0 +1,69 @@
+"""The fit stage: every member's networks on the same windows, and what each fit read at its checkpoint."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from edge_agent.simulator.stream import TRUNCATION
+from trainer.config import TrainConfig
+from trainer.distributed import World
+from trainer.fit import TrainedNets, fit_networks
+from trainer.networks import count_parameters
+from trainer.windows import Normaliser, WindowSets
+
+log = logging.getLogger(__name__)
+
+
+def member_seeds(config: TrainConfig) -> list[int]:
+    """fit.seed, fit.seed + 1, ...: one per member, in the order the graph holds them."""
+    return [config.fit.seed + index for index in range(config.model.members)]
+
+
+def fit_members(windows: WindowSets, config: TrainConfig, world: World) -> list[TrainedNets]:
+    """The networks of every member, fitted on the same windows.
+
+    A member with seed s is the very fit a one-member bundle with fit.seed s would get.
+    """
+    train = to_network_layout(windows.train, windows.normaliser)
+    holdout = to_network_layout(windows.holdout, windows.normaliser)
+    seeds = member_seeds(config)
+    members = []
+    for index, seed in enumerate(seeds):
+        if len(seeds) > 1:
+            log.info("member %d of %d: seed %d", index + 1, len(seeds), seed)
+        fit = config.fit.model_copy(update={"seed": seed})
+        members.append(fit_networks(train, holdout, config.model, fit, world))
+    return members
+
+
+def to_network_layout(windows: npt.NDArray[np.float32], normaliser: Normaliser) -> npt.NDArray[np.float32]:
+    """Raw [n, W, C] -> normalised [n, C, W]."""
+    return np.ascontiguousarray(normaliser.apply(windows).transpose(0, 2, 1))
+
+
+def generated_windows(nets: TrainedNets, config: TrainConfig, count: int = 512) -> npt.NDArray[np.float32]:
+    """Normalised generator windows [count, W, C], latents drawn as the simulator draws them."""
+    generator = torch.Generator().manual_seed(config.fit.seed)
+    latent = TRUNCATION * torch.randn(count, config.model.latent_dim, generator=generator)
+    device = next(nets.generator.parameters()).device
+    nets.generator.eval()
+    with torch.no_grad():
+        drawn_windows = nets.generator(latent.to(device)).transpose(1, 2).cpu()
+    drawn: npt.NDArray[np.float32] = drawn_windows.numpy().astype(np.float32)
+    return drawn
+
+
+def gan_summary(nets: TrainedNets) -> dict[str, object]:
+    """How one fit went: the checkpoint the validation signal chose and what it read there."""
+    return {
+        "best_epoch": nets.best_epoch,
+        "collapsed_epochs": nets.collapsed_epochs,
+        "val_mmd": nets.history["val_mmd"][nets.best_epoch - 1],
+        "val_diversity_ratio": nets.history["val_diversity_ratio"][nets.best_epoch - 1],
+        "encoder_val_loss": min(nets.history["encoder_val_loss"]),
+        "parameters": count_parameters(nets.generator, nets.critic, nets.encoder),
+    }
