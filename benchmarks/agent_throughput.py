@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.environment import RESULTS, write_result
+from trainer.demo.broker import free_port, start_mosquitto
 
 DEVICES = 100
 PACED_PUBLISHER = r"""
@@ -91,30 +90,10 @@ c.disconnect(); c.loop_stop()
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_broker(folder: Path, port: int) -> subprocess.Popen[bytes]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    conf = folder / "mosquitto.conf"
     # Same limits for both consumers; 20 in-flight QoS 1 messages (the default) throttles any consumer.
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n"
-        "max_inflight_messages 1000\nset_tcp_nodelay true\n"
-    )
-    process = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
+    extra = "max_inflight_messages 1000\nset_tcp_nodelay true\n"
+    return start_mosquitto(folder, port, extra, max_queued=1_000_000)
 
 
 def _client(port: int) -> mqtt.Client:
@@ -466,7 +445,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        port = _free_port()
+        port = free_port()
         broker = _start_broker(folder, port)
         try:
             if args.compare_tree is not None:

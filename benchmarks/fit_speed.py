@@ -12,7 +12,7 @@ from pathlib import Path
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
 from trainer.config import TrainConfig
-from trainer.demo_data import write_pump_csv
+from trainer.demo.pump_data import write_pump_csv
 
 CASES = {"8ch_10000_rows": 10_000, "8ch_400_rows": 400}
 

@@ -24,7 +24,7 @@ from edge_agent.pipeline import open_pipeline
 from edge_agent.simulator.fleet import Fleet
 from edge_agent.simulator.offline_fleet import OfflineFleetResult, run_offline
 from edge_agent.simulator.scenario import Scenario
-from trainer.fleet_demo import demo_scenario
+from trainer.demo.run import demo_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 RATE_HZ = 10.0
@@ -40,7 +40,7 @@ def run(bundle_dir: Path, scenario: Scenario) -> OfflineFleetResult:
 def _fit_demo_bundle(folder: Path) -> Path:
     from trainer.build import build_bundle
     from trainer.config import TrainConfig
-    from trainer.demo_data import write_pump_csv
+    from trainer.demo.pump_data import write_pump_csv
 
     data = write_pump_csv(folder / "pump_normal.csv", rows=6000, seed=7)
     return build_bundle(data, folder / "bundle", TrainConfig()).bundle.path

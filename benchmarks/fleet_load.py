@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.environment import write_result
 from benchmarks.nats_cluster import nats_cluster
-from trainer.fleet_demo import local_broker
+from trainer.demo.run import local_broker
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -124,7 +124,7 @@ def main() -> None:
         report = measure(args.bundle, width)
     else:
         from trainer.build import build_bundle
-        from trainer.demo_data import write_pump_csv
+        from trainer.demo.pump_data import write_pump_csv
 
         with tempfile.TemporaryDirectory() as scratch:
             data = write_pump_csv(Path(scratch) / "pump.csv", rows=10_000, seed=1)

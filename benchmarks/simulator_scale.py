@@ -18,12 +18,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from benchmarks.agent_throughput import _free_port, _start_broker
 from benchmarks.environment import write_result
 from edge_agent.bundle import load_bundle
 from edge_agent.config import BrokerConfig
 from edge_agent.simulator.fleet import Fleet, connect_publisher, finish_publishing
 from edge_agent.simulator.scenario import Scenario
+from trainer.demo.broker import free_port, start_mosquitto
 
 
 class _Counter:
@@ -86,8 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
-        port = _free_port()
-        broker = _start_broker(Path(scratch), port)
+        port = free_port()
+        broker = start_mosquitto(Path(scratch), port, max_queued=1_000_000)
         try:
             devices = 1000
             while devices <= args.max_devices:

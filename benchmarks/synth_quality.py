@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks.environment import write_result
 from edge_agent.bundle import BundleManifest, load_bundle
 from trainer.config import TrainConfig
-from trainer.demo_data import make_pump_series
+from trainer.demo.pump_data import make_pump_series
 from trainer.synth import synthesize
 from trainer.synth_report import build_report, split_like_the_fit
 

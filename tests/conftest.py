@@ -98,7 +98,7 @@ def pump_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     simulator tests need a generator whose clean output the scorer accepts, as a real bundle's would be.
     """
     from trainer.cli import main
-    from trainer.demo_data import write_pump_csv
+    from trainer.demo.pump_data import write_pump_csv
 
     folder = tmp_path_factory.mktemp("pump")
     data = write_pump_csv(folder / "pump.csv", rows=3000, seed=5)

@@ -141,7 +141,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_fit_assets(args: argparse.Namespace) -> int:
-    from trainer.fleet_fit import fit_assets, summary_table
+    from trainer.asset_fit import fit_assets, summary_table
 
     if args.workers < 1:
         raise TrainerError(f"--workers {args.workers}: must be at least 1")
@@ -156,7 +156,7 @@ def _run_fit_assets(args: argparse.Namespace) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from trainer.build import build_bundle
-    from trainer.demo_data import write_pump_csv
+    from trainer.demo.pump_data import write_pump_csv
 
     if args.rows < 200:
         raise TrainerError(f"--rows {args.rows}: the demo needs at least 200 rows")
@@ -166,7 +166,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     _print_summary(result, args.json)
     if args.no_fleet:
         return 0
-    from trainer.fleet_demo import run_fleet
+    from trainer.demo.run import run_fleet
 
     seed = args.seed if args.seed is not None else 7
     fleet = run_fleet(

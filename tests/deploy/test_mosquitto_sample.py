@@ -17,8 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.integration.conftest import _free_port, _mosquitto
 from tests.integration.test_tls import _make_pki
+from trainer.demo.broker import find_mosquitto, free_port
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "mosquitto"
 USERS = {"gw-1": "agent-secret", "pump-7": "device-secret", "operator": "op-secret"}
@@ -34,7 +34,7 @@ class SiteBroker:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        binary = _mosquitto()
+        binary = find_mosquitto()
         assert binary is not None
         self.process = subprocess.Popen(
             [binary, "-c", str(self.config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -70,7 +70,7 @@ def _site_config(tmp_path: Path, autosave_interval: int | None = None) -> tuple[
     for index, (user, password) in enumerate(USERS.items()):
         create = ["-c"] if index == 0 else []
         subprocess.run(["mosquitto_passwd", *create, "-b", str(passwd), user, password], check=True)
-    port = _free_port()
+    port = free_port()
     conf = (DEPLOY / "edgegan.conf").read_text()
     conf = (
         conf.replace("/etc/mosquitto/edgegan.passwd", str(passwd))
@@ -88,7 +88,7 @@ def _site_config(tmp_path: Path, autosave_interval: int | None = None) -> tuple[
 
 @pytest.fixture
 def site_broker(tmp_path: Path) -> Iterator[SiteBroker]:
-    if _mosquitto() is None or shutil.which("mosquitto_passwd") is None:
+    if find_mosquitto() is None or shutil.which("mosquitto_passwd") is None:
         pytest.fail("mosquitto and mosquitto_passwd are needed; .ci/run installs them")
     broker = SiteBroker(*_site_config(tmp_path))
     broker.start()

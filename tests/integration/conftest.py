@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -20,20 +18,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import AgentConfig, load_agent_config
 from edge_agent.service import AgentService, build_agent
+from trainer.demo.broker import find_mosquitto, free_port, start_mosquitto
 
 TIMEOUT_S = 20.0
-
-
-def _mosquitto() -> str | None:
-    return shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -46,24 +33,7 @@ class Broker:
     listener_options: str = ""  # extra lines for the listener (TLS, auth)
 
     def start(self) -> None:
-        binary = _mosquitto()
-        assert binary is not None
-        conf = self.folder / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            f"max_queued_messages 100000\n{self.listener_options}"
-        )
-        self.process = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not listen on {self.port}")
+        self.process = start_mosquitto(self.folder, self.port, self.listener_options)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -75,11 +45,11 @@ class Broker:
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     """Mosquitto on a free port, stopped after the test."""
-    if _mosquitto() is None:
+    if find_mosquitto() is None:
         if os.environ.get("CI"):
             pytest.fail("mosquitto is not installed; .ci/run installs it")
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    instance = Broker(port=_free_port(), folder=tmp_path)
+    instance = Broker(port=free_port(), folder=tmp_path)
     instance.start()
     yield instance
     instance.stop()

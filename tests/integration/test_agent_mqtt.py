@@ -181,9 +181,9 @@ def test_prometheus_endpoint_reports_the_same_counters(
 ) -> None:
     import urllib.request
 
-    from tests.integration.conftest import _free_port
+    from trainer.demo.broker import free_port
 
-    port = _free_port()
+    port = free_port()
     agent = start_agent(
         agent_config(tiny_bundle, broker.port, stats={"interval_s": 0.5, "prometheus_port": port})
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.fleet_demo import run_fleet
+from trainer.demo.run import run_fleet
 
 
 def test_the_fleet_stage_works_on_the_embedded_broker(pump_bundle: Path, tmp_path: Path) -> None:

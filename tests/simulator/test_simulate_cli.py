@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import main
-from tests.integration.conftest import _free_port
+from trainer.demo.broker import free_port
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,7 @@ from tests.integration.conftest import _free_port
 def test_bad_simulate_input_is_one_line_and_exit_2(
     pump_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    filled = [a.format(bundle=pump_bundle, missing=tmp_path / "missing", port=_free_port()) for a in args]
+    filled = [a.format(bundle=pump_bundle, missing=tmp_path / "missing", port=free_port()) for a in args]
     assert main(["simulate", *filled]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err

@@ -160,7 +160,7 @@ def test_out_of_order_sends_a_reading_after_its_successor_and_dropout_sends_noth
 def test_streams_are_as_rough_step_to_step_as_the_training_rows(pump_bundle: Path) -> None:
     """A GAN's windows come out smoother than sensor data; the stream adds the noise the bundle measured
     (level_process.noise_sd), so that rows change from one step to the next as much as real rows do."""
-    from trainer.demo_data import make_pump_series
+    from trainer.demo.pump_data import make_pump_series
 
     bundle = load_bundle(pump_bundle)
     process = bundle.manifest.level_process

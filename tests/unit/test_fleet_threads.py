@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.fleet_fit import threads_per_worker, usable_cores, worker_config
+from trainer.asset_fit import threads_per_worker, usable_cores, worker_config
 
 
 @pytest.mark.parametrize(

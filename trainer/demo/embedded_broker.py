@@ -1,6 +1,6 @@
 """A pure-Python MQTT 3.1.1 broker (amqtt) for machines without Mosquitto.
 
-Run as `python -m trainer.embedded_broker --port N`.
+Run as `python -m trainer.demo.embedded_broker --port N`.
 
 Only the demo falls back to it, and only on 127.0.0.1; Mosquitto is what the tests and deployments use.
 """

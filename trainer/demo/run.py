@@ -13,12 +13,10 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,12 +41,12 @@ from edge_agent.simulator.faults import (
 from edge_agent.simulator.fleet import connect_client, plain_client
 from edge_agent.simulator.run import SimulationResult, simulate
 from edge_agent.simulator.scenario import Scenario
+from trainer.demo.broker import find_mosquitto, free_port, wait_for_port
 from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
 
 AGENT_ID = "demo"
-MOSQUITTO_PATHS = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 DEMO_KINDS = [LEVEL_SHIFT, DRIFT, STUCK, NOISE_BURST, BROKEN_CORRELATION, SPIKE]
 TRANSPORT_DEMO_KINDS = [MALFORMED, NAN, DUPLICATE, CLOCK_SKEW]
 
@@ -62,33 +60,14 @@ class LocalBroker:
     kind: str
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise TrainerError(f"broker: exited with code {process.returncode} before accepting connections")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TrainerError(f"broker: nothing listens on 127.0.0.1:{port} after {seconds:.0f} s")
-
-
 @contextmanager
 def local_broker(folder: Path, kind: str = "auto") -> Iterator[LocalBroker]:
     """Mosquitto on a free port when installed, otherwise the embedded pure-Python broker (MQTT 3.1.1).
 
     `kind` is "auto", "mosquitto" or "embedded".
     """
-    port = _free_port()
-    binary = next((found for name in MOSQUITTO_PATHS if (found := shutil.which(name))), None)
+    port = free_port()
+    binary = find_mosquitto()
     if kind == "mosquitto" and binary is None:
         raise TrainerError("broker: mosquitto is not installed (apt install mosquitto)")
     if kind == "embedded":
@@ -107,11 +86,14 @@ def local_broker(folder: Path, kind: str = "auto") -> Iterator[LocalBroker]:
                 "broker: neither mosquitto nor amqtt is installed "
                 "(apt install mosquitto, or pip install amqtt)"
             ) from None
-        command = [sys.executable, "-m", "trainer.embedded_broker", "--port", str(port)]
+        command = [sys.executable, "-m", "trainer.demo.embedded_broker", "--port", str(port)]
         broker = LocalBroker(port, "3.1.1", "embedded amqtt")
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        _wait_for_port(port, process)
+        try:
+            wait_for_port(port, process)
+        except RuntimeError as err:
+            raise TrainerError(str(err)) from None
         log.info("broker: %s on 127.0.0.1:%d (MQTT %s)", broker.kind, port, broker.protocol)
         yield broker
     finally:
@@ -228,7 +210,7 @@ def run_fleet(
     ):
         broker_config = BrokerConfig(port=broker.port, protocol=broker.protocol)  # type: ignore[arg-type]
         watch = _AgentWatch(broker_config)
-        page_port = _free_port()
+        page_port = free_port()
         agent = _start_agent(bundle, broker, folder, page_port)
         try:
             if not watch.online.wait(60):
