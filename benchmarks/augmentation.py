@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, nab_series, smd_series
+from benchmarks.detection.metrics import average_precision, count
 from benchmarks.environment import write_result
 from edge_agent.backends import open_scorer
 from edge_agent.bundle import SCORER_INT8, load_bundle
@@ -41,30 +42,14 @@ def _write_rows(path: Path, channels: list[str], rows: np.ndarray) -> Path:
     return path
 
 
-def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
-    """Area under the precision-recall curve, as the mean precision at each positive (step-wise)."""
-    order = np.argsort(-scores)
-    hits = positives[order].astype(float)
-    if hits.sum() == 0:
-        return float("nan")
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float((precision * hits).sum() / hits.sum())
-
-
-def _f1(predicted: np.ndarray, positives: np.ndarray) -> float:
-    tp = float((predicted & positives).sum())
-    fp, fn = float((predicted & ~positives).sum()), float((~predicted & positives).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-
-
 def _evaluate_bundle(bundle_dir: Path, windows: np.ndarray, positives: np.ndarray) -> dict[str, float]:
     bundle = load_bundle(bundle_dir)
     scorer = open_scorer(bundle, precision="int8", threads=2)
     scores = np.concatenate([scorer.score(windows[i : i + 512]).scores for i in range(0, len(windows), 512)])
     threshold = bundle.threshold_for(SCORER_INT8).value
     return {
-        "auc_pr": average_precision(scores, positives),
-        "f1_at_threshold": _f1(scores > threshold, positives),
+        "auc_pr": average_precision(scores, positives.astype(np.int8)),
+        "f1_at_threshold": count(scores > threshold, positives.astype(np.int8)).summary()["f1"],
         "alarm_rate": float(np.mean(scores > threshold)),
     }
 

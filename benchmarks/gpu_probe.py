@@ -23,6 +23,7 @@ from benchmarks.scorer_speed import time_per_window
 from edge_agent.backends import open_scorer
 from edge_agent.bundle import load_bundle
 from edge_agent.errors import BackendUnavailable
+from edge_agent.vocabulary import Precision
 
 BATCHES = (1, 64, 512, 4096)
 
@@ -55,7 +56,7 @@ def _backend_outcomes(bundle_dir: Path) -> dict[str, str]:
     bundle = load_bundle(bundle_dir)
     outcomes = {}
     for backend in ("tensorrt", "auto"):
-        for precision in ("fp32", "int8"):
+        for precision in (Precision.FP32, Precision.INT8):
             try:
                 scorer = open_scorer(bundle, backend=backend, precision=precision)
                 outcomes[f"{backend}/{precision}"] = f"opened: {type(scorer).__name__}"

@@ -19,6 +19,7 @@ import numpy as np
 from benchmarks.environment import write_result
 from edge_agent.backends import open_scorer
 from edge_agent.bundle import load_bundle
+from edge_agent.vocabulary import Precision
 
 BATCHES = (1, 64, 512)
 TARGET_WINDOWS = 20_000  # per measurement, so batch 1 and batch 512 get comparable wall time
@@ -92,7 +93,7 @@ def measure(bundle_dir: Path, width: int) -> dict[str, object]:
     mean = np.asarray(bundle.manifest.normalisation.mean, dtype=np.float32)
     scale = np.asarray(bundle.manifest.normalisation.scale, dtype=np.float32)
     results: dict[str, dict[str, float]] = {}
-    for precision in ("fp32", "int8"):
+    for precision in (Precision.FP32, Precision.INT8):
         scorer = open_scorer(bundle, precision=precision, threads=1)
         scorer.warmup()
         results[precision] = {}

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from edge_agent.errors import BundleError
+from edge_agent.vocabulary import Precision
 
 log = logging.getLogger(__name__)
 
@@ -300,16 +301,15 @@ class Bundle:
             raise BundleError(f"{self.path}: bundle has no file {name!r}")
         return self.path / name
 
-    def served_precision(self, requested: str) -> str:
+    def served_precision(self, requested: str) -> Precision:
         """`requested` unless its graph was refused at fit time; then fp32, logged with the reason."""
-        model = SCORER_INT8 if requested == "int8" else SCORER_FP32
+        wanted = Precision(requested)
+        model = SCORER_INT8 if wanted is Precision.INT8 else SCORER_FP32
         reason = self.manifest.refused.get(model)
-        if reason is None or requested == "fp32":
-            return requested
-        log.warning(
-            "%s: the %s graph was refused at fit time (%s); serving fp32", self.path, requested, reason
-        )
-        return "fp32"
+        if reason is None or wanted is Precision.FP32:
+            return wanted
+        log.warning("%s: the %s graph was refused at fit time (%s); serving fp32", self.path, wanted, reason)
+        return Precision.FP32
 
     def threshold_for(self, model_name: str) -> Threshold:
         """The calibrated threshold that belongs to one scorer graph."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from edge_agent.command_runner import run_command
 from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.vocabulary import Backend, Precision, names
 
 if TYPE_CHECKING:
     from edge_agent.config import AgentConfig
@@ -39,11 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     score.add_argument(
         "--backend",
-        default="onnxruntime",
-        choices=["onnxruntime", "tensorrt", "auto"],
+        default=Backend.ONNXRUNTIME.value,
+        choices=names(Backend),
         help="scoring backend",
     )
-    score.add_argument("--precision", default="int8", choices=["int8", "fp32"], help="scorer graph to use")
+    score.add_argument(
+        "--precision", default=Precision.INT8.value, choices=names(Precision), help="scorer graph to use"
+    )
     score.add_argument(
         "--level",
         help="the bundle's severity level (e.g. critical) that starts alerts; default: its threshold",
@@ -64,6 +67,11 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     sim.add_argument("--bundle", type=Path, help="bundle folder (its generator makes the readings)")
     sim.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port")
+    sim.add_argument(
+        "--config",
+        type=Path,
+        help="the agent's YAML config: the fleet publishes on its telemetry topics and collects its alerts",
+    )
     sim.add_argument("--scenario", type=Path, help="YAML scenario (see configs/scenario.yaml)")
     sim.add_argument("--devices", type=int, help="number of simulated devices")
     sim.add_argument("--rate", type=float, help="readings per second per device")
@@ -182,11 +190,12 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from edge_agent.config import BrokerConfig, broker_from_url
+    from edge_agent.config import BrokerConfig, broker_from_url, load_agent_config
     from edge_agent.simulator.run import replay_csv, simulate
     from edge_agent.simulator.scenario import load_scenario
 
     broker = BrokerConfig.model_validate(broker_from_url(args.broker))
+    topics = load_agent_config(args.config).topics if args.config is not None else None
     log.info("simulate: publishing to the broker at %s:%d (--broker to change)", broker.host, broker.port)
     if args.replay is not None:
         columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
@@ -194,7 +203,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
             from edge_agent.bundle import load_bundle
 
             columns = list(load_bundle(args.bundle).manifest.channels)
-        report = replay_csv(args.replay, broker, args.replay_device, args.speed, columns)
+        report = replay_csv(args.replay, broker, args.replay_device, args.speed, columns, topics)
         summary: dict[str, object] = {"published": report.published, "seconds": round(report.seconds, 3)}
         summary["max_lag_s"] = round(report.max_lag_s, 4)
         summary["skipped_rows"] = report.planned_readings - report.published
@@ -214,7 +223,13 @@ def _run_simulate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides)
     alerts_file = args.report.with_suffix(".alerts.jsonl") if args.report is not None else None
     result = simulate(
-        args.bundle, broker, scenario, args.truth_file, score_alerts=args.evaluate, alerts_file=alerts_file
+        args.bundle,
+        broker,
+        scenario,
+        args.truth_file,
+        score_alerts=args.evaluate,
+        alerts_file=alerts_file,
+        topics=topics,
     )
     figures: dict[str, object] = {
         "devices": result.report.devices,

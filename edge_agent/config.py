@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from edge_agent.decision import DecisionConfig
 from edge_agent.errors import ConfigError
+from edge_agent.vocabulary import Backend, Precision
 from edge_agent.yaml_config import load_yaml_model
 
 DEFAULT_MODEL = "default"
@@ -101,12 +102,12 @@ class TopicsConfig(_Section):
 class BackendConfig(_Section):
     """Which runtime scores windows."""
 
-    name: Literal["onnxruntime", "tensorrt", "auto"] = Field(
-        "onnxruntime",
+    name: Backend = Field(
+        Backend.ONNXRUNTIME,
         description="onnxruntime (CPU), tensorrt (GPU; an error if it cannot run), or auto (TensorRT where "
         "it works, else onnxruntime)",
     )
-    precision: Literal["int8", "fp32"] = Field("int8", description="scorer graph")
+    precision: Precision = Field(Precision.INT8, description="scorer graph")
     threads: int = Field(1, ge=1, description="intra-op threads (onnxruntime on CPU)")
 
 

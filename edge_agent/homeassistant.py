@@ -13,10 +13,15 @@ broker restart without persistence forgets retained messages.
 from __future__ import annotations
 
 import json
+import logging
 
-from edge_agent.availability import OFFLINE, ONLINE
+from edge_agent.availability import OFFLINE, ONLINE, DeviceAvailability
 from edge_agent.config import AgentConfig
 from edge_agent.decision import ANOMALOUS, NORMAL
+from edge_agent.model_set import ModelSet
+from edge_agent.publisher import Publisher
+
+log = logging.getLogger(__name__)
 
 ORIGIN = {"name": "EdgeGAN"}
 
@@ -66,3 +71,48 @@ def discovery_messages(config: AgentConfig, device: str, bundle_id: str) -> list
         (f"{prefix}/binary_sensor/{node}/anomaly/config", json.dumps(anomaly)),
         (f"{prefix}/sensor/{node}/score/config", json.dumps(score)),
     ]
+
+
+class Announcer:
+    """Announces each device with usable readings once, and everything again when Home Assistant (or the
+    broker, after a reconnect) may have lost the retained configs and states."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        publisher: Publisher,
+        models: ModelSet,
+        availability: DeviceAvailability | None,
+    ) -> None:
+        self.config, self.publisher, self.models, self.availability = config, publisher, models, availability
+        self.announced: set[str] = set()
+
+    def device_seen(self, device: str) -> None:
+        """A device with usable readings: announced the first time."""
+        if device not in self.announced:
+            self._announce(device)
+
+    def forget(self, device: str) -> None:
+        """A device the agent dropped is announced afresh if it comes back."""
+        self.announced.discard(device)
+
+    def on_status(self, payload: bytes) -> None:
+        """Home Assistant's status topic: `online` means it restarted and wants everything again."""
+        if payload.strip() == b"online":
+            log.info("Home Assistant is online: re-announcing %d devices", len(self.announced))
+            self.announce_all()
+
+    def announce_all(self) -> None:
+        """Discovery configs, then the retained states they point at, for every device announced."""
+        availability = self.availability.states() if self.availability is not None else {}
+        for device in sorted(self.announced):
+            self._announce(device)
+            if device in availability:
+                self.publisher.availability(device, availability[device])
+            self.publisher.state(device, self.models.for_device(device).decider.state_of(device))
+
+    def _announce(self, device: str) -> None:
+        bundle_id = self.models.for_device(device).bundle_id
+        for topic, payload in discovery_messages(self.config, device, bundle_id):
+            self.publisher.link.publish(topic, payload, qos=1, retain=True)
+        self.announced.add(device)

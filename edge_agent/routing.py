@@ -37,6 +37,16 @@ def device_of(telemetry_filter: str, topic: str) -> str | None:
     return device
 
 
+def telemetry_topic(telemetry_filter: str, device: str) -> str:
+    """The topic a device publishes on: the telemetry filter with its '+' level set to the device id."""
+    return "/".join(device if level == "+" else level for level in telemetry_filter.split("/"))
+
+
+def alert_filter(alert_template: str) -> str:
+    """The subscription that takes every device's alerts: the alert template with '+' for the device."""
+    return alert_template.format(device="+")
+
+
 def owns(shard: ShardConfig, device: str) -> bool:
     """Whether this agent's shard scores `device`: CRC-32 of the id, stable across processes and restarts."""
     return shard.count == 1 or zlib.crc32(device.encode()) % shard.count == shard.index

@@ -20,24 +20,20 @@ from edge_agent.alerting import AlertPublisher
 from edge_agent.availability import OFFLINE, ONLINE, DeviceAvailability
 from edge_agent.commands import Commands, ReloadRequest
 from edge_agent.config import DEFAULT_MODEL, AgentConfig
-from edge_agent.device_health import DeviceHealth
 from edge_agent.errors import ConfigError, EdgeAgentError
-from edge_agent.homeassistant import discovery_messages
+from edge_agent.homeassistant import Announcer
 from edge_agent.ingest import Batches, Ingest
 from edge_agent.model_set import ModelSet, OpenModel
 from edge_agent.mqtt_link import MqttLink, RawMessage, open_link
 from edge_agent.pipeline import ScoringPipeline, open_pipeline
 from edge_agent.publisher import ERROR, OK, CommandResponse, Publisher
 from edge_agent.reasons import Reason
-from edge_agent.spool import Spool
 from edge_agent.stats import Stats
-from edge_agent.status_board import StatusBoard
+from edge_agent.status_board import StatusBoard, page_view
 from edge_agent.systemd_notify import SystemdNotifier
 from edge_agent.telemetry import Reading
 
 log = logging.getLogger(__name__)
-
-_HEALTH_KEYS = ("latency_ms", "inbox_depth", "inbox_overflow", "spool")
 
 
 def build_agent(config: AgentConfig, link: MqttLink | None = None) -> AgentService:
@@ -49,6 +45,28 @@ def build_agent(config: AgentConfig, link: MqttLink | None = None) -> AgentServi
         return open_pipeline(bundle, config.backend, config.decision, config.ingest, config.trusted_keys)
 
     return AgentService(config, open_model(config.bundle), link or open_link(config), open_model)
+
+
+def serve_endpoints(
+    config: AgentConfig,
+    snapshot: Callable[[], dict[str, object]],
+    status_view: Callable[[], dict[str, object] | None],
+) -> tuple[list[Callable[[], None]], int | None]:
+    """The configured HTTP endpoints (Prometheus metrics, status page): their stop functions, and the page's
+    port (it may be 0 in the config: the system picks one)."""
+    stops: list[Callable[[], None]] = []
+    port = None
+    stats, page = config.stats, config.status_page
+    if stats.prometheus_port is not None:
+        from edge_agent.metrics import serve_metrics
+
+        stops.append(serve_metrics(stats.prometheus_port, stats.prometheus_address, snapshot))
+    if page.port is not None:
+        from edge_agent.status_page import serve_status_page
+
+        stop_page, port = serve_status_page(page.port, page.address, status_view, page.refresh_s)
+        stops.append(stop_page)
+    return stops, port
 
 
 class AgentService:
@@ -78,9 +96,9 @@ class AgentService:
         self._next_availability_check = self._next_eviction = self._next_stats = self._next_status = 0.0
         self.status_view: dict[str, object] | None = None  # the page's copy, refreshed by the loop
         self.status_port: int | None = None
-        self._announced: set[str] = set()  # devices announced to Home Assistant
         ha = config.homeassistant
         self._ha_status_topic = ha.status_topic if ha.enabled else None  # looked up per message
+        self.announcer = Announcer(config, self.publisher, self.models, self.availability)
         self._sessions_seen = 0  # link sessions already re-announced to
 
     @property
@@ -88,30 +106,9 @@ class AgentService:
         """The default model (the one `bundle` names)."""
         return self.models.default
 
-    @property
-    def health(self) -> DeviceHealth:
-        """Per-device health of the devices ingest tracks."""
-        return self.ingest.health
-
-    @property
-    def spool(self) -> Spool | None:
-        """The store-and-forward spool, when configured."""
-        return self.publisher.spool
-
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop` is set, then finish what is in the inbox."""
-        stop_metrics = stop_page = None
-        stats, page = self.config.stats, self.config.status_page
-        if stats.prometheus_port is not None:
-            from edge_agent.metrics import serve_metrics
-
-            stop_metrics = serve_metrics(stats.prometheus_port, stats.prometheus_address, self.snapshot)
-        if page.port is not None:
-            from edge_agent.status_page import serve_status_page
-
-            stop_page, self.status_port = serve_status_page(
-                page.port, page.address, lambda: self.status_view, page.refresh_s
-            )
+        stop_servers, self.status_port = serve_endpoints(self.config, self.snapshot, lambda: self.status_view)
         self.link.start()
         self.systemd.ready(f"serving {', '.join(m.bundle_id for m in self.models.values())}")
         while not stop.is_set():
@@ -130,9 +127,8 @@ class AgentService:
         self.publish_stats()
         self.link.stop()
         self.publisher.close()
-        for stop_server in (stop_metrics, stop_page):
-            if stop_server is not None:
-                stop_server()
+        for stop_server in stop_servers:
+            stop_server()
         self.systemd.close()
 
     def request_reload(
@@ -202,9 +198,7 @@ class AgentService:
             if command is not None:
                 self._command(command, raw)
             elif raw.topic == self._ha_status_topic:
-                if raw.payload.strip() == b"online":
-                    log.info("Home Assistant is online: re-announcing %d devices", len(self._announced))
-                    self._announce_all()
+                self.announcer.on_status(raw.payload)
             else:
                 alive = self.ingest.take(raw, batches)
                 if alive is not None:
@@ -217,8 +211,8 @@ class AgentService:
     def _signs_of_life(self, device: str, received_ts: float) -> None:
         """Usable readings: announced to Home Assistant once, and online (a device sending only garbage
         stays offline)."""
-        if self._ha_status_topic is not None and device not in self._announced:
-            self._announce(device)
+        if self._ha_status_topic is not None:
+            self.announcer.device_seen(device)
         if self.availability is not None and self.availability.heard(device, received_ts):
             self.publisher.availability(device, ONLINE)
 
@@ -258,7 +252,7 @@ class AgentService:
             self.models.forget(device)
             if self.status_board is not None:
                 self.status_board.forget(device)
-            self._announced.discard(device)
+            self.announcer.forget(device)
             if self.availability is not None:
                 self.availability.forget(device)
             self.publisher.clear_device(device, availability=self.availability is not None)
@@ -272,26 +266,10 @@ class AgentService:
         """After each (re)connect: send what waited, then re-announce (brokers can lose retained ones)."""
         self.publisher.flush_spool()
         if self._ha_status_topic is not None:
-            self._announce_all()
+            self.announcer.announce_all()
         elif self.availability is not None:
             for device, state in self.availability.states().items():
                 self.publisher.availability(device, state)
-
-    def _announce(self, device: str) -> None:
-        for topic, payload in discovery_messages(
-            self.config, device, self.models.for_device(device).bundle_id
-        ):
-            self.link.publish(topic, payload, qos=1, retain=True)
-        self._announced.add(device)
-
-    def _announce_all(self) -> None:
-        """Discovery configs, then the retained states they point at, for every device announced."""
-        availability = self.availability.states() if self.availability is not None else {}
-        for device in sorted(self._announced):
-            self._announce(device)
-            if device in availability:
-                self.publisher.availability(device, availability[device])
-            self.publisher.state(device, self.models.for_device(device).decider.state_of(device))
 
     def publish_stats(self) -> None:
         """The periodic stats message."""
@@ -306,28 +284,17 @@ class AgentService:
     def _status_view(self, now: float) -> dict[str, object]:
         """What the status page shows, copied from the agent's own state on the agent's thread."""
         assert self.status_board is not None
-        stats = self.snapshot()
-        board = self.status_board.snapshot()
-        traces: dict[str, dict[str, object]] = board["devices"]  # type: ignore[assignment]
         online = self.availability.online_now() if self.availability is not None else None
-        devices = [
-            {"name": name, "online": None if online is None else name in online, **trace}
-            for name, trace in traces.items()
-        ]
-        return {
-            "agent_id": self.config.agent_id,
-            "ts": now,
-            "connected": self.link.connected.is_set(),
-            "bundle": {
-                "id": self.pipeline.bundle_id,
-                "thresholds": {name: model.threshold.value for name, model in self.models.items()},
-            },
-            "counters": {key: stats[key] for key in ("received", "scored", "alerts", "devices")},
-            "rejected": stats["rejected"],
-            "devices": devices,
-            "recent_alerts": board["recent_alerts"],
-            "health": {key: stats[key] for key in _HEALTH_KEYS if key in stats},
-        }
+        thresholds = {name: model.threshold.value for name, model in self.models.items()}
+        return page_view(
+            self.config.agent_id,
+            now,
+            self.link.connected.is_set(),
+            self.snapshot(),
+            self.status_board.snapshot(),
+            online,
+            thresholds,
+        )
 
     def snapshot(self) -> dict[str, object]:
         """Counters for the stats topic and the Prometheus endpoint."""
@@ -342,6 +309,6 @@ class AgentService:
             "device_health": self.ingest.health.snapshot(self.config.stats.max_devices_reported),
             "ts": self.clock(),
         }
-        if self.spool is not None:
-            extra["spool"] = self.spool.snapshot()
+        if self.publisher.spool is not None:
+            extra["spool"] = self.publisher.spool.snapshot()
         return self.stats.snapshot(extra)

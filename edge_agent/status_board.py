@@ -72,3 +72,35 @@ class StatusBoard:
                 for name, trace in reversed(self._devices.items())
             }
             return {"devices": devices, "recent_alerts": list(self._alerts)}
+
+
+HEALTH_KEYS = ("latency_ms", "inbox_depth", "inbox_overflow", "spool")
+
+
+def page_view(
+    agent_id: str,
+    now: float,
+    connected: bool,
+    stats: dict[str, object],
+    board: dict[str, object],
+    online: frozenset[str] | None,
+    thresholds: dict[str, float],
+) -> dict[str, object]:
+    """The status page's document: the agent's stats snapshot, the board's traces and alerts, and each
+    device's availability (None where availability is off)."""
+    traces: dict[str, dict[str, object]] = board["devices"]  # type: ignore[assignment]
+    devices = [
+        {"name": name, "online": None if online is None else name in online, **trace}
+        for name, trace in traces.items()
+    ]
+    return {
+        "agent_id": agent_id,
+        "ts": now,
+        "connected": connected,
+        "bundle": {"id": stats["bundle_id"], "thresholds": thresholds},
+        "counters": {key: stats[key] for key in ("received", "scored", "alerts", "devices")},
+        "rejected": stats["rejected"],
+        "devices": devices,
+        "recent_alerts": board["recent_alerts"],
+        "health": {key: stats[key] for key in HEALTH_KEYS if key in stats},
+    }

@@ -22,6 +22,7 @@ from benchmarks.environment import write_result
 from benchmarks.scorer_speed import time_per_window, torch_scorer
 from edge_agent.backends import open_scorer
 from edge_agent.bundle import load_bundle
+from edge_agent.vocabulary import Precision
 from trainer.build import build_bundle
 
 BATCHES = (1, 64, 512)
@@ -44,7 +45,7 @@ def measure(series_name: str, root: Path) -> dict[str, object]:
         torch.set_num_threads(1)
         eager = torch_scorer(bundle.manifest.latent_dim, test.shape[2], test.shape[1], config.model.width)
         timed: dict[str, object] = {}
-        for precision in ("fp32", "int8"):
+        for precision in (Precision.FP32, Precision.INT8):
             scorer = open_scorer(bundle, precision=precision, threads=1)
             scorer.warmup()
             timed[f"EdgeGAN ORT {precision.upper()}"] = lambda w, s=scorer: s.score(w)

@@ -30,6 +30,7 @@ from edge_agent.backends.base import ScoreBatch
 from edge_agent.backends.onnx_runtime import OnnxRuntimeScorer
 from edge_agent.bundle import SCORER_FP32, SCORER_INT8, Bundle
 from edge_agent.errors import BackendUnavailable
+from edge_agent.vocabulary import Precision
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,10 @@ class TensorRtScorer:
 
     def __init__(self, bundle: Bundle, precision: str) -> None:
         check_tensorrt_available()
+        int8 = Precision(precision) is Precision.INT8
         manifest = bundle.manifest
         self._shape = (manifest.window_len, len(manifest.channels))
-        model = bundle.model_path(SCORER_INT8 if precision == "int8" else SCORER_FP32)
+        model = bundle.model_path(SCORER_INT8 if int8 else SCORER_FP32)
         cache = engine_cache_dir(bundle, precision)
         fresh = not cache.exists()
         try:
@@ -99,7 +101,7 @@ class TensorRtScorer:
             "trt_engine_cache_path": str(cache),
             "trt_timing_cache_enable": True,
             "trt_fp16_enable": True,
-            "trt_int8_enable": precision == "int8",  # QDQ graph: TensorRT's explicit quantisation
+            "trt_int8_enable": int8,  # QDQ graph: TensorRT's explicit quantisation
             # One profile covering every batch the agent sends, built once rather than per new shape.
             "trt_profile_min_shapes": f"windows:1x{self._shape[0]}x{self._shape[1]}",
             "trt_profile_opt_shapes": f"windows:64x{self._shape[0]}x{self._shape[1]}",
@@ -112,7 +114,7 @@ class TensorRtScorer:
                 f"tensorrt backend: onnxruntime did not place the graph on TensorRT "
                 f"(got {self._inner.providers()}); see the log for the provider's error"
             )
-        self.name = f"tensorrt:{model.name}:{'int8' if precision == 'int8' else 'fp16'}"
+        self.name = f"tensorrt:{model.name}:{'int8' if int8 else 'fp16'}"
         if fresh:
             parity = self._parity(bundle, model)
             parity["build_seconds"] = round(time.perf_counter() - started, 2)

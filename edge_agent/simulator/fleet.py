@@ -23,9 +23,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.bundle import Bundle
-from edge_agent.config import BrokerConfig
+from edge_agent.config import BrokerConfig, TopicsConfig
 from edge_agent.errors import EdgeAgentError
 from edge_agent.mqtt_link import configure_credentials
+from edge_agent.routing import telemetry_topic
 from edge_agent.simulator import faults
 from edge_agent.simulator.faults import Injection
 from edge_agent.simulator.scenario import Scenario, plan_faults
@@ -33,7 +34,6 @@ from edge_agent.simulator.stream import DeviceStream, Generator
 
 log = logging.getLogger(__name__)
 
-TELEMETRY_TOPIC = "sensors/{device}/telemetry"
 TRUTH_TOPIC = "sim/{device}/truth"
 
 
@@ -100,8 +100,16 @@ def connect_publisher(broker: BrokerConfig, client_id: str) -> mqtt.Client:
 class Fleet:
     """Simulated devices of one bundle."""
 
-    def __init__(self, bundle: Bundle, scenario: Scenario, start: float | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        scenario: Scenario,
+        start: float | None = None,
+        topics: TopicsConfig | None = None,
+    ) -> None:
+        """`topics`: the agent's (its telemetry filter names where each device publishes)."""
         self.bundle, self.scenario = bundle, scenario
+        self.telemetry_filter = (topics or TopicsConfig()).telemetry
         self.generator = Generator(bundle)
         self.channels = list(bundle.manifest.channels)
         rng = np.random.default_rng(scenario.seed)
@@ -209,7 +217,7 @@ class Fleet:
                     on_truth(record)
             device = self.devices[index]
             for payload in self.reading(device):
-                info = client.publish(TELEMETRY_TOPIC.format(device=device.name), payload, qos=1)
+                info = client.publish(telemetry_topic(self.telemetry_filter, device.name), payload, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
                     dropped += 1  # paho's queue is full (65,535 unacknowledged): the broker cannot keep up
                     continue

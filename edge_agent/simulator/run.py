@@ -13,11 +13,11 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from edge_agent.bundle import load_bundle
-from edge_agent.config import BrokerConfig
+from edge_agent.config import BrokerConfig, TopicsConfig
 from edge_agent.errors import DataError, EdgeAgentError
+from edge_agent.routing import alert_filter, telemetry_topic
 from edge_agent.simulator.evaluate import Evaluation, evaluate
 from edge_agent.simulator.fleet import (
-    TELEMETRY_TOPIC,
     Fleet,
     FleetReport,
     connect_client,
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class AlertCollector:
     """Subscribes to the agent's alerts and logs each as it comes: the live view of a run."""
 
-    def __init__(self, broker: BrokerConfig, topic_filter: str = "edgegan/alert/+") -> None:
+    def __init__(self, broker: BrokerConfig, topic_filter: str) -> None:
         self.alerts: list[dict[str, object]] = []
         self._lock = threading.Lock()
         subscribed = threading.Event()
@@ -92,10 +92,13 @@ def simulate(
     settle_s: float | None = None,
     stop: threading.Event | None = None,
     alerts_file: Path | None = None,
+    topics: TopicsConfig | None = None,
 ) -> SimulationResult:
-    """Publish the scenario in real time; with `score_alerts`, collect the agent's alerts and evaluate."""
+    """Publish the scenario in real time; with `score_alerts`, collect the agent's alerts and evaluate.
+    `topics`: the agent's (default: the agent's defaults), so a fleet follows an agent with custom topics."""
+    topics = topics or TopicsConfig()
     bundle = load_bundle(bundle_dir)
-    fleet = Fleet(bundle, scenario)
+    fleet = Fleet(bundle, scenario, topics=topics)
     log.info(
         "simulating %d devices at %.2f Hz for %.0f s, %d faults planned",
         scenario.devices,
@@ -103,7 +106,7 @@ def simulate(
         scenario.duration_s,
         len(fleet.injections),
     )
-    collector = AlertCollector(broker) if score_alerts else None
+    collector = AlertCollector(broker, alert_filter(topics.alert)) if score_alerts else None
     client = connect_publisher(broker, client_id=f"edgegan-sim-{scenario.seed}-{int(time.time())}")
     truth_out = write_truth_file(truth_file) if truth_file is not None else None
     try:
@@ -134,7 +137,12 @@ def simulate(
 
 
 def replay_csv(
-    path: Path, broker: BrokerConfig, device: str, speed: float, columns: list[str] | None = None
+    path: Path,
+    broker: BrokerConfig,
+    device: str,
+    speed: float,
+    columns: list[str] | None = None,
+    topics: TopicsConfig | None = None,
 ) -> FleetReport:
     """Publish a CSV's rows as one device's telemetry at the file's own pace, `speed` times faster.
 
@@ -161,7 +169,7 @@ def replay_csv(
     else:
         offsets = [i / speed for i in range(rows)]
     client = connect_publisher(broker, client_id=f"edgegan-replay-{device}-{int(time.time())}")
-    topic = TELEMETRY_TOPIC.format(device=device)
+    topic = telemetry_topic((topics or TopicsConfig()).telemetry, device)
     began = time.time()
     max_lag, published = 0.0, 0
     last = None

@@ -281,9 +281,9 @@ def test_device_state_is_bounded_and_silent_devices_are_forgotten_with_their_ret
     assert wait_until(lambda: agent.service.stats.rejected["device_limit"] == 3)
     assert wait_until(lambda: agent.service.stats.rejected["bad_json"] == 1)
     assert agent.service.snapshot()["devices_tracked"] == 4
-    assert len(agent.service.health) == 4, "refused and garbage-only ids must not get health state"
+    assert len(agent.service.ingest.health) == 4, "refused and garbage-only ids must not get health state"
     assert wait_until(lambda: agent.service.evicted == 4)
-    assert len(agent.service.health) == 0
+    assert len(agent.service.ingest.health) == 0
     late = recorder("edgegan/device/+/availability")  # retained availability of evicted devices is gone
     time.sleep(0.5)
     assert late.messages == []
@@ -321,7 +321,7 @@ def test_batched_messages_are_scored_reading_by_reading_and_bad_readings_refused
     assert dict(agent.service.stats.rejected) == {"non_numeric": 1, "stale_ts": 1}
     assert agent.service.stats.received == 2
     # Health rates are per reading: 2 refused of the 80 the two messages held (per message it read 1.0).
-    assert agent.service.health.snapshot(10)["batch"]["rejected_rate"] == round(2 / 80, 4)
+    assert agent.service.ingest.health.snapshot(10)["batch"]["rejected_rate"] == round(2 / 80, 4)
     device.loop_stop()
 
 

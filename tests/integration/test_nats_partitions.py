@@ -100,7 +100,7 @@ def test_each_device_reaches_exactly_one_partition_agent_and_survives_its_restar
     assert wait_until(lambda: sum(a.service.stats.received for a in agents) == 20 * len(DEVICES), timeout=30)
     # Each agent received its own partition's readings only: the broker split the fleet, no agent dropped
     # another's devices.
-    tracked = [set(a.service.health.snapshot(len(DEVICES))) for a in agents]
+    tracked = [set(a.service.ingest.health.snapshot(len(DEVICES))) for a in agents]
     assert sum(len(devices) for devices in tracked) == len(DEVICES), tracked  # none in two partitions
     assert set().union(*tracked) == set(DEVICES), tracked
     assert all(tracked), "with 8 devices every partition holds some"

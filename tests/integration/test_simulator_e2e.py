@@ -56,6 +56,30 @@ def test_obvious_faults_are_found_and_clean_devices_stay_quiet(
     assert agent.service.stats.rejected["bad_json"] == 20  # 1 s at 20 Hz of truncated payloads
 
 
+def test_the_fleet_follows_an_agent_with_custom_topics(
+    pump_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    topics = {"telemetry": "plant/+/data", "alert": "plant/alerts/{device}"}
+    agent = start_agent(agent_config(pump_bundle, broker.port, topics=topics))
+    default_topics = recorder("sensors/#")
+    events = [{"device": 0, "kind": "level_shift", "at_s": 4.0, "duration_s": 4.0, "magnitude": 2.0}]
+    scenario = Scenario(devices=2, rate_hz=20.0, duration_s=10.0, seed=5, random=None, events=events)
+    result = simulate(
+        pump_bundle,
+        BrokerConfig(port=broker.port),
+        scenario,
+        score_alerts=True,
+        settle_s=2.0,
+        topics=agent.service.config.topics,
+    )
+    assert result.evaluation is not None
+    assert result.evaluation.recall_of("level_shift") == 1.0, result.evaluation.table()
+    assert agent.service.stats.scored > 0 and not default_topics.messages
+
+
 def test_replay_keeps_the_files_timing_sped_up(
     broker: Broker, recorder: Callable[..., Recorder], tmp_path: Path
 ) -> None:

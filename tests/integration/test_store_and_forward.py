@@ -82,7 +82,9 @@ def test_alerts_raised_during_an_outage_survive_an_agent_restart_and_arrive_once
     watch = recorder("edgegan/alert/#", "edgegan/state/#")
     second = start_agent(config)  # a fresh agent process on the same spool
     watch.wait_for(lambda ms: sum(t.startswith("edgegan/alert/") for t, _, _ in ms) >= len(spooled))
-    assert wait_until(lambda: second.service.spool is not None and second.service.spool.stored() == 0)
+    spool = second.service.publisher.spool
+    assert spool is not None
+    assert wait_until(lambda: spool.stored() == 0)
     time.sleep(1.0)  # anything sent twice would arrive by now
     received = [json.loads(p) for t, p, _ in watch.messages if t.startswith("edgegan/alert/")]
     assert [(a["alert_id"], a["type"]) for a in received] == [(a["alert_id"], a["type"]) for a in spooled]
