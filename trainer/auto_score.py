@@ -194,11 +194,15 @@ def scorer_for(nets: TrainedNets, windows: WindowSets, config: TrainConfig) -> S
     With fit.auto the module also carries the latent term, so every candidate of the choice can be scored.
     """
     terms = ScoreTerms(nets.encoder, nets.generator, nets.critic, config.model.removes_window_level).eval()
-    sample = windows.train[:: max(1, len(windows.train) // MAX_SCALE_WINDOWS)]
+    stride = max(1, len(windows.train) // MAX_SCALE_WINDOWS)
+    sample = windows.train[::stride]
     weights = score_weights(config)
     if config.fit.auto:
         weights = dataclasses.replace(weights, latent=max(weights.latent, PROBE_LATENT_WEIGHT))
-    return measure_scales(terms, sample, windows.normaliser, weights, config.score.residual_floor)
+    score = config.score
+    return measure_scales(
+        terms, sample, windows.normaliser, weights, score.residual_floor, stride, score.level_tail
+    )
 
 
 def choose_for_fit(members: list[ScorerModule], windows: WindowSets, config: TrainConfig) -> WeightChoice:

@@ -173,6 +173,11 @@ class ScoreConfig(BaseModel):
         description="no channel's residual is scaled by less than this share of the mean channel's "
         "training residual, so a channel the model reconstructs almost exactly cannot dominate the score",
     )
+    level_tail: Literal["out_of_sample", "in_sample"] = Field(
+        "out_of_sample",
+        description="the level term's tail: out_of_sample reads it on time blocks the level Gaussian was "
+        "fitted without (later normal levels sit further out than the fitted ones); in_sample: round 8's",
+    )
     false_alarm_budget: float = Field(
         1e-3, gt=0, lt=0.5, description="fraction of normal windows allowed above the threshold"
     )

@@ -7,6 +7,8 @@ training windows alone, never from the holdout that calibrates the thresholds or
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -26,11 +28,14 @@ from trainer.scorer_graph import (
 )
 from trainer.windows import Normaliser
 
+log = logging.getLogger(__name__)
+
 TAIL_QUANTILE = 0.99  # each term is divided by this quantile of its training values
 CHANGE_BAND_QUANTILES = (0.001, 0.999)  # the variability band: these quantiles of training changes...
 CHANGE_BAND_MARGIN = 1.5  # ...widened by this factor each way, so only a clear departure counts
 FLAT_CHANGE = 1e-6  # a channel whose changes go this low in training may be flat: no stuck check
 LEVEL_RIDGE = 1e-2  # share of the mean level variance added to the diagonal before inverting
+LEVEL_BLOCKS = 5  # time blocks for the level model's out-of-sample tail (level_generalisation)
 _BATCH = 512
 
 
@@ -46,6 +51,37 @@ def _level_gaussian(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ridge = LEVEL_RIDGE * max(float(cov.diagonal().mean()), MIN_TERM_SCALE)
     precision = torch.linalg.inv(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
     return data.mean(dim=0).float(), precision.float()
+
+
+def _level_distance(levels: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    """[n]: the level term as the graph computes it (positive per-channel parts, summed)."""
+    centred = levels.float() - mean
+    return torch.relu((centred @ precision) * centred).sum(dim=1)
+
+
+def level_generalisation(levels: torch.Tensor, guard: int, blocks: int = LEVEL_BLOCKS) -> float:
+    """How much further normal windows the level Gaussian was not fitted on lie from it: the 99th percentile
+    of each time block's level term under a Gaussian fitted without that block (nor `guard` windows either
+    side, which share its readings), over the in-sample 99th percentile; at least 1.
+
+    Why: the Gaussian's mean and full covariance are fitted on the very windows its tail is read from, and
+    overlapping windows of a slowly changing process hold few independent levels, so the in-sample tail
+    understates what later normal data reads (a small fit's later levels, an operating point the training
+    part visited once). `levels` are in time order (windows of one segment after another).
+    """
+    n = len(levels)
+    if n < blocks * (2 * guard + 4):
+        return 1.0  # too few windows to leave a block out and still fit the rest
+    mean, precision = _level_gaussian(levels)
+    inside = float(torch.quantile(_level_distance(levels, mean, precision), TAIL_QUANTILE))
+    outside = []
+    for block in range(blocks):
+        low, high = block * n // blocks, (block + 1) * n // blocks
+        rest = torch.cat([levels[: max(0, low - guard)], levels[min(n, high + guard) :]])
+        block_mean, block_precision = _level_gaussian(rest)
+        outside.append(_level_distance(levels[low:high], block_mean, block_precision))
+    beyond = float(torch.quantile(torch.cat(outside), TAIL_QUANTILE))
+    return max(1.0, beyond / max(inside, MIN_TERM_SCALE))
 
 
 def _change_band(changes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -64,8 +100,12 @@ def measure_scales(
     normaliser: Normaliser,
     weights: ScoreWeights,
     residual_floor: float,
+    sample_stride: int = 1,
+    level_tail: str = "out_of_sample",
 ) -> ScorerModule:
-    """The scorer module for `terms`, every scale and tail measured on the raw training windows `sample`."""
+    """The scorer module for `terms`, every scale and tail measured on the raw training windows `sample`
+    (every `sample_stride`-th training window, in time order); the level term's tail is its out-of-sample
+    one (`level_generalisation`)."""
     normalised = _network_layout(sample, normaliser)
     with torch.no_grad():
         outputs = [terms(normalised[i : i + _BATCH]) for i in range(0, len(normalised), _BATCH)]
@@ -76,7 +116,8 @@ def measure_scales(
     step_floor = max(float(channel.mean()) * residual_floor, MIN_TERM_SCALE)
     step = torch.clamp(residual.median(dim=0).values, min=step_floor)
     level_weights = newest_step_weights(sample.shape[1], weights.level_half_life_steps)
-    level_mean, level_precision = _level_gaussian(recent_level(normalised, level_weights))
+    levels = recent_level(normalised, level_weights)
+    level_mean, level_precision = _level_gaussian(levels)
     change_steps = min(weights.variability_steps, sample.shape[1] - 1)
     low, high, check = _change_band(mean_abs_change(normalised, change_steps))
     scales = TermScales(
@@ -99,6 +140,16 @@ def measure_scales(
         distance,
     ).eval()
     module.tails = _tails(module, sample)
+    if level_tail == "in_sample":
+        return module
+    guard = -(-sample.shape[1] // max(sample_stride, 1))  # sampled windows sharing readings with a block edge
+    generalisation = level_generalisation(levels, guard)
+    module.tails["level"] *= generalisation
+    log.info(
+        "level term: out-of-sample tail %.2fx the in-sample one (%d time blocks)",
+        generalisation,
+        LEVEL_BLOCKS,
+    )
     return module
 
 

@@ -75,8 +75,8 @@ def test_alerts_raised_during_an_outage_survive_an_agent_restart_and_arrive_once
         assert start["peak_score"] == start["score"] and end["peak_score"] >= start["score"] > end["score"]
         assert end["severity"] == (threshold.severity_of(end["peak_score"]) or "alert")
     link.stop()  # the agent stops (or dies) while the broker is still away
-    assert first.spool is not None
-    first.spool.close()
+    assert first.publisher.spool is not None
+    first.publisher.spool.close()
 
     broker.start()
     watch = recorder("edgegan/alert/#", "edgegan/state/#")

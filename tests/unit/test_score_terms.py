@@ -14,7 +14,7 @@ from edge_agent.bundle import ScoreDefinition
 from trainer.export import export_scorer
 from trainer.networks import Critic, Encoder, Generator
 from trainer.quantize import layers_to_quantise
-from trainer.score_scales import measure_scales
+from trainer.score_scales import level_generalisation, measure_scales
 from trainer.scorer_graph import (
     LatentDistance,
     ScorerModule,
@@ -210,3 +210,21 @@ def test_removing_the_window_level_makes_the_score_blind_to_offsets_only() -> No
             torch.testing.assert_close(original, moved, rtol=1e-4, atol=1e-5)
         assert not torch.allclose(keep(windows)[0], keep(offset)[0], rtol=1e-2)
         assert not torch.allclose(remove(windows)[0], remove(step)[0], rtol=1e-2)
+
+
+def _levels_of(rows: np.ndarray, window: int = 32) -> torch.Tensor:
+    """Each window's mean level, windows at stride 1 in time order (as measure_scales samples them)."""
+    view = np.lib.stride_tricks.sliding_window_view(rows, window, axis=0)  # [n, C, W]
+    return torch.from_numpy(view.mean(axis=2).astype(np.float32))
+
+
+def test_the_level_tail_grows_only_where_later_levels_leave_the_earlier_ones() -> None:
+    rng = np.random.default_rng(0)
+    stationary = rng.normal(size=(3000, CHANNELS))  # every stretch shows the same levels
+    wandering = np.cumsum(rng.normal(size=(3000, CHANNELS)), axis=0)  # each stretch finds new levels
+    steady = level_generalisation(_levels_of(stationary), guard=32)
+    drifting = level_generalisation(_levels_of(wandering), guard=32)
+    assert 1.0 <= steady < 1.6, steady
+    assert drifting > 2.0 * steady, (drifting, steady)
+    # Too few windows to leave a block out: no correction rather than noise.
+    assert level_generalisation(_levels_of(stationary[:200]), guard=32) == 1.0
