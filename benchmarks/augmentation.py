@@ -30,7 +30,7 @@ from edge_agent.bundle import SCORER_INT8, load_bundle
 from edge_agent.tabular import read_table
 from trainer.build import build_bundle
 from trainer.config import TrainConfig
-from trainer.synth import synthesize, write_synthetic
+from trainer.synthetic.generate import synthesize, write_synthetic
 from trainer.windows import slide
 
 

@@ -19,8 +19,8 @@ from benchmarks.environment import write_result
 from edge_agent.bundle import BundleManifest, load_bundle
 from trainer.config import TrainConfig
 from trainer.demo.pump_data import make_pump_series
-from trainer.synth import synthesize
-from trainer.synth_report import build_report, split_like_the_fit
+from trainer.synthetic.generate import synthesize
+from trainer.synthetic.report import build_report, split_like_the_fit
 
 FIGURES = {
     "discriminative (training)": ("quality", "discriminative_score"),

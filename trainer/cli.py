@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from trainer.build import BuildResult
     from trainer.config import TrainConfig
-    from trainer.synth_report import SynthReport
+    from trainer.synthetic.report import SynthReport
 
     F32Array = npt.NDArray[np.float32]
 
@@ -185,13 +185,13 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from trainer.synth import synthesize, write_synthetic
+    from trainer.synthetic.generate import synthesize, write_synthetic
 
     channels, timestamps, values = synthesize(args.bundle, args.rows, args.seed, args.truncation)
     if args.data is None:
         log.warning("no --data: the privacy check did not run (it needs the real training data)")
     else:
-        from trainer.synth_report import memorisation_verdict
+        from trainer.synthetic.report import memorisation_verdict
 
         report = _synth_report(args, channels, values)
         memorised, message = memorisation_verdict(report.privacy, args.max_closer_to_training)
@@ -211,7 +211,7 @@ def _synth_report(args: argparse.Namespace, channels: list[str], values: F32Arra
 
     from edge_agent.bundle import load_bundle
     from trainer.config import load_train_config
-    from trainer.synth_report import build_report, split_like_the_fit, write_report
+    from trainer.synthetic.report import build_report, split_like_the_fit, write_report
 
     manifest = load_bundle(args.bundle).manifest
     train, holdout = split_like_the_fit(args.data, channels, load_train_config(args.config))

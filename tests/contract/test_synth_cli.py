@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from trainer.cli import main
-from trainer.synth_report import memorisation_verdict, privacy_figures
+from trainer.synthetic.report import memorisation_verdict, privacy_figures
 
 
 def _synth(bundle: Path, out: Path, *extra: str) -> int:
