@@ -162,13 +162,15 @@ def _agent_config(folder: Path, port: int, bundle: Path, stats_interval: float, 
 def _start_agent(config: Path, tree: Path | None = None) -> subprocess.Popen[bytes]:
     """The agent of this checkout, or of `tree` (another checkout, e.g. a worktree of the previous commit)."""
     env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=tree,
-    )
+    # -X faulthandler: an agent that will not stop is sent SIGABRT and dumps every thread's stack here.
+    with (config.parent / "agent.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-X", "faulthandler", "-m", "edge_agent", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=env,
+            cwd=tree,
+        )
 
 
 class _Watch:
@@ -232,9 +234,21 @@ def _agent_drain(
     try:
         agent.wait(60)
     except subprocess.TimeoutExpired:
-        print("agent did not stop within 60 s of SIGTERM; killed", file=sys.stderr, flush=True)
-        agent.kill()
-        agent.wait(10)
+        log = config.parent / "agent.log"
+        mark = log.stat().st_size
+        agent.send_signal(signal.SIGABRT)  # faulthandler: the stuck agent's stacks go to its log
+        try:
+            agent.wait(10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait(10)
+        stacks = log.read_bytes()[mark:].decode(errors="replace")[-3000:]
+        print(
+            f"agent ({tree or 'this checkout'}) did not stop within 60 s of SIGTERM; aborted. Its stacks:\n"
+            f"{stacks}",
+            file=sys.stderr,
+            flush=True,
+        )
     if first is None or len(payloads) - first[1] < len(payloads) // 2:
         raise RuntimeError("the agent took over half of the backlog before its first stats report")
     return (len(payloads) - first[1]) / (end - first[0])

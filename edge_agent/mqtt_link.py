@@ -89,6 +89,7 @@ class MqttLink:
         self._has_items = threading.Event()
         self._has_room = threading.Event()
         self._has_room.set()
+        self._stopping = False  # set by stop(): the network thread takes nothing more
         self._acks: deque[int] = deque()  # mids processed by the scoring loop, sent by the network thread
         # Half the keepalive: a network thread blocked on a full inbox cannot answer the broker's pings.
         self._full_wait_s = broker.keepalive_s / 2
@@ -182,7 +183,22 @@ class MqttLink:
         self.connected.clear()
         log.warning("disconnected from broker: %s; reconnecting with backoff", reason)
 
+    def _wait_for_room(self) -> bool:
+        """True once the scoring loop made room (or the link is stopping); False after half a keepalive.
+        Waits in short slices so that a stop never waits behind it."""
+        deadline = time.monotonic() + self._full_wait_s
+        while len(self._inbox) >= self.inbox_size and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._has_room.clear()
+            if len(self._inbox) >= self.inbox_size:
+                self._has_room.wait(min(left, 0.5))
+        return True
+
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        if self._stopping:
+            return  # unacknowledged: the broker delivers it again to the next session
         self._send_acks()
         raw = RawMessage(
             message.topic, bytes(message.payload), time.time(), message.mid, message.qos, bool(message.retain)
@@ -193,9 +209,10 @@ class MqttLink:
             # message anyway, past the bound: dropping it unacknowledged lost it (an MQTT 5 broker resends
             # only on a reconnect, by when newer readings have passed it), and the broker's own flow control
             # (Receive Maximum, or its in-flight limit under 3.1.1) keeps the overshoot small.
-            self._has_room.clear()
-            if len(self._inbox) >= self.inbox_size and not self._has_room.wait(self._full_wait_s):
+            if not self._wait_for_room():
                 self.inbox_overflow += 1
+            if self._stopping:
+                return
         self._inbox.append(raw)
         if not self._has_items.is_set():
             self._has_items.set()
@@ -266,7 +283,14 @@ class MqttLink:
         return int(info.mid)
 
     def stop(self) -> None:
-        """Clean stop: pending acks, retained offline status, then disconnect (no last will is sent)."""
+        """Clean stop: pending acks, retained offline status, then disconnect (no last will is sent).
+
+        Messages still arriving are left unacknowledged for the next session, and a network thread waiting
+        for room in a full inbox is released: nothing drains the inbox any more, and joining a thread that
+        waits half a keepalive per message held the stop for minutes after a large backlog.
+        """
+        self._stopping = True
+        self._has_room.set()
         self._send_acks()
         if self.connected.is_set():
             info = self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True)

@@ -58,3 +58,41 @@ def test_a_stalled_scoring_loop_loses_no_reading(
     assert stats.scored == READINGS - WINDOW + 1, stats.snapshot()
     assert dict(stats.rejected) == {}, stats.rejected
     device.loop_stop()
+
+
+def test_a_stop_with_a_full_inbox_is_prompt_and_leaves_the_rest_to_the_next_session(
+    tiny_bundle: Path, broker: Broker, start_agent: Callable[..., RunningAgent]
+) -> None:
+    # keepalive 30 s: a network thread waiting for room in the full inbox waits 15 s per message.
+    config = agent_config(
+        tiny_bundle, broker.port, broker={"keepalive_s": 30}, ingest={"inbox_size": 10, "batch_max": 4}
+    )
+    agent = start_agent(config)
+    pipeline = agent.service.models[next(iter(agent.service.models))]
+    score = pipeline.push_many
+    stalled = threading.Event()
+
+    def slow(readings: list[object]) -> object:
+        if agent.service.stats.scored > 20:
+            stalled.set()
+            time.sleep(2.0)  # the inbox fills behind this while the broker holds the rest
+        return score(readings)  # type: ignore[arg-type]
+
+    pipeline.push_many = slow  # type: ignore[method-assign]
+    device = publisher(broker.port)
+    for payload in reading_payloads(correlated_series(READINGS, seed=32), time.time() - READINGS - 60):
+        device.publish("sensors/s2/telemetry", payload, qos=1)
+    assert stalled.wait(30)
+    assert wait_until(lambda: agent.service.link.inbox_depth() >= 10, timeout=10)
+    began = time.monotonic()
+    agent.shutdown()  # joins the agent's thread, 15 s at most
+    took = time.monotonic() - began
+    first = agent.service.stats.received
+    assert took < 8.0, f"stop took {took:.1f} s with a full inbox"
+    assert first < READINGS, "the stop must come while the broker still holds readings"
+    second = start_agent(config)  # the same session: what the first did not take is delivered again
+    assert wait_until(lambda: first + second.service.stats.received >= READINGS, timeout=60), (
+        first,
+        second.service.stats.snapshot(),
+    )
+    device.loop_stop()
