@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from tests.conftest import correlated_series
@@ -26,27 +27,48 @@ WINDOW = 32  # the tiny bundle's window_len
 READINGS = 300
 
 
-def test_a_stalled_scoring_loop_loses_no_reading(
-    tiny_bundle: Path, broker: Broker, start_agent: Callable[..., RunningAgent]
-) -> None:
+def _stalling_agent(
+    start_agent: Callable[..., RunningAgent],
+    bundle: Path,
+    port: int,
+    keepalive_s: int,
+    after_scored: int,
+    stall_s: float,
+    every_batch: bool,
+) -> tuple[RunningAgent, threading.Event]:
+    """An agent with a 10-message inbox whose scoring stalls `stall_s` once `after_scored` windows are
+    scored (on every later batch with `every_batch`); the event says the stall began."""
     config = agent_config(
-        tiny_bundle, broker.port, broker={"keepalive_s": 5}, ingest={"inbox_size": 10, "batch_max": 4}
+        bundle, port, broker={"keepalive_s": keepalive_s}, ingest={"inbox_size": 10, "batch_max": 4}
     )
     agent = start_agent(config)
     pipeline = agent.service.models[next(iter(agent.service.models))]
     score = pipeline.push_many
-    stall = threading.Event()
+    stalled = threading.Event()
 
     def slow(readings: list[object]) -> object:
-        if not stall.is_set() and agent.service.stats.scored > 40:
-            stall.set()
-            time.sleep(4.0)  # longer than half the keepalive: the network thread's wait for room runs out
+        if (every_batch or not stalled.is_set()) and agent.service.stats.scored > after_scored:
+            stalled.set()
+            time.sleep(stall_s)
         return score(readings)  # type: ignore[arg-type]
 
     pipeline.push_many = slow  # type: ignore[method-assign]
-    device = publisher(broker.port)
-    for payload in reading_payloads(correlated_series(READINGS, seed=31), time.time() - READINGS - 60):
-        device.publish("sensors/s1/telemetry", payload, qos=1)
+    return agent, stalled
+
+
+def _publish_readings(port: int, device_id: str, seed: int) -> mqtt.Client:
+    device = publisher(port)
+    for payload in reading_payloads(correlated_series(READINGS, seed=seed), time.time() - READINGS - 60):
+        device.publish(f"sensors/{device_id}/telemetry", payload, qos=1)
+    return device
+
+
+def test_a_stalled_scoring_loop_loses_no_reading(
+    tiny_bundle: Path, broker: Broker, start_agent: Callable[..., RunningAgent]
+) -> None:
+    # 4 s: longer than half the keepalive, so the network thread's wait for room runs out.
+    agent, stall = _stalling_agent(start_agent, tiny_bundle, broker.port, 5, 40, 4.0, every_batch=False)
+    device = _publish_readings(broker.port, "s1", seed=31)
     stats = agent.service.stats
     assert wait_until(lambda: stats.scored >= READINGS - WINDOW + 1, timeout=60), (
         stats.snapshot(),
@@ -63,25 +85,10 @@ def test_a_stalled_scoring_loop_loses_no_reading(
 def test_a_stop_with_a_full_inbox_is_prompt_and_leaves_the_rest_to_the_next_session(
     tiny_bundle: Path, broker: Broker, start_agent: Callable[..., RunningAgent]
 ) -> None:
-    # keepalive 30 s: a network thread waiting for room in the full inbox waits 15 s per message.
-    config = agent_config(
-        tiny_bundle, broker.port, broker={"keepalive_s": 30}, ingest={"inbox_size": 10, "batch_max": 4}
-    )
-    agent = start_agent(config)
-    pipeline = agent.service.models[next(iter(agent.service.models))]
-    score = pipeline.push_many
-    stalled = threading.Event()
-
-    def slow(readings: list[object]) -> object:
-        if agent.service.stats.scored > 20:
-            stalled.set()
-            time.sleep(2.0)  # the inbox fills behind this while the broker holds the rest
-        return score(readings)  # type: ignore[arg-type]
-
-    pipeline.push_many = slow  # type: ignore[method-assign]
-    device = publisher(broker.port)
-    for payload in reading_payloads(correlated_series(READINGS, seed=32), time.time() - READINGS - 60):
-        device.publish("sensors/s2/telemetry", payload, qos=1)
+    # keepalive 30 s: a network thread waiting for room in the full inbox waits 15 s per message; every
+    # batch stalls 2 s, so the inbox stays full while the broker holds the rest.
+    agent, stalled = _stalling_agent(start_agent, tiny_bundle, broker.port, 30, 20, 2.0, every_batch=True)
+    device = _publish_readings(broker.port, "s2", seed=32)
     assert stalled.wait(30)
     assert wait_until(lambda: agent.service.link.inbox_depth() >= 10, timeout=10)
     began = time.monotonic()
@@ -90,7 +97,7 @@ def test_a_stop_with_a_full_inbox_is_prompt_and_leaves_the_rest_to_the_next_sess
     first = agent.service.stats.received
     assert took < 8.0, f"stop took {took:.1f} s with a full inbox"
     assert first < READINGS, "the stop must come while the broker still holds readings"
-    second = start_agent(config)  # the same session: what the first did not take is delivered again
+    second = start_agent(agent.service.config)  # the same session: what the first left comes again
     assert wait_until(lambda: first + second.service.stats.received >= READINGS, timeout=60), (
         first,
         second.service.stats.snapshot(),
