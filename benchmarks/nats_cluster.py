@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,18 +14,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from trainer.demo.broker import free_ports
+
 SAMPLE_MAP = Path(__file__).resolve().parents[1] / "deploy" / "nats" / "partitions.conf"
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def partition_map(partitions: int) -> str:
@@ -59,7 +49,7 @@ def nats_cluster(folder: Path, nodes: int = 3, partitions: int = 3) -> Iterator[
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
     if not Path(binary).exists():
         raise RuntimeError("nats-server is not installed (apt-get install nats-server)")
-    ports = _free_ports(3 * nodes)
+    ports = free_ports(3 * nodes)
     clients, routes, mqtt_ports = ports[:nodes], ports[nodes : 2 * nodes], ports[2 * nodes :]
     (folder / "partitions.conf").write_text(partition_map(partitions))
     route_list = ", ".join(f"nats://127.0.0.1:{port}" for port in routes)

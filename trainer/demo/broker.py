@@ -17,11 +17,21 @@ def find_mosquitto() -> str | None:
     return next((found for name in MOSQUITTO_PATHS if (found := shutil.which(name))), None)
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports nothing on loopback listens on now (held together while picked)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
     """A TCP port nothing on loopback listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
@@ -51,10 +61,17 @@ def start_mosquitto(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         f"max_queued_messages {max_queued}\n{extra_conf}"
     )
-    output = subprocess.DEVNULL if log_file is None else log_file.open("wb")
-    process = subprocess.Popen([binary, "-c", str(conf)], stdout=output, stderr=subprocess.STDOUT)
-    if log_file is not None:
-        output.close()  # type: ignore[union-attr]  # the child holds its own descriptor
+    return start_listening([binary, "-c", str(conf)], port, log_file)
+
+
+def start_listening(command: list[str], port: int, log_file: Path | None = None) -> subprocess.Popen[bytes]:
+    """Run a broker `command` and return once it accepts on `port` (killed if it never does); its output
+    goes to `log_file`, else nowhere."""
+    if log_file is None:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    else:
+        with log_file.open("wb") as log:  # the child keeps its own descriptor
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, process)
     except RuntimeError:

@@ -41,7 +41,7 @@ from edge_agent.simulator.faults import (
 from edge_agent.simulator.fleet import connect_client, plain_client
 from edge_agent.simulator.run import SimulationResult, simulate
 from edge_agent.simulator.scenario import Scenario
-from trainer.demo.broker import find_mosquitto, free_port, wait_for_port
+from trainer.demo.broker import find_mosquitto, free_port, start_listening, start_mosquitto
 from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
@@ -67,34 +67,31 @@ def local_broker(folder: Path, kind: str = "auto") -> Iterator[LocalBroker]:
     `kind` is "auto", "mosquitto" or "embedded".
     """
     port = free_port()
-    binary = find_mosquitto()
+    binary = None if kind == "embedded" else find_mosquitto()
     if kind == "mosquitto" and binary is None:
         raise TrainerError("broker: mosquitto is not installed (apt install mosquitto)")
-    if kind == "embedded":
-        binary = None
-    log_file = (folder / "broker.log").open("wb")
+    log_file = folder / "broker.log"
     if binary is not None:
-        conf = folder / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n")
-        command, broker = [binary, "-c", str(conf)], LocalBroker(port, "5", "mosquitto")
+        command, broker = None, LocalBroker(port, "5", "mosquitto")
     else:
         try:
             import amqtt  # noqa: F401
         except ImportError:
-            log_file.close()
             raise TrainerError(
                 "broker: neither mosquitto nor amqtt is installed "
                 "(apt install mosquitto, or pip install amqtt)"
             ) from None
         command = [sys.executable, "-m", "trainer.demo.embedded_broker", "--port", str(port)]
         broker = LocalBroker(port, "3.1.1", "embedded amqtt")
-    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        try:
-            wait_for_port(port, process)
-        except RuntimeError as err:
-            raise TrainerError(str(err)) from None
-        log.info("broker: %s on 127.0.0.1:%d (MQTT %s)", broker.kind, port, broker.protocol)
+        if command is None:
+            process = start_mosquitto(folder, port, log_file=log_file)
+        else:
+            process = start_listening(command, port, log_file)
+    except RuntimeError as err:
+        raise TrainerError(str(err)) from None
+    log.info("broker: %s on 127.0.0.1:%d (MQTT %s)", broker.kind, port, broker.protocol)
+    try:
         yield broker
     finally:
         process.terminate()
@@ -102,7 +99,6 @@ def local_broker(folder: Path, kind: str = "auto") -> Iterator[LocalBroker]:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
-        log_file.close()
 
 
 class _AgentWatch:
