@@ -59,7 +59,9 @@ def _level_distance(levels: torch.Tensor, mean: torch.Tensor, precision: torch.T
     return torch.relu((centred @ precision) * centred).sum(dim=1)
 
 
-def level_generalisation(levels: torch.Tensor, guard: int, blocks: int = LEVEL_BLOCKS) -> float:
+def level_generalisation(
+    levels: torch.Tensor, guard: int, inside: float | None = None, blocks: int = LEVEL_BLOCKS
+) -> float:
     """How much further normal windows the level Gaussian was not fitted on lie from it: the 99th percentile
     of each time block's level term under a Gaussian fitted without that block (nor `guard` windows either
     side, which share its readings), over the in-sample 99th percentile; at least 1.
@@ -67,13 +69,15 @@ def level_generalisation(levels: torch.Tensor, guard: int, blocks: int = LEVEL_B
     Why: the Gaussian's mean and full covariance are fitted on the very windows its tail is read from, and
     overlapping windows of a slowly changing process hold few independent levels, so the in-sample tail
     understates what later normal data reads (a small fit's later levels, an operating point the training
-    part visited once). `levels` are in time order (windows of one segment after another).
+    part visited once). `levels` are in time order (windows of one segment after another); `inside`, the
+    in-sample 99th percentile where the caller has it already (the level term's tail).
     """
     n = len(levels)
     if n < blocks * (2 * guard + 4):
         return 1.0  # too few windows to leave a block out and still fit the rest
-    mean, precision = _level_gaussian(levels)
-    inside = float(torch.quantile(_level_distance(levels, mean, precision), TAIL_QUANTILE))
+    if inside is None:
+        mean, precision = _level_gaussian(levels)
+        inside = float(torch.quantile(_level_distance(levels, mean, precision), TAIL_QUANTILE))
     outside = []
     for block in range(blocks):
         low, high = block * n // blocks, (block + 1) * n // blocks
@@ -143,7 +147,7 @@ def measure_scales(
     if level_tail == "in_sample":
         return module
     guard = -(-sample.shape[1] // max(sample_stride, 1))  # sampled windows sharing readings with a block edge
-    generalisation = level_generalisation(levels, guard)
+    generalisation = level_generalisation(levels, guard, inside=module.tails["level"])
     module.tails["level"] *= generalisation
     log.info(
         "level term: out-of-sample tail %.2fx the in-sample one (%d time blocks)",
