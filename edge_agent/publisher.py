@@ -116,12 +116,12 @@ class Publisher:
         if spool is not None:
             self._spool_do(lambda: spool.flush(self.link.publish_tracked))
 
-    def keep_spool(self, connected: bool) -> None:
-        """Loop housekeeping: send what waits while connected, forget what the broker has acknowledged."""
+    def keep_spool(self, flush: bool) -> None:
+        """Loop housekeeping: with `flush`, send what waits; always forget what the broker acknowledged."""
         spool = self.spool
         if spool is None:
             return
-        if connected and spool.waiting():
+        if flush and spool.waiting():
             self.flush_spool()
         self._spool_do(spool.settle)
 

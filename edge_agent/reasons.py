@@ -6,10 +6,10 @@ The values are stable names (DESIGN.md's stats contract): dashboards and alert r
 
 from __future__ import annotations
 
-from enum import Enum
+from edge_agent.vocabulary import StableName
 
 
-class Reason(str, Enum):
+class Reason(StableName):
     """A refusal's stable name; compares and hashes as its value, so counters keyed by it read as strings."""
 
     # payloads (edge_agent.telemetry)
@@ -37,7 +37,3 @@ class Reason(str, Enum):
     RETAINED_COMMAND = "retained_command"
     UNKNOWN_COMMAND = "unknown_command"
     SPOOL_ERROR = "spool_error"
-
-    def __str__(self) -> str:
-        """The stable name, in f-strings and logs too (a plain str-mixin Enum prints `Reason.X`)."""
-        return self.value

@@ -72,10 +72,6 @@ class Router:
         # new ids past ingest.max_devices cannot grow the agent's memory through it.
         self._memo_limit = ROUTES_PER_DEVICE * config.ingest.max_devices
 
-    def model_for(self, device: str) -> str:
-        """The model name that scores `device`."""
-        return model_for(self._routes, device)
-
     def route(self, topic: str) -> Route:
         """Where `topic`'s messages go."""
         route = self._memo.get(topic)
@@ -85,7 +81,7 @@ class Router:
                 route = Route(None, True, DEFAULT_MODEL, False)
             else:
                 valid = bool(DEVICE_ID.fullmatch(device))
-                route = Route(device, owns(self._shard, device), self.model_for(device), valid)
+                route = Route(device, owns(self._shard, device), model_for(self._routes, device), valid)
             if len(self._memo) >= self._memo_limit:
                 self._memo.clear()
             self._memo[topic] = route

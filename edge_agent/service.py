@@ -187,9 +187,10 @@ class AgentService:
         connected = self.link.connected.is_set()
         if connected and self.link.sessions != self._sessions_seen:
             self._sessions_seen = self.link.sessions
-            self._new_session()
-            connected = False  # the new session has flushed the spool already
-        self.publisher.keep_spool(connected)
+            self._new_session()  # sends what the spool holds itself
+            self.publisher.keep_spool(flush=False)
+        else:
+            self.publisher.keep_spool(flush=connected)
 
     def _handle(self, raws: list[RawMessage]) -> None:
         batches: Batches = {}

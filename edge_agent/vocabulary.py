@@ -1,4 +1,5 @@
-"""The names the config, the CLI, the backends and the benchmarks share for backends and precisions.
+"""The names the config, the CLI, the backends and the benchmarks share for backends and precisions, and the
+base every such vocabulary (reasons.Reason too) is built on.
 
 Enums whose values are the config's strings: a YAML file, a flag and code all say `int8`, and a typo is an
 error that lists the valid names.
@@ -9,13 +10,16 @@ from __future__ import annotations
 from enum import Enum
 
 
-class _Name(str, Enum):
+class StableName(str, Enum):
+    """A name that compares and hashes as its string value and prints as it (a plain str-mixin Enum
+    prints `Class.MEMBER`)."""
+
     def __str__(self) -> str:
         """The plain name, in f-strings and logs."""
         return str(self.value)
 
 
-class Backend(_Name):
+class Backend(StableName):
     """Which runtime scores windows."""
 
     ONNXRUNTIME = "onnxruntime"  # CPU
@@ -23,7 +27,7 @@ class Backend(_Name):
     AUTO = "auto"  # TensorRT where it works, else onnxruntime
 
 
-class Precision(_Name):
+class Precision(StableName):
     """Which scorer graph of the bundle."""
 
     INT8 = "int8"
