@@ -49,7 +49,7 @@ def _stalling_agent(
     def slow(readings: list[object]) -> object:
         if (every_batch or not stalled.is_set()) and agent.service.stats.scored > after_scored:
             stalled.set()
-            time.sleep(stall_s)
+            agent.stop.wait(stall_s)  # a stop ends the stall: the test times the link's stop, not this
         return score(readings)  # type: ignore[arg-type]
 
     pipeline.push_many = slow  # type: ignore[method-assign]
