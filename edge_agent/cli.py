@@ -185,7 +185,10 @@ def _run_verify(args: argparse.Namespace) -> int:
 
         winner = str(auto.get("winner"))
         rows = [row for row in candidates if isinstance(row, dict)]
-        print(f"score weights chosen at fit time: {winner}\n{choice_table(rows, winner)}", file=sys.stderr)
+        print(
+            f"settings chosen at fit time: {winner}\n{choice_table(rows, winner)}",
+            file=sys.stderr,
+        )
     return 0
 
 

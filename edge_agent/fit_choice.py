@@ -14,12 +14,13 @@ def choice_table(candidates: Sequence[Mapping[str, object]], winner: str) -> str
     if not candidates:
         return ""
     kinds = list(_floats(candidates[0]["recall_by_kind"]))
-    header = f"  {'candidate':<15}{'recall':>7}" + "".join(f"{kind[:11]:>12}" for kind in kinds)
+    width = max(15, *(len(str(row["name"])) + 1 for row in candidates))
+    header = f"  {'candidate':<{width}}{'recall':>7}" + "".join(f"{kind[:11]:>12}" for kind in kinds)
     lines = [header + f"{'threshold':>11}{'later FA':>9}"]
     for row in candidates:
         by_kind = _floats(row["recall_by_kind"])
         mark = "*" if row["name"] == winner else " "
-        line = f"{mark} {row['name']!s:<15}{_float(row['mean_recall']):>7.3f}"
+        line = f"{mark} {row['name']!s:<{width}}{_float(row['mean_recall']):>7.3f}"
         line += "".join(f"{by_kind.get(kind, float('nan')):>12.3f}" for kind in kinds)
         line += f"{_float(row['threshold']):>11.3g}{_float(row['holdout_rate_at_train_threshold']):>9.4f}"
         lines.append(line)

@@ -47,7 +47,8 @@ def normal_csv(tmp_path: Path) -> Path:
 
 
 TINY_CONFIG = {
-    "model": {"window_len": 32, "latent_dim": 8, "width": 16},
+    # window_level pinned: the level choice doubles a fit; tests of that choice drop the key (free_level)
+    "model": {"window_len": 32, "latent_dim": 8, "width": 16, "window_level": "remove"},
     "fit": {
         "epochs": 30,
         "encoder_epochs": 15,
@@ -60,9 +61,12 @@ TINY_CONFIG = {
 }
 
 
-def write_tiny_config(folder: Path, **sections: dict[str, object]) -> Path:
-    """The seconds-sized training config, with section overrides."""
+def write_tiny_config(folder: Path, free_level: bool = False, **sections: dict[str, object]) -> Path:
+    """The seconds-sized training config, with section overrides; `free_level` leaves model.window_level
+    to the fit's automatic choice."""
     config = {key: dict(value) for key, value in TINY_CONFIG.items()}
+    if free_level:
+        del config["model"]["window_level"]
     for section, values in sections.items():
         config.setdefault(section, {}).update(values)
     path = folder / "tiny.yaml"

@@ -131,7 +131,7 @@ def fit_assets(data: Path, out: Path, config: TrainConfig, workers: int) -> list
     out.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers, len(assets)))
     config = worker_config(config, workers, usable_cores())
-    config_json = config.model_dump_json()
+    config_json = config.model_dump_json(exclude_unset=True)  # unset keys stay the fit's to choose
     results: dict[str, AssetResult] = {}
     # Spawned, not forked: a fork of a process whose torch/OpenMP threads are running can deadlock.
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:

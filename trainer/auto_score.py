@@ -77,16 +77,21 @@ class WeightChoice:
     weights: ScoreWeights
     candidates: list[CandidateEvidence]
     fixed: list[str]  # weights the user set, kept in every candidate
+    # model.window_level when the fit chose it (auto_level): the levels fitted, the winner, any skipped
+    window_level: dict[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
         """JSON for bundle.json's validation.auto."""
-        return {
+        record: dict[str, object] = {
             "winner": self.winner,
             "rule": "highest mean recall on injected anomalies at each candidate's own threshold "
             f"(bundle rule, configured budget); within {TIE_MARGIN} the earlier candidate",
             "fixed_by_user": self.fixed,
             "candidates": [dataclasses.asdict(c) for c in self.candidates],
         }
+        if self.window_level is not None:
+            record["window_level"] = self.window_level
+        return record
 
 
 def weight_dict(weights: ScoreWeights) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """build_bundle(): the fit's stages in order, each in its own module.
 
-data (csv_data, data_stage) -> windows (windows) -> fit (members) -> assemble (assemble: scales, the
-automatic choice, one graph) -> export and quantize (export_stage) -> calibrate and check (checks) ->
-write (manifest, bundle_writer). Nothing reaches the output folder unless every check passes.
+data (csv_data, data_stage) -> windows (windows) -> fit (auto_level, members: each level handling tried)
+-> assemble (assemble, auto_level: scales, the automatic choice, one graph) -> export and quantize
+(export_stage) -> calibrate and check (checks) -> write (manifest, bundle_writer). Nothing reaches the output
+folder unless every check passes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.bundle import Bundle
-from trainer.assemble import assemble_scorer, score_definition
+from trainer.assemble import score_definition
+from trainer.auto_level import assemble_best, fit_levels
 from trainer.bundle_writer import check_output_folder, publish, staging_folder
 from trainer.checks import calibrate_and_check
 from trainer.config import TrainConfig
@@ -23,7 +25,7 @@ from trainer.distributed import SINGLE, World, leave
 from trainer.export_stage import export_graphs
 from trainer.level_process import measure_level_process
 from trainer.manifest import build_manifest
-from trainer.members import fit_members, generated_windows, member_seeds
+from trainer.members import generated_windows, member_seeds
 from trainer.provenance import seed_everything
 from trainer.windows import build_windows
 
@@ -74,13 +76,20 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         config.data.spread_floor,
     )
     log_constant_channels(data, windows.normaliser)
-    # fit
-    members = fit_members(windows, config, world)
+    # fit (each level handling the automatic choice tries)
+    fits = fit_levels(windows, config, world, started)
     leave(world)
     if not world.is_main:
         return None
-    # assemble
-    scorer, member_scorers, choice = assemble_scorer(members, windows, config)
+    # assemble: the winning level's graph with its chosen weights
+    chosen = assemble_best(fits, windows)
+    config, members, scorer, member_scorers, choice = (
+        chosen.config,
+        chosen.members,
+        chosen.scorer,
+        chosen.member_scorers,
+        chosen.choice,
+    )
     with staging_folder(out) as stage:
         # export, quantize
         export_graphs(scorer, members[0], windows, config, stage)

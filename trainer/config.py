@@ -50,10 +50,11 @@ class ModelConfig(BaseModel):
     window_level: Literal["keep", "remove"] = Field(
         "remove",
         description=(
-            "remove (default): the networks see each window without its own per-channel mean, in the fit "
-            "and inside the scorer graph, and the score's level term judges the means instead (a Gaussian "
-            "of the training windows' levels), so unseen combinations of normal levels do not alarm; keep: "
-            "the networks model levels and shapes together"
+            "remove: the networks see each window without its own per-channel mean, in the fit and inside "
+            "the scorer graph, and the score's level term judges the means instead (a Gaussian of the "
+            "training windows' levels), so unseen combinations of normal levels do not alarm; keep: the "
+            "networks model levels and shapes together. Unset with fit.auto, the fit tries remove, then "
+            "keep within fit.time_budget_s, and keeps the one that detects more injected anomalies"
         ),
     )
     members: int = Field(
@@ -117,8 +118,16 @@ class FitConfig(BaseModel):
     seed: int = Field(0, ge=0)
     auto: bool = Field(
         True,
-        description="choose the score's weights per fit from the normal data and anomalies injected into "
-        "its holdout (weights set in the config are kept); false fits exactly the configuration given",
+        description="choose the score's weights and model.window_level per fit from the normal data and "
+        "anomalies injected into its holdout (values set in the config are kept); false fits exactly the "
+        "configuration given",
+    )
+    time_budget_s: float = Field(
+        240.0,
+        ge=0,
+        description="seconds the automatic choice may spend: it fits the other model.window_level only when "
+        "the first fit leaves room for a second as long within this budget (10,000 x 8 rows: two fits in "
+        "about 70 s on 2 cores); 0: the configured level only",
     )
     threads: int = Field(2, ge=1, description="torch CPU threads")
 

@@ -76,3 +76,12 @@ def check_replicas_agree(world: World, modules: list[torch.nn.Module]) -> None:
     spread = max(float((g - gathered[0]).abs().max()) for g in gathered)
     if spread > 1e-6 * max(1.0, float(local.abs().max())):
         raise TrainerError(f"distributed training: ranks' weights differ by {spread:.3g}")
+
+
+def rank_zero_decides(world: World, decision: bool) -> bool:
+    """Rank 0's decision on every rank: a choice made from one rank's clock must not split the job."""
+    if not world.distributed:
+        return decision
+    shared = [decision]
+    dist.broadcast_object_list(shared, src=0)
+    return bool(shared[0])

@@ -24,9 +24,12 @@ def summary_table(bundle: Bundle, fit_seconds: float) -> str:
         candidates = auto.get("candidates")
         count = len(candidates) if isinstance(candidates, list) else 0
         lines.append(
-            f"score weights: {auto.get('winner')} (best of {count} candidates on injected anomalies; "
+            f"settings chosen: {auto.get('winner')} (best of {count} candidates on injected anomalies; "
             "`edge-agent verify` shows them all)"
         )
+        level = auto.get("window_level")
+        if isinstance(level, dict) and level.get("not_fitted"):
+            lines.append(f"  {level['not_fitted']}")
     detection = validation.get("detection")
     if isinstance(detection, dict):
         first = detection.get(SCORER_FP32)

@@ -58,6 +58,53 @@ def test_a_weight_set_in_the_config_is_kept_in_every_candidate(tiny_data: Path, 
     assert {c["weights"]["level"] for c in auto["candidates"]} == {2.5}
     assert {c["weights"]["latent"] for c in auto["candidates"]} == {0.0}
     assert "with_latent" not in {c["name"] for c in auto["candidates"]}  # same as all_terms: merged
+    assert "window_level" not in auto  # the tiny config sets the level: it is kept, not chosen
+
+
+@pytest.fixture(scope="module")
+def level_choice_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
+    """A default fit that leaves model.window_level unset, so the fit chooses it."""
+    folder = tmp_path_factory.mktemp("level")
+    out = folder / "bundle"
+    config = write_tiny_config(folder, free_level=True)
+    assert trainer_main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config)]) == 0
+    return out
+
+
+def test_a_fit_with_the_level_unset_tries_both_and_serves_the_better(level_choice_bundle: Path) -> None:
+    manifest = _manifest(level_choice_bundle)
+    auto = manifest["validation"]["auto"]  # type: ignore[index]
+    level = auto["window_level"]
+    assert set(level["fit_seconds"]) == {"remove", "keep"} and level["not_fitted"] is None
+    best = level["best_mean_recall"]
+    for name in ("remove", "keep"):
+        own = [c["mean_recall"] for c in auto["candidates"] if c["name"].startswith(f"{name}/")]
+        assert len(own) >= 2 and best[name] == pytest.approx(max(own))
+    chosen = level["winner"]
+    assert best[chosen] >= max(best.values()) - TIE_MARGIN
+    if chosen == "keep":  # within the margin the default (fitted first) wins
+        assert best["keep"] > best["remove"] + TIE_MARGIN
+    assert auto["winner"].startswith(f"{chosen}/")
+    # What ships is the winner: its level handling, its weights, its level process (remove only).
+    assert manifest["score"]["window_level"] == chosen  # type: ignore[index]
+    winner = next(c for c in auto["candidates"] if c["name"] == auto["winner"])
+    assert manifest["score"]["term_weights"] == winner["weights"]  # type: ignore[index]
+    assert (manifest.get("level_process") is not None) == (chosen == "remove")
+
+
+def test_a_budget_without_room_for_a_second_fit_names_the_level_not_fitted(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_tiny_config(tmp_path, free_level=True, fit={"time_budget_s": 0})
+    out = tmp_path / "bundle"
+    assert trainer_main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config)]) == 0
+    manifest = _manifest(out)
+    level = manifest["validation"]["auto"]["window_level"]  # type: ignore[index]
+    assert list(level["fit_seconds"]) == ["remove"] and level["winner"] == "remove"
+    assert "window_level keep not fitted" in level["not_fitted"]
+    assert "fit.time_budget_s is 0" in level["not_fitted"]
+    assert manifest["score"]["window_level"] == "remove"  # type: ignore[index]
+    assert "window_level keep not fitted" in capsys.readouterr().out  # the fit's summary says so
 
 
 def test_no_auto_fits_exactly_the_configured_weights(tiny_data: Path, tmp_path: Path) -> None:

@@ -36,6 +36,9 @@ def test_every_asset_gets_its_own_bundle_and_a_bad_one_is_reported_not_fatal(tmp
     scale_a = load_bundle(out / "pump-a").manifest.normalisation.scale
     scale_b = load_bundle(out / "pump-b").manifest.normalisation.scale
     assert scale_a != scale_b
+    # Workers fit with the settings the user gave, not every default frozen in: the choice stays theirs.
+    auto = load_bundle(out / "pump-a").manifest.validation["auto"]
+    assert isinstance(auto, dict) and auto["fixed_by_user"] == []
     assert "| broken | failed |" in (out / "summary.md").read_text()
 
 

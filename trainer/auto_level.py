@@ -1,0 +1,145 @@
+"""model.window_level chosen per fit, by the rule that chooses the score's weights.
+
+Why two fits: the level handling changes what the networks learn, so unlike the weights it cannot be read
+off one fit scored several ways. With fit.auto and window_level left unset, the fit trains the default
+(remove) first and keep second, when the first fit leaves room for another as long within
+fit.time_budget_s. Each fit's weights are chosen as before (auto_score). The level whose best candidate
+detects the most anomalies injected into the holdout, at its own threshold by the bundle's rule, wins;
+within TIE_MARGIN the one fitted first. Only training windows, the holdout and anomalies injected into it
+are read: no label and no test data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+from torch import nn
+
+from trainer.assemble import assemble_scorer
+from trainer.auto_score import TIE_MARGIN, WeightChoice
+from trainer.config import TrainConfig
+from trainer.distributed import World, rank_zero_decides
+from trainer.fit import TrainedNets
+from trainer.members import fit_members
+from trainer.scorer_graph import ScorerModule
+from trainer.windows import WindowSets
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("remove", "keep")
+
+
+@dataclass(frozen=True, slots=True)
+class FittedLevel:
+    """One level handling's networks (every member) and what they cost."""
+
+    config: TrainConfig
+    members: list[TrainedNets]
+    fit_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class LevelFits:
+    """Every level fitted, and why the other was not when the budget ran short."""
+
+    fitted: list[FittedLevel]
+    free: bool  # the fit chooses the level (fit.auto, window_level unset)
+    not_fitted: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Assembled:
+    """The winning level's config, networks and graph, and the choice that made it."""
+
+    config: TrainConfig
+    members: list[TrainedNets]
+    scorer: nn.Module
+    member_scorers: list[ScorerModule]
+    choice: WeightChoice | None
+
+
+def level_is_free(config: TrainConfig) -> bool:
+    """Whether this fit chooses model.window_level: fit.auto and no window_level in the config."""
+    return config.fit.auto and "window_level" not in config.model.model_fields_set
+
+
+def with_level(config: TrainConfig, level: str) -> TrainConfig:
+    """The config with model.window_level set to `level`."""
+    model = config.model.model_copy(update={"window_level": level})
+    return config.model_copy(update={"model": model})
+
+
+def fit_levels(windows: WindowSets, config: TrainConfig, world: World, started: float) -> LevelFits:
+    """The configured level's networks, then the other level's while the time budget allows."""
+    free = level_is_free(config)
+    first = config.model.window_level
+    variants = [config] + ([with_level(config, level) for level in LEVELS if level != first] if free else [])
+    fitted: list[FittedLevel] = []
+    not_fitted = None
+    for variant in variants:
+        level = variant.model.window_level
+        if fitted:
+            elapsed = time.perf_counter() - started
+            needed = fitted[-1].fit_seconds
+            if not rank_zero_decides(world, elapsed + needed <= config.fit.time_budget_s):
+                not_fitted = (
+                    f"window_level {level} not fitted: {elapsed:.0f} s spent, another fit takes about "
+                    f"{needed:.0f} s, fit.time_budget_s is {config.fit.time_budget_s:.0f}"
+                )
+                log.warning("%s (raise the budget, or set model.window_level to choose)", not_fitted)
+                break
+        if free:
+            log.info("window_level %s: fitting (%d of %d)", level, len(fitted) + 1, len(variants))
+        fit_started = time.perf_counter()
+        members = fit_members(windows, variant, world)
+        fitted.append(FittedLevel(variant, members, time.perf_counter() - fit_started))
+    return LevelFits(fitted, free, not_fitted)
+
+
+def assemble_best(fits: LevelFits, windows: WindowSets) -> Assembled:
+    """Each level's graph with its chosen weights; the level whose best candidate detects the most."""
+    options = []
+    for fitted in fits.fitted:
+        scorer, member_scorers, choice = assemble_scorer(fitted.members, windows, fitted.config)
+        options.append(Assembled(fitted.config, fitted.members, scorer, member_scorers, choice))
+    if not fits.free or options[0].choice is None:
+        return options[0]
+    best = {option.config.model.window_level: _best_recall(option.choice) for option in options}
+    top = max(best.values())
+    winner = next(option for option in options if best[option.config.model.window_level] >= top - TIE_MARGIN)
+    record: dict[str, object] = {
+        "winner": winner.config.model.window_level,
+        "best_mean_recall": best,
+        "fit_seconds": {f.config.model.window_level: round(f.fit_seconds, 1) for f in fits.fitted},
+        "not_fitted": fits.not_fitted,
+        "rule": f"the level whose best candidate has the highest mean recall; within {TIE_MARGIN} the first",
+    }
+    log.info("window_level chosen: %s (best mean recall %s)", record["winner"], best)
+    return dataclasses.replace(winner, choice=_merged(options, winner, record))
+
+
+def _best_recall(choice: WeightChoice | None) -> float:
+    return max(c.mean_recall for c in choice.candidates) if choice is not None else 0.0
+
+
+def _merged(options: list[Assembled], winner: Assembled, record: dict[str, object]) -> WeightChoice:
+    """One choice over every level's candidates, each named level/weights."""
+    choices = [(option.config.model.window_level, option.choice) for option in options]
+    candidates = [
+        dataclasses.replace(candidate, name=f"{level}/{candidate.name}")
+        for level, choice in choices
+        if choice is not None
+        for candidate in choice.candidates
+    ]
+    own = winner.choice
+    assert own is not None  # fit.auto: every level has a choice
+    return WeightChoice(
+        winner=f"{winner.config.model.window_level}/{own.winner}",
+        weights=own.weights,
+        candidates=candidates,
+        fixed=own.fixed,
+        window_level=record,
+    )
