@@ -36,6 +36,13 @@ class DeviceAvailability:
         self._online.difference_update(gone)
         return sorted(gone)
 
+    def went_offline(self, device: str) -> bool:
+        """A device that said it is gone (a Sparkplug death); True when it was online (publish `offline`)."""
+        if device not in self._online:
+            return False
+        self._online.discard(device)
+        return True
+
     def forget(self, device: str) -> None:
         """Drop a device entirely (evicted: no availability is published for it again)."""
         self._last_heard.pop(device, None)

@@ -150,6 +150,36 @@ class IngestConfig(_Section):
     )
 
 
+class SparkplugConfig(_Section):
+    """Sparkplug B telemetry (spBv1.0): DDATA metrics scored as readings, births and deaths followed."""
+
+    enabled: bool = Field(False, description="subscribe to spBv1.0 births, deaths and data besides JSON")
+    group_id: str = Field("+", description="the Sparkplug group to follow; + follows every group")
+    ndata: bool = Field(False, description="also score node-level metrics (NDATA), as device {node}")
+    device_id: str = Field(
+        "{node}-{device}",
+        description="the agent's id for a Sparkplug device ({group}, {node}, {device}); must come out "
+        "matching ^[A-Za-z0-9_-]{1,64}$",
+    )
+    metric_channels: dict[str, str] = Field(
+        default_factory=dict,
+        description="metric name -> bundle channel, for names that differ; otherwise a metric whose name, "
+        "or last path segment, equals a channel feeds it and other metrics are ignored",
+    )
+    rebirth_interval_s: float = Field(
+        10.0, gt=0, description="at most one rebirth request (NCMD Node Control/Rebirth) per node this often"
+    )
+    max_metrics_per_message: int = Field(
+        10_000, ge=1, description="a DDATA with more metrics is refused whole"
+    )
+
+    @model_validator(mode="after")
+    def _device_id_names_the_device(self) -> SparkplugConfig:
+        if "{device}" not in self.device_id:
+            raise ValueError("sparkplug.device_id must contain {device}")
+        return self
+
+
 class ShardConfig(_Section):
     """Split a fleet across agents: each device is scored by exactly one of `count` agents.
 
@@ -241,6 +271,7 @@ class AgentConfig(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
     shard: ShardConfig = Field(default_factory=ShardConfig)
+    sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     status_page: StatusPageConfig = Field(default_factory=StatusPageConfig)

@@ -15,7 +15,12 @@ from edge_agent.mqtt_link import RawMessage
 from edge_agent.publisher import Publisher
 from edge_agent.reasons import Reason
 from edge_agent.rejection_log import RejectionLog
-from edge_agent.routing import Router
+from edge_agent.routing import Router, model_for, owns
+from edge_agent.sparkplug import DATA as SPARKPLUG_DATA
+from edge_agent.sparkplug import DEATH as SPARKPLUG_DEATH
+from edge_agent.sparkplug import SparkplugState, is_sparkplug
+from edge_agent.sparkplug import parse_topic as parse_sparkplug_topic
+from edge_agent.sparkplug import rebirth_request as sparkplug_rebirth
 from edge_agent.stats import Stats
 from edge_agent.telemetry import Decoded, PayloadError, Reading, TimeBounds, decode_message
 
@@ -49,10 +54,24 @@ class Ingest:
         # garbage-sending ids (refused, never evicted since never admitted) cannot grow it.
         self.health = DeviceHealth(config.ingest.max_devices)
         self.rejections = RejectionLog(config.stats.rejected_summary_s)
+        self.sparkplug = (
+            SparkplugState(
+                config.sparkplug,
+                lambda device: models[model_for(config.routes, device)].channels,
+                self._bounds,
+                config.ingest.max_payload_bytes,
+                config.ingest.max_devices,
+            )
+            if config.sparkplug.enabled
+            else None
+        )
+        self.gone: list[str] = []  # devices a Sparkplug death took offline, for the loop to publish
 
     def take(self, raw: RawMessage, batches: Batches) -> str | None:
         """Queue `raw`'s usable readings into `batches`; the device when it showed signs of life (usable
         readings, admitted), else None."""
+        if self.sparkplug is not None and is_sparkplug(raw.topic):
+            return self._take_sparkplug(raw, batches)
         device, owned, model, valid_id = self.router.route(raw.topic)
         if not owned:
             self.stats.other_shards += 1
@@ -68,6 +87,51 @@ class Ingest:
                 self.health.received(tracked)
             self.reject(raw.topic, err.reason, err.detail, device)
             return None
+        return self._queue(raw, device, model, tracked, decoded, batches)
+
+    def _take_sparkplug(self, raw: RawMessage, batches: Batches) -> str | None:
+        """A Sparkplug message: births and deaths update the state (deaths queue devices in `gone`), data
+        are queued like a JSON batch, and data the agent cannot place ask the node for a rebirth."""
+        assert self.sparkplug is not None
+        where = parse_sparkplug_topic(raw.topic)
+        if where is None:
+            return None  # another Sparkplug message type (NCMD, STATE): not telemetry
+        device = None
+        try:
+            if where.kind != SPARKPLUG_DEATH:
+                device = self.sparkplug.device_id(where)
+                if where.kind == SPARKPLUG_DATA and not owns(self.config.shard, device):
+                    self.stats.other_shards += 1
+                    return None
+            self.stats.received += 1
+            outcome = self.sparkplug.take(where, raw.payload, raw.received_ts)
+        except PayloadError as err:
+            if device is not None and device in self.last_heard:
+                self.health.received(device)
+            self.reject(raw.topic, err.reason, err.detail, device)
+            return None
+        if outcome.rebirth is not None:
+            group, node = outcome.rebirth
+            log.info("Sparkplug node %s/%s: data without a usable birth; asking it to rebirth", group, node)
+            self.publisher.to_node(*sparkplug_rebirth(group, node, self.clock()))
+        self.gone.extend(outcome.offline)
+        if outcome.decoded is None or device is None:
+            return None
+        tracked = device if device in self.last_heard else None
+        return self._queue(
+            raw, device, model_for(self.config.routes, device), tracked, outcome.decoded, batches
+        )
+
+    def _queue(
+        self,
+        raw: RawMessage,
+        device: str | None,
+        model: str,
+        tracked: str | None,
+        decoded: Decoded,
+        batches: Batches,
+    ) -> str | None:
+        """Admit the device, queue its usable readings and record the message's refusals."""
         in_message = len(decoded.readings) + len(decoded.refused)
         if tracked is not None:
             self.health.received(tracked, in_message)

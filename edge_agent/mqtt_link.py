@@ -32,6 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from edge_agent.availability import OFFLINE, ONLINE
 from edge_agent.config import AgentConfig, BrokerConfig, TopicsConfig
 from edge_agent.errors import ConfigError
+from edge_agent.sparkplug import subscriptions as sparkplug_subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -301,5 +302,7 @@ class MqttLink:
 
 def open_link(config: AgentConfig) -> MqttLink:
     """The agent's link with every subscription its config asks for."""
-    extra = (config.homeassistant.status_topic,) if config.homeassistant.enabled else ()
+    extra: tuple[str, ...] = (config.homeassistant.status_topic,) if config.homeassistant.enabled else ()
+    if config.sparkplug.enabled:
+        extra += sparkplug_subscriptions(config.sparkplug)
     return MqttLink(config.broker, config.topics, config.agent_id, config.ingest.inbox_size, extra)

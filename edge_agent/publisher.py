@@ -105,6 +105,10 @@ class Publisher:
             payload = {"source": where, "reason": reason, "detail": detail[:200], "ts": now}
             self.link.publish(topic, json.dumps(payload), qos=0)
 
+    def to_node(self, topic: str, payload: bytes) -> None:
+        """A Sparkplug command to an edge node (a rebirth request): QoS 0, never retained, per the spec."""
+        self.link.publish(topic, payload, qos=0)
+
     def stats_message(self, snapshot: dict[str, object]) -> None:
         """The periodic stats message."""
         topic = self.topics.agent_stats.format(agent_id=self.config.agent_id)

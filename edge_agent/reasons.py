@@ -28,6 +28,9 @@ class Reason(StableName):
     RAGGED_COLUMNS = "ragged_columns"
     STALE = "stale_ts"
     FUTURE = "future_ts"
+    # Sparkplug B payloads (edge_agent.sparkplug)
+    BAD_PROTOBUF = "bad_protobuf"
+    UNKNOWN_ALIAS = "unknown_alias"
     # order policy (edge_agent.windowing)
     DUPLICATE = "duplicate"
     OUT_OF_ORDER = "out_of_order"

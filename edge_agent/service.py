@@ -11,6 +11,7 @@ backend or bundle is fatal: the caller logs it and exits non-zero so systemd res
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -91,6 +92,8 @@ class AgentService:
         self.commands = Commands(self.models, self.alerts, self.stats)
         self._reloads: list[ReloadRequest] = []  # carried out and answered once each, in arrival order
         offline_after = config.ingest.offline_after_s
+        if offline_after is None and config.sparkplug.enabled:
+            offline_after = math.inf  # Sparkplug deaths still take devices offline
         self.availability = DeviceAvailability(offline_after) if offline_after is not None else None
         self.evicted = 0
         self._next_availability_check = self._next_eviction = self._next_stats = self._next_status = 0.0
@@ -204,6 +207,8 @@ class AgentService:
                 alive = self.ingest.take(raw, batches)
                 if alive is not None:
                     self._signs_of_life(alive, raw.received_ts)
+                if self.ingest.gone:
+                    self._gone(self.ingest.gone)
         for model, readings in batches.items():
             self._score(model, readings)
         for raw in raws:
@@ -216,6 +221,13 @@ class AgentService:
             self.announcer.device_seen(device)
         if self.availability is not None and self.availability.heard(device, received_ts):
             self.publisher.availability(device, ONLINE)
+
+    def _gone(self, devices: list[str]) -> None:
+        """Devices whose Sparkplug death said they are gone: offline now, not after a silence."""
+        for device in devices:
+            if self.availability is not None and self.availability.went_offline(device):
+                self.publisher.availability(device, OFFLINE)
+        devices.clear()
 
     def _score(self, model: str, readings: list[Reading]) -> None:
         pipeline, reference = self.models[model], self.models.references[model]

@@ -1,0 +1,318 @@
+"""Sparkplug B in: births teach metric names, aliases and data types; DDATA metrics become readings; deaths
+take devices offline; data the agent cannot place asks the node for a rebirth. Pure: no I/O.
+
+Topics are `spBv1.0/{group}/{type}/{node}[/{device}]`. A device's reading is the last known value of every
+bundle channel at one timestamp (Sparkplug reports by exception: a DDATA carries the metrics that changed,
+and the DBIRTH the starting values). Each distinct metric timestamp in a DDATA is one reading, in message
+order; a metric without its own timestamp takes the payload's, else the arrival time. Every metric that
+cannot be used is refused with its index in the message and a reason; the others are still scored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import DecodeError
+
+from edge_agent.config import SparkplugConfig
+from edge_agent.reasons import Reason
+from edge_agent.sparkplug_schema import DataType, Payload
+from edge_agent.telemetry import DEVICE_ID, Decoded, PayloadError, Reading, Refusal, TimeBounds
+
+NAMESPACE = "spBv1.0"
+REBIRTH_METRIC = "Node Control/Rebirth"
+DATA, BIRTH, DEATH = "DATA", "BIRTH", "DEATH"
+
+_SIGNED_BITS = {DataType.INT8: 8, DataType.INT16: 16, DataType.INT32: 32, DataType.INT64: 64}
+_NUMERIC = frozenset(DataType) - {DataType.STRING, DataType.TEXT, DataType.DATETIME}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+NodeKey = tuple[str, str]  # (group, node)
+Proto = Any  # a Payload or Payload.Metric: classes built at run time (sparkplug_schema)
+
+
+def subscriptions(config: SparkplugConfig) -> tuple[str, ...]:
+    """The topic filters the agent needs: node and device births and deaths, device data (and node data)."""
+    group = config.group_id
+    filters = [f"{NAMESPACE}/{group}/{kind}/+" for kind in ("NBIRTH", "NDEATH")]
+    filters += [f"{NAMESPACE}/{group}/{kind}/+/+" for kind in ("DBIRTH", "DDEATH", "DDATA")]
+    if config.ndata:
+        filters.append(f"{NAMESPACE}/{group}/NDATA/+")
+    return tuple(filters)
+
+
+def is_sparkplug(topic: str) -> bool:
+    return topic.startswith(NAMESPACE + "/")
+
+
+def rebirth_request(group: str, node: str, now: float) -> tuple[str, bytes]:
+    """The NCMD topic and payload that ask an edge node to publish its births again."""
+    payload = Payload(timestamp=int(now * 1000))
+    payload.metrics.add(name=REBIRTH_METRIC, datatype=DataType.BOOLEAN, boolean_value=True)
+    return f"{NAMESPACE}/{group}/NCMD/{node}", payload.SerializeToString()
+
+
+@dataclass(frozen=True, slots=True)
+class SparkplugTopic:
+    """A parsed Sparkplug topic: `kind` is DATA, BIRTH or DEATH; `device` is None for node messages."""
+
+    group: str
+    node: str
+    device: str | None
+    kind: str
+
+
+def parse_topic(topic: str) -> SparkplugTopic | None:
+    """The topic's parts, or None for a topic that is not a Sparkplug message the agent follows."""
+    parts = topic.split("/")
+    if len(parts) not in (4, 5) or parts[0] != NAMESPACE:
+        return None
+    message_type = parts[2]
+    scope, kind = message_type[:1], message_type[1:]
+    if kind not in (DATA, BIRTH, DEATH) or (scope == "N") != (len(parts) == 4) or scope not in "ND":
+        return None
+    return SparkplugTopic(parts[1], parts[3], parts[4] if len(parts) == 5 else None, kind)
+
+
+@dataclass(slots=True)
+class _Metric:
+    name: str
+    datatype: int
+
+
+@dataclass(slots=True)
+class _Node:
+    """What a node's births declared: metrics by alias (node and devices share the alias space)."""
+
+    by_alias: dict[int, _Metric] = field(default_factory=dict)
+    datatypes: dict[str, int] = field(default_factory=dict)  # by name
+    last_rebirth: float = -math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one Sparkplug message did: readings for `device`, devices gone offline, a node to ask again."""
+
+    device: str | None = None
+    decoded: Decoded | None = None
+    offline: tuple[str, ...] = ()
+    rebirth: NodeKey | None = None
+
+
+class SparkplugState:
+    """Births, aliases and last known channel values per device; bounded by `max_nodes` nodes."""
+
+    def __init__(
+        self,
+        config: SparkplugConfig,
+        channels_for: Callable[[str], list[str]],
+        bounds: TimeBounds,
+        max_bytes: int,
+        max_nodes: int,
+    ) -> None:
+        self.config, self._channels_for, self._bounds = config, channels_for, bounds
+        self._max_bytes, self._max_nodes = max_bytes, max_nodes
+        self._nodes: dict[NodeKey, _Node] = {}
+        self._values: dict[str, npt.NDArray[np.float64]] = {}  # device -> last value per channel (NaN: none)
+        self._devices_of: dict[NodeKey, set[str]] = {}
+
+    def device_id(self, where: SparkplugTopic) -> str:
+        """The agent's id for the device (or node, for NDATA) of `where`; PayloadError if not a valid id."""
+        template = self.config.device_id if where.device is not None else "{node}"
+        device = template.format(group=where.group, node=where.node, device=where.device or "")
+        if not DEVICE_ID.fullmatch(device):
+            raise PayloadError(
+                Reason.BAD_DEVICE, f"device id {device[:80]!r} does not match {DEVICE_ID.pattern}"
+            )
+        return device
+
+    def take(self, where: SparkplugTopic, payload_bytes: bytes, received_ts: float) -> Outcome:
+        """Apply one message. Whole-message faults raise PayloadError; metric faults are refusals."""
+        key = (where.group, where.node)
+        if where.kind == DEATH:
+            return Outcome(offline=self._death(key, where))
+        device = self.device_id(where)
+        payload = self._parse(payload_bytes)
+        if where.kind == BIRTH:
+            self._birth(key, device, payload, node_birth=where.device is None)
+            return Outcome(device=device)
+        node = self._nodes.get(key)
+        decoded, unknown = self._data(node, device, payload, received_ts)
+        rebirth = key if (node is None or unknown) and self._may_ask(key, received_ts) else None
+        return Outcome(device=device, decoded=decoded, rebirth=rebirth)
+
+    def _parse(self, payload_bytes: bytes) -> Proto:
+        if len(payload_bytes) > self._max_bytes:
+            raise PayloadError(Reason.TOO_LARGE, f"{len(payload_bytes)} bytes > {self._max_bytes}")
+        try:
+            payload = Payload.FromString(payload_bytes)
+        except DecodeError as err:
+            raise PayloadError(Reason.BAD_PROTOBUF, f"not a Sparkplug B payload: {str(err)[:80]}") from None
+        if len(payload.metrics) > self.config.max_metrics_per_message:
+            count = len(payload.metrics)
+            raise PayloadError(
+                Reason.TOO_MANY_READINGS, f"{count} metrics > {self.config.max_metrics_per_message}"
+            )
+        return payload
+
+    def _node(self, key: NodeKey) -> _Node:
+        node = self._nodes.get(key)
+        if node is None:
+            if len(self._nodes) >= self._max_nodes:
+                raise PayloadError(Reason.DEVICE_LIMIT, f"already following {self._max_nodes} nodes")
+            node = self._nodes[key] = _Node()
+        return node
+
+    def _birth(self, key: NodeKey, device: str, payload: Proto, node_birth: bool) -> None:
+        """Learn the birth's metrics and set the channels' starting values."""
+        node = self._node(key)
+        if node_birth:  # a new session of the node: its devices' births follow and declare their aliases
+            node.by_alias.clear()
+            node.datatypes.clear()
+        channels = self._channels_for(device)
+        values = np.full(len(channels), np.nan)
+        for metric in payload.metrics:
+            if not metric.name:
+                continue
+            node.datatypes[metric.name] = metric.datatype
+            if metric.HasField("alias"):
+                node.by_alias[metric.alias] = _Metric(metric.name, metric.datatype)
+            index = self._channel(metric.name, channels)
+            if index is not None:
+                # A birth value that cannot be scored stays unknown until data bring one.
+                with contextlib.suppress(PayloadError):
+                    values[index] = _value(metric, metric.datatype)
+        if node_birth and not self.config.ndata:
+            return  # the node's own metrics are not scored: nothing to keep for it
+        self._values[device] = values
+        self._devices_of.setdefault(key, set()).add(device)
+
+    def _death(self, key: NodeKey, where: SparkplugTopic) -> tuple[str, ...]:
+        """The devices that went offline: the one named, or every device of a dead node."""
+        if where.device is not None:
+            try:
+                device = self.device_id(where)
+            except PayloadError:
+                return ()
+            self._values.pop(device, None)
+            self._devices_of.get(key, set()).discard(device)
+            return (device,)
+        self._nodes.pop(key, None)
+        gone = tuple(sorted(self._devices_of.pop(key, set())))
+        for device in gone:
+            self._values.pop(device, None)
+        return gone
+
+    def _may_ask(self, key: NodeKey, now: float) -> bool:
+        node = self._nodes.get(key)
+        if node is None:
+            if len(self._nodes) >= self._max_nodes:
+                return False
+            node = self._nodes[key] = _Node()
+        if now - node.last_rebirth < self.config.rebirth_interval_s:
+            return False
+        node.last_rebirth = now
+        return True
+
+    def _channel(self, name: str, channels: list[str]) -> int | None:
+        mapped = self.config.metric_channels.get(name)
+        if mapped is None:
+            mapped = name if name in channels else name.rsplit("/", 1)[-1]
+        try:
+            return channels.index(mapped)
+        except ValueError:
+            return None
+
+    def _data(
+        self, node: _Node | None, device: str, payload: Proto, received_ts: float
+    ) -> tuple[Decoded, bool]:
+        """Readings from a DDATA (or NDATA) and whether an alias was unknown."""
+        channels = self._channels_for(device)
+        values = self._values.get(device)
+        if values is None or len(values) != len(channels):
+            values = np.full(len(channels), np.nan)
+        default_ms = payload.timestamp if payload.HasField("timestamp") else None
+        groups: dict[int | None, list[tuple[int, int, float]]] = {}  # ms -> (metric index, channel, value)
+        refused: list[Refusal] = []
+        unknown = False
+        for index, metric in enumerate(payload.metrics):
+            try:
+                name, datatype = self._identify(node, metric)
+            except PayloadError as err:
+                unknown = unknown or err.reason == Reason.UNKNOWN_ALIAS
+                refused.append(Refusal(index, err))
+                continue
+            channel = self._channel(name, channels)
+            if channel is None:
+                continue  # a metric the bundle does not score (status, properties, ...)
+            ms = metric.timestamp if metric.HasField("timestamp") else default_ms
+            try:
+                groups.setdefault(ms, []).append((index, channel, _value(metric, datatype)))
+            except PayloadError as err:
+                refused.append(Refusal(index, err))
+                groups.setdefault(ms, []).append((index, channel, math.nan))
+        readings = []
+        for ms, updates in groups.items():
+            bad = [i for i, _, value in updates if math.isnan(value)]
+            for _, channel, value in updates:
+                if not math.isnan(value):
+                    values[channel] = value
+            ts = received_ts if ms is None else ms / 1000.0
+            first = updates[0][0]
+            if bad:
+                continue  # its refusal is already recorded; the other channels' updates still count
+            missing = [channels[i] for i in np.flatnonzero(np.isnan(values))]
+            try:
+                if missing:
+                    raise PayloadError(
+                        Reason.MISSING_CHANNEL, f"no value yet for {', '.join(missing[:5])} (no birth?)"
+                    )
+                self._bounds.check(ts, received_ts)
+            except PayloadError as err:
+                refused.append(Refusal(first, err))
+                continue
+            readings.append(Reading(device, ts, values.astype(np.float32), None, received_ts))
+        self._values[device] = values
+        return Decoded(readings, refused), unknown
+
+    @staticmethod
+    def _identify(node: _Node | None, metric: Proto) -> tuple[str, int]:
+        """The metric's name and data type, from itself or from the birth that declared its alias."""
+        declared = None
+        if metric.HasField("alias"):
+            declared = node.by_alias.get(metric.alias) if node is not None else None
+            if declared is None and not metric.name:
+                raise PayloadError(Reason.UNKNOWN_ALIAS, f"alias {metric.alias} was not in a birth")
+        name = metric.name or (declared.name if declared is not None else "")
+        if not name:
+            raise PayloadError(Reason.MISSING_VALUES, "a metric with neither name nor alias")
+        datatype = metric.datatype if metric.HasField("datatype") else 0
+        if not datatype:
+            datatype = (
+                declared.datatype if declared is not None else (node.datatypes.get(name, 0) if node else 0)
+            )
+        return name, datatype
+
+
+def _value(metric: Proto, datatype: int) -> float:
+    """A metric's value as a float for scoring; PayloadError for null, text, arrays and non-finite values."""
+    if metric.is_null:
+        raise PayloadError(Reason.NON_NUMERIC, "a null metric")
+    kind = metric.WhichOneof("value")
+    if kind is None or kind in ("string_value", "bytes_value") or (datatype and datatype not in _NUMERIC):
+        raise PayloadError(Reason.NON_NUMERIC, f"data type {datatype} ({kind or 'no value'}) is not scored")
+    raw = getattr(metric, kind)
+    bits = _SIGNED_BITS.get(DataType(datatype)) if datatype in _SIGNED_BITS else None
+    if bits is not None and kind in ("int_value", "long_value"):
+        raw = int(raw) & ((1 << bits) - 1)  # two's complement in an unsigned field, per the specification
+        raw = raw - (1 << bits) if raw >> (bits - 1) else raw
+    value = float(raw)
+    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+        raise PayloadError(Reason.NON_NUMERIC, "not a finite float32")
+    return value
