@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,12 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.environment import RESULTS, write_result
+from edge_agent.simulator.sparkplug_node import SparkplugNode
+from edge_agent.sparkplug import NAMESPACE
 from trainer.demo.broker import free_port, start_mosquitto
 
 DEVICES = 100
+SPARKPLUG_GROUP = "bench"
 PACED_PUBLISHER = r"""
 import json, sys, time
 import numpy as np
@@ -66,17 +70,23 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 port, expected, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+topic_filter, payload_format = sys.argv[4], sys.argv[5]
+if payload_format == "sparkplug":
+    from edge_agent.sparkplug_schema import Payload
+    decode = Payload.FromString
+else:
+    decode = json.loads
 count, done, started = 0, threading.Event(), [0.0]
 def on_message(c, u, m):
     global count
     if count == 0:
         started[0] = time.perf_counter()  # the clock starts at the first message, as the agent's does
-    json.loads(m.payload)
+    decode(m.payload)
     count += 1
     if count >= expected:
         done.set()
 def on_connect(c, u, f, r, p):
-    c.subscribe("sensors/+/telemetry", qos=1)
+    c.subscribe(topic_filter, qos=1)
 c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bare", protocol=mqtt.MQTTv5)
 c.on_message, c.on_connect = on_message, on_connect
 props = Properties(PacketTypes.CONNECT); props.SessionExpiryInterval = 3600
@@ -131,10 +141,54 @@ def _payloads(
     return messages
 
 
-def _publish_all(port: int, payloads: list[bytes]) -> None:
+@dataclass(frozen=True)
+class Backlog:
+    """Messages to drain: payloads, their topics (None: JSON telemetry of device i % DEVICES) and format."""
+
+    payloads: list[bytes]
+    readings_per_message: int
+    topics: list[str] | None = None
+    payload_format: str = "json"  # or "sparkplug"
+
+    @property
+    def bare_filter(self) -> str:
+        return "sensors/+/telemetry" if self.topics is None else f"{NAMESPACE}/{SPARKPLUG_GROUP}/#"
+
+    @property
+    def data_messages(self) -> int:
+        """Messages that carry readings (the births before a Sparkplug backlog carry none)."""
+        return len(self.payloads) - (2 * DEVICES if self.payload_format == "sparkplug" else 0)
+
+
+def _sparkplug_backlog(
+    channels: list[str], means: np.ndarray, scales: np.ndarray, count: int, ts: float, metrics: int
+) -> Backlog:
+    """Each of DEVICES edge nodes (one device each) born, then DDATA of about `metrics` alias-only metrics
+    each (metrics // channels readings): `count` readings in all."""
+    per_message = max(1, metrics // len(channels))
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(count, len(channels))) * scales + means
+    nodes = [SparkplugNode(SPARKPLUG_GROUP, f"node{d:03d}", {"dev": channels}) for d in range(DEVICES)]
+    topics, payloads = [], []
+    for node in nodes:
+        topics += [node.topic("NBIRTH"), node.topic("DBIRTH", "dev")]
+        payloads += [node.node_birth(ts), node.device_birth("dev", ts, [float(v) for v in means])]
+    for m in range(count // per_message):
+        node = nodes[m % DEVICES]
+        first = ts + (m // DEVICES) * per_message
+        block = rows[m * per_message : (m + 1) * per_message]
+        topics.append(node.topic("DDATA", "dev"))
+        payloads.append(
+            node.device_data("dev", [(first + k, list(map(float, r))) for k, r in enumerate(block)])
+        )
+    return Backlog(payloads, per_message, topics, "sparkplug")
+
+
+def _publish_all(port: int, payloads: list[bytes], topics: list[str] | None = None) -> None:
     client = _client(port)
     infos = [
-        client.publish(f"sensors/dev{i % DEVICES:03d}/telemetry", p, qos=1) for i, p in enumerate(payloads)
+        client.publish(topics[i] if topics else f"sensors/dev{i % DEVICES:03d}/telemetry", p, qos=1)
+        for i, p in enumerate(payloads)
     ]
     for info in infos:
         info.wait_for_publish(60)
@@ -142,20 +196,21 @@ def _publish_all(port: int, payloads: list[bytes]) -> None:
     client.loop_stop()
 
 
-def _agent_config(folder: Path, port: int, bundle: Path, stats_interval: float, scores: bool) -> Path:
+def _agent_config(
+    folder: Path, port: int, bundle: Path, stats_interval: float, scores: bool, sparkplug: bool = False
+) -> Path:
     path = folder / "agent.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "agent_id": "bench",
-                "bundle": str(bundle),
-                "broker": {"port": port},
-                "topics": {"score": "bench/score/{device}" if scores else None},
-                "stats": {"interval_s": stats_interval},
-                "ingest": {"max_age_s": 86400.0},
-            }
-        )
-    )
+    config: dict[str, object] = {
+        "agent_id": "bench",
+        "bundle": str(bundle),
+        "broker": {"port": port},
+        "topics": {"score": "bench/score/{device}" if scores else None},
+        "stats": {"interval_s": stats_interval},
+        "ingest": {"max_age_s": 86400.0},
+    }
+    if sparkplug:
+        config["sparkplug"] = {"enabled": True, "group_id": SPARKPLUG_GROUP}
+    path.write_text(yaml.safe_dump(config))
     return path
 
 
@@ -197,26 +252,28 @@ class _Watch:
             self.latency_s.append(time.time() - json.loads(message.payload)["ts"])
 
 
-def _bare_drain(script: Path, port: int, payloads: list[bytes]) -> float:
-    _publish_all(port, payloads)
+def _bare_argv(script: Path, port: int, backlog: Backlog, mode: str) -> list[str]:
+    count = str(len(backlog.payloads)) if mode == "run" else "0"
+    return [sys.executable, str(script), str(port), count, mode, backlog.bare_filter, backlog.payload_format]
+
+
+def _bare_drain(script: Path, port: int, backlog: Backlog) -> float:
+    payloads = backlog.payloads
+    _publish_all(port, payloads, backlog.topics)
     out = subprocess.run(
-        [sys.executable, str(script), str(port), str(len(payloads)), "run"],
-        check=True,
-        capture_output=True,
-        text=True,
+        _bare_argv(script, port, backlog, "run"), check=True, capture_output=True, text=True
     ).stdout
     return len(payloads) / float(json.loads(out)["seconds"])
 
 
-def _agent_drain(
-    config: Path, watch: _Watch, port: int, payloads: list[bytes], tree: Path | None = None
-) -> float:
+def _agent_drain(config: Path, watch: _Watch, port: int, backlog: Backlog, tree: Path | None = None) -> float:
     """Messages/s: from the first stats report that shows messages taken to the one that shows all of them.
 
     The agent's `online` comes after its subscription is acknowledged, by when much of the backlog may be
     in; so the clock starts at the first report with received > 0 and counts only what came after it.
     """
-    _publish_all(port, payloads)
+    payloads = backlog.payloads
+    _publish_all(port, payloads, backlog.topics)
     watch.online.clear()
     watch.stats = {}
     agent = _start_agent(config, tree)
@@ -258,17 +315,19 @@ def drain_rates(
     port: int,
     folder: Path,
     bundle: Path,
-    payloads: list[bytes],
+    backlog: Backlog,
     rounds: int,
-    per_message: int = 1,
     compare_tree: Path | None = None,
 ) -> dict[str, object]:
-    """Readings/s taking a backlog of `payloads` (each message `per_message` readings) from a persistent
-    session, bare and agent alternating; with `compare_tree`, that checkout's agent too, in every round."""
+    """Readings/s taking `backlog` from a persistent session, bare and agent alternating; with
+    `compare_tree`, that checkout's agent too, in every round. Message rates count every message (births
+    included); readings/s scale them by the share that carries readings."""
     script = folder / "bare.py"
     script.write_text(BARE_SUBSCRIBER)
-    subprocess.run([sys.executable, str(script), str(port), "0", "register"], check=True)
-    config = _agent_config(folder, port, bundle, stats_interval=0.05, scores=False)
+    subprocess.run(_bare_argv(script, port, backlog, "register"), check=True)
+    sparkplug = backlog.payload_format == "sparkplug"
+    config = _agent_config(folder, port, bundle, stats_interval=0.05, scores=False, sparkplug=sparkplug)
+    per_message = backlog.readings_per_message * backlog.data_messages / len(backlog.payloads)
     watch = _Watch(port)
     agent = _start_agent(config)  # registers the session, then stops cleanly
     watch.online.wait(60)
@@ -276,22 +335,23 @@ def drain_rates(
     agent.wait(30)
     runs = []
     for _ in range(rounds):
-        bare = _bare_drain(script, port, payloads)
-        ours = _agent_drain(config, watch, port, payloads)
+        bare = _bare_drain(script, port, backlog)
+        ours = _agent_drain(config, watch, port, backlog)
         run = {
             "bare_subscriber_readings_per_s": bare * per_message,
             "agent_readings_per_s": ours * per_message,
             "ratio": ours / bare,
         }
         if compare_tree is not None:
-            theirs = _agent_drain(config, watch, port, payloads, compare_tree)
+            theirs = _agent_drain(config, watch, port, backlog, compare_tree)
             run |= {"compare_agent_readings_per_s": theirs * per_message, "compare_ratio": theirs / bare}
         runs.append(run)
     ratios = [float(run["ratio"]) for run in runs]
     agent_rates = [float(run["agent_readings_per_s"]) for run in runs]
     summary = {
-        "readings_per_message": per_message,
-        "messages": len(payloads),
+        "format": backlog.payload_format,
+        "readings_per_message": backlog.readings_per_message,
+        "messages": len(backlog.payloads),
         "rounds": runs,
         "agent_readings_per_s_median": float(np.median(agent_rates)),
         "ratio_median": float(np.median(ratios)),
@@ -440,7 +500,12 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=100, help="readings per message in the batched drain")
     parser.add_argument("--flood-devices", type=int, default=100_000, help="distinct ids in the device flood")
-    parser.add_argument("--only-flood", action="store_true", help="run the device flood alone")
+    parser.add_argument(
+        "--only",
+        choices=["drain", "sparkplug", "flood"],
+        help="run one part (drain: single, batched and Sparkplug drains); the other sections of the last "
+        "run are kept in the results, with their date",
+    )
     parser.add_argument(
         "--compare-tree",
         type=Path,
@@ -461,42 +526,46 @@ def main() -> None:
         folder = Path(scratch)
         port = free_port()
         broker = _start_broker(folder, port)
+        bundle = args.bundle.resolve()
+        ago = time.time() - 3600
         try:
             if args.compare_tree is not None:
-                payloads = _payloads(manifest.channels, means, scales, args.messages, time.time() - 3600)
+                payloads = _payloads(manifest.channels, means, scales, args.messages, ago)
                 drain = drain_rates(
-                    port, folder, args.bundle.resolve(), payloads, args.rounds, 1, args.compare_tree.resolve()
+                    port, folder, bundle, Backlog(payloads, 1), args.rounds, args.compare_tree
                 )
                 print(json.dumps(drain, indent=2))
                 print(f"wrote {write_result('agent_throughput_compare', {**report, 'drain': drain})}")
                 return
-            if not args.only_flood:
-                payloads = _payloads(manifest.channels, means, scales, args.messages, time.time() - 3600)
-                report["drain"] = drain_rates(port, folder, args.bundle.resolve(), payloads, args.rounds)
-                print(json.dumps(report["drain"]), flush=True)
-                batches = _payloads(
-                    manifest.channels, means, scales, args.messages * 4, time.time() - 3600, args.batch
+            measured: dict[str, object] = {}
+            if args.only in (None, "drain"):
+                payloads = _payloads(manifest.channels, means, scales, args.messages, ago)
+                measured["drain"] = drain_rates(port, folder, bundle, Backlog(payloads, 1), args.rounds)
+                batches = _payloads(manifest.channels, means, scales, args.messages * 4, ago, args.batch)
+                backlog = Backlog(batches, args.batch)
+                measured["drain_batched"] = drain_rates(port, folder, bundle, backlog, args.rounds)
+            if args.only in (None, "drain", "sparkplug"):
+                backlog = _sparkplug_backlog(
+                    manifest.channels, means, scales, args.messages * 4, ago, args.batch
                 )
-                report["drain_batched"] = drain_rates(
-                    port, folder, args.bundle.resolve(), batches, args.rounds, args.batch
+                measured["drain_sparkplug"] = drain_rates(port, folder, bundle, backlog, args.rounds)
+            if args.only is None:
+                measured["paced"] = paced_latency(port, folder, bundle, manifest.channels, means, scales)
+            if args.only in (None, "flood"):
+                measured["device_flood"] = device_flood(
+                    port, folder, bundle, manifest.channels, means, args.flood_devices
                 )
-                print(json.dumps(report["drain_batched"]), flush=True)
-                report["paced"] = paced_latency(
-                    port, folder, args.bundle.resolve(), manifest.channels, means, scales
-                )
-            report["device_flood"] = device_flood(
-                port, folder, args.bundle.resolve(), manifest.channels, means, args.flood_devices
-            )
         finally:
             broker.terminate()
             broker.wait(10)
-    if args.only_flood:  # keep the other sections of the last full run, from their own machine and time
+    if args.only is not None:  # keep the other sections of the last full run, marked with their own date
         previous = RESULTS / "agent_throughput.json"
         kept = json.loads(previous.read_text()) if previous.is_file() else {}
-        carried = {k: v for k, v in kept.items() if k in ("drain", "paced")}
+        carried = {k: v for k, v in kept.items() if k not in measured and k not in report and k != "machine"}
         if carried:
-            carried["drain_and_paced_measured_at"] = kept.get("machine", {}).get("measured_at")
+            carried["carried_sections_measured_at"] = kept.get("machine", {}).get("measured_at")
         report = {**carried, **report}
+    report |= measured
     print(json.dumps(report, indent=2))
     print(f"wrote {write_result('agent_throughput', report)}")
 
