@@ -32,6 +32,8 @@ DATA, BIRTH, DEATH = "DATA", "BIRTH", "DEATH"
 _SIGNED_BITS = {DataType.INT8: 8, DataType.INT16: 16, DataType.INT32: 32, DataType.INT64: 64}
 _NUMERIC = frozenset(DataType) - {DataType.STRING, DataType.TEXT, DataType.DATETIME}
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOATS = frozenset((0, DataType.FLOAT, DataType.DOUBLE))
+MAX_RESOLVED = 4096  # metric names and aliases remembered per device
 
 NodeKey = tuple[str, str]  # (group, node)
 Proto = Any  # a Payload or Payload.Metric: classes built at run time (sparkplug_schema)
@@ -121,6 +123,8 @@ class SparkplugState:
         self._nodes: dict[NodeKey, _Node] = {}
         self._values: dict[str, npt.NDArray[np.float64]] = {}  # device -> last value per channel (NaN: none)
         self._devices_of: dict[NodeKey, set[str]] = {}
+        # device -> metric name or alias -> (channel index or None, data type): resolved once per birth
+        self._resolved: dict[str, dict[str | int, tuple[int | None, int]]] = {}
 
     def device_id(self, where: SparkplugTopic) -> str:
         """The agent's id for the device (or node, for NDATA) of `where`; PayloadError if not a valid id."""
@@ -175,6 +179,9 @@ class SparkplugState:
         if node_birth:  # a new session of the node: its devices' births follow and declare their aliases
             node.by_alias.clear()
             node.datatypes.clear()
+            for known in self._devices_of.get(key, set()):
+                self._resolved.pop(known, None)
+        self._resolved.pop(device, None)
         channels = self._channels_for(device)
         values = np.full(len(channels), np.nan)
         for metric in payload.metrics:
@@ -201,12 +208,14 @@ class SparkplugState:
             except PayloadError:
                 return ()
             self._values.pop(device, None)
+            self._resolved.pop(device, None)
             self._devices_of.get(key, set()).discard(device)
             return (device,)
         self._nodes.pop(key, None)
         gone = tuple(sorted(self._devices_of.pop(key, set())))
         for device in gone:
             self._values.pop(device, None)
+            self._resolved.pop(device, None)
         return gone
 
     def _may_ask(self, key: NodeKey, now: float) -> bool:
@@ -234,52 +243,67 @@ class SparkplugState:
     ) -> tuple[Decoded, bool]:
         """Readings from a DDATA (or NDATA) and whether an alias was unknown."""
         channels = self._channels_for(device)
+        groups, refused, unknown = self._updates(node, device, payload, channels)
         values = self._values.get(device)
         if values is None or len(values) != len(channels):
             values = np.full(len(channels), np.nan)
-        default_ms = payload.timestamp if payload.HasField("timestamp") else None
-        groups: dict[int | None, list[tuple[int, int, float]]] = {}  # ms -> (metric index, channel, value)
-        refused: list[Refusal] = []
-        unknown = False
-        for index, metric in enumerate(payload.metrics):
-            try:
-                name, datatype = self._identify(node, metric)
-            except PayloadError as err:
-                unknown = unknown or err.reason == Reason.UNKNOWN_ALIAS
-                refused.append(Refusal(index, err))
-                continue
-            channel = self._channel(name, channels)
-            if channel is None:
-                continue  # a metric the bundle does not score (status, properties, ...)
-            ms = metric.timestamp if metric.HasField("timestamp") else default_ms
-            try:
-                groups.setdefault(ms, []).append((index, channel, _value(metric, datatype)))
-            except PayloadError as err:
-                refused.append(Refusal(index, err))
-                groups.setdefault(ms, []).append((index, channel, math.nan))
         readings = []
         for ms, updates in groups.items():
-            bad = [i for i, _, value in updates if math.isnan(value)]
+            bad = False
             for _, channel, value in updates:
-                if not math.isnan(value):
+                if math.isnan(value):
+                    bad = True  # refused already; the group's other channels still update
+                else:
                     values[channel] = value
-            ts = received_ts if ms is None else ms / 1000.0
-            first = updates[0][0]
             if bad:
-                continue  # its refusal is already recorded; the other channels' updates still count
-            missing = [channels[i] for i in np.flatnonzero(np.isnan(values))]
+                continue
+            ts = received_ts if ms is None else ms / 1000.0
             try:
-                if missing:
-                    raise PayloadError(
-                        Reason.MISSING_CHANNEL, f"no value yet for {', '.join(missing[:5])} (no birth?)"
-                    )
+                if np.isnan(values).any():
+                    missing = ", ".join(channels[i] for i in np.flatnonzero(np.isnan(values))[:5])
+                    raise PayloadError(Reason.MISSING_CHANNEL, f"no value yet for {missing} (no birth?)")
                 self._bounds.check(ts, received_ts)
             except PayloadError as err:
-                refused.append(Refusal(first, err))
+                refused.append(Refusal(updates[0][0], err))
                 continue
             readings.append(Reading(device, ts, values.astype(np.float32), None, received_ts))
         self._values[device] = values
         return Decoded(readings, refused), unknown
+
+    def _updates(
+        self, node: _Node | None, device: str, payload: Proto, channels: list[str]
+    ) -> tuple[dict[int | None, list[tuple[int, int, float]]], list[Refusal], bool]:
+        """The message's channel updates by timestamp (ms -> (metric index, channel, value; NaN when
+        refused)), its refusals, and whether an alias was unknown."""
+        default_ms = payload.timestamp or None
+        groups: dict[int | None, list[tuple[int, int, float]]] = {}
+        refused: list[Refusal] = []
+        unknown = False
+        resolved = self._resolved.setdefault(device, {})
+        if len(resolved) > MAX_RESOLVED:  # names in data are the sender's choice: bound what they cost
+            resolved.clear()
+        for index, metric in enumerate(payload.metrics):
+            key: str | int = metric.name or metric.alias
+            hit = resolved.get(key) if metric.name or metric.HasField("alias") else None
+            if hit is None:
+                try:
+                    name, datatype = self._identify(node, metric)
+                except PayloadError as err:
+                    unknown = unknown or err.reason == Reason.UNKNOWN_ALIAS
+                    refused.append(Refusal(index, err))
+                    continue
+                hit = resolved[key] = (self._channel(name, channels), datatype)
+            channel, datatype = hit
+            if channel is None:
+                continue  # a metric the bundle does not score (status, properties, ...)
+            ms = metric.timestamp or default_ms  # 0: not set (no reading is from 1970)
+            try:
+                value = _value(metric, metric.datatype or datatype)
+            except PayloadError as err:
+                refused.append(Refusal(index, err))
+                value = math.nan
+            groups.setdefault(ms, []).append((index, channel, value))
+        return groups, refused, unknown
 
     @staticmethod
     def _identify(node: _Node | None, metric: Proto) -> tuple[str, int]:
@@ -302,9 +326,13 @@ class SparkplugState:
 
 def _value(metric: Proto, datatype: int) -> float:
     """A metric's value as a float for scoring; PayloadError for null, text, arrays and non-finite values."""
+    kind = metric.WhichOneof("value")
+    if kind == "double_value" and datatype in _FLOATS and not metric.is_null:  # the common case, fast
+        value = metric.double_value
+        if -_FLOAT32_MAX <= value <= _FLOAT32_MAX:  # False for NaN too
+            return float(value)
     if metric.is_null:
         raise PayloadError(Reason.NON_NUMERIC, "a null metric")
-    kind = metric.WhichOneof("value")
     if kind is None or kind in ("string_value", "bytes_value") or (datatype and datatype not in _NUMERIC):
         raise PayloadError(Reason.NON_NUMERIC, f"data type {datatype} ({kind or 'no value'}) is not scored")
     raw = getattr(metric, kind)
