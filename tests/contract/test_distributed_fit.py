@@ -22,7 +22,7 @@ def test_two_process_data_parallel_fit_writes_a_normal_bundle(
 ) -> None:
     torchrun = Path(sys.executable).parent / "torchrun"
     out = tmp_path / "ddp-bundle"
-    config = write_tiny_config(tmp_path)
+    config = write_tiny_config(tmp_path, free_level=True)  # the ranks must agree on fitting a second level
     command = [
         str(torchrun), "--standalone", "--nproc_per_node", "2",
         "-m", "trainer", "fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config),
@@ -36,7 +36,10 @@ def test_two_process_data_parallel_fit_writes_a_normal_bundle(
     parallel, single = load_bundle(out), load_bundle(tiny_bundle)
     assert parallel.manifest.validation["training"] == {"world_size": 2, "backend": "gloo"}
     assert single.manifest.validation["training"] == {"world_size": 1, "backend": "none"}
-    assert _keys(parallel.manifest.validation) == _keys(single.manifest.validation)
+    level = parallel.manifest.validation["auto"]["window_level"]  # type: ignore[index]
+    assert set(level["fit_seconds"]) == {"remove", "keep"}  # both ranks fitted both levels
+    chosen = {k for k in _keys(parallel.manifest.validation) if not k.startswith("/auto/window_level")}
+    assert chosen == _keys(single.manifest.validation)
     assert parallel.manifest.files.keys() == single.manifest.files.keys()
     assert parallel.manifest.thresholds.keys() == single.manifest.thresholds.keys()
     assert not (tmp_path / "ddp-bundle.partial").exists()
