@@ -2,6 +2,7 @@
 
 Usage: python -m benchmarks.fleet_load [--bundle runs/demo/bundle] [--devices 2000] [--rate 1]
                                        [--agents 4] [--duration 60] [--broker mosquitto|nats-cluster]
+                                       [--kill AFTER_S DOWN_S]
 `mosquitto`: one Mosquitto, N agent processes that all receive all telemetry and keep their shard
 (`shard: {index: i, count: N}`). `nats-cluster`: three NATS nodes clustered on loopback (MQTT 3.1.1,
 JetStream), the subject mapping of deploy/nats/partitions.conf at N partitions, agent i on node i mod 3
@@ -9,7 +10,10 @@ subscribed to its partition only. Score topics on; one simulator process publish
 A subscriber times every score message against the reading's own timestamp (publish-to-decision
 latency). At the end each agent's stats tell which devices it scored. Reports readings/s scored, latency
 percentiles, what each agent received (and, sharded, dropped as another shard's), and checks that every
-device was scored by exactly one agent. Writes benchmarks/results/fleet_load.json (fleet_load_nats.json).
+device was scored by exactly one agent, and how many readings lie in no scored window (per device, from
+the score messages: a reading lost anywhere shows as a gap). `--kill` SIGKILLs agent 0 mid-run and starts
+it again: its partition's readings wait in its session. Writes benchmarks/results/fleet_load.json
+(fleet_load_nats.json; `_kill` with --kill).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +49,9 @@ class ScoreWatch:
     def __init__(self, port: int, protocol: int = mqtt.MQTTv5) -> None:
         self.latencies: list[float] = []
         self.scored_by: dict[str, set[str]] = {}
+        self.score_ts: dict[
+            str, list[float]
+        ] = {}  # device -> timestamps of its scored windows' last readings
         self.stats: dict[str, dict[str, object]] = {}
         self._lock = threading.Lock()
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=protocol)
@@ -66,6 +74,7 @@ class ScoreWatch:
                 return
             self.latencies.append(now - float(body["ts"]))
             self.scored_by.setdefault(str(body["device"]), set()).add(str(body["agent_id"]))
+            self.score_ts.setdefault(str(body["device"]), []).append(float(body["ts"]))
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -101,12 +110,51 @@ def _start_agents(
                 }
             )
         )
-        log = (folder / f"agent-{index}.log").open("wb")
-        command = [sys.executable, "-m", "edge_agent", "run", "--config", str(config)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
-        log.close()
+        processes.append(_start_agent(folder, index))
     return processes
+
+
+def _start_agent(folder: Path, index: int) -> subprocess.Popen[bytes]:
+    """Agent `index` from its config in `folder` (again after a kill: same id, same persistent session)."""
+    log = (folder / f"agent-{index}.log").open("ab")
+    command = [sys.executable, "-m", "edge_agent", "run", "--config", str(folder / f"agent-{index}.yaml")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log.close()
+    return process
+
+
+def _kill_and_return(
+    processes: list[subprocess.Popen[bytes]], folder: Path, after_s: float, down_s: float
+) -> threading.Thread:
+    """SIGKILL agent 0 `after_s` into the run, start it again `down_s` later (its session kept the rest)."""
+
+    def chaos() -> None:
+        time.sleep(after_s)
+        processes[0].send_signal(signal.SIGKILL)
+        processes[0].wait(30)
+        time.sleep(down_s)
+        processes[0] = _start_agent(folder, 0)
+
+    thread = threading.Thread(target=chaos, daemon=True)
+    thread.start()
+    return thread
+
+
+def uncovered_readings(score_ts: list[float], readings: int, window: int, rate: float) -> int:
+    """Readings of one device that lie in no scored window: each score at ts covers the `window` readings
+    ending at ts (one every 1/rate s); `readings` were published."""
+    if not score_ts:
+        return readings
+    ends = np.unique(np.round(np.asarray(score_ts) * rate).astype(np.int64))  # reading numbers
+    starts = ends - (window - 1)
+    covered, reach = 0, None
+    for start, end in zip(starts, ends, strict=True):
+        low = start if reach is None else max(start, reach + 1)
+        if end >= low:
+            covered += int(end - low + 1)
+            reach = end
+    return max(0, readings - covered)
 
 
 @contextmanager
@@ -128,7 +176,9 @@ def run(
     duration: float,
     broker_kind: str = "mosquitto",
     nats_nodes: int = 3,
+    kill: tuple[float, float] | None = None,
 ) -> dict[str, object]:
+    """The load run; `kill` = (after_s, down_s) SIGKILLs agent 0 mid-run and starts it again."""
     partitioned = broker_kind == "nats-cluster"
     with (
         tempfile.TemporaryDirectory() as scratch_name,
@@ -148,9 +198,12 @@ def run(
             "--duration", str(duration), "--inject", "none", "--seed", "3",
         ]  # fmt: skip
         started = time.time()
+        chaos = _kill_and_return(processes, scratch, *kill) if kill is not None else None
         published = subprocess.run(simulator, capture_output=True, text=True, check=True)
         sim_seconds = time.time() - started
-        time.sleep(5.0)  # the last windows and a stats round
+        if chaos is not None:
+            chaos.join(120)
+        time.sleep(5.0 if kill is None else 20.0)  # the last windows (a returned agent's backlog) and stats
         window = json.loads((bundle / "bundle.json").read_text())["window_len"]
         for process in processes:
             process.terminate()
@@ -176,8 +229,20 @@ def run(
     twice = sorted(d for d, a in owners.items() if len(a) > 1)
     expected_scores = devices * (int(duration * rate) - window + 1)
     total_scored = sum(int(s["scored"]) for s in stats.values())  # type: ignore[call-overload]
+    readings = int(duration * rate)
+    lost = {d: uncovered_readings(ts, readings, window, rate) for d, ts in watch.score_ts.items()}
+    victim = {d for d, a in owners.items() if "gw-0" in a}
+    coverage: dict[str, object] = {
+        "readings_per_device": readings,
+        "uncovered_readings_agent_0_devices": sum(lost[d] for d in victim),
+        "uncovered_readings_other_devices": sum(v for d, v in lost.items() if d not in victim),
+        "devices_never_scored": devices - len(owners),
+    }
+    if kill is not None:
+        coverage["kill"] = {"agent": "gw-0", "after_s": kill[0], "down_s": kill[1], "devices": len(victim)}
     return {
         "broker": broker_kind if not partitioned else f"{broker_kind} ({nats_nodes} node(s))",
+        "coverage": coverage,
         "devices": devices,
         "rate_hz": rate,
         "agents": agents,
@@ -211,11 +276,20 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--broker", choices=("mosquitto", "nats-cluster"), default="mosquitto")
     parser.add_argument("--nats-nodes", type=int, default=3, help="NATS nodes (1: no replication)")
-    args = parser.parse_args()
-    report = run(
-        args.bundle, args.devices, args.rate, args.agents, args.duration, args.broker, args.nats_nodes
+    parser.add_argument(
+        "--kill",
+        nargs=2,
+        type=float,
+        metavar=("AFTER_S", "DOWN_S"),
+        help="SIGKILL agent 0 AFTER_S into the run and start it again DOWN_S later; writes *_kill.json",
     )
-    path = write_result("fleet_load" if args.broker == "mosquitto" else "fleet_load_nats", report)
+    args = parser.parse_args()
+    kill = (args.kill[0], args.kill[1]) if args.kill else None
+    report = run(
+        args.bundle, args.devices, args.rate, args.agents, args.duration, args.broker, args.nats_nodes, kill
+    )
+    name = "fleet_load" if args.broker == "mosquitto" else "fleet_load_nats"
+    path = write_result(name + ("_kill" if kill else ""), report)
     print(json.dumps({k: v for k, v in report.items() if k != "per_agent"}, indent=2))
     print(f"wrote {path}")
 
