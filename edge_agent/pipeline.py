@@ -115,8 +115,9 @@ class ScoringPipeline:
                 continue
             for reading in released:
                 try:
-                    if self.windows.push_into(reading, self._batch):
-                        ready.append(reading)
+                    newest = self.windows.push_into(reading, self._batch)
+                    if newest is not None:
+                        ready.append(newest)
                 except OrderError as err:
                     dropped.append(Dropped(reading, err.reason))
         if not ready:

@@ -4,7 +4,10 @@ Order policy: readings must move forward in time (and in `seq` when the device s
 last timestamp or sequence number is a duplicate; an older one is out of order. Both are dropped and named,
 so that a QoS 1 redelivery or a replayed buffer never enters a window twice or scrambles its order. A small
 reorder stage in front (`reorder_depth` readings per device, see `ReorderBuffer`) lets readings that arrive
-slightly late still take their place.
+slightly late still take their place. While a window fills (a device's first readings, or after a gap) no
+decision has used its readings yet, so they are held in time order and a late one still takes its place:
+after an agent restart a broker redelivers what was in flight only after newer readings (NATS: after its
+ack_wait), and those readings would otherwise be lost as out of order.
 Gaps longer than `max_gap_s` restart the device's window: a window never spans an outage.
 
 Each device keeps its window twice over in a [2 * window, channels] buffer, so that the current window is
@@ -15,6 +18,7 @@ release hands the GIL to the MQTT thread for up to a switch interval.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import dataclass, field
 
@@ -43,6 +47,10 @@ class _DeviceBuffer:
     last_ts: float = float("-inf")
     last_seq: int | None = None
     windows: int = field(default=0)
+    # While the window fills (at start, after a gap), readings wait here in time order: no decision has
+    # used them yet, so a late one (a broker's redelivery after an agent restart) can still take its place.
+    filling: list[Reading] = field(default_factory=list)
+    newest: Reading | None = None  # the newest reading of the window last emitted
 
 
 class WindowBatch:
@@ -104,14 +112,16 @@ class WindowStore:
         window: npt.NDArray[np.float32] = buffer.ring[buffer.pos : buffer.pos + self.window_len].copy()
         return window
 
-    def push_into(self, reading: Reading, batch: WindowBatch) -> bool:
-        """Add a reading; when a window is due, append it to `batch` and return True."""
+    def push_into(self, reading: Reading, batch: WindowBatch) -> Reading | None:
+        """Add a reading; when a window is due, append it to `batch` and return the window's newest reading
+        (the one its decision is for: `reading` itself, except when a late reading completes a first
+        window)."""
         buffer = self._advance(reading)
         if buffer is None:
-            return False
+            return None
         start = buffer.pos * self._row_bytes
         batch.add(buffer.ring_bytes[start : start + self.window_len * self._row_bytes])
-        return True
+        return buffer.newest
 
     def _advance(self, reading: Reading) -> _DeviceBuffer | None:
         """Write the reading into its device's buffer; the buffer when a window is due, else None."""
@@ -121,23 +131,47 @@ class WindowStore:
             buffer = _DeviceBuffer(ring=ring, ring_bytes=ring.data.cast("B"))
             self._devices[reading.device] = buffer
         check_order(buffer.last_ts, buffer.last_seq, reading)
-        if self.max_gap_s is not None and reading.ts - buffer.last_ts > self.max_gap_s:
+        if self.max_gap_s is not None and reading.ts - self._newest_ts(buffer) > self.max_gap_s:
             buffer.filled = buffer.since_last = 0
+            buffer.filling.clear()
+        if buffer.filled < self.window_len:
+            return self._fill(buffer, reading)
+        self._write(buffer, reading)
+        buffer.since_last += 1
+        if buffer.since_last < self.hop_len:
+            return None
+        buffer.since_last = 0
+        buffer.windows += 1
+        buffer.newest = reading
+        return buffer
+
+    def _fill(self, buffer: _DeviceBuffer, reading: Reading) -> _DeviceBuffer | None:
+        """Hold `reading` in time order until a whole window is there; then write them all and emit it."""
+        held = buffer.filling
+        if any(r.ts == reading.ts or (r.seq is not None and r.seq == reading.seq) for r in held):
+            raise OrderError(Reason.DUPLICATE)
+        held.insert(bisect.bisect([r.ts for r in held], reading.ts), reading)
+        if len(held) < self.window_len:
+            return None
+        for row in held:
+            self._write(buffer, row)
+        buffer.filled, buffer.since_last = self.window_len, 0
+        buffer.windows += 1
+        buffer.newest = held[-1]
+        held.clear()
+        return buffer
+
+    def _write(self, buffer: _DeviceBuffer, reading: Reading) -> None:
         buffer.last_ts = reading.ts
         if reading.seq is not None:
             buffer.last_seq = reading.seq
         buffer.ring[buffer.pos] = reading.values
         buffer.ring[buffer.pos + self.window_len] = reading.values
         buffer.pos = (buffer.pos + 1) % self.window_len
-        buffer.filled = min(buffer.filled + 1, self.window_len)
-        buffer.since_last += 1
-        if buffer.filled < self.window_len:
-            return None
-        if buffer.windows and buffer.since_last < self.hop_len:
-            return None
-        buffer.since_last = 0
-        buffer.windows += 1
-        return buffer
+
+    @staticmethod
+    def _newest_ts(buffer: _DeviceBuffer) -> float:
+        return buffer.filling[-1].ts if buffer.filling else buffer.last_ts
 
     def forget(self, device: str) -> None:
         """Drop a device's buffer (device removed or long silent)."""

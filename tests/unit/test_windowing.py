@@ -110,3 +110,24 @@ def test_reorder_depth_zero_passes_through_and_lets_the_store_judge_order() -> N
     reorder = ReorderBuffer(depth=0)
     assert [r.ts for r in reorder.push(_reading(5, 5))] == [5]
     assert [r.ts for r in reorder.push(_reading(4, 4))] == [4]
+
+
+def test_a_filling_window_takes_late_readings_in_time_order() -> None:
+    """After a restart a broker may redeliver in-flight readings behind newer ones: while the first window
+    fills, nothing has been decided on them, so they take their place instead of being lost."""
+    store = WindowStore(window_len=4, hop_len=1, n_channels=2)
+    batch = WindowBatch(4, 2)
+    for ts in (3, 4, 1):
+        assert store.push_into(_reading(ts, ts), batch) is None
+    with pytest.raises(OrderError) as caught:
+        store.push_into(_reading(4, 9), batch)  # the same time twice
+    assert caught.value.reason == Reason.DUPLICATE
+    newest = store.push_into(_reading(2, 2), batch)  # late, and completes the window
+    assert newest is not None and newest.ts == 4  # the decision is for the window's newest reading
+    np.testing.assert_allclose(batch.windows[0][:, 0], [1, 2, 3, 4])
+    # Once a window was decided, the order policy is strict again.
+    with pytest.raises(OrderError) as caught:
+        store.push_into(_reading(3.5, 9), batch)
+    assert caught.value.reason == Reason.OUT_OF_ORDER
+    assert store.push_into(_reading(5, 5), batch) is not None
+    np.testing.assert_allclose(batch.windows[1][:, 0], [2, 3, 4, 5])
