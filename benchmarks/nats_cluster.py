@@ -1,5 +1,6 @@
-"""A NATS cluster on loopback for the fleet benchmark: MQTT 3.1.1 and JetStream on every node, and the
-deploy sample's device-partition map (deploy/nats/partitions.conf) at the benchmark's partition count."""
+"""A NATS cluster on loopback for the fleet benchmark: MQTT 3.1.1 and JetStream on every node with the
+deploy sample's MQTT session settings (deploy/nats/node.conf), and its device-partition map
+(deploy/nats/partitions.conf) at the benchmark's partition count."""
 
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from trainer.demo.broker import free_ports
 
 SAMPLE_MAP = Path(__file__).resolve().parents[1] / "deploy" / "nats" / "partitions.conf"
+SAMPLE_NODE = SAMPLE_MAP.with_name("node.conf")
+
+
+def sample_mqtt_settings() -> str:
+    """The sample node's MQTT session settings (ack_wait, max_ack_pending), which the benchmark runs."""
+    text = SAMPLE_NODE.read_text()
+    settings = re.findall(r"^\s*((?:ack_wait|max_ack_pending):\s*\S+)\s*$", text, flags=re.MULTILINE)
+    if len(settings) != 2:
+        raise RuntimeError(f"{SAMPLE_NODE}: expected ack_wait and max_ack_pending, found {settings}")
+    return "\n ".join(settings)
 
 
 def partition_map(partitions: int) -> str:
@@ -63,7 +74,7 @@ def nats_cluster(folder: Path, nodes: int = 3, partitions: int = 3) -> Iterator[
             conf.write_text(
                 f"server_name: node-{index}\nlisten: 127.0.0.1:{clients[index]}\n"
                 f'jetstream {{ store_dir: "{folder / f"js-{index}"}" }}\n'
-                f"mqtt {{ listen: 127.0.0.1:{mqtt_ports[index]}\n max_ack_pending: 1024 }}\n"
+                f"mqtt {{ listen: 127.0.0.1:{mqtt_ports[index]}\n {sample_mqtt_settings()} }}\n"
                 + (cluster if nodes > 1 else "")
                 + "include ./partitions.conf\n"
             )
