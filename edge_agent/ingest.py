@@ -100,10 +100,15 @@ class Ingest:
         try:
             if where.kind != SPARKPLUG_DEATH:
                 device = self.sparkplug.device_id(where)
-                if where.kind == SPARKPLUG_DATA and not owns(self.config.shard, device):
-                    self.stats.other_shards += 1
-                    return None
+        except PayloadError as err:
             self.stats.received += 1
+            self.reject(raw.topic, err.reason, err.detail)
+            return None
+        if where.kind == SPARKPLUG_DATA and device is not None and not owns(self.config.shard, device):
+            self.stats.other_shards += 1
+            return None
+        self.stats.received += 1
+        try:
             outcome = self.sparkplug.take(where, raw.payload, raw.received_ts)
         except PayloadError as err:
             if device is not None and device in self.last_heard:

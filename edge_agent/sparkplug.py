@@ -108,7 +108,8 @@ class Outcome:
 
 
 class SparkplugState:
-    """Births, aliases and last known channel values per device; bounded by `max_nodes` nodes."""
+    """Births, aliases and last known channel values per device; at most `max_nodes` nodes and as many
+    devices."""
 
     def __init__(
         self,
@@ -197,6 +198,8 @@ class SparkplugState:
                     values[index] = _value(metric, metric.datatype)
         if node_birth and not self.config.ndata:
             return  # the node's own metrics are not scored: nothing to keep for it
+        if device not in self._values and len(self._values) >= self._max_nodes:
+            raise PayloadError(Reason.DEVICE_LIMIT, f"already following {self._max_nodes} devices")
         self._values[device] = values
         self._devices_of.setdefault(key, set()).add(device)
 
@@ -267,8 +270,15 @@ class SparkplugState:
                 refused.append(Refusal(updates[0][0], err))
                 continue
             readings.append(Reading(device, ts, values.astype(np.float32), None, received_ts))
-        self._values[device] = values
+        self._keep_values(device, values)
         return Decoded(readings, refused), unknown
+
+    def _keep_values(self, device: str, values: npt.NDArray[np.float64]) -> None:
+        """Remember a device's last values, for at most `max_nodes` devices: ids in topics are the sender's
+        choice, so a flood of new ones must not grow the agent (past the limit, a new device's data are
+        still decoded against NaN starting values, and refused where a channel has none)."""
+        if device in self._values or len(self._values) < self._max_nodes:
+            self._values[device] = values
 
     def _updates(
         self, node: _Node | None, device: str, payload: Proto, channels: list[str]
@@ -279,7 +289,11 @@ class SparkplugState:
         groups: dict[int | None, list[tuple[int, int, float]]] = {}
         refused: list[Refusal] = []
         unknown = False
-        resolved = self._resolved.setdefault(device, {})
+        resolved = self._resolved.get(device)
+        if resolved is None:
+            resolved = {}
+            if len(self._resolved) < self._max_nodes:  # bounded like the values: ids are the sender's
+                self._resolved[device] = resolved
         if len(resolved) > MAX_RESOLVED:  # names in data are the sender's choice: bound what they cost
             resolved.clear()
         for index, metric in enumerate(payload.metrics):

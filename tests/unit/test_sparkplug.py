@@ -183,3 +183,20 @@ def test_fuzzed_payloads_never_raise_anything_but_a_payload_error(
             assert np.isfinite(reading.values).all() and reading.values.shape == (3,)
         for refusal in outcome.decoded.refused:
             assert isinstance(refusal.error.reason, Reason) and refusal.index is not None
+
+
+def test_made_up_device_ids_cannot_grow_the_state_past_its_bound() -> None:
+    state = _state()  # at most 4 nodes and 4 devices
+    node = SparkplugNode("plant", "gw1", {f"d{i}": CHANNELS for i in range(6)})
+    _take(state, node.topic("NBIRTH"), node.node_birth(NOW))
+    for i in range(4):
+        _take(state, node.topic("DBIRTH", f"d{i}"), node.device_birth(f"d{i}", NOW, [1.0, 2.0, 3.0]))
+    with pytest.raises(PayloadError) as err:
+        _take(state, node.topic("DBIRTH", "d4"), node.device_birth("d4", NOW, [1.0, 2.0, 3.0]))
+    assert err.value.reason == Reason.DEVICE_LIMIT
+    for i in range(200):  # data for ids never born: decoded, refused, not remembered
+        flood = SparkplugNode("plant", "gw1", {f"x{i}": CHANNELS})
+        _take(state, flood.topic("DDATA", f"x{i}"), flood.device_data(f"x{i}", _rows(1)))
+    assert len(state._values) == 4 and len(state._resolved) <= 4
+    born = _take(state, node.topic("DDATA", "d0"), node.device_data("d0", _rows(2)))
+    assert born.decoded is not None and len(born.decoded.readings) == 2  # the born devices still work
