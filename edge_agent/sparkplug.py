@@ -108,7 +108,7 @@ class Outcome:
 
 
 class SparkplugState:
-    """Births, aliases and last known channel values per device; at most `max_nodes` nodes and as many
+    """Births, aliases and last known channel values per device; at most `max_tracked` nodes and as many
     devices."""
 
     def __init__(
@@ -117,10 +117,10 @@ class SparkplugState:
         channels_for: Callable[[str], list[str]],
         bounds: TimeBounds,
         max_bytes: int,
-        max_nodes: int,
+        max_tracked: int,
     ) -> None:
         self.config, self._channels_for, self._bounds = config, channels_for, bounds
-        self._max_bytes, self._max_nodes = max_bytes, max_nodes
+        self._max_bytes, self._max_tracked = max_bytes, max_tracked
         self._nodes: dict[NodeKey, _Node] = {}
         self._values: dict[str, npt.NDArray[np.float64]] = {}  # device -> last value per channel (NaN: none)
         self._devices_of: dict[NodeKey, set[str]] = {}
@@ -169,8 +169,8 @@ class SparkplugState:
     def _node(self, key: NodeKey) -> _Node:
         node = self._nodes.get(key)
         if node is None:
-            if len(self._nodes) >= self._max_nodes:
-                raise PayloadError(Reason.DEVICE_LIMIT, f"already following {self._max_nodes} nodes")
+            if len(self._nodes) >= self._max_tracked:
+                raise PayloadError(Reason.DEVICE_LIMIT, f"already following {self._max_tracked} nodes")
             node = self._nodes[key] = _Node()
         return node
 
@@ -198,8 +198,8 @@ class SparkplugState:
                     values[index] = _value(metric, metric.datatype)
         if node_birth and not self.config.ndata:
             return  # the node's own metrics are not scored: nothing to keep for it
-        if device not in self._values and len(self._values) >= self._max_nodes:
-            raise PayloadError(Reason.DEVICE_LIMIT, f"already following {self._max_nodes} devices")
+        if device not in self._values and len(self._values) >= self._max_tracked:
+            raise PayloadError(Reason.DEVICE_LIMIT, f"already following {self._max_tracked} devices")
         self._values[device] = values
         self._devices_of.setdefault(key, set()).add(device)
 
@@ -224,7 +224,7 @@ class SparkplugState:
     def _may_ask(self, key: NodeKey, now: float) -> bool:
         node = self._nodes.get(key)
         if node is None:
-            if len(self._nodes) >= self._max_nodes:
+            if len(self._nodes) >= self._max_tracked:
                 return False
             node = self._nodes[key] = _Node()
         if now - node.last_rebirth < self.config.rebirth_interval_s:
@@ -274,10 +274,10 @@ class SparkplugState:
         return Decoded(readings, refused), unknown
 
     def _keep_values(self, device: str, values: npt.NDArray[np.float64]) -> None:
-        """Remember a device's last values, for at most `max_nodes` devices: ids in topics are the sender's
+        """Remember a device's last values, for at most `max_tracked` devices: ids in topics are the sender's
         choice, so a flood of new ones must not grow the agent (past the limit, a new device's data are
         still decoded against NaN starting values, and refused where a channel has none)."""
-        if device in self._values or len(self._values) < self._max_nodes:
+        if device in self._values or len(self._values) < self._max_tracked:
             self._values[device] = values
 
     def _updates(
@@ -292,7 +292,7 @@ class SparkplugState:
         resolved = self._resolved.get(device)
         if resolved is None:
             resolved = {}
-            if len(self._resolved) < self._max_nodes:  # bounded like the values: ids are the sender's
+            if len(self._resolved) < self._max_tracked:  # bounded like the values: ids are the sender's
                 self._resolved[device] = resolved
         if len(resolved) > MAX_RESOLVED:  # names in data are the sender's choice: bound what they cost
             resolved.clear()
