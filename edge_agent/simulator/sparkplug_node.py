@@ -94,6 +94,10 @@ class SparkplugNode:
         payload.metrics.add(name="bdSeq", datatype=DataType.INT64, long_value=0)
         return bytes(payload.SerializeToString())
 
+    def set_values(self, values: dict[str, Sequence[float]]) -> None:
+        """What a rebirth reports for each device before it has sent data (a node that starts mid-stream)."""
+        self._last = dict(values)
+
     def birth(self, now: float, values: dict[str, Sequence[float]]) -> None:
         """NBIRTH, then a DBIRTH per device with its starting values."""
         self._publish(self.topic("NBIRTH"), self.node_birth(now))

@@ -55,7 +55,7 @@ def test_a_sparkplug_edge_node_is_scored_alerted_reborn_and_taken_offline(
     late = SparkplugNode("plant", "gw2", {"fan": ["s0", "s1", "s2"]})
     normal = _rows(correlated_series(120, seed=32), start)
     late.connect("127.0.0.1", broker.port)
-    late._last = {"fan": normal[0][1]}  # what its rebirth will report
+    late.set_values({"fan": normal[0][1]})  # what its rebirth will report
     late.data("fan", normal[:10])
     watch.wait_for(lambda ms: any(t == "spBv1.0/plant/NCMD/gw2" for t, _, _ in ms))
     assert wait_until(lambda: late.rebirths == 1 and stats.rejected["unknown_alias"] == 30)
