@@ -150,7 +150,7 @@ class WindowStore:
         held = buffer.filling
         if any(r.ts == reading.ts or (r.seq is not None and r.seq == reading.seq) for r in held):
             raise OrderError(Reason.DUPLICATE)
-        held.insert(bisect.bisect([r.ts for r in held], reading.ts), reading)
+        bisect.insort(held, reading, key=_time_of)
         if len(held) < self.window_len:
             return None
         for row in held:
@@ -176,6 +176,10 @@ class WindowStore:
     def forget(self, device: str) -> None:
         """Drop a device's buffer (device removed or long silent)."""
         self._devices.pop(device, None)
+
+
+def _time_of(reading: Reading) -> float:
+    return reading.ts
 
 
 def check_order(last_ts: float, last_seq: int | None, reading: Reading) -> None:
