@@ -109,7 +109,10 @@ class Ingest:
             return None
         self.stats.received += 1
         try:
-            outcome = self.sparkplug.take(where, raw.payload, raw.received_ts)
+            if device is None:  # a death
+                outcome = self.sparkplug.take(where, raw.payload, raw.received_ts)
+            else:
+                outcome = self.sparkplug.take_for(where, device, raw.payload, raw.received_ts)
         except PayloadError as err:
             if device is not None and device in self.last_heard:
                 self.health.received(device)

@@ -23,7 +23,16 @@ from google.protobuf.message import DecodeError
 from edge_agent.config import SparkplugConfig
 from edge_agent.reasons import Reason
 from edge_agent.sparkplug_schema import DataType, Payload
-from edge_agent.telemetry import DEVICE_ID, Decoded, PayloadError, Reading, Refusal, TimeBounds
+from edge_agent.telemetry import (
+    DEVICE_ID,
+    FLOAT32_MAX,
+    Decoded,
+    PayloadError,
+    Reading,
+    Refusal,
+    TimeBounds,
+    checked_number,
+)
 
 NAMESPACE = "spBv1.0"
 REBIRTH_METRIC = "Node Control/Rebirth"
@@ -31,7 +40,6 @@ DATA, BIRTH, DEATH = "DATA", "BIRTH", "DEATH"
 
 _SIGNED_BITS = {DataType.INT8: 8, DataType.INT16: 16, DataType.INT32: 32, DataType.INT64: 64}
 _NUMERIC = frozenset(DataType) - {DataType.STRING, DataType.TEXT, DataType.DATETIME}
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOATS = frozenset((0, DataType.FLOAT, DataType.DOUBLE))
 MAX_RESOLVED = 4096  # metric names and aliases remembered per device
 
@@ -99,9 +107,8 @@ class _Node:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one Sparkplug message did: readings for `device`, devices gone offline, a node to ask again."""
+    """What one Sparkplug message did: its device's readings, devices gone offline, a node to ask again."""
 
-    device: str | None = None
     decoded: Decoded | None = None
     offline: tuple[str, ...] = ()
     rebirth: NodeKey | None = None
@@ -139,18 +146,23 @@ class SparkplugState:
 
     def take(self, where: SparkplugTopic, payload_bytes: bytes, received_ts: float) -> Outcome:
         """Apply one message. Whole-message faults raise PayloadError; metric faults are refusals."""
-        key = (where.group, where.node)
         if where.kind == DEATH:
-            return Outcome(offline=self._death(key, where))
-        device = self.device_id(where)
+            return Outcome(offline=self._death((where.group, where.node), where))
+        return self.take_for(where, self.device_id(where), payload_bytes, received_ts)
+
+    def take_for(
+        self, where: SparkplugTopic, device: str, payload_bytes: bytes, received_ts: float
+    ) -> Outcome:
+        """`take` for a birth or data message whose device id the caller has already made (`device_id`)."""
+        key = (where.group, where.node)
         payload = self._parse(payload_bytes)
         if where.kind == BIRTH:
             self._birth(key, device, payload, node_birth=where.device is None)
-            return Outcome(device=device)
+            return Outcome()
         node = self._nodes.get(key)
         decoded, unknown = self._data(node, device, payload, received_ts)
         rebirth = key if (node is None or unknown) and self._may_ask(key, received_ts) else None
-        return Outcome(device=device, decoded=decoded, rebirth=rebirth)
+        return Outcome(decoded=decoded, rebirth=rebirth)
 
     def _parse(self, payload_bytes: bytes) -> Proto:
         if len(payload_bytes) > self._max_bytes:
@@ -195,7 +207,7 @@ class SparkplugState:
             if index is not None:
                 # A birth value that cannot be scored stays unknown until data bring one.
                 with contextlib.suppress(PayloadError):
-                    values[index] = _value(metric, metric.datatype)
+                    values[index] = _value(metric, metric.datatype, channels[index])
         if node_birth and not self.config.ndata:
             return  # the node's own metrics are not scored: nothing to keep for it
         if device not in self._values and len(self._values) >= self._max_tracked:
@@ -312,7 +324,7 @@ class SparkplugState:
                 continue  # a metric the bundle does not score (status, properties, ...)
             ms = metric.timestamp or default_ms  # 0: not set (no reading is from 1970)
             try:
-                value = _value(metric, metric.datatype or datatype)
+                value = _value(metric, metric.datatype or datatype, channels[channel])
             except PayloadError as err:
                 refused.append(Refusal(index, err))
                 value = math.nan
@@ -338,12 +350,12 @@ class SparkplugState:
         return name, datatype
 
 
-def _value(metric: Proto, datatype: int) -> float:
+def _value(metric: Proto, datatype: int, channel: str) -> float:
     """A metric's value as a float for scoring; PayloadError for null, text, arrays and non-finite values."""
     kind = metric.WhichOneof("value")
     if kind == "double_value" and datatype in _FLOATS and not metric.is_null:  # the common case, fast
         value = metric.double_value
-        if -_FLOAT32_MAX <= value <= _FLOAT32_MAX:  # False for NaN too
+        if -FLOAT32_MAX <= value <= FLOAT32_MAX:  # False for NaN too
             return float(value)
     if metric.is_null:
         raise PayloadError(Reason.NON_NUMERIC, "a null metric")
@@ -354,7 +366,4 @@ def _value(metric: Proto, datatype: int) -> float:
     if bits is not None and kind in ("int_value", "long_value"):
         raw = int(raw) & ((1 << bits) - 1)  # two's complement in an unsigned field, per the specification
         raw = raw - (1 << bits) if raw >> (bits - 1) else raw
-    value = float(raw)
-    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
-        raise PayloadError(Reason.NON_NUMERIC, "not a finite float32")
-    return value
+    return checked_number(float(raw) if isinstance(raw, bool) else raw, channel)

@@ -204,7 +204,7 @@ def _clean_columns(
     if isinstance(ts, list) and not _PLAIN_NUMBERS.issuperset(map(type, ts)):
         return None
     table = np.array(columns, dtype=np.float64)
-    if not (np.isfinite(table).all() and np.abs(table).max() <= _FLOAT32_MAX):
+    if not (np.isfinite(table).all() and np.abs(table).max() <= FLOAT32_MAX):
         return None
     times = np.full(count, received_ts) if ts is None else np.array(ts, dtype=np.float64)
     if not (np.isfinite(times).all() and times.min() >= 0 and bounds.holds(times, received_ts)):
@@ -266,16 +266,17 @@ def _sequence(raw: object) -> int | None:
     return raw
 
 
-def _number(raw: object, channel: str) -> float:
+def checked_number(raw: object, channel: str) -> float:
+    """A channel's value as a float the float32 windows can hold; PayloadError (non_numeric) otherwise."""
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise PayloadError(Reason.NON_NUMERIC, f"channel {channel!r} holds {str(raw)[:40]!r}")
     value = float(raw)
-    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:  # windows are float32
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:  # windows are float32
         raise PayloadError(Reason.NON_NUMERIC, f"channel {channel!r} is not a finite float32")
     return value
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # windows are float32
 _PLAIN_NUMBERS = frozenset((int, float))  # exact types: bool is a subclass of int and must not pass
 
 
@@ -297,7 +298,7 @@ def _values(raw: object, channels: list[str]) -> npt.NDArray[np.float32]:
     # Fast path for the common case; the per-value walk below names the offending channel otherwise.
     # Comparisons with NaN are false, so NaN and out-of-float32-range values both take the slow path.
     if _PLAIN_NUMBERS.issuperset(map(type, ordered)) and (
-        min(ordered) >= -_FLOAT32_MAX and max(ordered) <= _FLOAT32_MAX  # type: ignore[type-var]
+        min(ordered) >= -FLOAT32_MAX and max(ordered) <= FLOAT32_MAX  # type: ignore[type-var]
     ):
         return np.array(ordered, dtype=np.float32)
-    return np.array([_number(v, c) for v, c in zip(ordered, channels, strict=True)], dtype=np.float32)
+    return np.array([checked_number(v, c) for v, c in zip(ordered, channels, strict=True)], dtype=np.float32)

@@ -45,8 +45,7 @@ class FittedLevel:
 class LevelFits:
     """Every level fitted, and why the other was not when the budget ran short."""
 
-    fitted: list[FittedLevel]
-    free: bool  # the fit chooses the level (fit.auto, window_level unset)
+    fitted: list[FittedLevel]  # the configured level first: its config is the fit's own
     not_fitted: str | None
 
 
@@ -96,7 +95,7 @@ def fit_levels(windows: WindowSets, config: TrainConfig, world: World, started: 
         fit_started = time.perf_counter()
         members = fit_members(windows, variant, world)
         fitted.append(FittedLevel(variant, members, time.perf_counter() - fit_started))
-    return LevelFits(fitted, free, not_fitted)
+    return LevelFits(fitted, not_fitted)
 
 
 def assemble_best(fits: LevelFits, windows: WindowSets) -> Assembled:
@@ -105,7 +104,7 @@ def assemble_best(fits: LevelFits, windows: WindowSets) -> Assembled:
     for fitted in fits.fitted:
         scorer, member_scorers, choice = assemble_scorer(fitted.members, windows, fitted.config)
         options.append(Assembled(fitted.config, fitted.members, scorer, member_scorers, choice))
-    if not fits.free or options[0].choice is None:
+    if not level_is_free(fits.fitted[0].config) or options[0].choice is None:
         return options[0]
     best = {option.config.model.window_level: _best_recall(option.choice) for option in options}
     top = max(best.values())

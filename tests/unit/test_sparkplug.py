@@ -46,7 +46,9 @@ def test_alias_only_data_after_births_become_one_reading_per_timestamp() -> None
     state, node = _state(), SparkplugNode("plant", "gw1", {"pump": CHANNELS})
     _born(state, node)
     outcome = _take(state, node.topic("DDATA", "pump"), node.device_data("pump", _rows(5)))
-    assert outcome.device == "gw1-pump" and outcome.rebirth is None and outcome.decoded is not None
+    where = parse_topic(node.topic("DDATA", "pump"))
+    assert where is not None and state.device_id(where) == "gw1-pump"
+    assert outcome.rebirth is None and outcome.decoded is not None
     readings = outcome.decoded.readings
     assert [r.ts for r in readings] == [NOW - 10 + i for i in range(5)]
     np.testing.assert_array_equal(readings[3].values, [3.0, 13.0, 23.0])
