@@ -5,7 +5,8 @@ Usage: python -m benchmarks.agent_throughput [--bundle runs/demo/bundle] [--mess
    take them is measured from its first message, for the agent and for a subscriber that only decodes JSON,
    alternating over several rounds because this machine's speed drifts by tens of percent between minutes.
    Then the same with 4N readings batched 100 to a message (the columnar form).
-2. Latency: 1,000 readings/s over 100 devices for 15 s; publish-to-decision latency from the score topic.
+2. Latency: 1,000 readings/s over 100 devices for 15 s, one reading per message; then 10,000 readings/s
+   (--paced-rate) batched --batch to a message for 30 s. Publish-to-decision latency from the score topic.
 3. Resident memory of the agent process (VmRSS) at the end.
 4. Device flood: one reading each from 100,000 distinct device ids (ingest.max_devices at its default):
    the agent's memory per tracked device, its memory at the end, what it refused, and the retained
@@ -47,20 +48,38 @@ from paho.mqtt.enums import CallbackAPIVersion
 port, seconds, rate_hz, devices = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 channels = json.loads(sys.argv[5])
 means, scales = np.array(json.loads(sys.argv[6])), np.array(json.loads(sys.argv[7]))
+batch = int(sys.argv[8])
 c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
 c.max_inflight_messages_set(1000); c.max_queued_messages_set(0)
 c.connect("127.0.0.1", port); c.loop_start()
 rng = np.random.default_rng(1)
-gap = 1.0 / rate_hz
-start = time.perf_counter()
-for i in range(int(seconds * rate_hz)):
-    row = rng.normal(size=len(channels)) * scales + means
-    body = {"ts": time.time(), "values": dict(zip(channels, map(float, row)))}
-    c.publish(f"sensors/dev{i % devices:03d}/telemetry", json.dumps(body), qos=1)
-    delay = start + (i + 1) * gap - time.perf_counter()
+gap = batch / rate_hz  # between messages
+period = devices / rate_hz  # between one device's readings
+seqs = [0] * devices
+messages = int(seconds * rate_hz / batch)
+wall, start = time.time(), time.perf_counter()
+for i in range(messages):
+    device = i % devices
+    rows = rng.normal(size=(batch, len(channels))) * scales + means
+    # Message i is due at its slot; its newest reading is stamped with that time and older ones one period
+    # apart before it, so a publisher running late counts against the latency, never for it.
+    due = (i + 1) * gap
+    newest = wall + due
+    if batch == 1:
+        body = {"ts": newest, "seq": seqs[device], "values": dict(zip(channels, map(float, rows[0])))}
+    else:
+        body = {
+            "ts": [newest - (batch - 1 - k) * period for k in range(batch)],
+            "seq": list(range(seqs[device], seqs[device] + batch)),
+            "values": {ch: rows[:, j].tolist() for j, ch in enumerate(channels)},
+        }
+    seqs[device] += batch
+    payload = json.dumps(body)
+    delay = start + due - time.perf_counter()
     if delay > 0:
         time.sleep(delay)
-print(json.dumps({"offered_per_s": seconds * rate_hz / (time.perf_counter() - start)}))
+    c.publish(f"sensors/dev{device:03d}/telemetry", payload, qos=1)
+print(json.dumps({"offered_per_s": messages * batch / (time.perf_counter() - start)}))
 c.disconnect(); c.loop_stop()
 """
 BARE_SUBSCRIBER = r"""
@@ -197,14 +216,20 @@ def _publish_all(port: int, payloads: list[bytes], topics: list[str] | None = No
 
 
 def _agent_config(
-    folder: Path, port: int, bundle: Path, stats_interval: float, scores: bool, sparkplug: bool = False
+    folder: Path,
+    port: int,
+    bundle: Path,
+    stats_interval: float,
+    scores: bool,
+    sparkplug: bool = False,
+    score_per: str = "window",
 ) -> Path:
     path = folder / "agent.yaml"
     config: dict[str, object] = {
         "agent_id": "bench",
         "bundle": str(bundle),
         "broker": {"port": port},
-        "topics": {"score": "bench/score/{device}" if scores else None},
+        "topics": {"score": "bench/score/{device}" if scores else None, "score_per": score_per},
         "stats": {"interval_s": stats_interval},
         "ingest": {"max_age_s": 86400.0},
     }
@@ -229,12 +254,19 @@ def _start_agent(config: Path, tree: Path | None = None) -> subprocess.Popen[byt
 
 
 class _Watch:
-    """Follows the agent's stats and score topics."""
+    """Follows the agent's stats and score topics.
 
-    def __init__(self, port: int) -> None:
+    Latency is publish to decision: a reading's decision time minus when the message that carried it was
+    due. A batch's newest reading is stamped with that time and the others one `period` apart before it,
+    so for the reading with sequence number `seq` its message was due at ts + (batch - 1 - seq % batch) x
+    period.
+    """
+
+    def __init__(self, port: int, batch: int = 1, period: float = 0.0) -> None:
         self.stats: dict[str, object] = {}
         self.online = threading.Event()
         self.latency_s: list[float] = []
+        self.batch, self.period = batch, period
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(
@@ -249,7 +281,9 @@ class _Watch:
         elif message.topic.endswith("/status") and message.payload == b"online":
             self.online.set()
         elif message.topic.startswith("bench/score/"):
-            self.latency_s.append(time.time() - json.loads(message.payload)["ts"])
+            score = json.loads(message.payload)
+            behind = (self.batch - 1 - (score["seq"] or 0) % self.batch) * self.period
+            self.latency_s.append(time.time() - score["ts"] - behind)
 
 
 def _bare_argv(script: Path, port: int, backlog: Backlog, mode: str) -> list[str]:
@@ -372,13 +406,18 @@ def paced_latency(
     scales: np.ndarray,
     seconds: int = 15,
     rate_hz: int = 1000,
+    batch: int = 1,
 ) -> dict[str, object]:
-    """1,000 readings/s over 100 devices; publish-to-decision latency and the agent's memory."""
-    config = _agent_config(folder, port, bundle, stats_interval=1.0, scores=True)
+    """`rate_hz` readings/s over DEVICES devices, `batch` readings per message (columnar);
+    publish-to-decision latency and the agent's memory."""
+    # Batched, a score message per telemetry message (its newest reading, decided last of its message), as
+    # a dashboard would take them: one per reading costs the agent more than scoring at these rates.
+    score_per = "window" if batch == 1 else "message"
+    config = _agent_config(folder, port, bundle, stats_interval=1.0, scores=True, score_per=score_per)
     agent = _start_agent(config)
-    watch = _Watch(port)
+    watch = _Watch(port, batch, DEVICES / rate_hz)
     watch.online.wait(60)
-    # Readings spread evenly in time, each stamped when sent, from a process of its own so that
+    # Readings spread evenly in time, each message stamped when sent, from a process of its own so that
     # publishing never delays the observer's clock.
     script = folder / "paced.py"
     script.write_text(PACED_PUBLISHER)
@@ -393,6 +432,7 @@ def paced_latency(
             json.dumps(channels),
             json.dumps(means.tolist()),
             json.dumps(scales.tolist()),
+            str(batch),
         ],
         check=True,
         capture_output=True,
@@ -402,14 +442,22 @@ def paced_latency(
     time.sleep(2)
     rss_mb = _rss_mb(agent.pid)
     internal = watch.stats.get("latency_ms")
+    scored = watch.stats.get("scored")
     agent.send_signal(signal.SIGTERM)
     agent.wait(30)
-    latency_ms = np.asarray(watch.latency_s) * 1e3
+    watch.client.loop_stop()
+    # The first window of each device is due only once it has filled: latencies count from then on.
+    latency_ms = np.asarray(watch.latency_s or [0.0]) * 1e3
     return {
         "offered_per_s": achieved,
-        "scored_windows": int(latency_ms.size),
+        "readings_per_message": batch,
+        "score_per": score_per,
+        "devices": DEVICES,
+        "agent_scored_windows": scored,
+        "latencies_measured": int(latency_ms.size),
         "latency_p50_ms": float(np.percentile(latency_ms, 50)),
         "latency_p99_ms": float(np.percentile(latency_ms, 99)),
+        "latency_max_ms": float(latency_ms.max()),
         "agent_rss_mb": rss_mb,
         "agent_receive_to_decision_ms": internal,
     }
@@ -499,10 +547,13 @@ def main() -> None:
         "--rounds", type=int, default=3, help="bare/agent drain pairs; the median is reported"
     )
     parser.add_argument("--batch", type=int, default=100, help="readings per message in the batched drain")
+    parser.add_argument(
+        "--paced-rate", type=int, default=10_000, help="readings/s in the batched latency test (--batch each)"
+    )
     parser.add_argument("--flood-devices", type=int, default=100_000, help="distinct ids in the device flood")
     parser.add_argument(
         "--only",
-        choices=["drain", "sparkplug", "flood"],
+        choices=["drain", "sparkplug", "paced", "flood"],
         help="run one part (drain: single, batched and Sparkplug drains); the other sections of the last "
         "run are kept in the results, with their date",
     )
@@ -549,8 +600,19 @@ def main() -> None:
                     manifest.channels, means, scales, args.messages * 4, ago, args.batch
                 )
                 measured["drain_sparkplug"] = drain_rates(port, folder, bundle, backlog, args.rounds)
-            if args.only is None:
+            if args.only in (None, "paced"):
                 measured["paced"] = paced_latency(port, folder, bundle, manifest.channels, means, scales)
+                measured["paced_batched"] = paced_latency(
+                    port,
+                    folder,
+                    bundle,
+                    manifest.channels,
+                    means,
+                    scales,
+                    seconds=30,
+                    rate_hz=args.paced_rate,
+                    batch=args.batch,
+                )
             if args.only in (None, "flood"):
                 measured["device_flood"] = device_flood(
                     port, folder, bundle, manifest.channels, means, args.flood_devices

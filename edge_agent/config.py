@@ -81,7 +81,12 @@ class TopicsConfig(_Section):
         "among the group's agents (EMQX with hash_topic keeps each device on one agent); use shard.count 1",
     )
     score: str | None = Field(
-        None, description="optional: every scored window as JSON (QoS 0), for dashboards that plot scores"
+        None, description="optional: scored windows as JSON (QoS 0), for dashboards that plot scores"
+    )
+    score_per: Literal["window", "message"] = Field(
+        "window",
+        description="window: a score message for every scored window; message: one per telemetry message, "
+        "for its newest reading (a batch of 100 readings gives one score message instead of 100)",
     )
 
     @field_validator("command")

@@ -230,17 +230,27 @@ class AgentService:
         devices.clear()
 
     def _score(self, model: str, readings: list[Reading]) -> None:
+        """Score a step's readings in chunks of SCORE_CHUNK, publishing each chunk's decisions before the
+        next is scored: a backlog or a large batch then neither holds its first decisions back behind the
+        whole step nor grows the backend's working memory with the step's size."""
         pipeline, reference = self.models[model], self.models.references[model]
-        outcomes, dropped = pipeline.push_many(readings)
-        for item in dropped:
-            device = item.reading.device
-            self.ingest.reject(device, item.reason, f"ts {item.reading.ts}", device)
-        now = self.clock()
-        for outcome in outcomes:
-            self.ingest.health.scored(outcome.reading.device, outcome.score, reference)
-            self.alerts.publish(outcome, pipeline)
-            self.stats.observe_latency(now - outcome.reading.received_ts)
-        self.stats.scored += len(outcomes)
+        newest = _newest_of_each_message(readings) if self.config.topics.score_per == "message" else None
+        for start in range(0, len(readings), SCORE_CHUNK):
+            outcomes, dropped = pipeline.push_many(readings[start : start + SCORE_CHUNK])
+            for item in dropped:
+                device = item.reading.device
+                self.ingest.reject(device, item.reason, f"ts {item.reading.ts}", device)
+            now = self.clock()
+            for outcome in outcomes:
+                reading = outcome.reading
+                self.ingest.health.scored(reading.device, outcome.score, reference)
+                score = (
+                    newest is None
+                    or newest.get((reading.device, reading.received_ts), reading.ts) == reading.ts
+                )
+                self.alerts.publish(outcome, pipeline, score=score)
+                self.stats.observe_latency(now - reading.received_ts)
+            self.stats.scored += len(outcomes)
 
     def _command(self, name: str, raw: RawMessage) -> None:
         answer = self.commands.handle(name, raw)
@@ -325,3 +335,18 @@ class AgentService:
         if self.publisher.spool is not None:
             extra["spool"] = self.publisher.spool.snapshot()
         return self.stats.snapshot(extra)
+
+
+SCORE_CHUNK = 128  # readings per backend call: 5-10 ms of INT8 scoring on one core, at full batch speed
+
+
+def _newest_of_each_message(readings: list[Reading]) -> dict[tuple[str, float], float]:
+    """(device, arrival) -> the newest timestamp among that message's readings: the reading whose score
+    `topics.score_per: message` publishes. A reading decided in a later step (held for order) is not
+    found here and keeps its score message."""
+    newest: dict[tuple[str, float], float] = {}
+    for reading in readings:
+        key = (reading.device, reading.received_ts)
+        if reading.ts > newest.get(key, float("-inf")):
+            newest[key] = reading.ts
+    return newest

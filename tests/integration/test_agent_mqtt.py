@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.service import SCORE_CHUNK
 from tests.conftest import correlated_series
 from tests.integration.conftest import Broker, Recorder, RunningAgent, agent_config, publisher, wait_until
 
@@ -322,6 +323,70 @@ def test_batched_messages_are_scored_reading_by_reading_and_bad_readings_refused
     assert agent.service.stats.received == 2
     # Health rates are per reading: 2 refused of the 80 the two messages held (per message it read 1.0).
     assert agent.service.ingest.health.snapshot(10)["batch"]["rejected_rate"] == round(2 / 80, 4)
+    device.loop_stop()
+
+
+def test_score_per_message_publishes_each_batch_newest_score_and_still_scores_every_reading(
+    tiny_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    watch = recorder("scores/#")
+    topics = {"score": "scores/{device}", "score_per": "message"}
+    agent = start_agent(
+        agent_config(tiny_bundle, broker.port, topics=topics, ingest={"max_payload_bytes": 65536})
+    )
+    values = correlated_series(100, seed=18)
+    start = time.time() - 200
+    device = publisher(broker.port)
+    for first in range(0, 100, 20):  # five messages of 20 readings each
+        batch = {
+            "ts": [start + i for i in range(first, first + 20)],
+            "seq": list(range(first, first + 20)),
+            "values": {f"s{c}": [float(v[c]) for v in values[first : first + 20]] for c in range(3)},
+        }
+        device.publish("sensors/batch/telemetry", json.dumps(batch), qos=1).wait_for_publish(5)
+    wait_until(lambda: agent.service.stats.scored >= 100 - 31)
+    # A window of 32: the first is due in the second message. Every reading from then on is scored and
+    # decided, but only each message's newest reading has its score published.
+    assert agent.service.stats.scored == 100 - 31
+    watch.wait_for(lambda ms: len(ms) >= 4)
+    time.sleep(0.5)
+    scores = watch.json_on("scores/batch")
+    assert [s["seq"] for s in scores] == [39, 59, 79, 99]
+    assert all(s["score"] >= 0 and s["ts"] == start + s["seq"] for s in scores)
+    device.loop_stop()
+
+
+def test_a_large_batch_is_scored_in_bounded_backend_calls(
+    tiny_bundle: Path,
+    broker: Broker,
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    agent = start_agent(agent_config(tiny_bundle, broker.port, ingest={"max_payload_bytes": 262144}))
+    scorer = agent.service.pipeline.scorer
+    sizes: list[int] = []
+    real_score = scorer.score
+
+    def recording(windows: np.ndarray) -> object:
+        sizes.append(len(windows))
+        return real_score(windows)
+
+    scorer.score = recording  # type: ignore[method-assign]
+    values = correlated_series(700, seed=19)
+    start = time.time() - 1000
+    batch = {
+        "ts": [start + i for i in range(700)],
+        "values": {f"s{c}": [float(v[c]) for v in values] for c in range(3)},
+    }
+    device = publisher(broker.port)
+    device.publish("sensors/big/telemetry", json.dumps(batch), qos=1).wait_for_publish(5)
+    wait_until(lambda: agent.service.stats.scored >= 700 - 31)
+    # Every reading is scored, in backend calls of at most SCORE_CHUNK windows (the backend's working
+    # memory and a step's first decisions do not wait on the whole message).
+    assert agent.service.stats.scored == 700 - 31
+    assert sum(sizes) == 700 - 31 and max(sizes) <= SCORE_CHUNK and len(sizes) >= 6
     device.loop_stop()
 
 
