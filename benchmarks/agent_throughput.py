@@ -89,7 +89,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 port, expected, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-topic_filter, payload_format = sys.argv[4], sys.argv[5]
+topic_filter, payload_format, session = sys.argv[4], sys.argv[5], sys.argv[6]
 if payload_format == "sparkplug":
     from edge_agent.sparkplug_schema import Payload
     decode = Payload.FromString
@@ -106,7 +106,9 @@ def on_message(c, u, m):
         done.set()
 def on_connect(c, u, f, r, p):
     c.subscribe(topic_filter, qos=1)
-c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bare", protocol=mqtt.MQTTv5)
+c = mqtt.Client(
+    callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bare-{session}", protocol=mqtt.MQTTv5
+)
 c.on_message, c.on_connect = on_message, on_connect
 props = Properties(PacketTypes.CONNECT); props.SessionExpiryInterval = 3600
 c.connect("127.0.0.1", port, clean_start=False, properties=props)
@@ -174,6 +176,13 @@ class Backlog:
         return "sensors/+/telemetry" if self.topics is None else f"{NAMESPACE}/{SPARKPLUG_GROUP}/#"
 
     @property
+    def session(self) -> str:
+        """The consumers' session names for this backlog. Each backlog has its own: a persistent session
+        queues everything its filter matches while its consumer is away (the other consumer's rounds), and
+        a session shared between backlogs would hand one format's leftovers to the next drain."""
+        return f"{self.payload_format}-{self.readings_per_message}"
+
+    @property
     def data_messages(self) -> int:
         """Messages that carry readings (the births before a Sparkplug backlog carry none)."""
         return len(self.payloads) - (2 * DEVICES if self.payload_format == "sparkplug" else 0)
@@ -223,12 +232,13 @@ def _agent_config(
     scores: bool,
     sparkplug: bool = False,
     score_per: str = "window",
+    session: str = "paced",
 ) -> Path:
     path = folder / "agent.yaml"
     config: dict[str, object] = {
         "agent_id": "bench",
         "bundle": str(bundle),
-        "broker": {"port": port},
+        "broker": {"port": port, "client_id": f"edgegan-bench-{session}"},
         "topics": {"score": "bench/score/{device}" if scores else None, "score_per": score_per},
         "stats": {"interval_s": stats_interval},
         "ingest": {"max_age_s": 86400.0},
@@ -288,7 +298,10 @@ class _Watch:
 
 def _bare_argv(script: Path, port: int, backlog: Backlog, mode: str) -> list[str]:
     count = str(len(backlog.payloads)) if mode == "run" else "0"
-    return [sys.executable, str(script), str(port), count, mode, backlog.bare_filter, backlog.payload_format]
+    return [
+        *(sys.executable, str(script), str(port), count, mode),
+        *(backlog.bare_filter, backlog.payload_format, backlog.session),
+    ]
 
 
 def _bare_drain(script: Path, port: int, backlog: Backlog) -> float:
@@ -360,7 +373,9 @@ def drain_rates(
     script.write_text(BARE_SUBSCRIBER)
     subprocess.run(_bare_argv(script, port, backlog, "register"), check=True)
     sparkplug = backlog.payload_format == "sparkplug"
-    config = _agent_config(folder, port, bundle, stats_interval=0.05, scores=False, sparkplug=sparkplug)
+    config = _agent_config(
+        folder, port, bundle, stats_interval=0.05, scores=False, sparkplug=sparkplug, session=backlog.session
+    )
     per_message = backlog.readings_per_message * backlog.data_messages / len(backlog.payloads)
     watch = _Watch(port)
     agent = _start_agent(config)  # registers the session, then stops cleanly

@@ -61,6 +61,7 @@ class Ingest:
                 self._bounds,
                 config.ingest.max_payload_bytes,
                 config.ingest.max_devices,
+                check_seq=config.shard.count == 1 and config.topics.shared_group is None,
             )
             if config.sparkplug.enabled
             else None
@@ -118,9 +119,19 @@ class Ingest:
                 self.health.received(device)
             self.reject(raw.topic, err.reason, err.detail, device)
             return None
+        if outcome.stale_death:
+            self.stats.sparkplug["stale_deaths"] += 1
+            log.info("Sparkplug %s: the will of an earlier session (bdSeq); the node stays online", raw.topic)
+        if outcome.seq_gap is not None:
+            self.stats.sparkplug["seq_gaps"] += 1
+            expected, received = outcome.seq_gap
+            log.info(
+                "Sparkplug %s: seq %d where %d was next: a message was lost", raw.topic, received, expected
+            )
         if outcome.rebirth is not None:
             group, node = outcome.rebirth
-            log.info("Sparkplug node %s/%s: data without a usable birth; asking it to rebirth", group, node)
+            self.stats.sparkplug["rebirth_requests"] += 1
+            log.info("Sparkplug node %s/%s: missed or unplaceable data; asking it to rebirth", group, node)
             self.publisher.to_node(*sparkplug_rebirth(group, node, self.clock()))
         self.gone.extend(outcome.offline)
         if outcome.decoded is None or device is None:

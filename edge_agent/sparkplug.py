@@ -1,6 +1,12 @@
 """Sparkplug B in: births teach metric names, aliases and data types; DDATA metrics become readings; deaths
 take devices offline; data the agent cannot place asks the node for a rebirth. Pure: no I/O.
 
+Sessions, as the specification asks of a host application: every message of a node after its NBIRTH carries
+the next `seq` (mod 256), so a gap means a message was lost (QoS 0) and what the agent knows may be stale:
+it asks the node for a rebirth, and the data in hand are still used. An NDEATH whose `bdSeq` differs from
+the node's current NBIRTH is the will of an earlier session, delivered late after the node reconnected:
+it is ignored, where following it would take a live node's devices offline.
+
 Topics are `spBv1.0/{group}/{type}/{node}[/{device}]`. A device's reading is the last known value of every
 bundle channel at one timestamp (Sparkplug reports by exception: a DDATA carries the metrics that changed,
 and the DBIRTH the starting values). Each distinct metric timestamp in a DDATA is one reading, in message
@@ -103,6 +109,8 @@ class _Node:
     by_alias: dict[int, _Metric] = field(default_factory=dict)
     datatypes: dict[str, int] = field(default_factory=dict)  # by name
     last_rebirth: float = -math.inf
+    seq: int | None = None  # of the node's last message; None until a birth says where it starts
+    bd_seq: int | None = None  # the session number its NBIRTH declared, which its NDEATH will repeat
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,8 @@ class Outcome:
     decoded: Decoded | None = None
     offline: tuple[str, ...] = ()
     rebirth: NodeKey | None = None
+    seq_gap: tuple[int, int] | None = None  # (expected, received) when a message was missed
+    stale_death: bool = False  # an NDEATH of an earlier session, ignored
 
 
 class SparkplugState:
@@ -125,8 +135,12 @@ class SparkplugState:
         bounds: TimeBounds,
         max_bytes: int,
         max_tracked: int,
+        check_seq: bool = True,
     ) -> None:
+        """`check_seq`: whether this agent sees every message of a node (not so when shards or a shared
+        subscription split a node's devices among agents: then the others' messages look like gaps)."""
         self.config, self._channels_for, self._bounds = config, channels_for, bounds
+        self._check_seq = check_seq
         self._max_bytes, self._max_tracked = max_bytes, max_tracked
         self._nodes: dict[NodeKey, _Node] = {}
         self._values: dict[str, npt.NDArray[np.float64]] = {}  # device -> last value per channel (NaN: none)
@@ -147,8 +161,23 @@ class SparkplugState:
     def take(self, where: SparkplugTopic, payload_bytes: bytes, received_ts: float) -> Outcome:
         """Apply one message. Whole-message faults raise PayloadError; metric faults are refusals."""
         if where.kind == DEATH:
-            return Outcome(offline=self._death((where.group, where.node), where))
+            key = (where.group, where.node)
+            if where.device is None and self._stale_death(key, payload_bytes):
+                return Outcome(stale_death=True)
+            return Outcome(offline=self._death(key, where))
         return self.take_for(where, self.device_id(where), payload_bytes, received_ts)
+
+    def _stale_death(self, key: NodeKey, payload_bytes: bytes) -> bool:
+        """Whether an NDEATH names another session (bdSeq) than the node's current birth."""
+        node = self._nodes.get(key)
+        if node is None or node.bd_seq is None:
+            return False
+        try:
+            payload = Payload.FromString(payload_bytes[: self._max_bytes])
+        except DecodeError:
+            return False  # an unreadable will still means the connection is gone
+        declared = _bd_seq(payload)
+        return declared is not None and declared != node.bd_seq
 
     def take_for(
         self, where: SparkplugTopic, device: str, payload_bytes: bytes, received_ts: float
@@ -156,13 +185,33 @@ class SparkplugState:
         """`take` for a birth or data message whose device id the caller has already made (`device_id`)."""
         key = (where.group, where.node)
         payload = self._parse(payload_bytes)
+        node_birth = where.kind == BIRTH and where.device is None
+        gap = None if node_birth else self._sequence(key, payload)
         if where.kind == BIRTH:
-            self._birth(key, device, payload, node_birth=where.device is None)
-            return Outcome()
+            self._birth(key, device, payload, node_birth)
+            if node_birth:
+                node = self._nodes[key]
+                node.seq = int(payload.seq) if payload.HasField("seq") else None
+                node.bd_seq = _bd_seq(payload)
+            rebirth = key if gap is not None and self._may_ask(key, received_ts) else None
+            return Outcome(rebirth=rebirth, seq_gap=gap)
         node = self._nodes.get(key)
         decoded, unknown = self._data(node, device, payload, received_ts)
-        rebirth = key if (node is None or unknown) and self._may_ask(key, received_ts) else None
-        return Outcome(decoded=decoded, rebirth=rebirth)
+        ask = node is None or unknown or gap is not None
+        rebirth = key if ask and self._may_ask(key, received_ts) else None
+        return Outcome(decoded=decoded, rebirth=rebirth, seq_gap=gap)
+
+    def _sequence(self, key: NodeKey, payload: Proto) -> tuple[int, int] | None:
+        """(expected, received) when this message does not follow the node's last one; it becomes the last."""
+        node = self._nodes.get(key)
+        if node is None or not payload.HasField("seq"):
+            return None
+        received = int(payload.seq) % 256
+        expected = None if node.seq is None else (node.seq + 1) % 256
+        node.seq = received
+        if not self._check_seq or expected is None or received == expected:
+            return None
+        return expected, received
 
     def _parse(self, payload_bytes: bytes) -> Proto:
         if len(payload_bytes) > self._max_bytes:
@@ -348,6 +397,14 @@ class SparkplugState:
                 declared.datatype if declared is not None else (node.datatypes.get(name, 0) if node else 0)
             )
         return name, datatype
+
+
+def _bd_seq(payload: Proto) -> int | None:
+    """The session number (metric bdSeq) an NBIRTH or NDEATH carries, if any."""
+    for metric in payload.metrics:
+        if metric.name == "bdSeq" and metric.WhichOneof("value") in ("long_value", "int_value"):
+            return int(getattr(metric, metric.WhichOneof("value")))
+    return None
 
 
 def _value(metric: Proto, datatype: int, channel: str) -> float:

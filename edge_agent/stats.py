@@ -19,6 +19,8 @@ class Stats:
         self.reloads_failed = 0
         self.last_reload_error: str | None = None
         self.rejected: Counter[str] = Counter()
+        # Sparkplug sessions: messages missed (seq gaps), late wills ignored, rebirths asked for
+        self.sparkplug: Counter[str] = Counter()
         self._latency_ms: deque[float] = deque(maxlen=latency_window)
 
     def observe_latency(self, seconds: float) -> None:
@@ -44,6 +46,7 @@ class Stats:
                 "last_error": self.last_reload_error,
             },
             "rejected": dict(self.rejected),
+            **({"sparkplug": dict(self.sparkplug)} if self.sparkplug else {}),
             "latency_ms": percentiles,
             **(extra or {}),
         }

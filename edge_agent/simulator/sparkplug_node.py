@@ -26,6 +26,7 @@ class SparkplugNode:
     def __init__(self, group: str, node: str, devices: dict[str, list[str]]) -> None:
         self.group, self.node, self.devices = group, node, devices
         self._seq = 0
+        self.bd_seq = 0  # the session number: NBIRTH and the NDEATH will of one connection share it
         self.rebirths = 0  # rebirth requests answered
         self._aliases: dict[tuple[str, str], int] = {}
         alias = 1
@@ -45,7 +46,7 @@ class SparkplugNode:
     def node_birth(self, now: float) -> bytes:
         payload = self._payload(now)
         payload.metrics.add(name=REBIRTH_METRIC, datatype=DataType.BOOLEAN, boolean_value=False)
-        payload.metrics.add(name="bdSeq", datatype=DataType.INT64, long_value=0)
+        payload.metrics.add(name="bdSeq", datatype=DataType.INT64, long_value=self.bd_seq)
         return bytes(payload.SerializeToString())
 
     def device_birth(self, device: str, now: float, values: Sequence[float]) -> bytes:
@@ -90,9 +91,16 @@ class SparkplugNode:
         self._client = client
 
     def node_death(self) -> bytes:
+        """The NDEATH of the current session (the will of its connection)."""
         payload = Payload()
-        payload.metrics.add(name="bdSeq", datatype=DataType.INT64, long_value=0)
+        payload.metrics.add(name="bdSeq", datatype=DataType.INT64, long_value=self.bd_seq)
         return bytes(payload.SerializeToString())
+
+    def new_session(self) -> None:
+        """What a reconnecting node does: the next bdSeq, and seq counting again from its NBIRTH."""
+        with self._lock:
+            self.bd_seq = (self.bd_seq + 1) % 256
+            self._seq = 0
 
     def set_values(self, values: dict[str, Sequence[float]]) -> None:
         """What a rebirth reports for each device before it has sent data (a node that starts mid-stream)."""

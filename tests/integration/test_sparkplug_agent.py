@@ -59,6 +59,10 @@ def test_a_sparkplug_edge_node_is_scored_alerted_reborn_and_taken_offline(
     late.data("fan", normal[:10])
     watch.wait_for(lambda ms: any(t == "spBv1.0/plant/NCMD/gw2" for t, _, _ in ms))
     assert wait_until(lambda: late.rebirths == 1 and stats.rejected["unknown_alias"] == 30)
+    assert (
+        stats.sparkplug["rebirth_requests"] == 1
+        and agent.service.snapshot()["sparkplug"]["rebirth_requests"] == 1
+    )
     time.sleep(0.5)  # the births answer the request
     for i in range(10, len(normal), 10):
         late.data("fan", normal[i : i + 10])
@@ -69,6 +73,14 @@ def test_a_sparkplug_edge_node_is_scored_alerted_reborn_and_taken_offline(
     device = publisher(broker.port)
     device.publish("spBv1.0/plant/DDATA/gw1/pump", b"\x0a\xff\xff", qos=1).wait_for_publish(5)
     assert wait_until(lambda: stats.rejected["bad_protobuf"] == 1)
+    # The node reconnects (a new session): the late will of the old one is ignored, not a death.
+    old_will = late.node_death()
+    late.new_session()
+    late.birth(time.time(), {"fan": normal[-1][1]})
+    device.publish("spBv1.0/plant/NDEATH/gw2", old_will, qos=1).wait_for_publish(5)
+    assert wait_until(lambda: stats.sparkplug["stale_deaths"] == 1)
+    time.sleep(0.3)  # what the agent published for it has reached the recorder
+    assert ("edgegan/device/gw2-fan/availability", b"offline", False) not in watch.messages
     # A death is published as the device's availability at once, not after a silence.
     node.device_death("pump", time.time())
     watch.wait_for(lambda ms: ("edgegan/device/gw1-pump/availability", b"offline", False) in ms)

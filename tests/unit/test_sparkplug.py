@@ -115,6 +115,54 @@ def test_deaths_take_devices_offline_and_forget_their_values() -> None:
     assert after.rebirth is not None  # the node's births died with it
 
 
+def test_a_missed_message_is_a_seq_gap_that_asks_for_a_rebirth_and_keeps_the_data() -> None:
+    state, node = _state(rebirth_interval_s=10), SparkplugNode("plant", "gw1", {"pump": CHANNELS})
+    _born(state, node)  # NBIRTH seq 0, DBIRTH seq 1
+    in_order = _take(state, node.topic("DDATA", "pump"), node.device_data("pump", _rows(2)))
+    assert in_order.seq_gap is None and in_order.rebirth is None
+    node.device_data("pump", _rows(2, NOW - 8))  # seq 3: lost on the way
+    after_gap = _take(state, node.topic("DDATA", "pump"), node.device_data("pump", _rows(2, NOW - 6)))
+    assert after_gap.seq_gap == (3, 4)
+    assert after_gap.rebirth == ("plant", "gw1")
+    assert after_gap.decoded is not None and len(after_gap.decoded.readings) == 2  # still scored
+    following = _take(state, node.topic("DDATA", "pump"), node.device_data("pump", _rows(2, NOW - 4)))
+    assert following.seq_gap is None  # counting goes on from the message received
+
+
+def test_seq_wraps_after_255_and_an_agent_that_sees_part_of_a_node_does_not_count_gaps() -> None:
+    node = SparkplugNode("plant", "gw1", {"pump": CHANNELS})
+    state = _state()
+    _born(state, node)
+    outcomes = [
+        _take(state, node.topic("DDATA", "pump"), node.device_data("pump", _rows(1, NOW - 300 + i)))
+        for i in range(300)
+    ]
+    assert all(o.seq_gap is None for o in outcomes)  # 0..255, then 0 again
+    config = SparkplugConfig(enabled=True)
+    sharded = SparkplugState(
+        config, lambda _device: CHANNELS, TimeBounds(3600, 30), 65536, 4, check_seq=False
+    )
+    _born(sharded, node)
+    node.device_data("pump", _rows(1, NOW - 5))  # another agent's
+    where = parse_topic(node.topic("DDATA", "pump"))
+    assert where is not None
+    assert sharded.take(where, node.device_data("pump", _rows(1, NOW - 4)), NOW).seq_gap is None
+
+
+def test_the_late_will_of_an_earlier_session_does_not_take_a_reborn_node_offline() -> None:
+    state, node = _state(), SparkplugNode("plant", "gw1", {"pump": CHANNELS})
+    _born(state, node)
+    old_will = node.node_death()  # bdSeq 0
+    node.new_session()
+    _born(state, node)  # bdSeq 1
+    late = _take(state, node.topic("NDEATH"), old_will)
+    assert late.stale_death and late.offline == ()
+    still = _take(state, node.topic("DDATA", "pump"), node.device_data("pump", _rows(1)))
+    assert still.decoded is not None and len(still.decoded.readings) == 1
+    current = _take(state, node.topic("NDEATH"), node.node_death())
+    assert not current.stale_death and current.offline == ("gw1-pump",)
+
+
 def test_whole_message_faults_and_limits() -> None:
     state, node = _state(max_metrics_per_message=10), SparkplugNode("plant", "gw1", {"pump": CHANNELS})
     _born(state, node)
