@@ -33,12 +33,12 @@ class AlertPublisher:
         """A device with an open alert is never forgotten for silence."""
         return device in self._open
 
-    def publish(self, outcome: Outcome, pipeline: ScoringPipeline, score: bool = True) -> None:
-        """Every message one scored window calls for (its score message only when `score`)."""
+    def publish(self, outcome: Outcome, pipeline: ScoringPipeline, with_score: bool = True) -> None:
+        """Every message one scored window calls for (its score message only `with_score`)."""
         decision = outcome.decision
         device = outcome.reading.device
         topics = self.config.topics
-        if topics.score is not None and score:
+        if topics.score is not None and with_score:
             score = {
                 "device": device,
                 "ts": outcome.reading.ts,

@@ -246,11 +246,11 @@ class AgentService:
             for outcome in outcomes:
                 reading = outcome.reading
                 self.ingest.health.scored(reading.device, outcome.score, reference)
-                score = (
+                with_score = (
                     newest is None
                     or newest.get((reading.device, reading.received_ts), reading.ts) == reading.ts
                 )
-                self.alerts.publish(outcome, pipeline, score=score)
+                self.alerts.publish(outcome, pipeline, with_score=with_score)
                 self.stats.observe_latency(now - reading.received_ts)
             self.stats.scored += len(outcomes)
 

@@ -190,9 +190,9 @@ class SparkplugState:
         if where.kind == BIRTH:
             self._birth(key, device, payload, node_birth)
             if node_birth:
-                node = self._nodes[key]
-                node.seq = int(payload.seq) if payload.HasField("seq") else None
-                node.bd_seq = _bd_seq(payload)
+                born = self._nodes[key]
+                born.seq = int(payload.seq) if payload.HasField("seq") else None
+                born.bd_seq = _bd_seq(payload)
             rebirth = key if gap is not None and self._may_ask(key, received_ts) else None
             return Outcome(rebirth=rebirth, seq_gap=gap)
         node = self._nodes.get(key)
