@@ -136,6 +136,51 @@ def _client(port: int) -> mqtt.Client:
     return client
 
 
+# The same bare subscriber on libmosquitto (C, through pymosquitto): the fastest Python MQTT client found
+# installable here. It acknowledges QoS 1 itself once the callback returns, which is why the agent cannot use
+# it: the agent acknowledges a message only after its readings are scored (at least once across a crash).
+BARE_SUBSCRIBER_LIBMOSQUITTO = r"""
+import json, sys, time
+from pymosquitto import Mosquitto
+port, expected, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+topic_filter, payload_format, session = sys.argv[4], sys.argv[5], sys.argv[6]
+if payload_format == "sparkplug":
+    from edge_agent.sparkplug_schema import Payload
+    decode = Payload.FromString
+else:
+    decode = json.loads
+count, started = 0, [0.0]
+c = Mosquitto(client_id=f"bare-libmosquitto-{session}", clean_start=False)
+def on_connect(client, userdata, rc):
+    client.subscribe(topic_filter, qos=1)
+    if mode == "register":
+        client.disconnect()
+def on_message(client, userdata, msg):
+    global count
+    if count == 0:
+        started[0] = time.perf_counter()  # the clock starts at the first message, as the agent's does
+    decode(msg.payload)
+    count += 1
+    if count >= expected:
+        client.disconnect()
+c.on_connect, c.on_message = on_connect, on_message
+c.connect("127.0.0.1", port)
+c.loop_forever()
+if mode == "run":
+    print(json.dumps({"seconds": time.perf_counter() - started[0], "count": count}))
+"""
+
+
+def libmosquitto_available() -> bool:
+    """Whether pymosquitto and the libmosquitto it wraps are installed (the `bench` extra, Debian's
+    libmosquitto1)."""
+    try:
+        import pymosquitto  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
 def _payloads(
     channels: list[str], means: np.ndarray, scales: np.ndarray, count: int, ts: float, per_message: int = 1
 ) -> list[bytes]:
@@ -313,8 +358,11 @@ def _bare_drain(script: Path, port: int, backlog: Backlog) -> float:
     return len(payloads) / float(json.loads(out)["seconds"])
 
 
-def _agent_drain(config: Path, watch: _Watch, port: int, backlog: Backlog, tree: Path | None = None) -> float:
-    """Messages/s: from the first stats report that shows messages taken to the one that shows all of them.
+def _agent_drain(
+    config: Path, watch: _Watch, port: int, backlog: Backlog, tree: Path | None = None
+) -> tuple[float, float]:
+    """(messages/s, share of the backlog timed): from the first stats report that shows messages taken to the
+    one that shows all of them.
 
     The agent's `online` comes after its subscription is acknowledged, by when much of the backlog may be
     in; so the clock starts at the first report with received > 0 and counts only what came after it.
@@ -324,16 +372,15 @@ def _agent_drain(config: Path, watch: _Watch, port: int, backlog: Backlog, tree:
     watch.online.clear()
     watch.stats = {}
     agent = _start_agent(config, tree)
-    first: tuple[float, int] | None = None
+    samples: list[tuple[float, int]] = []  # (when, messages the agent's stats said it had taken)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         received = int(watch.stats.get("received", 0))  # type: ignore[call-overload]
-        if first is None and received > 0:
-            first = (time.perf_counter(), received)
+        if received > 0 and (not samples or received != samples[-1][1]):
+            samples.append((time.perf_counter(), received))
         if received >= len(payloads):
             break
         time.sleep(0.002)
-    end = time.perf_counter()
     agent.send_signal(signal.SIGTERM)
     try:
         agent.wait(60)
@@ -353,9 +400,23 @@ def _agent_drain(config: Path, watch: _Watch, port: int, backlog: Backlog, tree:
             file=sys.stderr,
             flush=True,
         )
-    if first is None or len(payloads) - first[1] < len(payloads) // 2:
-        raise RuntimeError("the agent took over half of the backlog before its first stats report")
-    return (len(payloads) - first[1]) / (end - first[0])
+    return drain_clock(samples, len(payloads))
+
+
+def drain_clock(samples: list[tuple[float, int]], total: int) -> tuple[float, float]:
+    """(messages/s, share of the backlog timed) from the agent's progress reports (when, messages taken so
+    far), first to last. Refuses a clock that starts after half of the backlog or more was taken: such a
+    clock times a remnant (once it timed almost nothing and read 6e9 readings/s)."""
+    if not samples or samples[-1][1] < total:
+        raise RuntimeError(f"the agent took {samples[-1][1] if samples else 0} of {total} messages")
+    (start, before), (end, _) = samples[0], samples[-1]
+    timed = total - before
+    if timed < total / 2 or end <= start:
+        raise RuntimeError(
+            f"the agent took {before} of {total} messages before its first stats report: the clock would "
+            "time a remnant"
+        )
+    return timed / (end - start), timed / total
 
 
 def drain_rates(
@@ -372,6 +433,10 @@ def drain_rates(
     script = folder / "bare.py"
     script.write_text(BARE_SUBSCRIBER)
     subprocess.run(_bare_argv(script, port, backlog, "register"), check=True)
+    fast = folder / "bare_libmosquitto.py" if libmosquitto_available() else None
+    if fast is not None:
+        fast.write_text(BARE_SUBSCRIBER_LIBMOSQUITTO)
+        subprocess.run(_bare_argv(fast, port, backlog, "register"), check=True, timeout=60)
     sparkplug = backlog.payload_format == "sparkplug"
     config = _agent_config(
         folder, port, bundle, stats_interval=0.05, scores=False, sparkplug=sparkplug, session=backlog.session
@@ -385,14 +450,21 @@ def drain_rates(
     runs = []
     for _ in range(rounds):
         bare = _bare_drain(script, port, backlog)
-        ours = _agent_drain(config, watch, port, backlog)
+        ours, timed = _agent_drain(config, watch, port, backlog)
         run = {
             "bare_subscriber_readings_per_s": bare * per_message,
             "agent_readings_per_s": ours * per_message,
+            "agent_share_timed": timed,
             "ratio": ours / bare,
         }
+        if fast is not None:
+            fastest = _bare_drain(fast, port, backlog)
+            run |= {
+                "libmosquitto_subscriber_readings_per_s": fastest * per_message,
+                "ratio_to_libmosquitto": ours / fastest,
+            }
         if compare_tree is not None:
-            theirs = _agent_drain(config, watch, port, backlog, compare_tree)
+            theirs, _ = _agent_drain(config, watch, port, backlog, compare_tree)
             run |= {"compare_agent_readings_per_s": theirs * per_message, "compare_ratio": theirs / bare}
         runs.append(run)
     ratios = [float(run["ratio"]) for run in runs]
@@ -406,6 +478,10 @@ def drain_rates(
         "ratio_median": float(np.median(ratios)),
         "ratio_min": min(ratios),
     }
+    if fast is not None:
+        summary["ratio_to_libmosquitto_median"] = float(
+            np.median([float(run["ratio_to_libmosquitto"]) for run in runs])
+        )
     if compare_tree is not None:
         summary["compare_tree"] = str(compare_tree)
         summary["compare_ratio_median"] = float(np.median([float(run["compare_ratio"]) for run in runs]))
