@@ -177,6 +177,12 @@ class SparkplugConfig(_Section):
     max_metrics_per_message: int = Field(
         10_000, ge=1, description="a DDATA with more metrics is refused whole"
     )
+    host_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="act as this Sparkplug primary host: keep spBv1.0/STATE/{host_id} online (retained, with "
+        "the offline state as its will), for edge nodes configured to publish only while their host is up",
+    )
 
     @model_validator(mode="after")
     def _device_id_names_the_device(self) -> SparkplugConfig:

@@ -30,6 +30,7 @@ from edge_agent.mqtt_link import MqttLink, RawMessage, open_link
 from edge_agent.pipeline import ScoringPipeline, open_pipeline
 from edge_agent.publisher import ERROR, OK, CommandResponse, Publisher
 from edge_agent.reasons import Reason
+from edge_agent.sparkplug_host import HostState
 from edge_agent.stats import Stats
 from edge_agent.status_board import StatusBoard, page_view
 from edge_agent.systemd_notify import SystemdNotifier
@@ -96,6 +97,10 @@ class AgentService:
         if offline_after is None and config.sparkplug.enabled:
             offline_after = math.inf  # Sparkplug deaths still take devices offline
         self.availability = DeviceAvailability(offline_after) if offline_after is not None else None
+        spb = config.sparkplug
+        self.host_state = (
+            HostState(config.broker, config.agent_id, spb.host_id) if spb.enabled and spb.host_id else None
+        )
         self.evicted = 0
         self._next_availability_check = self._next_eviction = self._next_stats = self._next_status = 0.0
         self.status_view: dict[str, object] | None = None  # the page's copy, refreshed by the loop
@@ -114,6 +119,8 @@ class AgentService:
         """Serve until `stop` is set, then finish what is in the inbox."""
         stop_servers, self.status_port = serve_endpoints(self.config, self.snapshot, lambda: self.status_view)
         self.link.start()
+        if self.host_state is not None:
+            self.host_state.start()
         self.systemd.ready(f"serving {', '.join(m.bundle_id for m in self.models.values())}")
         settle_heap()
         while not stop.is_set():
@@ -130,6 +137,8 @@ class AgentService:
                 break
             pending -= handled
         self.publish_stats()
+        if self.host_state is not None:
+            self.host_state.stop()  # nodes stop publishing before the agent stops taking
         self.link.stop()
         self.publisher.close()
         for stop_server in stop_servers:

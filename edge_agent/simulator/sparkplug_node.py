@@ -7,6 +7,7 @@ the wire format, not a shortcut around it.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +38,8 @@ class SparkplugNode:
         self._client: mqtt.Client | None = None
         self._lock = threading.Lock()
         self._last: dict[str, Sequence[float]] = {}  # each device's latest values, for a rebirth
+        self._hosts: dict[str, bool] = {}  # primary host id -> online, from its STATE messages
+        self._host_changed = threading.Condition()
 
     def topic(self, kind: str, device: str | None = None) -> str:
         base = f"{NAMESPACE}/{self.group}/{kind}/{self.node}"
@@ -90,6 +93,16 @@ class SparkplugNode:
         client.loop_start()
         self._client = client
 
+    def wait_for_host(self, host_id: str, timeout: float) -> bool:
+        """What a node configured with a primary host does before its births: wait until the host's STATE
+        says online. False if it does not within `timeout` (or says offline)."""
+        assert self._client is not None, "connect() first"
+        topic = f"{NAMESPACE}/STATE/{host_id}"
+        if host_id not in self._hosts:
+            self._client.subscribe(topic, qos=1)
+        with self._host_changed:
+            return self._host_changed.wait_for(lambda: self._hosts.get(host_id, False), timeout)
+
     def node_death(self) -> bytes:
         """The NDEATH of the current session (the will of its connection)."""
         payload = Payload()
@@ -130,6 +143,11 @@ class SparkplugNode:
         self._client.publish(topic, payload, qos=0).wait_for_publish(5)
 
     def _on_command(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic.startswith(f"{NAMESPACE}/STATE/"):
+            with self._host_changed:
+                self._hosts[message.topic.rsplit("/", 1)[-1]] = bool(json.loads(message.payload)["online"])
+                self._host_changed.notify_all()
+            return
         command = Payload.FromString(message.payload)
         if any(m.name == REBIRTH_METRIC and m.boolean_value for m in command.metrics):
             self.rebirths += 1

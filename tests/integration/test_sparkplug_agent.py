@@ -4,6 +4,7 @@ a DDEATH publishes the device offline, and garbage on Sparkplug topics is refuse
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -103,3 +104,42 @@ def test_json_telemetry_keeps_working_beside_sparkplug(
         device.publish("sensors/json-1/telemetry", payload, qos=1).wait_for_publish(5)
     assert wait_until(lambda: agent.service.stats.scored == 40 - WINDOW + 1), agent.service.stats.snapshot()
     device.loop_stop()
+
+
+def test_the_agent_as_primary_host_lets_waiting_nodes_publish_and_goes_offline_on_stop(
+    tiny_bundle: Path,
+    broker: Broker,
+    recorder: Callable[..., Recorder],
+    start_agent: Callable[..., RunningAgent],
+) -> None:
+    # A node configured with a primary host publishes nothing until the host's STATE says online.
+    node = SparkplugNode("plant", "gw3", {"pump": ["s0", "s1", "s2"]})
+    node.connect("127.0.0.1", broker.port)
+    assert not node.wait_for_host("edgegan-host", timeout=1.0)
+    config = agent_config(
+        tiny_bundle,
+        broker.port,
+        ingest={"max_payload_bytes": 65536},
+        sparkplug={"enabled": True, "group_id": "plant", "host_id": "edgegan-host"},
+    )
+    agent = start_agent(config)
+    assert node.wait_for_host("edgegan-host", timeout=10.0)
+    values = correlated_series(80, seed=33)
+    start = time.time() - 200
+    node.birth(start, {"pump": [float(v) for v in values[0]]})
+    rows = _rows(values, start)
+    for i in range(0, len(rows), 10):
+        node.data("pump", rows[i : i + 10])
+    assert wait_until(lambda: agent.service.stats.scored >= 80 - WINDOW + 1)
+    # Retained, so a node that connects later learns it at once; offline (same timestamp) on a clean stop.
+    late = recorder("spBv1.0/STATE/#")
+    late.wait_for(lambda ms: len(ms) >= 1)
+    topic, payload, retained = late.messages[0]
+    birth = json.loads(payload)
+    assert topic == "spBv1.0/STATE/edgegan-host" and retained and birth["online"] is True
+    agent.shutdown()
+    late.wait_for(lambda ms: len(ms) >= 2)
+    death = json.loads(late.messages[-1][1])
+    assert death == {"online": False, "timestamp": birth["timestamp"]}
+    assert not node.wait_for_host("edgegan-host", timeout=1.0)
+    node.disconnect()
