@@ -66,11 +66,14 @@ class LevelRegime(_Strict):
 
 
 class LevelProcess(_Strict):
-    """How window levels wander in the training data, for generators that draw shapes only.
+    """How window levels wander in the training data: the simulator's levels.
 
-    With `score.window_level: remove` the generator makes windows without their per-channel level; the
+    With `score.window_level: remove` the generator makes windows without their per-channel level; with
+    `keep` it draws levels too, and the simulator takes each window's own level off. Either way the
     simulator adds a level that moves like the training data's (a Gaussian with this mean and covariance,
-    autocorrelated from one window to the next), so synthetic streams are not pinned to the global mean.
+    autocorrelated from one window to the next), so synthetic streams are not pinned to the global mean
+    and do not jump in level where two independently drawn windows meet. (Bundles made before 4 December
+    carry it for `remove` only.)
     """
 
     mean: list[float] = Field(description="per-channel mean of the training windows' means, normalised units")

@@ -110,3 +110,17 @@ def pump_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = folder / "bundle"
     assert main(["fit", "--data", str(data), "--out", str(out), "--config", str(config)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def pump_bundle_keep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pump_bundle` with window_level keep: a generator that draws levels as well as shapes."""
+    from trainer.cli import main
+    from trainer.demo.pump_data import write_pump_csv
+
+    folder = tmp_path_factory.mktemp("pump_keep")
+    data = write_pump_csv(folder / "pump.csv", rows=3000, seed=5)
+    config = write_tiny_config(folder, model={"width": 32, "latent_dim": 16, "window_level": "keep"})
+    out = folder / "bundle"
+    assert main(["fit", "--data", str(data), "--out", str(out), "--config", str(config)]) == 0
+    return out

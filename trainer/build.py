@@ -23,7 +23,7 @@ from trainer.csv_data import load_training_data
 from trainer.data_stage import log_constant_channels, window_that_fits
 from trainer.distributed import SINGLE, World, leave
 from trainer.export_stage import export_graphs
-from trainer.level_process import measure_level_process
+from trainer.level_process import measure_level_process, shapes_only
 from trainer.manifest import build_manifest
 from trainer.members import generated_windows, member_seeds
 from trainer.provenance import seed_everything
@@ -104,14 +104,17 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         manifest = build_manifest(
             stage, data, windows, config, definition, thresholds, validation, fit_seconds
         )
+        # Every bundle's simulator walks levels like the training data's and draws the generator's shapes:
+        # a generator that draws levels too has them taken off its windows, here as in the simulator.
+        drawn = generated_windows(members[0], config)
         level_process = (
             measure_level_process(
                 windows.train,
                 windows.normaliser,
                 config.model.window_len,
-                generated_windows(members[0], config),
+                drawn if config.model.removes_window_level else shapes_only(drawn),
             )
-            if config.model.removes_window_level and config.fit.train_stride == 1
+            if config.fit.train_stride == 1
             else None
         )
         manifest = manifest.model_copy(update={"refused": refused, "level_process": level_process})

@@ -59,6 +59,13 @@ def measure_level_process(
     )
 
 
+def shapes_only(windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Normalised windows [n, W, C] without their own per-channel level: what the simulator takes from a
+    generator that draws levels too (`window_level: keep`), before it adds the walked level."""
+    shapes: npt.NDArray[np.float32] = windows - windows.mean(axis=1, keepdims=True)
+    return shapes
+
+
 def _shape_power(windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     """Mean periodogram [C, W // 2 + 1] of windows [n, W, C] with each window's level removed (Hann taper)."""
     shapes = windows.astype(np.float64) - windows.mean(axis=1, keepdims=True)

@@ -45,11 +45,17 @@ class Generator:
         self.mean = np.asarray(manifest.normalisation.mean, dtype=np.float32)
         self.scale = np.asarray(manifest.normalisation.scale, dtype=np.float32)
         self.level_process = manifest.level_process
+        # A generator that draws levels too has each window's own level taken off when the bundle holds a
+        # level process: the walk sets levels, and independently drawn windows no longer jump at joins.
+        self.strip_levels = manifest.score.window_level == "keep" and self.level_process is not None
 
     def windows(self, latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """[batch, latent] -> [batch, window, channels] in raw units."""
         (out,) = self._session.run([GENERATOR_OUTPUT], {GENERATOR_INPUT: latent.astype(np.float32)})
-        return np.asarray(out, dtype=np.float32)
+        windows = np.asarray(out, dtype=np.float32)
+        if self.strip_levels:
+            windows = windows - windows.mean(axis=1, keepdims=True) + self.mean
+        return windows
 
 
 @dataclass(frozen=True)

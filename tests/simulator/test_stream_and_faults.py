@@ -31,7 +31,15 @@ def test_same_seed_same_stream_other_seed_other_device(generator: Generator) -> 
     assert not np.allclose(first, other)
 
 
-def test_window_joins_are_no_rougher_than_the_stream_itself(generator: Generator) -> None:
+@pytest.fixture(scope="module", params=["remove", "keep"])
+def either_generator(request: pytest.FixtureRequest) -> Generator:
+    """The pump bundle's generator that draws shapes only, and the one that draws levels too."""
+    name = "pump_bundle" if request.param == "remove" else "pump_bundle_keep"
+    return Generator(load_bundle(request.getfixturevalue(name)))
+
+
+def test_window_joins_are_no_rougher_than_the_stream_itself(either_generator: Generator) -> None:
+    generator = either_generator
     stream = DeviceStream(generator, seed=1, variation=0.0)
     rows = (stream.rows(40 * (generator.window_len - stream.overlap)) - generator.mean) / generator.scale
     steps = np.abs(np.diff(rows, axis=0)).mean(axis=1)  # [rows - 1] mean absolute step per row
@@ -62,9 +70,27 @@ def test_streams_wander_in_level_as_the_training_windows_did(pump_bundle: Path) 
     assert 0.6 < float(np.median(ratio)) < 1.6, ratio
 
 
-def test_clean_simulated_streams_alert_within_the_calibrated_budget(pump_bundle: Path) -> None:
-    bundle = load_bundle(pump_bundle)
-    pipeline = open_pipeline(pump_bundle, BackendConfig(), DecisionConfig())
+def test_a_generator_that_draws_levels_too_streams_its_shapes_on_the_walked_levels(
+    pump_bundle_keep: Path,
+) -> None:
+    """With window_level keep the generator draws levels as well; independently drawn windows would jump in
+    level where they meet. The stream takes each window's own level off and walks levels as for `remove`."""
+    bundle = load_bundle(pump_bundle_keep)
+    assert bundle.manifest.score.window_level == "keep" and bundle.manifest.level_process is not None
+    generator = Generator(bundle)
+    assert generator.strip_levels
+    latent = np.random.default_rng(0).standard_normal((16, generator.latent_dim)).astype(np.float32)
+    levels = (generator.windows(latent).mean(axis=1) - generator.mean) / generator.scale
+    np.testing.assert_allclose(levels, 0.0, atol=1e-4)  # shapes only, at the channel means
+
+
+@pytest.mark.parametrize("fixture", ["pump_bundle", "pump_bundle_keep"])
+def test_clean_simulated_streams_alert_within_the_calibrated_budget(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    bundle_dir: Path = request.getfixturevalue(fixture)
+    bundle = load_bundle(bundle_dir)
+    pipeline = open_pipeline(bundle_dir, BackendConfig(), DecisionConfig())
     generator = Generator(bundle)
     windows = alerts = 0
     for device in range(8):
