@@ -330,6 +330,11 @@ class _Watch:
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
+    def close(self) -> None:
+        """Disconnect: a watcher left connected holds its socket until the process ends."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
     def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
         if message.topic.endswith("/stats"):
             self.stats = json.loads(message.payload)
@@ -467,6 +472,7 @@ def drain_rates(
             theirs, _ = _agent_drain(config, watch, port, backlog, compare_tree)
             run |= {"compare_agent_readings_per_s": theirs * per_message, "compare_ratio": theirs / bare}
         runs.append(run)
+    watch.close()
     ratios = [float(run["ratio"]) for run in runs]
     agent_rates = [float(run["agent_readings_per_s"]) for run in runs]
     summary = {
@@ -536,7 +542,7 @@ def paced_latency(
     scored = watch.stats.get("scored")
     agent.send_signal(signal.SIGTERM)
     agent.wait(30)
-    watch.client.loop_stop()
+    watch.close()
     # The first window of each device is due only once it has filled: latencies count from then on.
     latency_ms = np.asarray(watch.latency_s or [0.0]) * 1e3
     return {
@@ -613,6 +619,7 @@ def device_flood(
     client.disconnect()
     client.loop_stop()
     stats = dict(watch.stats)
+    watch.close()
     retained = _retained_availability(port)
     agent.send_signal(signal.SIGTERM)
     agent.wait(30)

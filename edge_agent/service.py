@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -355,7 +356,11 @@ def settle_heap() -> None:
     object of the imported libraries too, about 20 ms here, and at 10,000 readings/s one came every second
     or so: the largest part of the publish-to-decision p99 (benchmarks/README, "Batched latency")."""
     gc.unfreeze()
-    gc.collect()
+    with warnings.catch_warnings():
+        # Whatever else left unclosed sockets or files to the collector (a library, an embedding program,
+        # an earlier test) would warn here, from inside the agent's start: not the agent's to report.
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     gc.freeze()
 
 
