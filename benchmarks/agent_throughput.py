@@ -82,12 +82,10 @@ for i in range(messages):
 print(json.dumps({"offered_per_s": messages * batch / (time.perf_counter() - start)}))
 c.disconnect(); c.loop_stop()
 """
-BARE_SUBSCRIBER = r"""
-import json, sys, time, threading
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+# What both bare subscribers share: their arguments, the decoder, and a count whose clock starts at the
+# first message, as the agent's does. Each client calls `took(payload)` and stops once it returns True.
+BARE_PRELUDE = r"""
+import json, sys, time
 port, expected, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 topic_filter, payload_format, session = sys.argv[4], sys.argv[5], sys.argv[6]
 if payload_format == "sparkplug":
@@ -95,14 +93,28 @@ if payload_format == "sparkplug":
     decode = Payload.FromString
 else:
     decode = json.loads
-count, done, started = 0, threading.Event(), [0.0]
-def on_message(c, u, m):
+count, started = 0, [0.0]
+def took(payload):
     global count
     if count == 0:
-        started[0] = time.perf_counter()  # the clock starts at the first message, as the agent's does
-    decode(m.payload)
+        started[0] = time.perf_counter()
+    decode(payload)
     count += 1
-    if count >= expected:
+    return count >= expected
+def report():
+    print(json.dumps({"seconds": time.perf_counter() - started[0], "count": count}))
+"""
+BARE_SUBSCRIBER = (
+    BARE_PRELUDE
+    + r"""
+import threading
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+done = threading.Event()
+def on_message(c, u, m):
+    if took(m.payload):
         done.set()
 def on_connect(c, u, f, r, p):
     c.subscribe(topic_filter, qos=1)
@@ -116,9 +128,10 @@ c.loop_start()
 if mode == "register":
     time.sleep(1); c.disconnect(); c.loop_stop(); sys.exit(0)
 done.wait(600)
-print(json.dumps({"seconds": time.perf_counter() - started[0], "count": count}))
+report()
 c.disconnect(); c.loop_stop()
 """
+)
 
 
 def _start_broker(folder: Path, port: int) -> subprocess.Popen[bytes]:
@@ -139,36 +152,25 @@ def _client(port: int) -> mqtt.Client:
 # The same bare subscriber on libmosquitto (C, through pymosquitto): the fastest Python MQTT client found
 # installable here. It acknowledges QoS 1 itself once the callback returns, which is why the agent cannot use
 # it: the agent acknowledges a message only after its readings are scored (at least once across a crash).
-BARE_SUBSCRIBER_LIBMOSQUITTO = r"""
-import json, sys, time
+BARE_SUBSCRIBER_LIBMOSQUITTO = (
+    BARE_PRELUDE
+    + r"""
 from pymosquitto import Mosquitto
-port, expected, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-topic_filter, payload_format, session = sys.argv[4], sys.argv[5], sys.argv[6]
-if payload_format == "sparkplug":
-    from edge_agent.sparkplug_schema import Payload
-    decode = Payload.FromString
-else:
-    decode = json.loads
-count, started = 0, [0.0]
 c = Mosquitto(client_id=f"bare-libmosquitto-{session}", clean_start=False)
 def on_connect(client, userdata, rc):
     client.subscribe(topic_filter, qos=1)
     if mode == "register":
         client.disconnect()
 def on_message(client, userdata, msg):
-    global count
-    if count == 0:
-        started[0] = time.perf_counter()  # the clock starts at the first message, as the agent's does
-    decode(msg.payload)
-    count += 1
-    if count >= expected:
+    if took(msg.payload):
         client.disconnect()
 c.on_connect, c.on_message = on_connect, on_message
 c.connect("127.0.0.1", port)
 c.loop_forever()
 if mode == "run":
-    print(json.dumps({"seconds": time.perf_counter() - started[0], "count": count}))
+    report()
 """
+)
 
 
 def libmosquitto_available() -> bool:

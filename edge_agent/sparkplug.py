@@ -162,10 +162,22 @@ class SparkplugState:
         """Apply one message. Whole-message faults raise PayloadError; metric faults are refusals."""
         if where.kind == DEATH:
             key = (where.group, where.node)
-            if where.device is None and self._stale_death(key, payload_bytes):
-                return Outcome(stale_death=True)
-            return Outcome(offline=self._death(key, where))
+            if where.device is None:  # the will: no seq, a session number instead
+                if self._stale_death(key, payload_bytes):
+                    return Outcome(stale_death=True)
+                return Outcome(offline=self._death(key, where))
+            gap = self._death_sequence(key, payload_bytes)  # a DDEATH counts in the node's seq
+            rebirth = key if gap is not None and self._may_ask(key, received_ts) else None
+            return Outcome(offline=self._death(key, where), rebirth=rebirth, seq_gap=gap)
         return self.take_for(where, self.device_id(where), payload_bytes, received_ts)
+
+    def _death_sequence(self, key: NodeKey, payload_bytes: bytes) -> tuple[int, int] | None:
+        """A DDEATH's place in the node's seq; an unreadable one leaves the count as it was."""
+        try:
+            payload = Payload.FromString(payload_bytes[: self._max_bytes])
+        except DecodeError:
+            return None
+        return self._sequence(key, payload)
 
     def _stale_death(self, key: NodeKey, payload_bytes: bytes) -> bool:
         """Whether an NDEATH names another session (bdSeq) than the node's current birth."""

@@ -130,8 +130,12 @@ class SparkplugNode:
         self._last[device] = rows[-1][1]
         self._publish(self.topic("DDATA", device), self.device_data(device, rows))
 
+    def device_death_payload(self, now: float) -> bytes:
+        """A DDEATH: no metrics, the next seq."""
+        return bytes(self._payload(now).SerializeToString())
+
     def device_death(self, device: str, now: float) -> None:
-        self._publish(self.topic("DDEATH", device), bytes(self._payload(now).SerializeToString()))
+        self._publish(self.topic("DDEATH", device), self.device_death_payload(now))
 
     def disconnect(self) -> None:
         if self._client is not None:

@@ -129,6 +129,16 @@ def test_a_missed_message_is_a_seq_gap_that_asks_for_a_rebirth_and_keeps_the_dat
     assert following.seq_gap is None  # counting goes on from the message received
 
 
+def test_a_device_death_counts_in_the_seq_so_the_rebirth_after_it_is_no_gap() -> None:
+    state, node = _state(), SparkplugNode("plant", "gw1", {"pump": CHANNELS})
+    _born(state, node)
+    _take(state, node.topic("DDATA", "pump"), node.device_data("pump", _rows(1)))
+    death = _take(state, node.topic("DDEATH", "pump"), node.device_death_payload(NOW))
+    assert death.offline == ("gw1-pump",) and death.seq_gap is None
+    reborn = _take(state, node.topic("DBIRTH", "pump"), node.device_birth("pump", NOW, [1.0, 2.0, 3.0]))
+    assert reborn.seq_gap is None and reborn.rebirth is None
+
+
 def test_seq_wraps_after_255_and_an_agent_that_sees_part_of_a_node_does_not_count_gaps() -> None:
     node = SparkplugNode("plant", "gw1", {"pump": CHANNELS})
     state = _state()
