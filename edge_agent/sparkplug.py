@@ -173,22 +173,23 @@ class SparkplugState:
 
     def _death_sequence(self, key: NodeKey, payload_bytes: bytes) -> tuple[int, int] | None:
         """A DDEATH's place in the node's seq; an unreadable one leaves the count as it was."""
+        payload = self._readable(payload_bytes)
+        return None if payload is None else self._sequence(key, payload)
+
+    def _readable(self, payload_bytes: bytes) -> Proto | None:
+        """A death's payload, or None: a death that cannot be read is still a death."""
         try:
-            payload = Payload.FromString(payload_bytes[: self._max_bytes])
+            return Payload.FromString(payload_bytes[: self._max_bytes])
         except DecodeError:
             return None
-        return self._sequence(key, payload)
 
     def _stale_death(self, key: NodeKey, payload_bytes: bytes) -> bool:
         """Whether an NDEATH names another session (bdSeq) than the node's current birth."""
         node = self._nodes.get(key)
         if node is None or node.bd_seq is None:
             return False
-        try:
-            payload = Payload.FromString(payload_bytes[: self._max_bytes])
-        except DecodeError:
-            return False  # an unreadable will still means the connection is gone
-        declared = _bd_seq(payload)
+        payload = self._readable(payload_bytes)
+        declared = None if payload is None else _bd_seq(payload)
         return declared is not None and declared != node.bd_seq
 
     def take_for(
