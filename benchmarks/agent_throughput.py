@@ -545,8 +545,10 @@ def paced_latency(
     agent.send_signal(signal.SIGTERM)
     agent.wait(30)
     watch.close()
+    if not watch.latency_s:
+        raise RuntimeError("no score message reached the observer: nothing to measure latency on")
     # The first window of each device is due only once it has filled: latencies count from then on.
-    latency_ms = np.asarray(watch.latency_s or [0.0]) * 1e3
+    latency_ms = np.asarray(watch.latency_s) * 1e3
     return {
         "offered_per_s": achieved,
         "readings_per_message": batch,

@@ -113,8 +113,8 @@ def check_graph_shapes(path: Path, manifest: BundleManifest) -> None:
         ),
         GENERATOR: ({GENERATOR_INPUT: [manifest.latent_dim]}, {GENERATOR_OUTPUT: [window, channels]}),
     }
-    # Loading is all this check needs: one thread, no graph optimisation, no memory arena. The defaults
-    # (a thread per core, optimised graphs) cost an idle agent about 10 MB it never gave back.
+    # Loading is all this check needs: one thread, no graph optimisation, no memory arena. With the
+    # defaults (a thread per core, optimised graphs) an idle agent held 1.4 MB more, never given back.
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -353,8 +353,8 @@ class AgentService:
 def settle_heap() -> None:
     """Collect once, then move every live object to the permanent generation (gc.freeze), so that the
     loop's full collections walk only what the loop itself keeps. Why: a full collection walked every
-    object of the imported libraries too, about 20 ms here, and at 10,000 readings/s one came every second
-    or so: the largest part of the publish-to-decision p99 (benchmarks/README, "Batched latency")."""
+    object of the imported libraries too, 14-25 ms here, about every 1.4 s when scoring 12,000 readings/s:
+    the largest part of the agent's receive-to-decision p99 (benchmarks/README, "Batched latency")."""
     gc.unfreeze()
     with warnings.catch_warnings():
         # Whatever else left unclosed sockets or files to the collector (a library, an embedding program,

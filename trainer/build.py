@@ -106,17 +106,15 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         )
         # Every bundle's simulator walks levels like the training data's and draws the generator's shapes:
         # a generator that draws levels too has them taken off its windows, here as in the simulator.
-        drawn = generated_windows(members[0], config)
-        level_process = (
-            measure_level_process(
+        level_process = None
+        if config.fit.train_stride == 1:
+            drawn = generated_windows(members[0], config)
+            level_process = measure_level_process(
                 windows.train,
                 windows.normaliser,
                 config.model.window_len,
                 drawn if config.model.removes_window_level else shapes_only(drawn),
             )
-            if config.fit.train_stride == 1
-            else None
-        )
         manifest = manifest.model_copy(update={"refused": refused, "level_process": level_process})
         bundle = publish(stage, manifest, out, config.bundle.sign_key)
     return BuildResult(bundle=bundle, fit_seconds=fit_seconds)
