@@ -23,9 +23,9 @@ from trainer.csv_data import load_training_data
 from trainer.data_stage import log_constant_channels, window_that_fits
 from trainer.distributed import SINGLE, World, leave
 from trainer.export_stage import export_graphs
-from trainer.level_process import measure_level_process, shapes_only
+from trainer.level_process import measure_level_process
 from trainer.manifest import build_manifest
-from trainer.members import generated_windows, member_seeds
+from trainer.members import member_seeds, network_windows
 from trainer.provenance import seed_everything
 from trainer.windows import build_windows
 
@@ -108,12 +108,11 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         # a generator that draws levels too has them taken off its windows, here as in the simulator.
         level_process = None
         if config.fit.train_stride == 1:
-            drawn = generated_windows(members[0], config)
             level_process = measure_level_process(
                 windows.train,
                 windows.normaliser,
                 config.model.window_len,
-                drawn if config.model.removes_window_level else shapes_only(drawn),
+                network_windows(members[0], config, windows.normaliser),
             )
         manifest = manifest.model_copy(update={"refused": refused, "level_process": level_process})
         bundle = publish(stage, manifest, out, config.bundle.sign_key)

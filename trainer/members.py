@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from edge_agent.simulator.stream import TRUNCATION
 from trainer.config import TrainConfig
 from trainer.distributed import World
 from trainer.fit import TrainedNets, fit_networks
+from trainer.level_process import DrawnWindows
 from trainer.networks import count_parameters
 from trainer.windows import Normaliser, WindowSets
 
@@ -45,16 +46,23 @@ def to_network_layout(windows: npt.NDArray[np.float32], normaliser: Normaliser) 
     return np.ascontiguousarray(normaliser.apply(windows).transpose(0, 2, 1))
 
 
-def generated_windows(nets: TrainedNets, config: TrainConfig, count: int = 512) -> npt.NDArray[np.float32]:
-    """Normalised generator windows [count, W, C], latents drawn as the simulator draws them."""
-    generator = torch.Generator().manual_seed(config.fit.seed)
-    latent = TRUNCATION * torch.randn(count, config.model.latent_dim, generator=generator)
-    device = next(nets.generator.parameters()).device
-    nets.generator.eval()
-    with torch.no_grad():
-        drawn_windows = nets.generator(latent.to(device)).transpose(1, 2).cpu()
-    drawn: npt.NDArray[np.float32] = drawn_windows.numpy().astype(np.float32)
-    return drawn
+def network_windows(nets: TrainedNets, config: TrainConfig, normaliser: Normaliser) -> DrawnWindows:
+    """The fit's generator, on the CPU, as the simulator would stream from its exported graph."""
+    generator = copy.deepcopy(nets.generator).cpu().eval()
+
+    def draw(latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        with torch.no_grad():
+            drawn: npt.NDArray[np.float32] = generator(torch.from_numpy(latent)).transpose(1, 2).numpy()
+        return drawn
+
+    return DrawnWindows(
+        draw=draw,
+        latent_dim=config.model.latent_dim,
+        window_len=config.model.window_len,
+        mean=normaliser.mean.astype(np.float32),
+        scale=normaliser.scale.astype(np.float32),
+        strip_levels=not config.model.removes_window_level,
+    )
 
 
 def gan_summary(nets: TrainedNets) -> dict[str, object]:

@@ -9,6 +9,7 @@ weights (on deviations from the channel means, so levels and variances are kept 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,21 @@ CANDIDATES = 8  # windows generated per step to choose the best continuation fro
 # Latent vectors are drawn with this standard deviation, not 1 (the "truncation trick"): the generator's
 # rare far-out samples are what a scorer flags, and a simulator of *normal* operation should not make them.
 TRUNCATION = 0.7
+
+
+class WindowSource(Protocol):
+    """What a stream draws its windows from: the bundle's generator graph here, the fit's own generator
+    network when the trainer measures what the simulator will make (trainer/level_process.py)."""
+
+    latent_dim: int
+    window_len: int
+    mean: npt.NDArray[np.float32]
+    scale: npt.NDArray[np.float32]
+    level_process: LevelProcess | None
+
+    def windows(self, latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """[batch, latent] -> [batch, window, channels] in raw units."""
+        ...
 
 
 class Generator:
@@ -211,12 +227,30 @@ class ShapeFilter:
         return filter_rows(stream, self.taps).astype(np.float32)
 
 
+class ColouredNoise:
+    """Unit white noise through per-channel taps [C, K], in raw units, endless across chunks: each chunk is
+    filtered with the K - 1 white rows before it, so the noise has no seam where chunks meet."""
+
+    def __init__(
+        self, taps: npt.NDArray[np.float64], scale: npt.NDArray[np.float32], rng: np.random.Generator
+    ) -> None:
+        self.taps, self.scale, self.rng = taps, scale, rng
+        self._history = rng.standard_normal((taps.shape[1] - 1, taps.shape[0]))
+
+    def draw(self, rows: int) -> npt.NDArray[np.float32]:
+        """The next `rows` rows of noise [rows, C]."""
+        white = np.concatenate([self._history, self.rng.standard_normal((rows, self.taps.shape[0]))])
+        self._history = white[len(white) - (self.taps.shape[1] - 1) :]
+        noise: npt.NDArray[np.float32] = (filter_rows(white, self.taps) * self.scale).astype(np.float32)
+        return noise
+
+
 class DeviceStream:
     """An endless stream of rows for one device; `next_row` is cheap, generation happens in chunks."""
 
     def __init__(
         self,
-        generator: Generator,
+        generator: WindowSource,
         seed: int,
         variation: float = 0.03,
         overlap: int | None = None,
@@ -236,6 +270,12 @@ class DeviceStream:
         self._levels = None if process is None else LevelWalk(process, generator.scale, self.rng)
         noise_sd = None if process is None else process.noise_sd
         self._noise_sd = None if noise_sd is None else np.asarray(noise_sd) * generator.scale
+        noise_taps = None if process is None else process.noise_filter
+        self._noise = (
+            None
+            if noise_taps is None
+            else ColouredNoise(np.asarray(noise_taps, dtype=np.float64), generator.scale, self.rng)
+        )
         taps = None if process is None else process.shape_filter
         self._shape_filter = None if taps is None else ShapeFilter(np.asarray(taps, dtype=np.float64))
         self._previous = self._pick(None)
@@ -268,13 +308,15 @@ class DeviceStream:
     def _with_level(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """For a generator that draws shapes only: its shapes, damped where it draws more power than the
         training windows hold (level_process.shape_filter), plus the wandering level, plus the white noise
-        its smooth windows lack (level_process.noise_sd)."""
+        its smooth windows lack (level_process.noise_filter, or the white noise_sd of older bundles)."""
         if self._levels is None:
             return chunk
         if self._shape_filter is not None:
             chunk = self._shape_filter.run(chunk)
         out: npt.NDArray[np.float32] = chunk + self._levels.ramp(len(chunk))
-        if self._noise_sd is not None:
+        if self._noise is not None:
+            out = out + self._noise.draw(len(out))
+        elif self._noise_sd is not None:
             out = (out + self._noise_sd * self.rng.standard_normal(out.shape)).astype(np.float32)
         return out
 

@@ -183,18 +183,25 @@ def test_out_of_order_sends_a_reading_after_its_successor_and_dropout_sends_noth
     assert [len(fleet.reading(second)) for _ in range(4)] == [0, 0, 0, 1]
 
 
-def test_streams_are_as_rough_step_to_step_as_the_training_rows(pump_bundle: Path) -> None:
+def test_streams_are_as_rough_and_as_spread_as_the_training_rows(pump_bundle: Path) -> None:
     """A GAN's windows come out smoother than sensor data; the stream adds the noise the bundle measured
-    (level_process.noise_sd), so that rows change from one step to the next as much as real rows do."""
+    (level_process.noise_filter), so that rows change from one step to the next, and spread inside a
+    window, as much as real rows do."""
     from trainer.demo.pump_data import make_pump_series
 
     bundle = load_bundle(pump_bundle)
     process = bundle.manifest.level_process
-    assert process is not None and process.noise_sd is not None
+    assert process is not None and process.noise_filter is not None
     generator = Generator(bundle)
-    real = make_pump_series(3000, seed=5)  # the rows pump_bundle was fitted on
-    steps_real = np.diff((real - generator.mean) / generator.scale, axis=0).std(axis=0)
+    real = (make_pump_series(3000, seed=5) - generator.mean) / generator.scale  # pump_bundle's rows
     stream = DeviceStream(generator, seed=4, variation=0.0)
-    steps = np.diff((stream.rows(3000) - generator.mean) / generator.scale, axis=0).std(axis=0)
-    ratio = steps / steps_real
-    assert 0.8 < float(np.median(ratio)) < 1.25, ratio
+    synthetic = (stream.rows(3000) - generator.mean) / generator.scale
+
+    def spread(rows: np.ndarray) -> np.ndarray:
+        windows = rows[: len(rows) // 64 * 64].reshape(-1, 64, rows.shape[1])
+        return windows.std(axis=1).mean(axis=0)
+
+    steps = np.diff(synthetic, axis=0).std(axis=0) / np.diff(real, axis=0).std(axis=0)
+    spreads = spread(synthetic) / spread(real)
+    assert 0.8 < float(np.median(steps)) < 1.25, steps
+    assert 0.8 < float(np.median(spreads)) < 1.25, spreads
