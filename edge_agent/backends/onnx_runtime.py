@@ -37,6 +37,10 @@ class OnnxRuntimeScorer:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # A memory pattern is planned and kept for every batch size the session meets, and the agent's
+        # batches take every size up to a score chunk: without them the demo's INT8 scorer held 2.9 MB
+        # less after 400 runs of sizes 1-128, at the same 47 us per window (ten alternating rounds).
+        options.enable_mem_pattern = False
         try:
             self._session = ort.InferenceSession(
                 str(model_path), sess_options=options, providers=providers or ["CPUExecutionProvider"]

@@ -47,7 +47,7 @@ def test_noise_fill_restores_the_spread_and_the_roughness_the_generator_lacks() 
     filled = smooth + filter_rows(white, taps).astype(np.float32)
     for figure in (lambda w: w.std(axis=1).mean(axis=0), lambda w: np.diff(w, axis=1).std(axis=(0, 1))):
         assert np.allclose(figure(filled), figure(real), rtol=0.05), (figure(filled), figure(real))
-    # white noise matched on the steps alone (bundles before 5 December) leaves channel 0 short of spread
+    # white noise matched on the steps alone (older bundles' noise_sd) leaves channel 0 short of spread
     step_gap = np.diff(real, axis=1).var(axis=(0, 1)) - np.diff(smooth, axis=1).var(axis=(0, 1))
     white_only = smooth + rng.normal(0, np.sqrt(np.maximum(step_gap, 0) / 2), smooth.shape)
     assert white_only.std(axis=1).mean(axis=0)[0] < 0.97 * real.std(axis=1).mean(axis=0)[0]
