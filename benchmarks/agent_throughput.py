@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.environment import RESULTS, write_result
 from edge_agent.simulator.sparkplug_node import SparkplugNode
-from edge_agent.sparkplug import NAMESPACE
+from edge_agent.sparkplug_topics import NAMESPACE
 from trainer.demo.broker import free_port, start_mosquitto
 
 DEVICES = 100

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from edge_agent.config import AgentConfig
 from edge_agent.device_health import DeviceHealth
@@ -16,13 +17,15 @@ from edge_agent.publisher import Publisher
 from edge_agent.reasons import Reason
 from edge_agent.rejection_log import RejectionLog
 from edge_agent.routing import Router, model_for, owns
-from edge_agent.sparkplug import DATA as SPARKPLUG_DATA
-from edge_agent.sparkplug import DEATH as SPARKPLUG_DEATH
-from edge_agent.sparkplug import SparkplugState, is_sparkplug
-from edge_agent.sparkplug import parse_topic as parse_sparkplug_topic
-from edge_agent.sparkplug import rebirth_request as sparkplug_rebirth
+from edge_agent.sparkplug_topics import DATA as SPARKPLUG_DATA
+from edge_agent.sparkplug_topics import DEATH as SPARKPLUG_DEATH
+from edge_agent.sparkplug_topics import is_sparkplug
+from edge_agent.sparkplug_topics import parse_topic as parse_sparkplug_topic
 from edge_agent.stats import Stats
 from edge_agent.telemetry import Decoded, PayloadError, Reading, TimeBounds, decode_message
+
+if TYPE_CHECKING:
+    from edge_agent.sparkplug import SparkplugState
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +57,7 @@ class Ingest:
         # garbage-sending ids (refused, never evicted since never admitted) cannot grow it.
         self.health = DeviceHealth(config.ingest.max_devices)
         self.rejections = RejectionLog(config.stats.rejected_summary_s)
-        self.sparkplug = (
-            SparkplugState(
-                config.sparkplug,
-                lambda device: models[model_for(config.routes, device)].channels,
-                self._bounds,
-                config.ingest.max_payload_bytes,
-                config.ingest.max_devices,
-                check_seq=config.shard.count == 1 and config.topics.shared_group is None,
-            )
-            if config.sparkplug.enabled
-            else None
-        )
+        self.sparkplug = _sparkplug_state(config, models, self._bounds) if config.sparkplug.enabled else None
         self.gone: list[str] = []  # devices a Sparkplug death took offline, for the loop to publish
 
     def take(self, raw: RawMessage, batches: Batches) -> str | None:
@@ -132,7 +124,9 @@ class Ingest:
             group, node = outcome.rebirth
             self.stats.sparkplug["rebirth_requests"] += 1
             log.info("Sparkplug node %s/%s: missed or unplaceable data; asking it to rebirth", group, node)
-            self.publisher.to_node(*sparkplug_rebirth(group, node, self.clock()))
+            from edge_agent.sparkplug import rebirth_request  # loaded with the state (_sparkplug_state)
+
+            self.publisher.to_node(*rebirth_request(group, node, self.clock()))
         self.gone.extend(outcome.offline)
         if outcome.decoded is None or device is None:
             return None
@@ -212,3 +206,18 @@ class Ingest:
             ingest.max_readings_per_message,
             self._bounds,
         )
+
+
+def _sparkplug_state(config: AgentConfig, models: ModelSet, bounds: TimeBounds) -> SparkplugState:
+    """The Sparkplug decoder, imported here: the protobuf runtime and the payload classes cost about 4 MB,
+    which an agent without `sparkplug.enabled` does not load."""
+    from edge_agent.sparkplug import SparkplugState
+
+    return SparkplugState(
+        config.sparkplug,
+        lambda device: models[model_for(config.routes, device)].channels,
+        bounds,
+        config.ingest.max_payload_bytes,
+        config.ingest.max_devices,
+        check_seq=config.shard.count == 1 and config.topics.shared_group is None,
+    )

@@ -32,7 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from edge_agent.availability import OFFLINE, ONLINE
 from edge_agent.config import AgentConfig, BrokerConfig, TopicsConfig
 from edge_agent.errors import ConfigError
-from edge_agent.sparkplug import subscriptions as sparkplug_subscriptions
+from edge_agent.sparkplug_topics import subscriptions as sparkplug_subscriptions
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError
 from edge_agent.config import SparkplugConfig
 from edge_agent.reasons import Reason
 from edge_agent.sparkplug_schema import DataType, Payload
+from edge_agent.sparkplug_topics import BIRTH, DEATH, NAMESPACE, SparkplugTopic
 from edge_agent.telemetry import (
     DEVICE_ID,
     FLOAT32_MAX,
@@ -40,9 +41,7 @@ from edge_agent.telemetry import (
     checked_number,
 )
 
-NAMESPACE = "spBv1.0"
 REBIRTH_METRIC = "Node Control/Rebirth"
-DATA, BIRTH, DEATH = "DATA", "BIRTH", "DEATH"
 
 _SIGNED_BITS = {DataType.INT8: 8, DataType.INT16: 16, DataType.INT32: 32, DataType.INT64: 64}
 _NUMERIC = frozenset(DataType) - {DataType.STRING, DataType.TEXT, DataType.DATETIME}
@@ -53,47 +52,11 @@ NodeKey = tuple[str, str]  # (group, node)
 Proto = Any  # a Payload or Payload.Metric: classes built at run time (sparkplug_schema)
 
 
-def subscriptions(config: SparkplugConfig) -> tuple[str, ...]:
-    """The topic filters the agent needs: node and device births and deaths, device data (and node data)."""
-    group = config.group_id
-    filters = [f"{NAMESPACE}/{group}/{kind}/+" for kind in ("NBIRTH", "NDEATH")]
-    filters += [f"{NAMESPACE}/{group}/{kind}/+/+" for kind in ("DBIRTH", "DDEATH", "DDATA")]
-    if config.ndata:
-        filters.append(f"{NAMESPACE}/{group}/NDATA/+")
-    return tuple(filters)
-
-
-def is_sparkplug(topic: str) -> bool:
-    return topic.startswith(NAMESPACE + "/")
-
-
 def rebirth_request(group: str, node: str, now: float) -> tuple[str, bytes]:
     """The NCMD topic and payload that ask an edge node to publish its births again."""
     payload = Payload(timestamp=int(now * 1000))
     payload.metrics.add(name=REBIRTH_METRIC, datatype=DataType.BOOLEAN, boolean_value=True)
     return f"{NAMESPACE}/{group}/NCMD/{node}", payload.SerializeToString()
-
-
-@dataclass(frozen=True, slots=True)
-class SparkplugTopic:
-    """A parsed Sparkplug topic: `kind` is DATA, BIRTH or DEATH; `device` is None for node messages."""
-
-    group: str
-    node: str
-    device: str | None
-    kind: str
-
-
-def parse_topic(topic: str) -> SparkplugTopic | None:
-    """The topic's parts, or None for a topic that is not a Sparkplug message the agent follows."""
-    parts = topic.split("/")
-    if len(parts) not in (4, 5) or parts[0] != NAMESPACE:
-        return None
-    message_type = parts[2]
-    scope, kind = message_type[:1], message_type[1:]
-    if kind not in (DATA, BIRTH, DEATH) or (scope == "N") != (len(parts) == 4) or scope not in "ND":
-        return None
-    return SparkplugTopic(parts[1], parts[3], parts[4] if len(parts) == 5 else None, kind)
 
 
 @dataclass(slots=True)

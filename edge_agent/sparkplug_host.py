@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import BrokerConfig
 from edge_agent.mqtt_link import configure_credentials
-from edge_agent.sparkplug import NAMESPACE
+from edge_agent.sparkplug_topics import NAMESPACE
 
 log = logging.getLogger(__name__)
 

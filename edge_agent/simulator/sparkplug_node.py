@@ -15,8 +15,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.sparkplug import NAMESPACE, REBIRTH_METRIC
+from edge_agent.sparkplug import REBIRTH_METRIC
 from edge_agent.sparkplug_schema import DataType, Payload
+from edge_agent.sparkplug_topics import NAMESPACE
 
 Row = tuple[float, Sequence[float]]  # (epoch seconds, one value per channel)
 

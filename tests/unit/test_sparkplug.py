@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from edge_agent.config import SparkplugConfig
 from edge_agent.reasons import Reason
 from edge_agent.simulator.sparkplug_node import SparkplugNode
-from edge_agent.sparkplug import Outcome, SparkplugState, parse_topic, rebirth_request, subscriptions
+from edge_agent.sparkplug import Outcome, SparkplugState, rebirth_request
 from edge_agent.sparkplug_schema import DataType, Payload
+from edge_agent.sparkplug_topics import parse_topic, subscriptions
 from edge_agent.telemetry import PayloadError, TimeBounds
 
 CHANNELS = ["s0", "s1", "s2"]
