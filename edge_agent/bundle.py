@@ -85,14 +85,14 @@ class LevelProcess(_Strict):
     noise_sd: list[float] | None = Field(
         None,
         description="per channel, white noise the generator's windows lack, normalised units: half the gap "
-        "between the training rows' and the generator's step-to-step variance (bundles made before "
-        "5 December; newer ones carry `noise_filter`)",
+        "between the training rows' and the generator's step-to-step variance (older bundles; newer ones "
+        "carry `noise_filter`)",
     )
     noise_filter: list[list[float]] | None = Field(
         None,
         description="per channel, FIR taps that shape unit white noise into the power the generator's "
         "windows lack at each frequency, normalised units; the simulator adds it in place of `noise_sd` "
-        "(absent in bundles made before 5 December)",
+        "(absent in older bundles)",
     )
     max_rate: list[float] | None = Field(
         None,

@@ -143,15 +143,6 @@ def shape_filter(
     return taps
 
 
-def apply_shape_filter(
-    windows: npt.NDArray[np.float32], taps: npt.NDArray[np.float64]
-) -> npt.NDArray[np.float32]:
-    """Windows [n, W, C] run through each channel's taps, same length (edges see the window's own ends)."""
-    half = taps.shape[1] // 2
-    padded = np.pad(windows.astype(np.float64), ((0, 0), (half, half), (0, 0)), mode="edge")
-    return filter_rows(padded, taps).astype(np.float32)
-
-
 def _mean_variance(levels: npt.NDArray[np.float64]) -> float:
     """The levels' mean per-channel variance: the scale of the ridge that lets a flat channel factor."""
     return float(levels.var(axis=0, ddof=1).mean()) if len(levels) > 1 else 1.0
