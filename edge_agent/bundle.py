@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,27 @@ class LevelRegime(_Strict):
     )
 
 
+class FloorMap(_Strict):
+    """A floor channel's monotone map, piecewise linear in normalised units: the stream's quantiles to the
+    training rows' at the same levels, so the simulated channel sits on its floor as often as the data do
+    and bursts as far, with the order of its values (its shape) kept."""
+
+    channel: int = Field(ge=0, description="index in `channels`")
+    source: list[float] = Field(min_length=2, description="the stream's quantiles, rising, normalised units")
+    target: list[float] = Field(min_length=2, description="the training rows' quantiles at the same levels")
+
+    @model_validator(mode="after")
+    def _rising(self) -> FloorMap:
+        """Finite tables of one length, `source` rising: the simulator interpolates without further checks."""
+        if len(self.source) != len(self.target):
+            raise ValueError("source and target must be of one length")
+        if not all(math.isfinite(value) for value in [*self.source, *self.target]):
+            raise ValueError("source and target must hold finite numbers")
+        if any(b <= a for a, b in zip(self.source, self.source[1:], strict=False)):
+            raise ValueError("source must rise")
+        return self
+
+
 class LevelProcess(_Strict):
     """How window levels wander in the training data: the simulator's levels.
 
@@ -93,6 +115,11 @@ class LevelProcess(_Strict):
         description="per channel, FIR taps that shape unit white noise into the power the generator's "
         "windows lack at each frequency, normalised units; the simulator adds it in place of `noise_sd` "
         "(absent in older bundles)",
+    )
+    floor_maps: list[FloorMap] | None = Field(
+        None,
+        description="channels that sit on one value in most training rows, each with the map that puts the "
+        "simulator's stream onto the training rows' distribution (absent: none, or an older bundle)",
     )
     max_rate: list[float] | None = Field(
         None,
@@ -128,7 +155,14 @@ class LevelProcess(_Strict):
                 raise ValueError(f"regime_transition must be {count} x {count}")
             if any(min(row) < 0 or abs(sum(row) - 1.0) > 1e-6 for row in rows):
                 raise ValueError("each row of regime_transition must be a probability distribution")
+        self._floor_maps_agree()
         return self
+
+    def _floor_maps_agree(self) -> None:
+        """Each map for a channel that exists, at most one per channel."""
+        channels = [floor.channel for floor in self.floor_maps or []]
+        if any(channel >= len(self.mean) for channel in channels) or len(set(channels)) != len(channels):
+            raise ValueError(f"floor_maps: channels must be distinct and below {len(self.mean)}")
 
 
 class MemberScale(_Strict):

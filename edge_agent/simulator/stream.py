@@ -14,7 +14,15 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.bundle import GENERATOR, GENERATOR_INPUT, GENERATOR_OUTPUT, Bundle, LevelProcess, LevelRegime
+from edge_agent.bundle import (
+    GENERATOR,
+    GENERATOR_INPUT,
+    GENERATOR_OUTPUT,
+    Bundle,
+    FloorMap,
+    LevelProcess,
+    LevelRegime,
+)
 from edge_agent.errors import BackendUnavailable, BundleError
 
 CANDIDATES = 8  # windows generated per step to choose the best continuation from
@@ -245,6 +253,29 @@ class ColouredNoise:
         return noise
 
 
+class FloorMapping:
+    """The bundle's floor channels through their monotone maps (level_process.floor_maps, piecewise linear
+    in normalised units): on the floor as often as the training rows, bursting as far, in the stream's
+    order. Values beyond the streams' measured range go to the training extremes."""
+
+    def __init__(
+        self, maps: list[FloorMap], mean: npt.NDArray[np.float32], scale: npt.NDArray[np.float32]
+    ) -> None:
+        self.maps = [
+            (floor.channel, np.asarray(floor.source), np.asarray(floor.target), float(mean[floor.channel]))
+            for floor in maps
+        ]
+        self.scale = scale.astype(np.float64)
+
+    def apply(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Raw rows [n, C] -> raw rows [n, C], floor channels mapped, the others as they were."""
+        out: npt.NDArray[np.float32] = rows.copy()
+        for channel, source, target, mean in self.maps:
+            scale = self.scale[channel]
+            out[:, channel] = np.interp((rows[:, channel] - mean) / scale, source, target) * scale + mean
+        return out
+
+
 class DeviceStream:
     """An endless stream of rows for one device; `next_row` is cheap, generation happens in chunks."""
 
@@ -276,6 +307,8 @@ class DeviceStream:
             if noise_taps is None
             else ColouredNoise(np.asarray(noise_taps, dtype=np.float64), generator.scale, self.rng)
         )
+        floors = None if process is None else process.floor_maps
+        self._floors = None if not floors else FloorMapping(floors, generator.mean, generator.scale)
         taps = None if process is None else process.shape_filter
         self._shape_filter = None if taps is None else ShapeFilter(np.asarray(taps, dtype=np.float64))
         self._previous = self._pick(None)
@@ -308,7 +341,8 @@ class DeviceStream:
     def _with_level(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """For a generator that draws shapes only: its shapes, damped where it draws more power than the
         training windows hold (level_process.shape_filter), plus the wandering level, plus the white noise
-        its smooth windows lack (level_process.noise_filter, or the white noise_sd of older bundles)."""
+        its smooth windows lack (level_process.noise_filter, or the white noise_sd of older bundles), and
+        floor channels mapped onto the training rows' distribution (level_process.floor_maps)."""
         if self._levels is None:
             return chunk
         if self._shape_filter is not None:
@@ -318,7 +352,7 @@ class DeviceStream:
             out = out + self._noise.draw(len(out))
         elif self._noise_sd is not None:
             out = (out + self._noise_sd * self.rng.standard_normal(out.shape)).astype(np.float32)
-        return out
+        return out if self._floors is None else self._floors.apply(out)
 
     def next_row(self) -> npt.NDArray[np.float32]:
         """The next reading's values in raw units, with this device's gain and offset."""

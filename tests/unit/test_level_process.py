@@ -4,11 +4,15 @@ white noise a generator's smooth windows lack, measured against the training row
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
-from edge_agent.bundle import LevelProcess
-from edge_agent.simulator.stream import LevelWalk, ShapeFilter, filter_rows
+from edge_agent.bundle import FloorMap, LevelProcess
+from edge_agent.simulator.stream import FloorMapping, LevelWalk, ShapeFilter, filter_rows
 from trainer.level_process import (
     fit_regimes,
+    floor_channels,
+    floor_maps,
     measure_level_process,
     noise_fill,
     shape_filter,
@@ -203,3 +207,35 @@ def test_the_walk_moves_no_channel_faster_than_its_training_levels_did() -> None
     assert np.all(fastest <= np.asarray(process.max_rate) * 1.0001), (fastest, process.max_rate)
     ends = paths[42::43, 0]
     assert np.abs(ends[:, None] - np.array([[-1.5, 0.0, 1.5]])).min(axis=1).mean() < 0.3
+
+
+def test_floor_channels_are_mapped_onto_their_floor_and_bursts_and_other_channels_are_left_alone() -> None:
+    """A counter idle on one value in 95% of rows with rare bursts, and a channel constant in training, come
+    out of a Gaussian stream as the training rows have them; a continuous channel gets no map."""
+    rng = np.random.default_rng(11)
+    rows = 8000
+    floor = np.where(rng.random(rows) < 0.95, -0.2, rng.uniform(1.0, 5.0, rows))
+    real = np.stack([floor, np.zeros(rows), rng.normal(0, 1, rows)], axis=1).astype(np.float32)
+    assert floor_channels(real) == [0, 1]
+    streamed = rng.normal(0, 1, (20_000, 3)).astype(np.float32)  # what the walk and the noise draw
+    maps = floor_maps(real, streamed, [0, 1])
+    mapping = FloorMapping(maps, mean=np.zeros(3, np.float32), scale=np.ones(3, np.float32))
+    drawn = rng.normal(0, 1, (20_000, 3)).astype(np.float32)
+    out = mapping.apply(drawn)
+    on_floor = float(np.mean(out[:, 0] == np.float32(-0.2)))
+    assert abs(on_floor - 0.95) < 0.01, on_floor
+    assert out[:, 0].max() <= 5.0 and np.quantile(out[:, 0], 0.99) > 1.0  # bursts as far as the data's
+    assert (out[:, 1] == 0).all()  # a constant channel stays exactly constant
+    np.testing.assert_array_equal(out[:, 2], drawn[:, 2])
+
+
+def test_a_floor_map_that_does_not_rise_or_names_a_missing_channel_is_refused() -> None:
+    good = FloorMap(channel=0, source=[-1.0, 0.0, 1.0], target=[0.0, 0.0, 2.0])
+    with pytest.raises(ValidationError, match="rise"):
+        FloorMap(channel=0, source=[0.0, 0.0, 1.0], target=[0.0, 0.0, 2.0])
+    with pytest.raises(ValidationError, match="finite"):
+        FloorMap(channel=0, source=[0.0, float("nan")], target=[0.0, 1.0])
+    walk = {"mean": [0, 0], "cholesky": [[1, 0], [0, 1]], "lag_rows": 64, "autocorrelation": [0, 0]}
+    assert LevelProcess.model_validate({**walk, "floor_maps": [good.model_dump()]}).floor_maps == [good]
+    with pytest.raises(ValidationError, match="below 2"):
+        LevelProcess.model_validate({**walk, "floor_maps": [{**good.model_dump(), "channel": 2}]})
