@@ -99,7 +99,7 @@ class TcpProxy:
                         if self._closed.is_set():
                             return
                     peers[sock].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket another thread closed (fd -1)
             return
         finally:
             _close(client, upstream)
