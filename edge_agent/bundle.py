@@ -116,6 +116,11 @@ class LevelProcess(_Strict):
         "windows lack at each frequency, normalised units; the simulator adds it in place of `noise_sd` "
         "(absent in older bundles)",
     )
+    noise_mixing: list[list[float]] | None = Field(
+        None,
+        description="channels x channels: the noise each channel gets is this mix of the channels' filtered "
+        "noises, so it moves the channels together as the training rows' steps do (absent: each its own)",
+    )
     floor_maps: list[FloorMap] | None = Field(
         None,
         description="channels that sit on one value in most training rows, each with the map that puts the "
@@ -156,6 +161,13 @@ class LevelProcess(_Strict):
             if any(min(row) < 0 or abs(sum(row) - 1.0) > 1e-6 for row in rows):
                 raise ValueError("each row of regime_transition must be a probability distribution")
         self._floor_maps_agree()
+        mixing = self.noise_mixing
+        if mixing is not None and (
+            self.noise_filter is None
+            or len(mixing) != len(self.mean)
+            or any(len(row) != len(self.mean) for row in mixing)
+        ):
+            raise ValueError(f"noise_mixing must be {len(self.mean)} x {len(self.mean)}, with noise_filter")
         return self
 
     def _floor_maps_agree(self) -> None:

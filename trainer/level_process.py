@@ -64,7 +64,8 @@ def measure_level_process(
         walk = walk.model_copy(update={"shape_filter": taps.tolist()})
     noise_taps = noise_fill(normalised, stream_windows(source, walk))
     if noise_taps is not None:
-        walk = walk.model_copy(update={"noise_filter": noise_taps.tolist()})
+        mixing = noise_mixing(normalised[:, 0, :], noise_taps)
+        walk = walk.model_copy(update={"noise_filter": noise_taps.tolist(), "noise_mixing": mixing.tolist()})
     floors = floor_channels(normalised[:, 0, :])
     if not floors:
         return walk
@@ -286,6 +287,28 @@ def noise_fill(
     achieved = _shape_power(noise.astype(np.float32))
     gain *= np.sqrt(np.divide(gap, achieved, out=np.zeros_like(gap), where=achieved > 1e-12))
     return _fill_taps(gain, length)
+
+
+def noise_mixing(rows: npt.NDArray[np.float32], taps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Lower-triangular [C, C]: the fill's per-channel noises, each scaled to unit variance, mixed so that
+    their step-to-step changes correlate across channels as the training rows' do, then scaled back to
+    each channel's own variance.
+
+    Why: filled independently, the power TEP's pressures lack moved each of them on its own, where in the
+    data their steps correlate at 0.94, and the agent alarmed on 8.8% of clean synthetic rows against
+    5.7% of an unseen real run.
+    """
+    steps = np.diff(rows.astype(np.float64), axis=0)
+    moving = steps.std(axis=0) > 1e-12
+    correlation = np.eye(rows.shape[1])
+    if moving.sum() > 1:
+        correlation[np.ix_(moving, moving)] = np.corrcoef(steps[:, moving], rowvar=False)
+    factor = np.linalg.cholesky(correlation + 1e-6 * np.eye(len(correlation)))
+    factor /= np.linalg.norm(factor, axis=1, keepdims=True)
+    sd = np.sqrt((taps**2).sum(axis=1))  # each channel's fill noise sd: a filter of unit white noise
+    unit = np.divide(1.0, sd, out=np.zeros_like(sd), where=sd > 0)
+    mixing: npt.NDArray[np.float64] = sd[:, None] * factor * unit[None, :]
+    return mixing
 
 
 _FILL_CHECK = 512  # windows of filtered white noise the fill's power is checked on

@@ -240,16 +240,23 @@ class ColouredNoise:
     filtered with the K - 1 white rows before it, so the noise has no seam where chunks meet."""
 
     def __init__(
-        self, taps: npt.NDArray[np.float64], scale: npt.NDArray[np.float32], rng: np.random.Generator
+        self,
+        taps: npt.NDArray[np.float64],
+        scale: npt.NDArray[np.float32],
+        rng: np.random.Generator,
+        mixing: npt.NDArray[np.float64] | None = None,
     ) -> None:
-        self.taps, self.scale, self.rng = taps, scale, rng
+        self.taps, self.scale, self.rng, self.mixing = taps, scale, rng, mixing
         self._history = rng.standard_normal((taps.shape[1] - 1, taps.shape[0]))
 
     def draw(self, rows: int) -> npt.NDArray[np.float32]:
         """The next `rows` rows of noise [rows, C]."""
         white = np.concatenate([self._history, self.rng.standard_normal((rows, self.taps.shape[0]))])
         self._history = white[len(white) - (self.taps.shape[1] - 1) :]
-        noise: npt.NDArray[np.float32] = (filter_rows(white, self.taps) * self.scale).astype(np.float32)
+        filtered = filter_rows(white, self.taps)
+        if self.mixing is not None:
+            filtered = filtered @ self.mixing.T
+        noise: npt.NDArray[np.float32] = (filtered * self.scale).astype(np.float32)
         return noise
 
 
@@ -305,7 +312,12 @@ class DeviceStream:
         self._noise = (
             None
             if noise_taps is None
-            else ColouredNoise(np.asarray(noise_taps, dtype=np.float64), generator.scale, self.rng)
+            else ColouredNoise(
+                np.asarray(noise_taps, dtype=np.float64),
+                generator.scale,
+                self.rng,
+                None if process is None or process.noise_mixing is None else np.asarray(process.noise_mixing),
+            )
         )
         floors = None if process is None else process.floor_maps
         self._floors = None if not floors else FloorMapping(floors, generator.mean, generator.scale)

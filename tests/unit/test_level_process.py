@@ -8,13 +8,14 @@ import pytest
 from pydantic import ValidationError
 
 from edge_agent.bundle import FloorMap, LevelProcess
-from edge_agent.simulator.stream import FloorMapping, LevelWalk, ShapeFilter, filter_rows
+from edge_agent.simulator.stream import ColouredNoise, FloorMapping, LevelWalk, ShapeFilter, filter_rows
 from trainer.level_process import (
     fit_regimes,
     floor_channels,
     floor_maps,
     measure_level_process,
     noise_fill,
+    noise_mixing,
     shape_filter,
 )
 from trainer.windows import Normaliser
@@ -229,7 +230,7 @@ def test_floor_channels_are_mapped_onto_their_floor_and_bursts_and_other_channel
     np.testing.assert_array_equal(out[:, 2], drawn[:, 2])
 
 
-def test_a_floor_map_that_does_not_rise_or_names_a_missing_channel_is_refused() -> None:
+def test_a_tampered_floor_map_or_noise_mixing_is_refused() -> None:
     good = FloorMap(channel=0, source=[-1.0, 0.0, 1.0], target=[0.0, 0.0, 2.0])
     with pytest.raises(ValidationError, match="rise"):
         FloorMap(channel=0, source=[0.0, 0.0, 1.0], target=[0.0, 0.0, 2.0])
@@ -239,3 +240,28 @@ def test_a_floor_map_that_does_not_rise_or_names_a_missing_channel_is_refused() 
     assert LevelProcess.model_validate({**walk, "floor_maps": [good.model_dump()]}).floor_maps == [good]
     with pytest.raises(ValidationError, match="below 2"):
         LevelProcess.model_validate({**walk, "floor_maps": [{**good.model_dump(), "channel": 2}]})
+    with pytest.raises(ValidationError, match="noise_mixing must be 2 x 2"):
+        LevelProcess.model_validate({**walk, "noise_filter": [[1.0], [1.0]], "noise_mixing": [[1.0, 0.0]]})
+
+
+def test_the_fill_moves_channels_together_as_the_training_rows_steps_do() -> None:
+    """Two channels whose fast noise is shared in the data get filled noise whose steps correlate as theirs
+    do; an independent channel stays independent; each channel keeps its own noise variance."""
+    rng = np.random.default_rng(12)
+    time = np.linspace(0, 6 * np.pi, 64)
+    phases = rng.uniform(0, 6, (600, 3))  # each channel's slow shape on its own
+    smooth = np.sin(time[None, :, None] + phases[:, None, :]).astype(np.float32)
+    shared, own = rng.normal(0, 0.3, (600, 64)), rng.normal(0, 0.3, (600, 64))
+    real = smooth + np.stack([shared, 2 * shared, own], axis=2).astype(np.float32)
+    taps = noise_fill(real, smooth)
+    assert taps is not None
+    rows = np.concatenate([real[k] for k in range(40)])  # 40 windows laid end to end
+    mixing = noise_mixing(rows, taps)
+    mixed = ColouredNoise(taps, np.ones(3, np.float32), rng, mixing).draw(40_000)
+    alone = ColouredNoise(taps, np.ones(3, np.float32), rng).draw(40_000)
+    steps = np.corrcoef(np.diff(mixed, axis=0), rowvar=False)
+    real_steps = np.corrcoef(np.diff(rows, axis=0), rowvar=False)
+    assert real_steps[0, 1] > 0.8 and abs(steps[0, 1] - real_steps[0, 1]) < 0.05, (steps, real_steps)
+    assert abs(steps[0, 2]) < 0.1 and abs(steps[1, 2]) < 0.1, steps
+    assert abs(np.corrcoef(np.diff(alone, axis=0), rowvar=False)[0, 1]) < 0.1
+    np.testing.assert_allclose(mixed.std(axis=0), alone.std(axis=0), rtol=0.05)
