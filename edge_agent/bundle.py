@@ -161,14 +161,17 @@ class LevelProcess(_Strict):
             if any(min(row) < 0 or abs(sum(row) - 1.0) > 1e-6 for row in rows):
                 raise ValueError("each row of regime_transition must be a probability distribution")
         self._floor_maps_agree()
-        mixing = self.noise_mixing
-        if mixing is not None and (
-            self.noise_filter is None
-            or len(mixing) != len(self.mean)
-            or any(len(row) != len(self.mean) for row in mixing)
-        ):
-            raise ValueError(f"noise_mixing must be {len(self.mean)} x {len(self.mean)}, with noise_filter")
+        self._noise_mixing_agrees()
         return self
+
+    def _noise_mixing_agrees(self) -> None:
+        """A square mixing matrix, one row and column per channel, only beside the noise it mixes."""
+        mixing, channels = self.noise_mixing, len(self.mean)
+        if mixing is None:
+            return
+        square = len(mixing) == channels and all(len(row) == channels for row in mixing)
+        if self.noise_filter is None or not square:
+            raise ValueError(f"noise_mixing must be {channels} x {channels}, with noise_filter")
 
     def _floor_maps_agree(self) -> None:
         """Each map for a channel that exists, at most one per channel."""

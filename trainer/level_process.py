@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.bundle import FloorMap, LevelProcess, LevelRegime
-from edge_agent.simulator.stream import DeviceStream, filter_rows
+from edge_agent.simulator.stream import DeviceStream, filter_rows, without_window_levels
 from trainer.windows import Normaliser
 
 _RIDGE = 1e-6  # share of the mean level variance added to the diagonal, so a constant channel factors
@@ -88,11 +88,8 @@ class DrawnWindows:
 
     def windows(self, latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """[batch, latent] -> [batch, window, channels] in raw units."""
-        drawn = self.draw(latent)
-        if self.strip_levels:
-            drawn = shapes_only(drawn)
-        raw: npt.NDArray[np.float32] = (drawn * self.scale + self.mean).astype(np.float32)
-        return raw
+        raw: npt.NDArray[np.float32] = (self.draw(latent) * self.scale + self.mean).astype(np.float32)
+        return without_window_levels(raw, self.mean) if self.strip_levels else raw
 
 
 STREAM_ROWS = 12_800  # rows of simulated stream the filter and the noise are measured on (200 windows' worth)
@@ -119,13 +116,6 @@ def stream_windows(
     window = source.window_len
     starts = range(0, len(rows) - window + 1, max(1, window // 8))
     return np.stack([rows[start : start + window] for start in starts]).astype(np.float32)
-
-
-def shapes_only(windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Normalised windows [n, W, C] without their own per-channel level: what the simulator takes from a
-    generator that draws levels too (`window_level: keep`), before it adds the walked level."""
-    shapes: npt.NDArray[np.float32] = windows - windows.mean(axis=1, keepdims=True)
-    return shapes
 
 
 def _shape_power(windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:

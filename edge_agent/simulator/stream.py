@@ -77,9 +77,16 @@ class Generator:
         """[batch, latent] -> [batch, window, channels] in raw units."""
         (out,) = self._session.run([GENERATOR_OUTPUT], {GENERATOR_INPUT: latent.astype(np.float32)})
         windows = np.asarray(out, dtype=np.float32)
-        if self.strip_levels:
-            windows = windows - windows.mean(axis=1, keepdims=True) + self.mean
-        return windows
+        return without_window_levels(windows, self.mean) if self.strip_levels else windows
+
+
+def without_window_levels(
+    windows: npt.NDArray[np.float32], mean: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Raw windows [n, W, C] with each window's own per-channel level replaced by the channel means: what
+    the stream takes from a generator that draws levels too, before the walk adds its own level."""
+    shapes: npt.NDArray[np.float32] = windows - windows.mean(axis=1, keepdims=True) + mean
+    return shapes
 
 
 @dataclass(frozen=True)
@@ -236,8 +243,9 @@ class ShapeFilter:
 
 
 class ColouredNoise:
-    """Unit white noise through per-channel taps [C, K], in raw units, endless across chunks: each chunk is
-    filtered with the K - 1 white rows before it, so the noise has no seam where chunks meet."""
+    """Unit white noise through per-channel taps [C, K], mixed across channels by `mixing` [C, C] where
+    given, in raw units; endless across chunks: each chunk is filtered with the K - 1 white rows before it,
+    so the noise has no seam where chunks meet."""
 
     def __init__(
         self,
@@ -283,6 +291,16 @@ class FloorMapping:
         return out
 
 
+def _coloured_noise(
+    process: LevelProcess, scale: npt.NDArray[np.float32], rng: np.random.Generator
+) -> ColouredNoise | None:
+    """The bundle's noise fill, or None for a bundle without one (older ones carry the white `noise_sd`)."""
+    if process.noise_filter is None:
+        return None
+    mixing = None if process.noise_mixing is None else np.asarray(process.noise_mixing, dtype=np.float64)
+    return ColouredNoise(np.asarray(process.noise_filter, dtype=np.float64), scale, rng, mixing)
+
+
 class DeviceStream:
     """An endless stream of rows for one device; `next_row` is cheap, generation happens in chunks."""
 
@@ -308,17 +326,7 @@ class DeviceStream:
         self._levels = None if process is None else LevelWalk(process, generator.scale, self.rng)
         noise_sd = None if process is None else process.noise_sd
         self._noise_sd = None if noise_sd is None else np.asarray(noise_sd) * generator.scale
-        noise_taps = None if process is None else process.noise_filter
-        self._noise = (
-            None
-            if noise_taps is None
-            else ColouredNoise(
-                np.asarray(noise_taps, dtype=np.float64),
-                generator.scale,
-                self.rng,
-                None if process is None or process.noise_mixing is None else np.asarray(process.noise_mixing),
-            )
-        )
+        self._noise = None if process is None else _coloured_noise(process, generator.scale, self.rng)
         floors = None if process is None else process.floor_maps
         self._floors = None if not floors else FloorMapping(floors, generator.mean, generator.scale)
         taps = None if process is None else process.shape_filter
