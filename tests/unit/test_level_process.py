@@ -17,6 +17,7 @@ from trainer.level_process import (
     noise_fill,
     noise_mixing,
     shape_filter,
+    skewed_channels,
 )
 from trainer.windows import Normaliser
 
@@ -265,3 +266,21 @@ def test_the_fill_moves_channels_together_as_the_training_rows_steps_do() -> Non
     assert abs(steps[0, 2]) < 0.1 and abs(steps[1, 2]) < 0.1, steps
     assert abs(np.corrcoef(np.diff(alone, axis=0), rowvar=False)[0, 1]) < 0.1
     np.testing.assert_allclose(mixed.std(axis=0), alone.std(axis=0), rtol=0.05)
+
+
+def test_strongly_skewed_channels_are_mapped_and_near_symmetric_ones_are_not() -> None:
+    """A server metric scaled into [0, 1] sits near its bound with a long tail; the Gaussian-ish stream does
+    not, so the channel gets a map. A mildly skewed channel (a pump's, TEP's) does not."""
+    rng = np.random.default_rng(5)
+    rows = 8000
+    tail = rng.lognormal(-4.0, 1.0, rows)  # skewness far above 1, never below 0
+    mild = rng.gamma(40.0, 1.0, rows)  # skewness about 0.3
+    real = np.stack([tail, mild, rng.normal(0, 1, rows)], axis=1).astype(np.float32)
+    real = (real - real.mean(0)) / real.std(0)
+    streamed = rng.normal(0, 1, (20_000, 3)).astype(np.float32)
+    assert skewed_channels(real, streamed) == [0]
+    assert skewed_channels(real, real) == []  # a stream skewed like the data needs no map
+    (mapped,) = floor_maps(real, streamed, skewed_channels(real, streamed))
+    out = FloorMapping([mapped], mean=np.zeros(3, np.float32), scale=np.ones(3, np.float32)).apply(streamed)
+    assert out[:, 0].min() >= real[:, 0].min() - 1e-6  # nothing below the bound
+    assert abs(float(np.quantile(out[:, 0], 0.99)) - float(np.quantile(real[:, 0], 0.99))) < 0.2
