@@ -6,6 +6,8 @@ scripts, and bundle.json holds everything in full.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from edge_agent.bundle import SCORER_FP32, SCORER_INT8, Bundle
 
 
@@ -30,6 +32,8 @@ def summary_table(bundle: Bundle, fit_seconds: float) -> str:
         level = auto.get("window_level")
         if isinstance(level, dict) and level.get("not_fitted"):
             lines.append(f"  {level['not_fitted']}")
+        if isinstance(level, dict) and isinstance(level.get("later_false_alarm_rate"), dict):
+            lines.append(f"  {_level_line(level)}")
     detection = validation.get("detection")
     if isinstance(detection, dict):
         first = detection.get(SCORER_FP32)
@@ -59,3 +63,14 @@ def summary_table(bundle: Bundle, fit_seconds: float) -> str:
             f"INT8 matches FP32 (decisions agree {_cell(agreement)}); the agent's default serves INT8"
         )
     return "\n".join(lines)
+
+
+def _level_line(level: Mapping[str, object]) -> str:
+    """Why the served level won: each level's best mean recall and its later holdout false alarms."""
+    recall, later = level.get("best_mean_recall"), level.get("later_false_alarm_rate")
+    assert isinstance(recall, dict) and isinstance(later, dict)
+    cells = ", ".join(
+        f"{name} recall {_cell(recall.get(name))} later false alarms {_cell(later.get(name), 4)}"
+        for name in recall
+    )
+    return f"window_level {level.get('winner')}: {cells}"

@@ -205,3 +205,21 @@ def test_streams_are_as_rough_and_as_spread_as_the_training_rows(pump_bundle: Pa
     spreads = spread(synthetic) / spread(real)
     assert 0.8 < float(np.median(steps)) < 1.25, steps
     assert 0.8 < float(np.median(spreads)) < 1.25, spreads
+
+
+def test_a_stream_starts_at_its_level_not_inside_a_drawn_ramp(pump_bundle_keep: Path) -> None:
+    """The first window is chosen as every later one is, by its head, here against the channel means: a
+    `keep` generator draws ramps between duty points, and a device that began inside one started several
+    spreads away from its level and alarmed on its first window."""
+    generator = Generator(load_bundle(pump_bundle_keep))
+    starts, later = [], []
+    for seed in range(30):
+        stream = DeviceStream(generator, seed=seed, variation=0.0)
+        walk = stream._levels
+        assert walk is not None
+        level = walk.level.copy()  # before any row is drawn: the level the first chunk ramps from
+        rows = (stream.rows(4 * generator.window_len) - generator.mean) / generator.scale
+        starts.append(np.abs(rows[:4].mean(axis=0) - level).mean())
+        later.append(np.abs(rows[:, :] - rows.mean(axis=0)).mean())
+    # The first rows sit no farther from the level than rows typically sit from their device's mean.
+    assert np.median(starts) < np.median(later), (np.median(starts), np.median(later))
