@@ -127,9 +127,8 @@ def assemble_best(fits: LevelFits, windows: WindowSets) -> Assembled:
     return dataclasses.replace(winner, choice=_merged(options, winner, record))
 
 
-LATER_FA_FACTOR = (
-    3.0  # later holdout flagged at more than this times the budget: the scores did not generalise
-)
+# Later holdout flagged above this times the budget and the other level's rate: scores did not generalise.
+LATER_FA_FACTOR = 3.0
 
 
 def level_winner(recall: dict[str, float], later: dict[str, float | None], budget: float) -> str:

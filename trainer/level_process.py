@@ -351,8 +351,9 @@ def skewed_channels(real: npt.NDArray[np.float32], streamed: npt.NDArray[np.floa
     and a classifier told such a channel's windows apart on its own (discriminative score 0.50). The demo's
     and TEP's channels are skewed by at most 0.3 and 0.8, and get no map.
     """
-    gap = np.abs(_skewness(real) - _skewness(streamed))
-    return [int(c) for c in np.flatnonzero((np.abs(_skewness(real)) >= SKEW_GAP) & (gap >= SKEW_GAP))]
+    skew = _skewness(real)
+    gap = np.abs(skew - _skewness(streamed))
+    return [int(c) for c in np.flatnonzero((np.abs(skew) >= SKEW_GAP) & (gap >= SKEW_GAP))]
 
 
 def floor_maps(
