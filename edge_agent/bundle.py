@@ -67,9 +67,9 @@ class LevelRegime(_Strict):
 
 
 class FloorMap(_Strict):
-    """A floor channel's monotone map, piecewise linear in normalised units: the stream's quantiles to the
-    training rows' at the same levels, so the simulated channel sits on its floor as often as the data do
-    and bursts as far, with the order of its values (its shape) kept."""
+    """One channel's monotone map, piecewise linear in normalised units: the stream's quantiles to the
+    training rows' at the same levels, so a floor channel sits on its floor as often as the data do and a
+    skewed one reaches its tail, with the order of its values (its shape) kept."""
 
     channel: int = Field(ge=0, description="index in `channels`")
     source: list[float] = Field(min_length=2, description="the stream's quantiles, rising, normalised units")
@@ -123,8 +123,9 @@ class LevelProcess(_Strict):
     )
     floor_maps: list[FloorMap] | None = Field(
         None,
-        description="channels that sit on one value in most training rows, each with the map that puts the "
-        "simulator's stream onto the training rows' distribution (absent: none, or an older bundle)",
+        description="channels that sit on one value in most training rows, or are far more skewed than the "
+        "simulator's stream, each with the map that puts the stream onto the training rows' distribution "
+        "(absent: none, or an older bundle)",
     )
     max_rate: list[float] | None = Field(
         None,

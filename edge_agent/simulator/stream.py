@@ -269,9 +269,9 @@ class ColouredNoise:
 
 
 class FloorMapping:
-    """The bundle's floor channels through their monotone maps (level_process.floor_maps, piecewise linear
-    in normalised units): on the floor as often as the training rows, bursting as far, in the stream's
-    order. Values beyond the streams' measured range go to the training extremes."""
+    """The bundle's mapped channels (floor and skewed ones) through their monotone maps
+    (level_process.floor_maps, piecewise linear in normalised units): distributed as the training rows, in
+    the stream's order. Values beyond the streams' measured range go to the training extremes."""
 
     def __init__(
         self, maps: list[FloorMap], mean: npt.NDArray[np.float32], scale: npt.NDArray[np.float32]
@@ -342,8 +342,8 @@ class DeviceStream:
         if previous is None:
             # The first window starts at the channel means (where the walk's level goes on top), as every
             # later one starts where the last ended. Taken as drawn, a `keep` generator's ramp between duty
-            # points began the demo's devices 3 spreads above the training range: two false alarms on
-            # their first window.
+            # points began two of the demo's devices at 2,220-2,250 rpm, against a training maximum of
+            # 1,853: two false alarms on their first window.
             tail = np.zeros((self.overlap, candidates.shape[2]), dtype=np.float32)
         else:
             tail = (previous[-self.overlap :] - self.generator.mean) / self.generator.scale

@@ -220,6 +220,6 @@ def test_a_stream_starts_at_its_level_not_inside_a_drawn_ramp(pump_bundle_keep: 
         level = walk.level.copy()  # before any row is drawn: the level the first chunk ramps from
         rows = (stream.rows(4 * generator.window_len) - generator.mean) / generator.scale
         starts.append(np.abs(rows[:4].mean(axis=0) - level).mean())
-        later.append(np.abs(rows[:, :] - rows.mean(axis=0)).mean())
+        later.append(np.abs(rows - rows.mean(axis=0)).mean())
     # The first rows sit no farther from the level than rows typically sit from their device's mean.
     assert np.median(starts) < np.median(later), (np.median(starts), np.median(later))
