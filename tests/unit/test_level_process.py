@@ -284,3 +284,33 @@ def test_strongly_skewed_channels_are_mapped_and_near_symmetric_ones_are_not() -
     out = FloorMapping([mapped], mean=np.zeros(3, np.float32), scale=np.ones(3, np.float32)).apply(streamed)
     assert out[:, 0].min() >= real[:, 0].min() - 1e-6  # nothing below the bound
     assert abs(float(np.quantile(out[:, 0], 0.99)) - float(np.quantile(real[:, 0], 0.99))) < 0.2
+
+
+def test_a_smooth_slow_channel_is_walked_over_its_spread_in_a_stream_as_long_as_the_data() -> None:
+    """A sine of 3,600 rows over 4,800 (the demo's inlet temperature) is 0.994 correlated 64 rows on, and
+    an AR(1) matched there alone holds one stream near where it started; capped by when the data
+    decorrelate (about 700 rows), the walk spreads wider. An AR(1) channel beside it keeps its own
+    persistence. (The rate limit, which holds the level to the sine's own steepest slope, keeps either walk
+    short of the full spread: 0.52 and 0.39 of it here.)"""
+    rng = np.random.default_rng(8)
+    rows = 4800
+    sine = 1.4 * np.sin(2 * np.pi * np.arange(rows) / 3600)
+    ar = np.zeros(rows)
+    for step in range(1, rows):
+        ar[step] = 0.99 * ar[step - 1] + rng.normal(0, 0.14)
+    levels = np.stack([sine, ar], axis=1).astype(np.float32)
+    process = measure_level_process(levels[:, None, :], _identity(2), lag_rows=64)
+    assert abs(process.autocorrelation[1] - 0.99**64) < 0.1, process.autocorrelation
+    uncapped = process.model_copy(update={"autocorrelation": [0.994, process.autocorrelation[1]]})
+
+    def stream_spread(walked: LevelProcess) -> float:
+        spreads = []
+        for seed in range(8):
+            walk = LevelWalk(walked, np.ones(2, dtype=np.float32), np.random.default_rng(seed))
+            path = np.concatenate([walk.ramp(43) for _ in range(rows // 43)])
+            spreads.append(path[:, 0].std())
+        return float(np.mean(spreads))
+
+    assert process.autocorrelation[0] < 0.93, process.autocorrelation
+    capped, held = stream_spread(process), stream_spread(uncapped)
+    assert capped > 1.2 * held, (capped, held)
