@@ -314,3 +314,28 @@ def test_a_smooth_slow_channel_is_walked_over_its_spread_in_a_stream_as_long_as_
     assert process.autocorrelation[0] < 0.93, process.autocorrelation
     capped, held = stream_spread(process), stream_spread(uncapped)
     assert capped > 1.2 * held, (capped, held)
+
+
+def test_mixed_fill_keeps_each_channels_own_spectrum() -> None:
+    """A slow channel whose steps correlate with a fast one's: mixing the filtered noises (as streams did
+    before) gave the slow channel the fast one's high frequencies; mixing the white noises keeps its own."""
+    rng = np.random.default_rng(13)
+    taps = np.zeros((2, 31))
+    taps[0, 15] = 1.0  # white: power at every frequency
+    taps[1] = np.hanning(31) / np.hanning(31).sum() * 3  # slow: a smooth low-pass
+    sd = np.sqrt((taps**2).sum(axis=1))
+    factor = np.array([[1.0, 0.0], [0.6, 0.8]])
+    mixing = sd[:, None] * factor / sd[None, :]
+    slow = ColouredNoise(taps, np.ones(2, np.float32), rng, mixing).draw(40_000)[:, 1]
+    alone = ColouredNoise(taps, np.ones(2, np.float32), rng).draw(40_000)[:, 1]
+    white = rng.standard_normal((40_000 + 30, 2))
+    filtered = filter_rows(white, taps) / sd
+    mixed_after = (filtered @ factor.T * sd)[:, 1]
+
+    def fast_share(noise: np.ndarray) -> float:
+        power = np.abs(np.fft.rfft(noise)) ** 2
+        return float(power[len(power) // 2 :].sum() / power.sum())
+
+    assert fast_share(slow) < 2 * fast_share(alone) + 1e-4, (fast_share(slow), fast_share(alone))
+    assert fast_share(mixed_after) > 10 * fast_share(alone), (fast_share(mixed_after), fast_share(alone))
+    np.testing.assert_allclose(slow.std(), alone.std(), rtol=0.05)
