@@ -285,7 +285,8 @@ def white_mixing(mixing: npt.NDArray[np.float64], taps: npt.NDArray[np.float64])
     sd = np.sqrt((taps**2).sum(axis=1))
     factor = mixing * sd[None, :] / np.where(sd > 0, sd, 1.0)[:, None]
     norms = np.linalg.norm(factor, axis=1, keepdims=True)
-    unit: npt.NDArray[np.float64] = np.where(norms > 0, factor / np.where(norms > 0, norms, 1.0), np.eye(len(sd)))
+    safe = np.where(norms > 0, norms, 1.0)
+    unit: npt.NDArray[np.float64] = np.where(norms > 0, factor / safe, np.eye(len(sd)))
     return unit
 
 
