@@ -323,6 +323,11 @@ def _coloured_noise(
     return ColouredNoise(np.asarray(process.noise_filter, dtype=np.float64), scale, rng, mixing)
 
 
+def default_overlap(window: int) -> int:
+    """Rows two neighbouring windows are cross-faded over; a chunk of stream is `window` less this."""
+    return max(2, window // 3)
+
+
 class DeviceStream:
     """An endless stream of rows for one device; `next_row` is cheap, generation happens in chunks."""
 
@@ -339,7 +344,7 @@ class DeviceStream:
         self.rng = np.random.default_rng(seed)
         self.profile = DeviceProfile.draw(self.rng, generator.scale, variation)
         window = generator.window_len
-        self.overlap = overlap if overlap is not None else max(2, window // 3)
+        self.overlap = overlap if overlap is not None else default_overlap(window)
         if not 0 < self.overlap < window:
             raise ValueError(f"overlap {self.overlap} must lie between 0 and the window ({window})")
         angle = np.linspace(0.0, np.pi / 2, self.overlap + 2, dtype=np.float32)[1:-1, None]

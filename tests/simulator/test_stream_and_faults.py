@@ -194,15 +194,17 @@ def test_streams_are_as_rough_and_as_spread_as_the_training_rows(pump_bundle: Pa
     assert process is not None and process.noise_filter is not None
     generator = Generator(bundle)
     real = (make_pump_series(3000, seed=5) - generator.mean) / generator.scale  # pump_bundle's rows
-    stream = DeviceStream(generator, seed=4, variation=0.0)
-    synthetic = (stream.rows(3000) - generator.mean) / generator.scale
 
     def spread(rows: np.ndarray) -> np.ndarray:
         windows = rows[: len(rows) // 64 * 64].reshape(-1, 64, rows.shape[1])
         return windows.std(axis=1).mean(axis=0)
 
-    steps = np.diff(synthetic, axis=0).std(axis=0) / np.diff(real, axis=0).std(axis=0)
-    spreads = spread(synthetic) / spread(real)
+    steps, spreads = np.zeros(real.shape[1]), np.zeros(real.shape[1])
+    for seed in range(4, 8):  # one 3,000-row stream holds a handful of duty changes: a noisy figure alone
+        stream = DeviceStream(generator, seed=seed, variation=0.0)
+        synthetic = (stream.rows(3000) - generator.mean) / generator.scale
+        steps += np.diff(synthetic, axis=0).std(axis=0) / np.diff(real, axis=0).std(axis=0) / 4
+        spreads += spread(synthetic) / spread(real) / 4
     assert 0.8 < float(np.median(steps)) < 1.25, steps
     assert 0.8 < float(np.median(spreads)) < 1.25, spreads
 
