@@ -118,8 +118,10 @@ class LevelProcess(_Strict):
     )
     noise_mixing: list[list[float]] | None = Field(
         None,
-        description="channels x channels: the noise each channel gets is this mix of the channels' filtered "
-        "noises, so it moves the channels together as the training rows' steps do (absent: each its own)",
+        description="channels x channels, rows scaled to each channel's noise_filter sd and columns to unit "
+        "variance: with that scaling taken off, the mix of the channels' white noises each channel's own "
+        "noise_filter shapes, so the channels step together as the training rows do and each keeps its "
+        "spectrum (absent: each its own)",
     )
     floor_maps: list[FloorMap] | None = Field(
         None,
