@@ -223,12 +223,16 @@ class SparkplugState:
         channels = self._channels_for(device)
         values = np.full(len(channels), np.nan)
         for metric in payload.metrics:
-            if not metric.name:
+            try:
+                name = _text_name(metric)
+            except PayloadError:
+                continue  # a name that is not text cannot be mapped: data under it are refused later
+            if not name:
                 continue
-            node.datatypes[metric.name] = metric.datatype
+            node.datatypes[name] = metric.datatype
             if metric.HasField("alias"):
-                node.by_alias[metric.alias] = _Metric(metric.name, metric.datatype)
-            index = self._channel(metric.name, channels)
+                node.by_alias[metric.alias] = _Metric(name, metric.datatype)
+            index = self._channel(name, channels)
             if index is not None:
                 # A birth value that cannot be scored stays unknown until data bring one.
                 with contextlib.suppress(PayloadError):
@@ -364,7 +368,7 @@ class SparkplugState:
             declared = node.by_alias.get(metric.alias) if node is not None else None
             if declared is None and not metric.name:
                 raise PayloadError(Reason.UNKNOWN_ALIAS, f"alias {metric.alias} was not in a birth")
-        name = metric.name or (declared.name if declared is not None else "")
+        name = _text_name(metric) or (declared.name if declared is not None else "")
         if not name:
             raise PayloadError(Reason.MISSING_VALUES, "a metric with neither name nor alias")
         datatype = metric.datatype if metric.HasField("datatype") else 0
@@ -373,6 +377,15 @@ class SparkplugState:
                 declared.datatype if declared is not None else (node.datatypes.get(name, 0) if node else 0)
             )
         return name, datatype
+
+
+def _text_name(metric: Proto) -> str:
+    """The metric's name ("" for none). The schema is proto2, whose runtime hands a string field that is
+    not UTF-8 over as bytes; a fuzzed DDATA with such a name raised TypeError in the channel lookup."""
+    name = metric.name
+    if not isinstance(name, str):
+        raise PayloadError(Reason.BAD_PROTOBUF, "a metric name that is not UTF-8 text")
+    return name
 
 
 def _bd_seq(payload: Proto) -> int | None:

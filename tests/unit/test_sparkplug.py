@@ -75,6 +75,32 @@ def test_report_by_exception_carries_the_last_value_and_a_bad_metric_is_refused_
     assert refused == {1: Reason.NON_NUMERIC, 3: Reason.NON_NUMERIC}
 
 
+def _with_raw_name(payload: Payload, raw: bytes) -> bytes:
+    """`payload` serialised with one more metric whose name field holds `raw` (not UTF-8, so protobuf's
+    own API cannot write it) and a double value."""
+    name = bytes([0x0A, len(raw)]) + raw  # Metric field 1 (name), length-delimited
+    value = bytes([0x61]) + np.float64(5.0).tobytes()  # Metric field 12 (double_value), fixed64
+    metric = name + bytes([0x20, DataType.DOUBLE]) + value  # field 4 (datatype)
+    return payload.SerializeToString() + bytes([0x12, len(metric)]) + metric  # Payload field 2 (metrics)
+
+
+def test_a_metric_name_that_is_not_text_is_refused_and_the_rest_are_scored() -> None:
+    """proto2 hands a name that is not UTF-8 over as bytes (hypothesis found it: TypeError in the channel
+    lookup); in a birth such a metric is skipped, in data it is refused by index."""
+    state, node = _state(), SparkplugNode("plant", "gw1", {"pump": CHANNELS})
+    _take(state, node.topic("NBIRTH"), node.node_birth(NOW))
+    birth = Payload()
+    birth.ParseFromString(node.device_birth("pump", NOW, [1.0, 2.0, 3.0]))
+    _take(state, node.topic("DBIRTH", "pump"), _with_raw_name(birth, b"\xff\xfe"))
+    data = Payload(timestamp=int(NOW * 1000))
+    data.metrics.add(alias=2, double_value=7.5)
+    outcome = _take(state, node.topic("DDATA", "pump"), _with_raw_name(data, b"s\xff"))
+    assert outcome.decoded is not None
+    (reading,) = outcome.decoded.readings
+    np.testing.assert_array_equal(reading.values, [1.0, 7.5, 3.0])
+    assert [(r.index, r.error.reason) for r in outcome.decoded.refused] == [(1, Reason.BAD_PROTOBUF)]
+
+
 def test_data_without_a_birth_are_refused_and_ask_the_node_to_rebirth_once_per_interval() -> None:
     state, node = _state(rebirth_interval_s=10), SparkplugNode("plant", "gw2", {"fan": CHANNELS})
     data = node.device_data("fan", _rows(2))
