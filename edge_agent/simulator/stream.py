@@ -371,8 +371,8 @@ class DeviceStream:
             # over that many rows of windows first, output dropped, before any level or noise is drawn;
             # their candidates come from one generator call.
             self._shape_filter.run(first)
-            chunks = -(-(self._shape_filter.taps.shape[1] - 1 - len(first)) // len(first))
-            drawn = self._draw(chunks * CANDIDATES)
+            chunks = max(0, -(-(self._shape_filter.taps.shape[1] - 1 - len(first)) // len(first)))
+            drawn = self._draw(chunks * CANDIDATES) if chunks else np.zeros((0,), np.float32)
             for chunk in range(chunks):
                 self._shape_filter.run(
                     self._next_shapes(drawn[chunk * CANDIDATES : (chunk + 1) * CANDIDATES])
