@@ -158,20 +158,16 @@ def shape_filter(
     shapes kept them too and the streams spread 1.1x more inside a window.
     """
     length = _segment(real, streamed, window)
-    _, real_power = signal.welch(real.astype(np.float64), axis=0, nperseg=length)
-    _, streamed_power = signal.welch(streamed.astype(np.float64), axis=0, nperseg=length)
-    _, level_power = signal.welch(levels.astype(np.float64), axis=0, nperseg=length)
-    left = np.maximum(real_power - level_power, 0.0)
-    ratio = (left / np.maximum(streamed_power, 1e-12)).T  # [C, length // 2 + 1]
+    _, real_power = _power(real, length)
+    _, level_power = _power(levels, length)
+    ratio = np.maximum(real_power - level_power, 0.0) / np.maximum(_power(streamed, length)[1], 1e-12)
     gain = np.sqrt(np.clip(ratio, 0.0, 1.0))
     gain[:, 0] = 1.0
     if float(gain.min()) > 0.9:  # within 10% everywhere: not worth a filter
         return None
-    response = np.fft.irfft(gain, n=length, axis=1)  # zero-phase, centred on tap 0 (circular)
-    centred = np.roll(response, length // 2, axis=1)[:, 1:]  # odd length, centre tap in the middle
-    taps: npt.NDArray[np.float64] = centred * np.hanning(length + 1)[1:-1][None, :]
-    taps /= taps.sum(axis=1, keepdims=True)  # the level passes unchanged
-    return taps
+    taps = _fir_taps(gain, length)
+    normalised: npt.NDArray[np.float64] = taps / taps.sum(axis=1, keepdims=True)  # the level passes unchanged
+    return normalised
 
 
 def _mean_variance(levels: npt.NDArray[np.float64]) -> float:
@@ -325,23 +321,29 @@ def noise_fill(
     reading.
     """
     length = _segment(real, streamed, window)
-    frequencies, real_power = signal.welch(real.astype(np.float64), axis=0, nperseg=length)
-    _, streamed_power = signal.welch(streamed.astype(np.float64), axis=0, nperseg=length)
-    gap = np.maximum(real_power - streamed_power, 0.0).T  # [C, length // 2 + 1]
+    frequencies, real_power = _power(real, length)
+    gap = np.maximum(real_power - _power(streamed, length)[1], 0.0)
     gap[:, frequencies < 1.0 / window] = 0.0  # slower than a window: the level walk's
     gain = np.sqrt(gap / 2.0)  # unit white noise has a one-sided density of 2
     if float(gain.max()) == 0.0:
         return None
     # The taps' own taper smears a narrow gap over its neighbours and loses power: measure what the first
     # taps give and correct each frequency once.
-    taps = _fill_taps(gain, length)
+    taps = _fir_taps(gain, length)
     rng = np.random.default_rng(0)
     check = _FILL_CHECK * window
     noise = filter_rows(rng.standard_normal((check + taps.shape[1] - 1, len(gain))), taps)
-    _, achieved = signal.welch(noise, axis=0, nperseg=length)
-    achieved = achieved.T
+    _, achieved = _power(noise, length)
     gain *= np.sqrt(np.divide(gap, achieved, out=np.zeros_like(gap), where=achieved > 1e-12))
-    return _fill_taps(gain, length)
+    return _fir_taps(gain, length)
+
+
+def _power(
+    rows: npt.NDArray[np.floating], length: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(frequencies [F], Welch power [C, F]) of rows [n, C] in segments of `length` rows."""
+    frequencies, power = signal.welch(rows.astype(np.float64), axis=0, nperseg=length)
+    return frequencies, np.asarray(power, dtype=np.float64).T
 
 
 def _segment(real: npt.NDArray[np.float32], streamed: npt.NDArray[np.float32], window: int) -> int:
@@ -378,7 +380,7 @@ def noise_mixing(rows: npt.NDArray[np.float32], taps: npt.NDArray[np.float64]) -
 _FILL_CHECK = 512  # windows of filtered white noise the fill's power is checked on
 
 
-def _fill_taps(gain: npt.NDArray[np.float64], length: int) -> npt.NDArray[np.float64]:
+def _fir_taps(gain: npt.NDArray[np.float64], length: int) -> npt.NDArray[np.float64]:
     """Zero-phase FIR taps [C, length - 1] whose amplitude response is `gain` [C, length // 2 + 1]."""
     response = np.fft.irfft(gain, n=length, axis=1)
     centred = np.roll(response, length // 2, axis=1)[:, 1:]

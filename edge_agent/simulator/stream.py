@@ -218,13 +218,9 @@ class LevelWalk:
 
 
 def filter_rows(rows: npt.NDArray[np.float64], taps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Each channel of rows [..., T + K - 1, C] through its taps [C, K]: rows [..., T, C] ('valid' mode)."""
-    if rows.ndim == 2:  # one stream's chunk: numpy's convolution takes half einsum's time at 255 taps
-        channels = [np.convolve(rows[:, c], taps[c, ::-1], mode="valid") for c in range(taps.shape[0])]
-        convolved: npt.NDArray[np.float64] = np.stack(channels, axis=1)
-        return convolved
-    views = np.lib.stride_tricks.sliding_window_view(rows, taps.shape[1], axis=-2)  # [..., T, C, K]
-    filtered: npt.NDArray[np.float64] = np.einsum("...tck,ck->...tc", views, taps)
+    """Each channel of rows [T + K - 1, C] through its taps [C, K]: rows [T, C] ('valid' mode)."""
+    channels = [np.convolve(rows[:, c], taps[c, ::-1], mode="valid") for c in range(taps.shape[0])]
+    filtered: npt.NDArray[np.float64] = np.stack(channels, axis=1)
     return filtered
 
 
@@ -366,32 +362,20 @@ class DeviceStream:
         first = self._previous[: window - self.overlap]
         if self._shape_filter is not None and self._levels is not None:
             # The filter starts on a history of its first row repeated, so its first taps - 1 rows are a
-            # transient (with 255 taps, four windows; the demo's first window 1.4x as spread as later ones),
-            # and 100 short-lived clean devices drew 31 alerts in 5 device-hours on it. The filter is run
-            # over that many rows of windows first, output dropped, before any level or noise is drawn;
-            # their candidates come from one generator call.
-            self._shape_filter.run(first)
-            chunks = max(0, -(-(self._shape_filter.taps.shape[1] - 1 - len(first)) // len(first)))
-            drawn = self._draw(chunks * CANDIDATES) if chunks else np.zeros((0,), np.float32)
-            for chunk in range(chunks):
-                self._shape_filter.run(
-                    self._next_shapes(drawn[chunk * CANDIDATES : (chunk + 1) * CANDIDATES])
-                )
+            # transient (with 255 taps, four windows; the demo's first window up to 1.5x as spread as later
+            # ones), and 100 short-lived clean devices drew 31 alerts in 5 device-hours on it. The filter is
+            # run over that many rows of joined windows first, output dropped, before any level or noise.
+            primed = len(self._shape_filter.run(first))
+            while primed < self._shape_filter.taps.shape[1] - 1:
+                primed += len(self._shape_filter.run(self._next_shapes()))
             first = self._next_shapes()
         self._chunk = self._with_level(first)
         self._index = 0
 
-    def _draw(self, count: int) -> npt.NDArray[np.float32]:
-        """`count` generator windows [count, W, C] from truncated latent vectors, in one call."""
-        latent = self.truncation * self.rng.standard_normal((count, self.generator.latent_dim))
-        return self.generator.windows(latent.astype(np.float32))
-
-    def _pick(
-        self, previous: npt.NDArray[np.float32] | None, candidates: npt.NDArray[np.float32] | None = None
-    ) -> npt.NDArray[np.float32]:
-        """The candidate window (drawn here unless given) whose head best continues `previous`."""
-        if candidates is None:
-            candidates = self._draw(CANDIDATES)
+    def _pick(self, previous: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
+        shape = (CANDIDATES, self.generator.latent_dim)
+        latent = (self.truncation * self.rng.standard_normal(shape)).astype(np.float32)
+        candidates = self.generator.windows(latent)
         if previous is None:
             # The first window starts at the channel means (where the walk's level goes on top), as every
             # later one starts where the last ended. Taken as drawn, a `keep` generator's ramp between duty
@@ -405,10 +389,10 @@ class DeviceStream:
         chosen: npt.NDArray[np.float32] = candidates[best]
         return chosen
 
-    def _next_shapes(self, candidates: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+    def _next_shapes(self) -> npt.NDArray[np.float32]:
         """The next chunk of joined generator windows, before the filter, the level and the noise."""
         window, overlap = self.generator.window_len, self.overlap
-        current = self._pick(self._previous, candidates)
+        current = self._pick(self._previous)
         mean = self.generator.mean
         blended = mean + self._fade_out * (self._previous[-overlap:] - mean)
         blended = blended + self._fade_in * (current[:overlap] - mean)

@@ -196,19 +196,6 @@ def test_the_shape_filter_damps_what_the_generator_draws_too_strongly_and_nothin
     )  # the drawn-right channel keeps its noise
 
 
-def _filtered(windows: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Windows [n, W, C] through each channel's taps, same length (edges see the window's own ends)."""
-    half = taps.shape[1] // 2
-    return filter_rows(np.pad(windows, ((0, 0), (half, half), (0, 0)), mode="edge"), taps)
-
-
-def _band_power(windows: np.ndarray, band: slice) -> np.ndarray:
-    shapes = windows - windows.mean(axis=1, keepdims=True)
-    return (np.abs(np.fft.rfft(shapes * np.hanning(64)[None, :, None], axis=1)) ** 2)[:, band].mean(
-        axis=(0, 1)
-    )
-
-
 def test_the_stream_filter_joins_chunks_as_if_the_stream_were_one_array() -> None:
     rng = np.random.default_rng(9)
     taps = rng.uniform(0, 1, (3, 7))

@@ -137,9 +137,10 @@ def _closer_to_training_share(
 
     Why stretches: the held-out windows come from one short tail, and the same count of training windows
     drawn from four times the span covers more of the process (more phases of a slow cycle, more duty
-    points), so any faithful generator lies nearer to them. Fresh rows of the demo's own process read
-    0.559 (0.52-0.63) that way; from stretches, about 0.5, which is what the figure promises. Without a
-    span (windows alone), the training windows are subsampled from the whole training span as before.
+    points), so any faithful generator lies nearer to them: fresh rows of a slow-cycle process read 0.69
+    that way and 0.48 from stretches (tests/unit/test_synth_report.py). The demo's perfect generator reads
+    0.559 and 0.389: its inlet sine has the data's own phase, so its rows repeat the held-out tail's. Without
+    a span (windows alone), the training windows are subsampled from the whole training span.
     """
     stretches: list[npt.NDArray[np.int64]] = []
     if holdout_span is not None and holdout_span > 0:
