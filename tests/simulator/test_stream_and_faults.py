@@ -228,8 +228,8 @@ class _NoiseWindows:
 def test_a_stream_varies_from_its_first_row() -> None:
     """The shape filter starts on a history of one row repeated, so its first taps - 1 rows were a transient
     (here twice the later rows' step size; four windows with the 255 taps a 4,800-row fit gets, the demo's
-    first windows 1.4x as spread as later ones). The demo's short-lived clean devices alarmed on that start:
-    31 alerts in 5 device-hours of 100 devices x 180 s, none once those rows are dropped."""
+    first windows 1.2-1.5x as spread as later ones). The demo's short-lived clean devices alarmed on that
+    start: 31 alerts in 5 device-hours of 100 devices x 180 s, none once those rows are dropped."""
     window, channels = 64, 2
     taps = np.tile(np.hanning(257)[1:-1] / np.hanning(257)[1:-1].sum(), (channels, 1))  # a low-pass, 255 taps
     process = LevelProcess(
