@@ -7,6 +7,7 @@ sha256; anything that does not match is refused with a message that says what an
 
 from __future__ import annotations
 
+import cmath
 import hashlib
 import json
 import logging
@@ -87,6 +88,42 @@ class FloorMap(_Strict):
         return self
 
 
+class SmoothChannel(_Strict):
+    """One channel whose level the walk moves as a second-order process (an AR(2) at the walk's step),
+    matched to the levels' autocorrelation at one and two lags: a slow smooth cycle (a daily temperature)
+    keeps its slope from one step to the next, where an AR(1) turns at random every step."""
+
+    channel: int = Field(ge=0, description="index in `channels`")
+    autocorrelation: list[float] = Field(
+        min_length=2,
+        max_length=2,
+        description="the level's autocorrelation lag_rows and 2 x lag_rows on, as measured (uncapped)",
+    )
+
+    @model_validator(mode="after")
+    def _a_stationary_second_order_process(self) -> SmoothChannel:
+        """Autocorrelations an AR(2) with both roots inside the unit circle and none negative can hold: the
+        simulator raises them to fractional powers for its own step without further checks."""
+        if second_order_roots(*self.autocorrelation) is None:
+            raise ValueError(f"autocorrelation {self.autocorrelation}: no stationary smooth AR(2) has it")
+        return self
+
+
+def second_order_roots(lag_one: float, lag_two: float) -> tuple[complex, complex] | None:
+    """The roots (per lag) of the AR(2) whose autocorrelation is `lag_one` and `lag_two` one and two lags
+    on (Yule-Walker), or None where no stationary AR(2) has them or a root is negative (an AR(2) that flips
+    sign each step, which no finer step can take)."""
+    if not (math.isfinite(lag_one) and math.isfinite(lag_two)) or not -1 < lag_one < 1:
+        return None
+    a1 = lag_one * (1 - lag_two) / (1 - lag_one**2)
+    a2 = (lag_two - lag_one**2) / (1 - lag_one**2)
+    root = cmath.sqrt(a1 * a1 + 4 * a2)
+    roots = ((a1 + root) / 2, (a1 - root) / 2)
+    if any(abs(z) >= 1 or (abs(z.imag) < 1e-12 and z.real <= 0) for z in roots):
+        return None
+    return roots
+
+
 class LevelProcess(_Strict):
     """How window levels wander in the training data: the simulator's levels.
 
@@ -141,6 +178,11 @@ class LevelProcess(_Strict):
         "levels and noise: they damp the frequencies the generator draws with more power than the training "
         "windows hold (absent in older bundles: no filter)",
     )
+    smooth_channels: list[SmoothChannel] | None = Field(
+        None,
+        description="channels whose level the walk moves as a second-order process, each with the two "
+        "autocorrelations it is matched to (absent: every channel an AR(1), as older bundles)",
+    )
     regimes: list[LevelRegime] | None = Field(
         None,
         description="the levels as a mixture of operating points, where the training data show more than one "
@@ -165,6 +207,9 @@ class LevelProcess(_Strict):
                 raise ValueError("each row of regime_transition must be a probability distribution")
         self._floor_maps_agree()
         self._noise_mixing_agrees()
+        smooth = [entry.channel for entry in self.smooth_channels or []]
+        if any(channel >= len(self.mean) for channel in smooth) or len(set(smooth)) != len(smooth):
+            raise ValueError(f"smooth_channels: channels must be distinct and below {len(self.mean)}")
         return self
 
     def _noise_mixing_agrees(self) -> None:

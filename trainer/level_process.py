@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal, stats
 
-from edge_agent.bundle import FloorMap, LevelProcess, LevelRegime
+from edge_agent.bundle import FloorMap, LevelProcess, LevelRegime, SmoothChannel, second_order_roots
 from edge_agent.simulator.stream import (
     DeviceStream,
     LevelWalk,
@@ -57,6 +57,7 @@ def measure_level_process(
     regimes, transition = fit_regimes(levels, lag_rows)
     autocorrelation = _autocorrelation(levels, lag_rows, mean)
     cap = decorrelation_cap(levels, lag_rows, autocorrelation)
+    smooth = smooth_channels(levels, lag_rows, mean, cap)
     if regimes is not None:
         regimes = [
             regime.model_copy(update={"autocorrelation": np.minimum(regime.autocorrelation, cap).tolist()})
@@ -70,6 +71,7 @@ def measure_level_process(
         max_rate=level_rate(levels).tolist(),
         regimes=regimes,
         regime_transition=transition,
+        smooth_channels=smooth,
     )
     if source is None:
         return walk
@@ -240,6 +242,29 @@ def decorrelation_cap(
         if len(below):
             cap[channel] = np.exp(-lag_rows / (lag_rows + int(below[0])))
     return cap
+
+
+def smooth_channels(
+    levels: npt.NDArray[np.float64],
+    lag_rows: int,
+    centre: npt.NDArray[np.float64],
+    cap: npt.NDArray[np.float64],
+) -> list[SmoothChannel] | None:
+    """The capped channels (slow and smooth, `decorrelation_cap`) whose levels' autocorrelations one and
+    two lags on a stationary AR(2) holds: the walk moves them as one, so they keep their slope from one
+    step to the next. The cap alone brought such a channel's spread right but left an AR(1) that turns at
+    random every step; the other channels stay AR(1)s, since their moves are the regimes'."""
+    capped = np.flatnonzero(cap < 1)
+    if not len(capped):
+        return None
+    one = _autocorrelation(levels, lag_rows, centre)
+    two = _autocorrelation(levels, 2 * lag_rows, centre)
+    entries = [
+        SmoothChannel(channel=int(channel), autocorrelation=[float(one[channel]), float(two[channel])])
+        for channel in capped
+        if second_order_roots(float(one[channel]), float(two[channel])) is not None
+    ]
+    return entries or None
 
 
 def _regime_count(points: npt.NDArray[np.float64], ridge: float, seed: int) -> int:

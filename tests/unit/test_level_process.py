@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from scipy import signal
 
-from edge_agent.bundle import FloorMap, LevelProcess
+from edge_agent.bundle import FloorMap, LevelProcess, SmoothChannel
 from edge_agent.simulator.stream import ColouredNoise, FloorMapping, LevelWalk, ShapeFilter, filter_rows
 from trainer.level_process import (
     fit_regimes,
@@ -302,12 +302,12 @@ def test_strongly_skewed_channels_are_mapped_and_near_symmetric_ones_are_not() -
     assert abs(float(np.quantile(out[:, 0], 0.99)) - float(np.quantile(real[:, 0], 0.99))) < 0.2
 
 
-def test_a_smooth_slow_channel_is_walked_over_its_spread_in_a_stream_as_long_as_the_data() -> None:
-    """A sine of 3,600 rows over 4,800 (the demo's inlet temperature) is 0.994 correlated 64 rows on, and
-    an AR(1) matched there alone holds one stream near where it started; capped by when the data
-    decorrelate (about 700 rows), the walk spreads wider. An AR(1) channel beside it keeps its own
-    persistence. (The rate limit, which holds the level to the sine's own steepest slope, keeps either walk
-    short of the full spread: 0.52 and 0.39 of it here.)"""
+def test_a_smooth_slow_channel_keeps_its_slope_and_spreads_like_the_data() -> None:
+    """A sine of 3,600 rows over 4,800 (the demo's inlet temperature) is 0.994 correlated 64 rows on. An
+    AR(1) matched there held a stream near where it started; capped (by when the data decorrelate) it
+    spread wider but turned at random every step. Walked as an AR(2) matched at one and two lags, it keeps
+    its slope from one step to the next and spreads over most of the data's spread. An AR(1) channel beside
+    it stays an AR(1) with its own persistence."""
     rng = np.random.default_rng(8)
     rows = 4800
     sine = 1.4 * np.sin(2 * np.pi * np.arange(rows) / 3600)
@@ -317,19 +317,35 @@ def test_a_smooth_slow_channel_is_walked_over_its_spread_in_a_stream_as_long_as_
     levels = np.stack([sine, ar], axis=1).astype(np.float32)
     process = measure_level_process(levels[:, None, :], _identity(2), lag_rows=64)
     assert abs(process.autocorrelation[1] - 0.99**64) < 0.1, process.autocorrelation
-    uncapped = process.model_copy(update={"autocorrelation": [0.994, process.autocorrelation[1]]})
+    assert [entry.channel for entry in process.smooth_channels or []] == [0], process.smooth_channels
+    capped_ar1 = process.model_copy(update={"smooth_channels": None})
 
-    def stream_spread(walked: LevelProcess) -> float:
-        spreads = []
+    def spread_and_turns(walked: LevelProcess) -> tuple[float, float]:
+        """Mean over streams of the sine channel's spread, and of the correlation of one chunk's level
+        change with the next's (1: the slope carries on; about 0.5 or less: it turns at random)."""
+        spreads, turns = [], []
         for seed in range(8):
             walk = LevelWalk(walked, np.ones(2, dtype=np.float32), np.random.default_rng(seed))
-            path = np.concatenate([walk.ramp(43) for _ in range(rows // 43)])
-            spreads.append(path[:, 0].std())
-        return float(np.mean(spreads))
+            path = np.concatenate([walk.ramp(43) for _ in range(rows // 43)])[:, 0]
+            changes = np.diff(path[42::43])
+            spreads.append(path.std())
+            turns.append(np.corrcoef(changes[:-1], changes[1:])[0, 1])
+        return float(np.mean(spreads)), float(np.mean(turns))
 
-    assert process.autocorrelation[0] < 0.93, process.autocorrelation
-    capped, held = stream_spread(process), stream_spread(uncapped)
-    assert capped > 1.2 * held, (capped, held)
+    smooth_spread, smooth_turns = spread_and_turns(process)
+    ar1_spread, ar1_turns = spread_and_turns(capped_ar1)
+    assert smooth_turns > 0.9 > 0.7 > ar1_turns, (smooth_turns, ar1_turns)
+    assert smooth_spread > 0.7 * sine.std(), (smooth_spread, sine.std())
+    assert smooth_spread > 1.2 * ar1_spread, (smooth_spread, ar1_spread)
+
+
+def test_autocorrelations_no_smooth_ar2_holds_are_refused() -> None:
+    """The bundle refuses a smooth channel whose autocorrelations would make the walk flip sign every step
+    or grow without bound, and takes one a stationary smooth AR(2) holds."""
+    assert SmoothChannel(channel=0, autocorrelation=[0.994, 0.977]).channel == 0
+    for bad in ([0.5, 0.9], [0.9, 0.999], [1.0, 0.9], [float("nan"), 0.5]):
+        with pytest.raises(ValidationError, match="no stationary smooth AR"):
+            SmoothChannel(channel=0, autocorrelation=bad)
 
 
 def test_mixed_fill_keeps_each_channels_own_spectrum() -> None:
