@@ -1,7 +1,7 @@
 """Synthetic data quality and privacy over several seeds, beside what a perfect generator scores.
 
 Usage: python -m benchmarks.synth_quality [--bundle runs/demo/bundle] [--data runs/demo/pump_normal.csv]
-       [--seeds 3] [--rows 6000] [--pump-reference]
+       [--seeds 3] [--rows 6000] [--truncation 0.7] [--pump-reference]
 Each seed draws `rows` rows with `edge-trainer synth`'s code and scores them with its report (figures against
 the training rows and the held-out tail). With `--pump-reference` (the demo's data), fresh rows of the very
 process the data came from (`make_pump_series`, other seeds) are scored the same way: a perfect generator,
@@ -17,6 +17,7 @@ import numpy as np
 
 from benchmarks.environment import write_result
 from edge_agent.bundle import BundleManifest, load_bundle
+from edge_agent.simulator.stream import TRUNCATION
 from trainer.config import TrainConfig
 from trainer.demo.pump_data import make_pump_series
 from trainer.synthetic.generate import synthesize
@@ -79,12 +80,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument(
+        "--truncation", type=float, default=TRUNCATION, help="latent sd, as `edge-trainer synth --truncation`"
+    )
+    parser.add_argument(
         "--pump-reference", action="store_true", help="add fresh pump rows (a perfect generator)"
     )
     args = parser.parse_args()
     manifest = load_bundle(args.bundle).manifest
     train, holdout = split_like_the_fit(args.data, list(manifest.channels), TrainConfig())
-    sources = {"generator": lambda seed: synthesize(args.bundle, args.rows, seed)[2]}
+    sources = {"generator": lambda seed: synthesize(args.bundle, args.rows, seed, args.truncation)[2]}
     if args.pump_reference:
         sources["fresh pump rows (perfect generator)"] = lambda seed: make_pump_series(
             args.rows, seed=100 + seed
@@ -104,6 +108,7 @@ def main() -> None:
             "bundle": str(args.bundle),
             "data": str(args.data),
             "rows": args.rows,
+            "truncation": args.truncation,
             "seeds": args.seeds,
             **results,
         },

@@ -249,6 +249,24 @@ def test_floor_channels_are_mapped_onto_their_floor_and_bursts_and_other_channel
     np.testing.assert_array_equal(out[:, 2], drawn[:, 2])
 
 
+def test_a_floor_channel_that_rarely_leaves_its_floor_leaves_it_about_as_rarely_in_the_stream() -> None:
+    """A channel off its floor in 0.03% of training rows (like SMD machine-2-1's channel 16) must not be off it
+    in 0.1% of the stream's: the map's last step used to span the top 0.1% of the stream, so all of those
+    rows were sent somewhere between the floor and the largest burst."""
+    rng = np.random.default_rng(12)
+    rows = 40_000
+    real = np.where(rng.random(rows) < 0.9998, 0.0, 1.0)[:, None].astype(np.float32)
+    share = float(np.mean(real != 0))
+    assert 0 < share < 0.0005
+    streamed = rng.normal(0, 1, (51_200, 1)).astype(np.float32)  # as many rows as the fit reads the map on
+    mapping = FloorMapping(
+        floor_maps(real, streamed, [0]), mean=np.zeros(1, np.float32), scale=np.ones(1, np.float32)
+    )
+    out = mapping.apply(rng.normal(0, 1, (200_000, 1)).astype(np.float32))
+    off_floor = float(np.mean(out[:, 0] != 0))
+    assert off_floor < 2 * share, (off_floor, share)  # 1.25x here; 3.2x with the steps ending at 0.999
+
+
 def test_a_tampered_floor_map_or_noise_mixing_is_refused() -> None:
     good = FloorMap(channel=0, source=[-1.0, 0.0, 1.0], target=[0.0, 0.0, 2.0])
     with pytest.raises(ValidationError, match="rise"):
