@@ -286,6 +286,43 @@ def _regime_count(points: npt.NDArray[np.float64], ridge: float, seed: int) -> i
     return 1 + next(i for i, score in enumerate(scores) if score >= best - _REGIME_TOLERANCE)
 
 
+def _without_passing(labels: npt.NDArray[np.int64], shortest: int) -> npt.NDArray[np.int64]:
+    """The labels with stays shorter than `shortest` that lie between stays of two other regimes (A, then
+    short ones, then C) relabelled as passing through: the first half of that stretch as A, the rest as C.
+    Short stays that return to where they came from (A, B, A) are visits, and are kept."""
+    edges = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(labels)]])
+    held = [i for i in range(len(starts)) if ends[i] - starts[i] >= shortest or i in (0, len(starts) - 1)]
+    out = labels.copy()
+    for before, after in zip(held, held[1:], strict=False):
+        if after - before > 1 and labels[starts[before]] != labels[starts[after]]:
+            span_start, span_end = ends[before], starts[after]
+            middle = (span_start + span_end) // 2
+            out[span_start:middle], out[middle:span_end] = labels[starts[before]], labels[starts[after]]
+    return out
+
+
+def _transitions(labels: npt.NDArray[np.int64], count: int, lag_rows: int) -> list[list[float]]:
+    """The regime transition matrix over `lag_rows`, from the labels `lag_rows` apart once stays that only
+    pass through are taken off (`_without_passing`).
+
+    Why: levels on their way from one duty point to another pass through the regime between them (the
+    demo's pump moves 1,200 -> 1,700 rpm through the 1,450 regime's windows), so the matrix held no direct
+    move, and the walk stopped halfway, in a regime it should only pass. A window's level passes through
+    for about a window plus the move's own length (104 rows there), so a stay shorter than two windows
+    between two other regimes is passing through."""
+    counts, direct = np.zeros((count, count)), np.zeros((count, count))
+    passed = _without_passing(labels, 2 * lag_rows)
+    np.add.at(counts, (passed[:-lag_rows], passed[lag_rows:]), 1.0)
+    np.add.at(direct, (labels[:-lag_rows], labels[lag_rows:]), 1.0)
+    unseen = counts.sum(axis=1) == 0  # a regime only ever passed through keeps the rows it had
+    counts[unseen] = direct[unseen]
+    counts += np.eye(count) * 1e-3  # a regime seen only at the end still has a row: it stays
+    transition: list[list[float]] = (counts / counts.sum(axis=1, keepdims=True)).tolist()
+    return transition
+
+
 def fit_regimes(
     levels: npt.NDArray[np.float64], lag_rows: int, seed: int = 0
 ) -> tuple[list[LevelRegime] | None, list[list[float]] | None]:
@@ -308,10 +345,7 @@ def fit_regimes(
     if count == 1:
         return None, None
     reference_variance = _mean_variance(levels)
-    counts = np.zeros((count, count))
-    np.add.at(counts, (labels[:-lag_rows], labels[lag_rows:]), 1.0)
-    counts += np.eye(count) * 1e-3  # a regime seen only at the end still has a row: it stays
-    transition = counts / counts.sum(axis=1, keepdims=True)
+    transition = _transitions(labels, count, lag_rows)
     regimes = []
     for regime in range(count):
         members = levels[labels == regime]
@@ -325,7 +359,7 @@ def fit_regimes(
                 autocorrelation=_autocorrelation(levels, lag_rows, centre, staying).tolist(),
             )
         )
-    return regimes, transition.tolist()
+    return regimes, transition
 
 
 def noise_fill(

@@ -101,6 +101,30 @@ def test_duty_points_are_fitted_as_regimes_that_hold_as_long_as_the_data_did() -
     assert np.all(np.abs(stay - expected_stay) < 0.08), stay
 
 
+def test_a_move_between_the_outer_duty_points_is_a_direct_move_not_a_stay_halfway() -> None:
+    """Window levels of a pump that ramps straight from its lowest duty point to its highest pass through
+    the middle one's levels for about a window plus the ramp; the regime chain must move straight across,
+    as the data did (about half the moves from an outer point here), not through a stay in the middle."""
+    rng = np.random.default_rng(3)
+    rows, dwell = 12_000, 400
+    state, steps = 0, []
+    for _ in range(rows + 103):
+        if rng.random() < 1 / dwell:
+            state = int(rng.choice([s for s in range(3) if s != state]))
+        steps.append((-1.5, 0.0, 1.5)[state])
+    ramped = np.convolve(steps, np.ones(40) / 40, mode="valid")  # 40-row ramps
+    levels = np.convolve(ramped, np.ones(64) / 64, mode="valid")[:, None]  # 64-row window levels
+    levels = levels + rng.normal(0, 0.02, levels.shape)
+    regimes, transition = fit_regimes(levels, lag_rows=64)
+    assert regimes is not None and transition is not None
+    means = [regime.mean[0] for regime in regimes]
+    low, high, middle = int(np.argmin(means)), int(np.argmax(means)), int(np.argmin(np.abs(means)))
+    matrix = np.asarray(transition)
+    outer_moves = matrix[low, high] + matrix[high, low]
+    outer_to_middle = matrix[low, middle] + matrix[high, middle]
+    assert outer_moves > 0.4 * outer_to_middle, (np.round(means, 2), matrix.round(3))
+
+
 def test_one_cloud_of_levels_is_one_regime() -> None:
     rng = np.random.default_rng(3)
     assert fit_regimes(rng.normal(0, 1, (6000, 2)), lag_rows=64) == (None, None)
