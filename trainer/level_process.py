@@ -147,7 +147,8 @@ def shape_filter(
     """Per channel, odd-length FIR taps [C, taps] that damp the frequencies where the streamed rows [n, C]
     (the generator's windows joined by the simulator, no level walk) hold more power than the real rows
     leave them once the walk's levels [n, C] have theirs (gain sqrt((real - levels) / streamed), never
-    above 1, 1 at zero frequency); None when no channel needs damping.
+    above 1, 1 at zero frequency), for the rows' deviations from the channel means; None when no channel
+    needs damping.
 
     Why: a GAN spreads its errors as wiggles of similar size on every channel, which on a smooth channel (a
     bearing temperature behind a thermal lag) is a hundred times the real power between 0.03 and 0.5 cycles
@@ -167,9 +168,7 @@ def shape_filter(
     gain[:, 0] = 1.0
     if float(gain.min()) > 0.9:  # within 10% everywhere: not worth a filter
         return None
-    taps = _fir_taps(gain, length)
-    normalised: npt.NDArray[np.float64] = taps / taps.sum(axis=1, keepdims=True)  # the level passes unchanged
-    return normalised
+    return _fir_taps(gain, length)  # on deviations from the means (`ShapeFilter`): no gain to rescale
 
 
 def _mean_variance(levels: npt.NDArray[np.float64]) -> float:

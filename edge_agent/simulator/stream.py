@@ -284,21 +284,28 @@ def filter_rows(rows: npt.NDArray[np.float64], taps: npt.NDArray[np.float64]) ->
 
 
 class ShapeFilter:
-    """Per-channel FIR taps [C, K] run over an endless stream chunk by chunk: each chunk is filtered with
-    the K - 1 rows before it, so chunk joins are filtered like any other rows (at a fixed delay of K // 2)."""
+    """Per-channel FIR taps [C, K] run over an endless stream chunk by chunk, on the rows' deviations from
+    `centre` (the channel means; zero by default): each chunk is filtered with the K - 1 rows before it, so
+    chunk joins are filtered like any other rows (at a fixed delay of K // 2).
 
-    def __init__(self, taps: npt.NDArray[np.float64]) -> None:
+    Why deviations: the means then pass whatever the taps' gain at zero frequency. Older bundles' taps were
+    scaled to a gain of exactly 1 there, which where a channel's filter passed its highest frequencies and
+    cut the rest (the demo's inlet temperature) doubled those frequencies' amplitude."""
+
+    def __init__(self, taps: npt.NDArray[np.float64], centre: npt.NDArray[np.float32] | None = None) -> None:
         self.taps = taps
+        self.centre = np.zeros(taps.shape[0]) if centre is None else centre.astype(np.float64)
         self._history: npt.NDArray[np.float64] | None = None
 
     def run(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """The filtered chunk, same shape."""
         width = self.taps.shape[1]
+        deviations = chunk.astype(np.float64) - self.centre
         if self._history is None:
-            self._history = np.repeat(chunk[:1].astype(np.float64), width - 1, axis=0)
-        stream = np.concatenate([self._history, chunk.astype(np.float64)])
+            self._history = np.repeat(deviations[:1], width - 1, axis=0)
+        stream = np.concatenate([self._history, deviations])
         self._history = stream[len(stream) - (width - 1) :]
-        return filter_rows(stream, self.taps).astype(np.float32)
+        return (filter_rows(stream, self.taps) + self.centre).astype(np.float32)
 
 
 class ColouredNoise:
@@ -416,7 +423,9 @@ class DeviceStream:
         floors = None if process is None else process.floor_maps
         self._floors = None if not floors else FloorMapping(floors, generator.mean, generator.scale)
         taps = None if process is None else process.shape_filter
-        self._shape_filter = None if taps is None else ShapeFilter(np.asarray(taps, dtype=np.float64))
+        self._shape_filter = (
+            None if taps is None else ShapeFilter(np.asarray(taps, dtype=np.float64), generator.mean)
+        )
         self._previous = self._pick(None)
         first = self._previous[: window - self.overlap]
         if self._shape_filter is not None and self._levels is not None:
