@@ -293,7 +293,7 @@ def _without_passing(labels: npt.NDArray[np.int64], shortest: int) -> npt.NDArra
     starts = np.concatenate([[0], edges])
     ends = np.concatenate([edges, [len(labels)]])
     held = [i for i in range(len(starts)) if ends[i] - starts[i] >= shortest or i in (0, len(starts) - 1)]
-    out = labels.copy()
+    out: npt.NDArray[np.int64] = labels.copy()
     for before, after in zip(held, held[1:], strict=False):
         if after - before > 1 and labels[starts[before]] != labels[starts[after]]:
             span_start, span_end = ends[before], starts[after]

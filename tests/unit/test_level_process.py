@@ -301,9 +301,9 @@ def test_floor_channels_are_mapped_onto_their_floor_and_bursts_and_other_channel
 
 
 def test_a_floor_channel_that_rarely_leaves_its_floor_leaves_it_about_as_rarely_in_the_stream() -> None:
-    """A channel off its floor in 0.03% of training rows (like SMD machine-2-1's channel 16) must not be off it
-    in 0.1% of the stream's: the map's last step used to span the top 0.1% of the stream, so all of those
-    rows were sent somewhere between the floor and the largest burst."""
+    """A channel off its floor in 0.03% of training rows (like SMD machine-2-1's channel 16) must not be
+    off it in 0.1% of the stream's: the map's last step used to span the top 0.1% of the stream, so all of
+    those rows were sent somewhere between the floor and the largest burst."""
     rng = np.random.default_rng(12)
     rows = 40_000
     real = np.where(rng.random(rows) < 0.9998, 0.0, 1.0)[:, None].astype(np.float32)
