@@ -449,8 +449,8 @@ def _fir_taps(gain: npt.NDArray[np.float64], length: int) -> npt.NDArray[np.floa
 FLOOR_SHARE = 0.5  # a channel on one value in at least this share of training rows is a floor channel
 # Tails get finer steps: the top percent of a floor channel is where its bursts live, and a channel that
 # leaves its floor in fewer rows than the last step holds was given bursts in all of that step's rows (SMD
-# machine-2-1's channel 16: 0.02% of training rows off its floor, 0.13% of the synthetic ones, when the
-# steps ended at 0.999). The streams the maps are read from hold 51,200 rows, five above 0.9999.
+# machine-2-1's channel 16: 0.02% of training rows off its floor, 0.10% of the synthetic ones, when the
+# steps ended at 0.999; 0.07% now). The streams the maps are read from hold 51,200 rows, five above 0.9999.
 _TAIL = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005]
 FLOOR_LEVELS = np.concatenate([[0.0], _TAIL, np.linspace(0.01, 0.99, 99), 1 - np.asarray(_TAIL[::-1]), [1.0]])
 
