@@ -76,70 +76,20 @@ def measure_level_process(
     if source is None:
         return walk
     window = source.window_len
+    taps = shape_filter(normalised[:, 0, :], stream_rows(source, None), walk_rows(walk, window), window)
+    if taps is not None:
+        walk = walk.model_copy(update={"shape_filter": taps.tolist()})
+    noise_taps = noise_fill(normalised[:, 0, :], stream_rows(source, walk), window)
+    if noise_taps is not None:
+        mixing = noise_mixing(normalised[:, 0, :], noise_taps)
+        walk = walk.model_copy(update={"noise_filter": noise_taps.tolist(), "noise_mixing": mixing.tolist()})
     rows = normalised[:, 0, :]
-    taps = shape_filter(rows, stream_rows(source, None), walk_rows(walk, window), window)
-    walk = shape_share(rows, source, walk, taps)
     floors = floor_channels(rows)
     if not floors and not np.any(np.abs(_skewness(rows)) >= SKEW_GAP):
         return walk
     streamed = np.concatenate([stream_rows(source, walk, seed) for seed in range(FLOOR_STREAMS)])
     mapped = sorted(set(floors) | set(skewed_channels(rows, streamed)))
     return walk.model_copy(update={"floor_maps": floor_maps(rows, streamed, mapped)})
-
-
-SHAPE_SHARES = (1.0, 0.7, 0.5, 0.35, 0.25)  # the shapes' amplitude, largest first
-ENERGY_SPREAD_TOLERANCE = 1.25  # streams' window energies may spread this much more than the training's
-
-
-def _with_fill(rows: npt.NDArray[np.float32], source: DrawnWindows, walk: LevelProcess) -> LevelProcess:
-    """`walk` with the noise that fills what its streams lack (`noise_fill`), mixed as the rows' steps."""
-    noise_taps = noise_fill(rows, stream_rows(source, walk), source.window_len)
-    if noise_taps is None:
-        return walk
-    mixing = noise_mixing(rows, noise_taps)
-    return walk.model_copy(update={"noise_filter": noise_taps.tolist(), "noise_mixing": mixing.tolist()})
-
-
-def energy_spread(rows: npt.NDArray[np.float32], window: int) -> float:
-    """How much windows' energy (squared deviations from their own mean, all channels) varies: its
-    coefficient of variation over windows every eighth of a window."""
-    starts = np.arange(0, len(rows) - window + 1, max(1, window // 8))
-    windows = np.stack([rows[start : start + window] for start in starts]).astype(np.float64)
-    energy = ((windows - windows.mean(axis=1, keepdims=True)) ** 2).sum(axis=(1, 2))
-    return float(energy.std() / max(float(energy.mean()), 1e-12))
-
-
-def shape_share(
-    rows: npt.NDArray[np.float32],
-    source: DrawnWindows,
-    walk: LevelProcess,
-    taps: npt.NDArray[np.float64] | None,
-) -> LevelProcess:
-    """`walk` with the shape filter `taps` and the fill, the shapes scaled down (the taps times a share,
-    the fill measured again) where the streams' windows vary in energy more than ENERGY_SPREAD_TOLERANCE
-    times the training windows do: the largest of SHAPE_SHARES that brings them within it, else the one
-    that comes nearest.
-
-    Why: a generator's windows can differ in loudness far more than the data's. TEP's training windows,
-    mostly noise, vary in energy by 6%; the generator's shapes by 30%, and streams by 17-19%. The quiet
-    ones sit nearer to every training window, so 6% of synthetic windows read as near-copies of training
-    windows (0% of held-out ones). With the shapes at half their amplitude and the fill (stationary
-    noise, even in energy) making up the power, 0.2%. The demo's and SMD's streams vary less than their
-    training windows (duty changes, bursts) and keep their shapes whole."""
-    window = source.window_len
-    limit = ENERGY_SPREAD_TOLERANCE * energy_spread(rows, window)
-    identity = np.ones((rows.shape[1], 1))
-    nearest, nearest_spread = walk, np.inf
-    for share in SHAPE_SHARES:
-        scaled = (identity if taps is None else taps) * share
-        filtered = None if taps is None and share == 1.0 else scaled.tolist()
-        candidate = _with_fill(rows, source, walk.model_copy(update={"shape_filter": filtered}))
-        spread = energy_spread(stream_rows(source, candidate), window)
-        if spread <= limit:
-            return candidate
-        if spread < nearest_spread:
-            nearest, nearest_spread = candidate, spread
-    return nearest
 
 
 @dataclass

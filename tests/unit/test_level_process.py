@@ -11,9 +11,6 @@ from scipy import signal
 from edge_agent.bundle import FloorMap, LevelProcess, SmoothChannel
 from edge_agent.simulator.stream import ColouredNoise, FloorMapping, LevelWalk, ShapeFilter, filter_rows
 from trainer.level_process import (
-    ENERGY_SPREAD_TOLERANCE,
-    DrawnWindows,
-    energy_spread,
     fit_regimes,
     floor_channels,
     floor_maps,
@@ -22,7 +19,6 @@ from trainer.level_process import (
     noise_mixing,
     shape_filter,
     skewed_channels,
-    stream_rows,
 )
 from trainer.windows import Normaliser
 
@@ -73,42 +69,6 @@ def test_noise_fill_restores_the_spread_and_the_roughness_the_generator_lacks() 
     step_gap = np.diff(real, axis=0).var(axis=0) - np.diff(smooth, axis=0).var(axis=0)
     white_only = smooth + rng.normal(0, np.sqrt(np.maximum(step_gap, 0) / 2), smooth.shape)
     assert _window_spread(white_only)[0] < 0.97 * _window_spread(real)[0]
-
-
-def _noise_source(loudness: float, channels: int, window: int) -> DrawnWindows:
-    """A generator of white-noise windows whose amplitude varies from window to window by `loudness` (the
-    sd of its log), at about half the data's power."""
-    rng = np.random.default_rng(21)
-
-    def draw(latent: np.ndarray) -> np.ndarray:
-        amplitude = 0.6 * np.exp(loudness * latent[:, :1, None])
-        return (amplitude * rng.normal(0, 1, (len(latent), window, channels))).astype(np.float32)
-
-    zeros, ones = np.zeros(channels, np.float32), np.ones(channels, np.float32)
-    return DrawnWindows(
-        draw=draw, latent_dim=4, window_len=window, mean=zeros, scale=ones, strip_levels=False
-    )
-
-
-def test_shapes_that_vary_in_loudness_more_than_the_data_are_scaled_down_and_the_fill_makes_up() -> None:
-    """Real rows of white noise vary little in energy from window to window; a generator whose windows are
-    loud or quiet at random makes streams that vary far more (TEP's near-copies came from its quiet
-    windows). The shapes are scaled down until the filled streams vary about as little as the data, and a
-    generator as even as the data keeps its shapes whole."""
-    rng = np.random.default_rng(20)
-    window, channels = 32, 6
-    rows = rng.normal(0, 1, (3000, channels)).astype(np.float32)
-    train = np.lib.stride_tricks.sliding_window_view(rows, window, axis=0).transpose(0, 2, 1)
-    real_spread = energy_spread(rows, window)
-    loud = measure_level_process(train, _identity(channels), window, _noise_source(0.8, channels, window))
-    assert loud.shape_filter is not None
-    assert np.asarray(loud.shape_filter).sum(axis=1).max() < 0.75  # a share below the shapes' full size
-    streamed = stream_rows(_noise_source(0.8, channels, window), loud)
-    assert energy_spread(streamed, window) <= ENERGY_SPREAD_TOLERANCE * real_spread
-    even = measure_level_process(train, _identity(channels), window, _noise_source(0.0, channels, window))
-    # whole shapes: no filter, or the filter as designed (its taps sum to 0.88-1 here; a share of 0.7 or
-    # less would bring every channel to 0.7 or below)
-    assert even.shape_filter is None or np.asarray(even.shape_filter).sum(axis=1).min() > 0.8
 
 
 def test_a_generator_rougher_than_the_data_gets_no_noise() -> None:
