@@ -57,7 +57,7 @@ def measure_level_process(
     regimes, transition = fit_regimes(levels, lag_rows)
     autocorrelation = _autocorrelation(levels, lag_rows, mean)
     cap = decorrelation_cap(levels, lag_rows, autocorrelation)
-    smooth = smooth_channels(levels, lag_rows, mean, cap)
+    smooth = smooth_channels(levels, lag_rows, mean, autocorrelation, cap)
     if regimes is not None:
         regimes = [
             regime.model_copy(update={"autocorrelation": np.minimum(regime.autocorrelation, cap).tolist()})
@@ -147,8 +147,8 @@ def shape_filter(
     """Per channel, odd-length FIR taps [C, taps] that damp the frequencies where the streamed rows [n, C]
     (the generator's windows joined by the simulator, no level walk) hold more power than the real rows
     leave them once the walk's levels [n, C] have theirs (gain sqrt((real - levels) / streamed), never
-    above 1, 1 at zero frequency), for the rows' deviations from the channel means; None when no channel
-    needs damping.
+    above 1, designed 1 at zero frequency) for the rows' deviations from the channel means (`ShapeFilter`),
+    so the taps are not rescaled to pass the means; None when no channel needs damping.
 
     Why: a GAN spreads its errors as wiggles of similar size on every channel, which on a smooth channel (a
     bearing temperature behind a thermal lag) is a hundred times the real power between 0.03 and 0.5 cycles
@@ -247,16 +247,17 @@ def smooth_channels(
     levels: npt.NDArray[np.float64],
     lag_rows: int,
     centre: npt.NDArray[np.float64],
+    one: npt.NDArray[np.float64],
     cap: npt.NDArray[np.float64],
 ) -> list[SmoothChannel] | None:
     """The capped channels (slow and smooth, `decorrelation_cap`) whose levels' autocorrelations one and
     two lags on a stationary AR(2) holds: the walk moves them as one, so they keep their slope from one
     step to the next. The cap alone brought such a channel's spread right but left an AR(1) that turns at
-    random every step; the other channels stay AR(1)s, since their moves are the regimes'."""
+    random every step; the other channels stay AR(1)s, since their moves are the regimes'. `one`: the
+    levels' autocorrelation `lag_rows` on, uncapped (`_autocorrelation`)."""
     capped = np.flatnonzero(cap < 1)
     if not len(capped):
         return None
-    one = _autocorrelation(levels, lag_rows, centre)
     two = _autocorrelation(levels, 2 * lag_rows, centre)
     entries = [
         SmoothChannel(channel=int(channel), autocorrelation=[float(one[channel]), float(two[channel])])

@@ -168,6 +168,7 @@ class LevelWalk:
             for entry in process.smooth_channels or []
             if (roots := second_order_roots(*entry.autocorrelation)) is not None
         ]
+        self.smooth_index = np.asarray([channel for channel, _ in self.smooth], dtype=np.int64)
         self.previous_goal: npt.NDArray[np.float64] | None = None  # the goal one step back, for them
 
     def _innovation(self) -> npt.NDArray[np.float64]:
@@ -200,7 +201,7 @@ class LevelWalk:
 
     def _smooth_log_likelihood(self, regime: int) -> float:
         """Log density of the smooth channels' goals under one regime's marginals."""
-        channels = [channel for channel, _ in self.smooth]
+        channels = self.smooth_index
         sd = np.maximum(self.regime_sd[regime][channels], 1e-9)
         z = (self.goal[channels] - self.means[regime][channels]) / sd
         return float(-0.5 * (z**2).sum() - np.log(sd).sum())

@@ -223,7 +223,7 @@ def test_the_shape_filter_damps_what_the_generator_draws_too_strongly_and_nothin
 def test_a_filter_that_keeps_only_a_channels_fastest_power_does_not_amplify_it() -> None:
     """A slow channel whose slow power is all the walk's (the demo's inlet temperature) gets a filter that
     cuts the generator's slow shapes and keeps its fast ones as drawn. Its taps were scaled to a gain of
-    exactly 1 at zero frequency, which there doubled the fast band's amplitude (four times its power); the
+    exactly 1 at zero frequency, which there doubled the fast band's amplitude (3.6x its power); the
     filter now runs on deviations from the means, so the means pass without that scaling."""
     rng = np.random.default_rng(9)
     rows = 12_800
