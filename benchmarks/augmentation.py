@@ -1,6 +1,6 @@
 """Does synthetic data help a detector trained on a small slice of real data? Reported either way.
 
-Usage: python -m benchmarks.augmentation [--datasets ../shared/datasets] [--fraction 0.1] [--quick]
+Usage: python -m benchmarks.augmentation [--datasets ../shared/datasets] [--fraction 0.1] [--seed N] [--quick]
 For each series: take the first `fraction` of the normal training rows; fit bundle A on it; generate
 synthetic rows from A's generator (`edge-trainer synth`'s code) to make up the rest of the full size; fit
 bundle B on the slice plus the synthetic rows; fit bundle C on all the training rows (the reference). All
@@ -67,7 +67,9 @@ def run_series(
     folder.mkdir()
     small = _write_rows(folder / "small.csv", channels, small_rows)
     bundle_a = build_bundle(small, folder / "bundle_small", config).bundle.path
-    _, timestamps, synthetic = synthesize(bundle_a, len(rows) - len(small_rows), seed=0, start_ts=0.0)
+    _, timestamps, synthetic = synthesize(
+        bundle_a, len(rows) - len(small_rows), seed=config.fit.seed, start_ts=0.0
+    )
     augmented = folder / "augmented"
     augmented.mkdir()
     _write_rows(augmented / "a_real.csv", channels, small_rows)
@@ -98,13 +100,20 @@ def main() -> None:
         action="store_true",
         help="one NAB series, 12 epochs (a smoke run of the harness; writes results/augmentation_quick.json)",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="fit.seed of all three fits; writes results/augmentation_seedN.json",
+    )
     args = parser.parse_args()
-    config = TrainConfig()
+    config = TrainConfig.model_validate({"fit": {"seed": args.seed}} if args.seed else {})
     if args.quick:
         # 12 epochs: at 5 the generator collapsed in every epoch and the fit refused to write a bundle.
-        config = TrainConfig.model_validate({"fit": {"epochs": 12, "encoder_epochs": 4}})
+        config = TrainConfig.model_validate({"fit": {"epochs": 12, "encoder_epochs": 4, "seed": args.seed}})
     report: dict[str, object] = {
         "fraction": args.fraction,
+        "seed": args.seed,
         "caveat": "the augmented bundle's thresholds are calibrated partly on synthetic holdout; "
         "AUC-PR is threshold-free",
     }
@@ -118,7 +127,8 @@ def main() -> None:
             report[item.name] = run_series(item, config, args.fraction, scratch)
             print(item.name, json.dumps(report[item.name]), flush=True)
     # A smoke run never overwrites the study's figures.
-    print(f"wrote {write_result('augmentation_quick' if args.quick else 'augmentation', report)}")
+    name = "augmentation_quick" if args.quick else "augmentation"
+    print(f"wrote {write_result(name if args.seed == 0 else f'{name}_seed{args.seed}', report)}")
 
 
 if __name__ == "__main__":
