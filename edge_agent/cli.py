@@ -82,6 +82,12 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         help="comma-separated fault kinds injected at random, or 'none' for clean streams "
         "(default: a mix of anomaly kinds on half the devices)",
     )
+    sim.add_argument(
+        "--no-vet",
+        action="store_true",
+        help="publish the generator's streams as drawn; by default a chunk of stream with a window above "
+        "the bundle's alert threshold is drawn again, so clean devices stay clean",
+    )
     sim.add_argument("--truth-file", type=Path, help="write ground truth here (JSON lines)")
     sim.add_argument("--evaluate", action="store_true", help="collect the agent's alerts and print the table")
     sim.add_argument("--report", type=Path, help="write the run's figures (and evaluation) as JSON")
@@ -219,6 +225,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
         "rate_hz": args.rate,
         "duration_s": args.duration,
         "seed": args.seed,
+        "vet": False if args.no_vet else None,
     }
     if args.inject is not None:
         kinds = [k.strip() for k in args.inject.split(",") if k.strip()]
@@ -243,6 +250,15 @@ def _run_simulate(args: argparse.Namespace) -> int:
         "max_lag_s": round(result.report.max_lag_s, 4),
         "faults": len(result.report.truth),
     }
+    if result.report.vetting is not None:
+        figures["vetting"] = result.report.vetting
+        if result.report.vetting["kept_above"]:
+            log.warning(
+                "%d of %d chunks of stream kept a window above the alert threshold after every redraw: "
+                "clean devices may alert there without a fault",
+                result.report.vetting["kept_above"],
+                result.report.vetting["chunks"],
+            )
     if result.evaluation is not None:
         print(result.evaluation.table())
         figures["evaluation"] = result.evaluation.as_dict()

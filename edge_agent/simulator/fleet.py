@@ -31,6 +31,7 @@ from edge_agent.simulator import faults
 from edge_agent.simulator.faults import Injection
 from edge_agent.simulator.scenario import Scenario, plan_faults
 from edge_agent.simulator.stream import DeviceStream, Generator
+from edge_agent.simulator.vetting import ChunkJudge
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class FleetReport:
     max_lag_s: float
     truth: list[dict[str, object]] = field(default_factory=list)
     dropped: int = 0  # messages paho refused because too many were waiting for the broker
+    vetting: dict[str, int] | None = None  # the clean streams' judge: chunks, redrawn, kept_above
 
     @property
     def rate_per_s(self) -> float:
@@ -111,6 +113,7 @@ class Fleet:
         self.bundle, self.scenario = bundle, scenario
         self.telemetry_filter = (topics or TopicsConfig()).telemetry
         self.generator = Generator(bundle)
+        self.judge = ChunkJudge.for_bundle(bundle) if scenario.vet else None
         self.channels = list(bundle.manifest.channels)
         rng = np.random.default_rng(scenario.seed)
         self._rebase_at_run = start is None  # real-time runs start their clocks when `run` begins
@@ -121,7 +124,10 @@ class Fleet:
             rate = scenario.rate_hz * (1 + scenario.rate_spread * rng.uniform(-1, 1))
             phase = rng.uniform(0, 1 / rate)  # devices do not all report on the same tick
             stream = DeviceStream(
-                self.generator, seed=scenario.seed * 100_003 + index, variation=scenario.variation
+                self.generator,
+                seed=scenario.seed * 100_003 + index,
+                variation=scenario.variation,
+                judge=self.judge,
             )
             self.devices.append(_Device(scenario.device_name(index), stream, rate, start + phase))
         self.injections = plan_faults(
@@ -233,6 +239,7 @@ class Fleet:
             max_lag_s=max_lag,
             truth=truth,
             dropped=dropped,
+            vetting=None if self.judge is None else self.judge.counts.as_dict(),
         )
 
 

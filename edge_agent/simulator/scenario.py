@@ -78,6 +78,12 @@ class Scenario(_Strict):
     duration_s: float = Field(120.0, gt=0)
     seed: int = 0
     variation: float = Field(0.03, ge=0, le=0.5, description="per-device gain/offset spread")
+    vet: bool = Field(
+        True,
+        description="score each chunk of a stream with the graph the agent serves and draw it again while "
+        "a window is above the alert threshold, so clean devices stay clean (faults are added after); "
+        "false: the generator's streams as drawn",
+    )
     device_prefix: str = Field("sim", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     random: RandomFaults | None = Field(default_factory=RandomFaults)
     events: list[Event] = Field(default_factory=list)

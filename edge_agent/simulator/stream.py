@@ -8,6 +8,7 @@ weights (on deviations from the channel means, so levels and variances are kept 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +26,7 @@ from edge_agent.bundle import (
     second_order_roots,
 )
 from edge_agent.errors import BackendUnavailable, BundleError
+from edge_agent.simulator.vetting import ChunkJudge
 
 CANDIDATES = 8  # windows generated per step to choose the best continuation from
 # Latent vectors are drawn with this standard deviation, not 1 (the "truncation trick"): the generator's
@@ -396,7 +398,11 @@ def default_overlap(window: int) -> int:
 
 
 class DeviceStream:
-    """An endless stream of rows for one device; `next_row` is cheap, generation happens in chunks."""
+    """An endless stream of rows for one device; `next_row` is cheap, generation happens in chunks.
+
+    With a `judge`, every chunk after the first is scored as the agent would score it (the rows before it
+    included) and drawn again, up to the judge's attempts, while one of its windows is above the alert
+    threshold (edge_agent.simulator.vetting says why)."""
 
     def __init__(
         self,
@@ -405,8 +411,10 @@ class DeviceStream:
         variation: float = 0.03,
         overlap: int | None = None,
         truncation: float = TRUNCATION,
+        judge: ChunkJudge | None = None,
     ) -> None:
         self.generator = generator
+        self.judge = judge
         self.truncation = truncation
         self.rng = np.random.default_rng(seed)
         self.profile = DeviceProfile.draw(self.rng, generator.scale, variation)
@@ -438,8 +446,9 @@ class DeviceStream:
             while primed < self._shape_filter.taps.shape[1] - 1:
                 primed += len(self._shape_filter.run(self._next_shapes()))
             first = self._next_shapes()
-        self._chunk = self._with_level(first)
+        self._chunk = self._published(self._with_level(first))
         self._index = 0
+        self._recent = self._chunk  # the published rows the next chunk's first windows reach back into
 
     def _pick(self, previous: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
         shape = (CANDIDATES, self.generator.latent_dim)
@@ -470,7 +479,48 @@ class DeviceStream:
         return chunk.astype(np.float32)
 
     def _next_chunk(self) -> npt.NDArray[np.float32]:
-        return self._with_level(self._next_shapes())
+        """The next chunk as published: judged where there is a judge."""
+        if self.judge is None:
+            return self._published(self._with_level(self._next_shapes()))
+        judge = self.judge
+        start = self._state()
+        best: tuple[float, npt.NDArray[np.float32], tuple[object, ...] | None] | None = None
+        for attempt in range(judge.attempts):
+            if attempt:
+                self._restore(start)
+            chunk = self._published(self._with_level(self._next_shapes()))
+            worst = judge.worst(self._recent, chunk)
+            if worst <= judge.threshold:
+                best = (worst, chunk, None)
+                break
+            if best is None or worst < best[0]:
+                last = attempt == judge.attempts - 1
+                best = (worst, chunk, None if last else self._state())
+        assert best is not None  # attempts >= 1
+        worst, chunk, state = best
+        if state is not None:
+            self._restore(state)  # the quietest draw was not the last: back to where it left the stream
+        judge.counts.chunks += 1
+        judge.counts.redrawn += attempt
+        judge.counts.kept_above += worst > judge.threshold
+        self._recent = np.concatenate([self._recent, chunk])[-(self.generator.window_len - 1) :]
+        return chunk
+
+    def _state(self) -> tuple[object, ...]:
+        """A copy of everything a chunk's draw moves on, apart from the random generator (shared, so a
+        draw again is a new draw)."""
+        memo: dict[int, object] = {id(self.rng): self.rng}
+        return copy.deepcopy((self._previous, self._shape_filter, self._levels, self._noise), memo)
+
+    def _restore(self, state: tuple[object, ...]) -> None:
+        memo: dict[int, object] = {id(self.rng): self.rng}
+        self._previous, self._shape_filter, self._levels, self._noise = copy.deepcopy(state, memo)  # type: ignore[assignment]
+
+    def _published(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Rows as this device sends them: with its gain and offset."""
+        mean = self.generator.mean
+        varied: npt.NDArray[np.float32] = mean + self.profile.gain * (chunk - mean) + self.profile.offset
+        return varied.astype(np.float32)
 
     def _with_level(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """For a generator that draws shapes only: its shapes, damped where it draws more power than the
@@ -492,11 +542,9 @@ class DeviceStream:
         """The next reading's values in raw units, with this device's gain and offset."""
         if self._index == len(self._chunk):
             self._chunk, self._index = self._next_chunk(), 0
-        row = self._chunk[self._index]
+        row: npt.NDArray[np.float32] = self._chunk[self._index]  # a view: faults copy before changing it
         self._index += 1
-        mean = self.generator.mean
-        varied: npt.NDArray[np.float32] = mean + self.profile.gain * (row - mean) + self.profile.offset
-        return varied.astype(np.float32)
+        return row
 
     def rows(self, count: int) -> npt.NDArray[np.float32]:
         """The next `count` rows as one array."""

@@ -252,5 +252,6 @@ def _check(result: SimulationResult, stats: dict[str, object], folder: Path) -> 
         "publish_rate_per_s": round(report.rate_per_s, 1),
         "agent": {k: stats.get(k) for k in ("received", "scored", "alerts", "rejected", "latency_ms")},
         "evaluation": evaluation.as_dict(),
+        "vetting": report.vetting,
     }
     (folder / "evaluation.json").write_text(json.dumps(figures, indent=2) + "\n")
