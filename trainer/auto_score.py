@@ -23,7 +23,7 @@ import numpy.typing as npt
 import torch
 
 from edge_agent.fit_choice import choice_table
-from trainer.calibrate import calibrate, evenly_spaced
+from trainer.calibrate import calibrate, evenly_spaced, quietly
 from trainer.config import ScoreConfig, TrainConfig
 from trainer.fit import TrainedNets
 from trainer.score_scales import measure_scales
@@ -154,7 +154,8 @@ def choose_weights(
         holdout_scores = holdout_terms @ vector
         train_scores = None if train_terms is None else train_terms @ vector
         budget, method, start = score.false_alarm_budget, score.calibration, score.pot_initial_quantile
-        threshold = calibrate(holdout_scores, budget, method, start, train_scores)
+        with quietly():  # the fit's own calibration of the winner logs what these would, once
+            threshold = calibrate(holdout_scores, budget, method, start, train_scores)
         value = threshold.value
         recall = {kind: float(np.mean(terms @ vector > value)) for kind, terms in kind_terms.items()}
         later = None

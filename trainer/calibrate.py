@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import numpy.typing as npt
@@ -133,14 +134,22 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
-def _quiet(scores: npt.NDArray[np.floating], budget: float, method: str, initial_quantile: float) -> float:
-    """The threshold's value alone, without the fallback's log lines (a bootstrap makes hundreds)."""
+@contextmanager
+def quietly() -> Iterator[None]:
+    """Calibrations without their log lines, for the many a bootstrap or a choice among candidates makes:
+    the fit's own calibration says the same once."""
     previous = log.level
     log.setLevel(logging.ERROR)
     try:
-        return _by_method(scores, budget, method, initial_quantile).value
+        yield
     finally:
         log.setLevel(previous)
+
+
+def _quiet(scores: npt.NDArray[np.floating], budget: float, method: str, initial_quantile: float) -> float:
+    """The threshold's value alone, quietly."""
+    with quietly():
+        return _by_method(scores, budget, method, initial_quantile).value
 
 
 def support(count: int, block: int, budget: float) -> dict[str, float]:
@@ -222,7 +231,18 @@ def _certainty(
         facts |= {f"train_{k}": v for k, v in support(len(train), block, budget).items()}
     low, high = bootstrap_interval(deciding, budget, method, initial_quantile, block)
     facts |= {"threshold_interval_low": low, "threshold_interval_high": high}
-    if holdout_support["expected_exceedances"] < MIN_EXPECTED_EXCEEDANCES:
+    checkable_budget = MIN_EXPECTED_EXCEEDANCES / max(holdout_support["effective_windows"], 1e-9)
+    if holdout_support["expected_exceedances"] < MIN_EXPECTED_EXCEEDANCES and checkable_budget >= 1.0:
+        log.warning(
+            "the holdout holds about %.0f independent window(s): no false-alarm budget can be checked on it, "
+            "so the threshold (budget %.3g) is an extrapolation (its 5-95%% range is %.3g-%.3g); more normal "
+            "data is what makes it checkable",
+            holdout_support["effective_windows"],
+            budget,
+            low,
+            high,
+        )
+    elif holdout_support["expected_exceedances"] < MIN_EXPECTED_EXCEEDANCES:
         log.warning(
             "the holdout holds about %.0f independent windows: a false-alarm budget of %.3g expects %.2f "
             "normal windows above the threshold there, so the threshold is an extrapolation (its 5-95%% "
@@ -232,6 +252,6 @@ def _certainty(
             holdout_support["expected_exceedances"],
             low,
             high,
-            MIN_EXPECTED_EXCEEDANCES / max(holdout_support["effective_windows"], 1e-9),
+            checkable_budget,
         )
     return facts

@@ -133,3 +133,14 @@ def test_a_budget_the_holdout_cannot_check_is_a_warning_with_the_budget_that_it_
     caplog.clear()
     calibrate(scores, 0.2, "pot", 0.9, block=64)
     assert not [r for r in caplog.records if "holds about" in r.getMessage()]
+
+
+def test_a_holdout_too_short_for_any_budget_says_so_rather_than_advise_a_budget_above_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """TEP's 500 rows leave a holdout of about one independent window; the advice was 'a budget of at
+    least 1.73', which no budget can be."""
+    scores = np.random.default_rng(7).gamma(2.0, size=40)  # under one independent 64-row window
+    calibrate(scores, 1e-3, "pot", 0.9, block=64)
+    warning = next(r.getMessage() for r in caplog.records if "holds about" in r.getMessage())
+    assert "no false-alarm budget can be checked" in warning and "budget of at least" not in warning
