@@ -9,6 +9,7 @@ weights (on deviations from the channel means, so levels and variances are kept 
 from __future__ import annotations
 
 import copy
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +33,12 @@ CANDIDATES = 8  # windows generated per step to choose the best continuation fro
 # Latent vectors are drawn with this standard deviation, not 1 (the "truncation trick"): the generator's
 # rare far-out samples are what a scorer flags, and a simulator of *normal* operation should not make them.
 TRUNCATION = 0.7
+# Judged streams are drawn this many chunks ahead of what is published. Why: the shape filter delays the
+# shapes by half its taps (127 rows at 255 taps, three chunks), so the rows a chunk's windows score were
+# shaped by draws made chunks before; drawing the chunk again changed only its levels and noise, and 4-11%
+# of SMD's and TEP's chunks failed all eight draws. Pending chunks can still be dropped and drawn again.
+LOOKAHEAD = 4
+MAX_BACKTRACKS = 8  # pending chunks dropped and drawn again before the next chunk is published
 
 
 class WindowSource(Protocol):
@@ -402,7 +409,8 @@ class DeviceStream:
 
     With a `judge`, every chunk after the first is scored as the agent would score it (the rows before it
     included) and drawn again, up to the judge's attempts, while one of its windows is above the alert
-    threshold (edge_agent.simulator.vetting says why)."""
+    threshold (edge_agent.simulator.vetting says why); chunks are drawn LOOKAHEAD ahead, and where every
+    draw fails the newest unpublished chunk is dropped and drawn again."""
 
     def __init__(
         self,
@@ -448,7 +456,10 @@ class DeviceStream:
             first = self._next_shapes()
         self._chunk = self._published(self._with_level(first))
         self._index = 0
-        self._recent = self._chunk  # the published rows the next chunk's first windows reach back into
+        self._tail = self._chunk  # the last published rows, as far back as a window reaches
+        # judged, not yet published: (rows, the state before them, kept above the threshold)
+        self._pending: deque[tuple[npt.NDArray[np.float32], tuple[object, ...], bool]] = deque()
+        self._backtracks = 0
 
     def _pick(self, previous: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
         shape = (CANDIDATES, self.generator.latent_dim)
@@ -479,17 +490,27 @@ class DeviceStream:
         return chunk.astype(np.float32)
 
     def _next_chunk(self) -> npt.NDArray[np.float32]:
-        """The next chunk as published: judged where there is a judge."""
+        """The next chunk as published: judged, and drawn `LOOKAHEAD` chunks ahead, where there is a judge."""
         if self.judge is None:
             return self._published(self._with_level(self._next_shapes()))
-        judge = self.judge
+        while len(self._pending) <= LOOKAHEAD:
+            self._extend(self.judge)
+        chunk, _, above = self._pending.popleft()
+        self.judge.counts.chunks += 1
+        self.judge.counts.kept_above += above
+        self._tail = np.concatenate([self._tail, chunk])[-(self.generator.window_len - 1) :]
+        return chunk
+
+    def _extend(self, judge: ChunkJudge) -> None:
+        """One more judged chunk at the end of the pending ones; or, where every draw of it fails and the
+        backtracking budget allows, the newest pending chunk dropped and drawn again from where it began."""
         start = self._state()
         best: tuple[float, npt.NDArray[np.float32], tuple[object, ...] | None] | None = None
         for attempt in range(judge.attempts):
             if attempt:
                 self._restore(start)
             chunk = self._published(self._with_level(self._next_shapes()))
-            worst = judge.worst(self._recent, chunk)
+            worst = judge.worst(self._reach(), chunk)
             if worst <= judge.threshold:
                 best = (worst, chunk, None)
                 break
@@ -498,13 +519,24 @@ class DeviceStream:
                 best = (worst, chunk, None if last else self._state())
         assert best is not None  # attempts >= 1
         worst, chunk, state = best
+        judge.counts.redrawn += attempt
+        if worst > judge.threshold and self._pending and self._backtracks < MAX_BACKTRACKS:
+            self._backtracks += 1
+            judge.counts.backtracked += 1
+            _, before, _ = self._pending.pop()
+            self._restore(before)
+            return
         if state is not None:
             self._restore(state)  # the quietest draw was not the last: back to where it left the stream
-        judge.counts.chunks += 1
-        judge.counts.redrawn += attempt
-        judge.counts.kept_above += worst > judge.threshold
-        self._recent = np.concatenate([self._recent, chunk])[-(self.generator.window_len - 1) :]
-        return chunk
+        self._pending.append((chunk, start, worst > judge.threshold))
+        if len(self._pending) > LOOKAHEAD:
+            self._backtracks = 0  # a chunk is about to be published: the next one gets a fresh budget
+
+    def _reach(self) -> npt.NDArray[np.float32]:
+        """The rows a new chunk's windows reach back into: the published tail and the pending chunks."""
+        rows = np.concatenate([self._tail, *(chunk for chunk, _, _ in self._pending)])
+        reach: npt.NDArray[np.float32] = rows[-(self.generator.window_len - 1) :]
+        return reach
 
     def _state(self) -> tuple[object, ...]:
         """A copy of everything a chunk's draw moves on, apart from the random generator (shared, so a

@@ -27,15 +27,22 @@ ATTEMPTS = 8  # draws of one chunk before the quietest is kept; the demo's strea
 
 @dataclass
 class VettingCounts:
-    """What the judge did, for a run's report: chunks judged, drawn again, and kept above the threshold
-    after every attempt (the generator could not make a quiet one there)."""
+    """What the judge did, for a run's report: chunks published, draws made again, unpublished chunks dropped
+    to draw them again, and chunks published above the threshold after all that (the generator could not
+    make a quiet one there)."""
 
     chunks: int = 0
     redrawn: int = 0
+    backtracked: int = 0
     kept_above: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"chunks": self.chunks, "redrawn": self.redrawn, "kept_above": self.kept_above}
+        return {
+            "chunks": self.chunks,
+            "redrawn": self.redrawn,
+            "backtracked": self.backtracked,
+            "kept_above": self.kept_above,
+        }
 
 
 @dataclass

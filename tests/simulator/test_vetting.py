@@ -10,7 +10,8 @@ import pytest
 
 from edge_agent.backends import Scorer, open_scorer
 from edge_agent.bundle import load_bundle
-from edge_agent.simulator.stream import DeviceStream, Generator
+from edge_agent.simulator import stream as stream_module
+from edge_agent.simulator.stream import LOOKAHEAD, MAX_BACKTRACKS, DeviceStream, Generator
 from edge_agent.simulator.vetting import ChunkJudge
 from trainer.windows import slide
 
@@ -88,5 +89,33 @@ def test_a_chunk_that_never_passes_keeps_the_quietest_draw_and_is_counted(
     stream = DeviceStream(generator, seed=1, judge=judge)
     rows = stream.rows(500)
     assert np.isfinite(rows).all()
-    assert judge.counts.kept_above == judge.counts.chunks > 5
-    assert judge.counts.redrawn == 2 * judge.counts.chunks
+    counts = judge.counts
+    published = -(-(500 - (window - stream.overlap)) // (window - stream.overlap))  # after the first chunk
+    assert counts.kept_above == counts.chunks == published
+    # Every draw of a chunk fails: each chunk publishing lets MAX_BACKTRACKS pending chunks be dropped.
+    assert 0 < counts.backtracked <= MAX_BACKTRACKS * published
+    # Each round of draws ends in a chunk accepted (published, pending, or dropped later) or in a drop.
+    rounds = published + LOOKAHEAD + 2 * counts.backtracked
+    assert counts.redrawn == 2 * rounds
+
+
+def test_drawing_ahead_leaves_fewer_chunks_above_than_drawing_each_chunk_alone(
+    generator: Generator, judge_parts: tuple[Scorer, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shape filter delays the shapes by half its taps, so a chunk's rows were shaped chunks before: at
+    a strict threshold, drawing only the newest chunk again leaves more chunks above it than dropping
+    unpublished ones and drawing them again does."""
+    scorer, window = judge_parts
+    probe = ChunkJudge(scorer, float("inf"), window)
+    threshold = float(np.quantile(_scores(probe, DeviceStream(generator, seed=2).rows(3000)), 0.9))
+
+    def kept_above(lookahead: int, backtracks: int) -> int:
+        monkeypatch.setattr(stream_module, "LOOKAHEAD", lookahead)
+        monkeypatch.setattr(stream_module, "MAX_BACKTRACKS", backtracks)
+        judge = ChunkJudge(scorer, threshold, window)
+        for seed in range(3):
+            DeviceStream(generator, seed=seed, judge=judge).rows(2000)
+        return judge.counts.kept_above
+
+    alone, ahead = kept_above(0, 0), kept_above(LOOKAHEAD, MAX_BACKTRACKS)
+    assert alone > 0 and ahead < 0.5 * alone, (alone, ahead)
