@@ -75,6 +75,17 @@ class FloorMap(_Strict):
     channel: int = Field(ge=0, description="index in `channels`")
     source: list[float] = Field(min_length=2, description="the stream's quantiles, rising, normalised units")
     target: list[float] = Field(min_length=2, description="the training rows' quantiles at the same levels")
+    isolated_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="for a channel that leaves its floor only in rare isolated readings, the share of "
+        "training rows off the floor: the simulator puts the channel on its floor (`target`'s median) and "
+        "draws such readings at this rate, apart from the stream (absent: the map decides every reading)",
+    )
+    isolated_values: list[float] | None = Field(
+        None, description="the training rows' off-floor readings, normalised units, that the draws pick from"
+    )
 
     @model_validator(mode="after")
     def _rising(self) -> FloorMap:
@@ -85,6 +96,10 @@ class FloorMap(_Strict):
             raise ValueError("source and target must hold finite numbers")
         if any(b <= a for a, b in zip(self.source, self.source[1:], strict=False)):
             raise ValueError("source must rise")
+        if (self.isolated_rate is None) != (not self.isolated_values):
+            raise ValueError("isolated_rate and isolated_values come together")
+        if self.isolated_values and not all(math.isfinite(value) for value in self.isolated_values):
+            raise ValueError("isolated_values must hold finite numbers")
         return self
 
 

@@ -369,16 +369,35 @@ def white_mixing(mixing: npt.NDArray[np.float64], taps: npt.NDArray[np.float64])
 class FloorMapping:
     """The bundle's mapped channels (floor and skewed ones) through their monotone maps
     (level_process.floor_maps, piecewise linear in normalised units): distributed as the training rows, in
-    the stream's order. Values beyond the streams' measured range go to the training extremes."""
+    the stream's order. Values beyond the streams' measured range go to the training extremes. A channel
+    that leaves its floor only in rare isolated readings (`isolated_rate`) sits on its floor, with such
+    readings drawn at the training rate apart from the stream."""
 
     def __init__(
-        self, maps: list[FloorMap], mean: npt.NDArray[np.float32], scale: npt.NDArray[np.float32]
+        self,
+        maps: list[FloorMap],
+        mean: npt.NDArray[np.float32],
+        scale: npt.NDArray[np.float32],
+        rng: np.random.Generator,
     ) -> None:
         self.maps = [
             (floor.channel, np.asarray(floor.source), np.asarray(floor.target), float(mean[floor.channel]))
             for floor in maps
+            if floor.isolated_rate is None
+        ]
+        self.isolated = [
+            (
+                floor.channel,
+                float(np.median(floor.target)),
+                floor.isolated_rate,
+                np.asarray(floor.isolated_values),
+                float(mean[floor.channel]),
+            )
+            for floor in maps
+            if floor.isolated_rate is not None and floor.isolated_values
         ]
         self.scale = scale.astype(np.float64)
+        self.rng = rng
 
     def apply(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Raw rows [n, C] -> raw rows [n, C], floor channels mapped, the others as they were."""
@@ -386,6 +405,11 @@ class FloorMapping:
         for channel, source, target, mean in self.maps:
             scale = self.scale[channel]
             out[:, channel] = np.interp((rows[:, channel] - mean) / scale, source, target) * scale + mean
+        for channel, floor, rate, values, mean in self.isolated:
+            normalised = np.full(len(rows), floor)
+            drawn = self.rng.random(len(rows)) < rate
+            normalised[drawn] = self.rng.choice(values, size=int(drawn.sum()))
+            out[:, channel] = normalised * self.scale[channel] + mean
         return out
 
 
@@ -438,7 +462,7 @@ class DeviceStream:
         self._noise_sd = None if noise_sd is None else np.asarray(noise_sd) * generator.scale
         self._noise = None if process is None else _coloured_noise(process, generator.scale, self.rng)
         floors = None if process is None else process.floor_maps
-        self._floors = None if not floors else FloorMapping(floors, generator.mean, generator.scale)
+        self._floors = None if not floors else FloorMapping(floors, generator.mean, generator.scale, self.rng)
         taps = None if process is None else process.shape_filter
         self._shape_filter = (
             None if taps is None else ShapeFilter(np.asarray(taps, dtype=np.float64), generator.mean)
