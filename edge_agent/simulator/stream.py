@@ -397,7 +397,9 @@ class FloorMapping:
             if floor.isolated_rate is not None and floor.isolated_values
         ]
         self.scale = scale.astype(np.float64)
-        self.rng = rng
+        # Their own generator, spawned (which draws nothing from the stream's): the rest of a stream is the
+        # same draw for draw with or without them, so their effect can be measured paired.
+        self.rng = rng.spawn(1)[0] if self.isolated else rng
 
     def apply(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Raw rows [n, C] -> raw rows [n, C], floor channels mapped, the others as they were."""
