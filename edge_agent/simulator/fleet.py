@@ -49,7 +49,7 @@ class FleetReport:
     max_lag_s: float
     truth: list[dict[str, object]] = field(default_factory=list)
     dropped: int = 0  # messages paho refused because too many were waiting for the broker
-    vetting: dict[str, int] | None = None  # the clean streams' judge: chunks, redrawn, kept_above
+    vetting: dict[str, int] | None = None  # what the clean streams' judge did (VettingCounts); None: off
 
     @property
     def rate_per_s(self) -> float:

@@ -35,8 +35,8 @@ CANDIDATES = 8  # windows generated per step to choose the best continuation fro
 TRUNCATION = 0.7
 # Judged streams are drawn this many chunks ahead of what is published. Why: the shape filter delays the
 # shapes by half its taps (127 rows at 255 taps, three chunks), so the rows a chunk's windows score were
-# shaped by draws made chunks before; drawing the chunk again changed only its levels and noise, and 4-11%
-# of SMD's and TEP's chunks failed all eight draws. Pending chunks can still be dropped and drawn again.
+# shaped by draws made chunks before; drawing the chunk again changed only its levels and noise, and 4%
+# (SMD) and 12% (TEP) of chunks failed all eight draws. Pending chunks can still be dropped and drawn again.
 LOOKAHEAD = 4
 MAX_BACKTRACKS = 8  # pending chunks dropped and drawn again before the next chunk is published
 
