@@ -205,13 +205,14 @@ def calibrate(
         )
     if block > 0:
         reference |= _certainty(scores, train_scores, deciding, budget, method, initial_quantile, block)
-    named = {
-        name: SeverityLevel(
-            value=max(_by_method(part, level_budget, method, initial_quantile).value for part in parts),
-            false_alarm_budget=level_budget,
-        )
-        for name, level_budget in (levels or {}).items()
-    }
+    with quietly():  # the alert threshold's calibration above has said what the levels' would
+        named = {
+            name: SeverityLevel(
+                value=max(_by_method(part, level_budget, method, initial_quantile).value for part in parts),
+                false_alarm_budget=level_budget,
+            )
+            for name, level_budget in (levels or {}).items()
+        }
     return threshold.model_copy(update={"details": {**threshold.details, **reference}, "levels": named})
 
 
