@@ -54,6 +54,8 @@ def test_obvious_faults_are_found_and_clean_devices_stay_quiet(
     assert len(written) == len(events) == len(truth_topics.messages)
     assert result.report.published >= 0.95 * 10 * rate * 14.0 - 20  # malformed ones are still published
     assert agent.service.stats.rejected["bad_json"] == 20  # 1 s at 20 Hz of truncated payloads
+    vetting = result.report.vetting  # clean streams are judged by default, and the report says so
+    assert vetting is not None and vetting["chunks"] >= 10 * 10, vetting  # 280 rows, 22-row chunks
 
 
 def test_the_fleet_follows_an_agent_with_custom_topics(
