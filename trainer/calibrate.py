@@ -232,27 +232,22 @@ def _certainty(
         facts |= {f"train_{k}": v for k, v in support(len(train), block, budget).items()}
     low, high = bootstrap_interval(deciding, budget, method, initial_quantile, block)
     facts |= {"threshold_interval_low": low, "threshold_interval_high": high}
-    checkable_budget = MIN_EXPECTED_EXCEEDANCES / max(holdout_support["effective_windows"], 1e-9)
-    if holdout_support["expected_exceedances"] < MIN_EXPECTED_EXCEEDANCES and checkable_budget >= 1.0:
-        log.warning(
-            "the holdout holds about %.0f independent window(s): no false-alarm budget can be checked on it, "
-            "so the threshold (budget %.3g) is an extrapolation (its 5-95%% range is %.3g-%.3g); more normal "
-            "data is what makes it checkable",
-            holdout_support["effective_windows"],
-            budget,
-            low,
-            high,
+    if holdout_support["expected_exceedances"] < MIN_EXPECTED_EXCEEDANCES:
+        checkable = MIN_EXPECTED_EXCEEDANCES / max(holdout_support["effective_windows"], 1e-9)
+        remedy = (
+            f"more normal data, or a budget of at least {checkable:.3g}, makes it checkable"
+            if checkable < 1.0
+            else "no false-alarm budget can be checked on so few: more normal data is what makes it checkable"
         )
-    elif holdout_support["expected_exceedances"] < MIN_EXPECTED_EXCEEDANCES:
         log.warning(
             "the holdout holds about %.0f independent windows: a false-alarm budget of %.3g expects %.2f "
             "normal windows above the threshold there, so the threshold is an extrapolation (its 5-95%% "
-            "range is %.3g-%.3g); more normal data, or a budget of at least %.3g, makes it checkable",
+            "range is %.3g-%.3g); %s",
             holdout_support["effective_windows"],
             budget,
             holdout_support["expected_exceedances"],
             low,
             high,
-            checkable_budget,
+            remedy,
         )
     return facts

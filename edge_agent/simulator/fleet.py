@@ -143,6 +143,10 @@ class Fleet:
         self._rng = np.random.default_rng(scenario.seed + 2)
         self.last_info: mqtt.MQTTMessageInfo | None = None  # waited for before disconnecting
 
+    def vetting(self) -> dict[str, int] | None:
+        """What the clean streams' judge has done so far (VettingCounts); None where judging is off."""
+        return None if self.judge is None else self.judge.counts.as_dict()
+
     def _shift(self, seconds: float) -> None:
         self.start += seconds
         for device in self.devices:
@@ -239,7 +243,7 @@ class Fleet:
             max_lag_s=max_lag,
             truth=truth,
             dropped=dropped,
-            vetting=None if self.judge is None else self.judge.counts.as_dict(),
+            vetting=self.vetting(),
         )
 
 

@@ -65,9 +65,8 @@ def run_offline(pipeline: ScoringPipeline, fleet: Fleet, scenario: Scenario) -> 
     window_s = fleet.bundle.manifest.window_len / scenario.rate_hz
     names = [device.name for device in fleet.devices]
     evaluation = evaluate(truth, alerts, device_hours, grace_s=window_s, devices=names)
-    vetting = None if fleet.judge is None else fleet.judge.counts.as_dict()
     seconds = time.perf_counter() - began
-    return OfflineFleetResult(evaluation, alerts, published, rejected, scored, seconds, vetting)
+    return OfflineFleetResult(evaluation, alerts, published, rejected, scored, seconds, fleet.vetting())
 
 
 def _push(pipeline: ScoringPipeline, readings: list[Reading], alerts: list[dict[str, object]]) -> int:

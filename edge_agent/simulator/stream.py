@@ -34,9 +34,9 @@ CANDIDATES = 8  # windows generated per step to choose the best continuation fro
 # rare far-out samples are what a scorer flags, and a simulator of *normal* operation should not make them.
 TRUNCATION = 0.7
 # Judged streams are drawn this many chunks ahead of what is published. Why: the shape filter delays the
-# shapes by half its taps (127 rows at 255 taps, three chunks), so the rows a chunk's windows score were
-# shaped by draws made chunks before; drawing the chunk again changed only its levels and noise, and 4%
-# (SMD) and 12% (TEP) of chunks failed all eight draws. Pending chunks can still be dropped and drawn again.
+# shapes by half its taps (127 rows, three chunks, at SMD's 255; 31 of a chunk's 43 at TEP's 63), so the
+# rows a chunk's windows score were shaped mostly by earlier draws; drawing the chunk again changed little
+# more than its levels and noise, and 4% (SMD) and 12% (TEP) of chunks failed all eight draws.
 LOOKAHEAD = 4
 MAX_BACKTRACKS = 8  # pending chunks dropped and drawn again before the next chunk is published
 
@@ -488,7 +488,8 @@ class DeviceStream:
         self._backtracks = 0
         while judge is not None and len(self._pending) < LOOKAHEAD:
             # Drawn ahead here, before any row is sent: drawn at the first chunk's end instead, a fleet's
-            # devices all drew five chunks in the same second (`make demo`: worst lag 0.18 -> 1.17 s).
+            # devices all drew five chunks in the same second (`make demo`'s worst lag: 1.17 s, against
+            # 0.18 s judging each chunk alone and 0.50 s drawing ahead here).
             self._extend(judge)
 
     def _pick(self, previous: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
@@ -563,10 +564,9 @@ class DeviceStream:
             self._backtracks = 0  # a chunk is about to be published: the next one gets a fresh budget
 
     def _reach(self) -> npt.NDArray[np.float32]:
-        """The rows a new chunk's windows reach back into: the published tail and the pending chunks."""
-        rows = np.concatenate([self._tail, *(chunk for chunk, _, _ in self._pending)])
-        reach: npt.NDArray[np.float32] = rows[-(self.generator.window_len - 1) :]
-        return reach
+        """The rows before a new chunk: the published tail and the pending chunks (the judge takes what a
+        window reaches)."""
+        return np.concatenate([self._tail, *(chunk for chunk, _, _ in self._pending)])
 
     def _state(self) -> tuple[object, ...]:
         """A copy of everything a chunk's draw moves on, apart from the random generator (shared, so a

@@ -2,18 +2,19 @@
 agent serves, at its alert threshold, before any reading of it is published; a chunk with a window above
 the threshold is drawn again.
 
-Why: a budget of 1e-3 per window is about 36 windows above the threshold per device-hour at 10 Hz on data
-as normal as the training data (TEP's unseen normal run, scored by its own bundle, starts 40 alerts per
-device-hour), and a generator less faithful than the data starts more (SMD and TEP bundles drew 20 and 142
-per device-hour). A simulated fleet whose clean devices raise alerts cannot serve integration tests, whose
-question is whether the alerts come from the faults. The idea is discriminator rejection sampling (Azadi
-et al., 2019) with the agent's whole score as the judge. Faults are added to the rows after, so injected
-faults are scored as drawn. The generator's own fidelity is measured without it (`vet: false`).
+Why: a budget of 1e-3 per window is about 36 windows above the threshold per device-hour at 10 Hz on
+data as normal as the training data (an earlier round's TEP bundle started 40 alerts per device-hour on
+TEP's unseen normal run), and a generator less faithful than the data starts more (SMD and TEP bundles
+drew 20 and 142 per device-hour). A simulated fleet whose clean devices raise alerts cannot serve
+integration tests, whose question is whether the alerts come from the faults. The idea is discriminator
+rejection sampling (Azadi et al., 2019) with the agent's whole score as the judge. Faults are added to the
+rows after, so injected faults are scored as drawn. The generator's own fidelity is measured without it
+(`vet: false`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -37,12 +38,7 @@ class VettingCounts:
     kept_above: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "chunks": self.chunks,
-            "redrawn": self.redrawn,
-            "backtracked": self.backtracked,
-            "kept_above": self.kept_above,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -64,9 +60,10 @@ class ChunkJudge:
         return cls(scorer, threshold, bundle.manifest.window_len)
 
     def worst(self, before: npt.NDArray[np.float32], chunk: npt.NDArray[np.float32]) -> float:
-        """The highest score of the windows that end in `chunk`; -inf when none is complete yet."""
+        """The highest score of the windows that end in `chunk`, `before` holding the rows that come before
+        it (any number); -inf when no window is complete yet."""
         reach = before[max(len(before) - (self.window_len - 1), 0) :]
-        rows = np.concatenate([reach, chunk]).astype(np.float32)
+        rows = np.concatenate([reach, chunk])
         if len(rows) < self.window_len:
             return float("-inf")
         windows = np.lib.stride_tricks.sliding_window_view(rows, self.window_len, axis=0)
