@@ -1,11 +1,14 @@
 """Synthetic data quality and privacy over several seeds, beside what a perfect generator scores.
 
 Usage: python -m benchmarks.synth_quality [--bundle runs/demo/bundle] [--data runs/demo/pump_normal.csv]
-       [--seeds 3] [--rows 6000] [--truncation 0.7] [--pump-reference]
+       [--seeds 3] [--rows 6000] [--truncation 0.7] [--pump-reference] [--reference CSV]
 Each seed draws `rows` rows with `edge-trainer synth`'s code and scores them with its report (figures against
 the training rows and the held-out tail). With `--pump-reference` (the demo's data), fresh rows of the very
 process the data came from (`make_pump_series`, other seeds) are scored the same way: a perfect generator,
-so the figures' floor on a series this short. Writes benchmarks/results/synth_quality.json.
+so the figures' floor on a series this short. `--reference` does the same with real rows of the process that
+the fit never saw (TEP's normal test run `d00_te`; a later stretch of the same machine): at most `rows` of
+them, from a start that differs by seed where the file holds more.
+Writes benchmarks/results/synth_quality.json.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from benchmarks.environment import write_result
 from edge_agent.bundle import BundleManifest, load_bundle
 from edge_agent.simulator.stream import TRUNCATION
 from trainer.config import TrainConfig
+from trainer.csv_data import load_training_data
 from trainer.demo.pump_data import make_pump_series
 from trainer.synthetic.generate import synthesize
 from trainer.synthetic.report import build_report, split_like_the_fit
@@ -61,6 +65,19 @@ def _figures(
     return {name: _figure(parts[part][key]) for name, (part, key) in FIGURES.items()}
 
 
+def load_rows(path: Path, channels: list[str]) -> np.ndarray:
+    """The file's rows [n, channels] in the bundle's channel order, read and gap-filled as a fit reads."""
+    data = load_training_data(path, TrainConfig().data.model_copy(update={"columns": channels}))
+    return np.concatenate([segment.values for segment in data.segments]).astype(np.float32)
+
+
+def _slice(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """At most `count` consecutive rows, from a start drawn by `seed` where there are more."""
+    spare = len(rows) - count
+    start = int(np.random.default_rng(seed).integers(0, spare + 1)) if spare > 0 else 0
+    return rows[start : start + count]
+
+
 def _figure(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
@@ -85,6 +102,7 @@ def main() -> None:
     parser.add_argument(
         "--pump-reference", action="store_true", help="add fresh pump rows (a perfect generator)"
     )
+    parser.add_argument("--reference", type=Path, help="add unseen real rows of the same process (a CSV)")
     args = parser.parse_args()
     manifest = load_bundle(args.bundle).manifest
     train, holdout = split_like_the_fit(args.data, list(manifest.channels), TrainConfig())
@@ -93,6 +111,9 @@ def main() -> None:
         sources["fresh pump rows (perfect generator)"] = lambda seed: make_pump_series(
             args.rows, seed=100 + seed
         )
+    if args.reference is not None:
+        unseen = load_rows(args.reference, list(manifest.channels))
+        sources[f"unseen real rows ({args.reference.name})"] = lambda seed: _slice(unseen, args.rows, seed)
     results: dict[str, dict[str, list[float | None]]] = {}
     for source, draw in sources.items():
         per_seed = [_figures(draw(seed), train, holdout, manifest, seed) for seed in range(1, args.seeds + 1)]
@@ -107,6 +128,7 @@ def main() -> None:
         {
             "bundle": str(args.bundle),
             "data": str(args.data),
+            "reference": None if args.reference is None else str(args.reference),
             "rows": args.rows,
             "truncation": args.truncation,
             "seeds": args.seeds,

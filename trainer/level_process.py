@@ -12,6 +12,7 @@ transition matrix, and the simulator walks between regimes as the training data 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,8 @@ from edge_agent.simulator.stream import (
     without_window_levels,
 )
 from trainer.windows import Normaliser
+
+log = logging.getLogger(__name__)
 
 _RIDGE = 1e-6  # share of the mean level variance added to the diagonal, so a constant channel factors
 MAX_REGIMES = 6  # more operating points than this are rare in one asset's data and cost BIC fits
@@ -79,11 +82,8 @@ def measure_level_process(
     taps = shape_filter(normalised[:, 0, :], stream_rows(source, None), walk_rows(walk, window), window)
     if taps is not None:
         walk = walk.model_copy(update={"shape_filter": taps.tolist()})
-    noise_taps = noise_fill(normalised[:, 0, :], stream_rows(source, walk), window)
-    if noise_taps is not None:
-        mixing = noise_mixing(normalised[:, 0, :], noise_taps)
-        walk = walk.model_copy(update={"noise_filter": noise_taps.tolist(), "noise_mixing": mixing.tolist()})
     rows = normalised[:, 0, :]
+    walk = matched_loudness(with_fill(walk, rows, source, window), rows, source, window)
     floors = floor_channels(rows)
     if not floors and not np.any(np.abs(_skewness(rows)) >= SKEW_GAP):
         return walk
@@ -395,6 +395,76 @@ def noise_fill(
     _, achieved = _power(noise, length)
     gain *= np.sqrt(np.divide(gap, achieved, out=np.zeros_like(gap), where=achieved > 1e-12))
     return _fir_taps(gain, length)
+
+
+def with_fill(
+    walk: LevelProcess, real: npt.NDArray[np.float32], source: DrawnWindows, window: int
+) -> LevelProcess:
+    """`walk` with the noise fill (and its channel mixing) measured on the streams it makes from `source`
+    without one."""
+    walk = walk.model_copy(update={"noise_filter": None, "noise_mixing": None})
+    taps = noise_fill(real, stream_rows(source, walk), window)
+    if taps is None:
+        return walk
+    mixing = noise_mixing(real, taps)
+    return walk.model_copy(update={"noise_filter": taps.tolist(), "noise_mixing": mixing.tolist()})
+
+
+LOUDNESS_SLACK = 1.25  # the streams' windows may vary in loudness this much more than the training rows'
+SHAPE_GAINS = (0.7, 0.5, 0.35, 0.25)  # the shapes' amplitudes tried, largest first, until that holds
+
+
+def loudness_spread(rows: npt.NDArray[np.float32], window: int) -> float:
+    """Coefficient of variation, over consecutive windows of rows [n, C], of each window's energy about its
+    own channel means (its level taken off: the walk's)."""
+    count = len(rows) // window
+    windows = rows[: count * window].reshape(count, window, -1).astype(np.float64)
+    energy = ((windows - windows.mean(axis=1, keepdims=True)) ** 2).sum(axis=(1, 2))
+    return float(energy.std() / max(float(energy.mean()), 1e-12))
+
+
+def matched_loudness(
+    walk: LevelProcess, real: npt.NDArray[np.float32], source: DrawnWindows, window: int
+) -> LevelProcess:
+    """`walk` with the generator's shapes turned down (their gain folded into the shape filter's taps, the
+    fill measured again to give back the power they lose) where the streams' windows vary in loudness more
+    than LOUDNESS_SLACK times the training rows' do; the largest of SHAPE_GAINS that brings them within.
+
+    Why: TEP's windows are mostly noise, every one about as loud as the next (energy spread 0.06), while
+    the generator's shapes vary in loudness from window to window (the streams' spread 0.17-0.19). A
+    quiet synthetic window lies near every training window, so 6-9% of them read as near-copies of one,
+    against none of the held-out real windows. Turned down to half, the shapes leave the loudness to the
+    fill, whose windows vary as little as the data's.
+    """
+    target = LOUDNESS_SLACK * loudness_spread(real, window)
+    spread = loudness_spread(stream_rows(source, walk), window)
+    if spread <= target:
+        return walk
+    channels = len(walk.mean)
+    taps = np.asarray(walk.shape_filter) if walk.shape_filter is not None else np.ones((channels, 1))
+    for gain in SHAPE_GAINS:
+        turned_down = walk.model_copy(update={"shape_filter": (gain * taps).tolist()})
+        quieter = with_fill(turned_down, real, source, window)
+        quieter_spread = loudness_spread(stream_rows(source, quieter), window)
+        if quieter_spread <= target:
+            log.info(
+                "simulated windows vary in loudness %.3g against the training rows' %.3g: shapes turned down "
+                "to %.2g of their amplitude (%.3g)",
+                spread,
+                target / LOUDNESS_SLACK,
+                gain,
+                quieter_spread,
+            )
+            return quieter
+    log.info(
+        "simulated windows vary in loudness %.3g against the training rows' %.3g, and turning the shapes "
+        "down to %.2g does not bring them within %.2gx: shapes kept",
+        spread,
+        target / LOUDNESS_SLACK,
+        SHAPE_GAINS[-1],
+        LOUDNESS_SLACK,
+    )
+    return walk
 
 
 def _power(

@@ -13,15 +13,21 @@ from scipy import signal
 from edge_agent.bundle import FloorMap, LevelProcess, SmoothChannel
 from edge_agent.simulator.stream import ColouredNoise, FloorMapping, LevelWalk, ShapeFilter, filter_rows
 from trainer.level_process import (
+    LOUDNESS_SLACK,
+    DrawnWindows,
     fit_regimes,
     floor_channels,
     floor_maps,
     isolated_readings,
+    loudness_spread,
+    matched_loudness,
     measure_level_process,
     noise_fill,
     noise_mixing,
     shape_filter,
     skewed_channels,
+    stream_rows,
+    with_fill,
 )
 from trainer.windows import Normaliser
 
@@ -462,3 +468,44 @@ def test_mixed_fill_keeps_each_channels_own_spectrum() -> None:
     assert fast_share(slow) < 2 * fast_share(alone) + 1e-4, (fast_share(slow), fast_share(alone))
     assert fast_share(mixed_after) > 10 * fast_share(alone), (fast_share(mixed_after), fast_share(alone))
     np.testing.assert_allclose(slow.std(), alone.std(), rtol=0.05)
+
+
+def _loudness_source(steady: bool) -> DrawnWindows:
+    """Windows of eight sines per channel (3-10 cycles a window, phases from the latent) whose loudness
+    varies from window to window (lognormal, sd 0.5) unless `steady`."""
+    window = 64
+    steps = np.arange(window)[None, :, None, None]
+    cycles = (np.arange(3, 11) / window)[None, None, :, None]
+
+    def draw(latent: np.ndarray) -> np.ndarray:
+        loudness = np.ones(len(latent)) if steady else np.exp(0.5 * latent[:, 0])
+        phases = 3 * latent[:, 1:17].reshape(-1, 1, 8, 2)
+        shapes = 0.5 * np.sin(2 * np.pi * cycles * steps + phases).sum(axis=2)
+        return (loudness[:, None, None] * shapes).astype(np.float32)
+
+    zeros = np.zeros(2, dtype=np.float32)
+    return DrawnWindows(draw, 17, window, zeros, np.ones(2, dtype=np.float32), strip_levels=False)
+
+
+def test_windows_that_vary_in_loudness_more_than_the_data_get_their_shapes_turned_down() -> None:
+    """Real rows: white noise, every window about as loud as the next. A generator whose shapes vary in
+    loudness gets them turned down and the fill gives the power back; one whose shapes are steady keeps
+    them."""
+    rng = np.random.default_rng(21)
+    rows = 12_800
+    real = rng.normal(0, 1, (rows, 2)).astype(np.float32)
+    levels = rng.normal(0, 0.01, (rows, 1, 2)).astype(np.float32)
+    walk = measure_level_process(levels, _identity(2), lag_rows=64)
+    real_spread = loudness_spread(real, 64)
+    varied = _loudness_source(steady=False)
+    filled = with_fill(walk, real, varied, 64)
+    assert loudness_spread(stream_rows(varied, filled), 64) > LOUDNESS_SLACK * real_spread
+    matched = matched_loudness(filled, real, varied, 64)
+    assert matched.shape_filter is not None
+    assert np.asarray(matched.shape_filter).sum(axis=1).max() < 0.75  # the shapes' gain, no longer 1
+    streamed = stream_rows(varied, matched)
+    assert loudness_spread(streamed, 64) <= LOUDNESS_SLACK * real_spread
+    assert np.allclose(_window_spread(streamed), _window_spread(real), rtol=0.15)
+    steady = _loudness_source(steady=True)
+    kept = with_fill(walk, real, steady, 64)
+    assert matched_loudness(kept, real, steady, 64) == kept
