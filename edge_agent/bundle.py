@@ -86,6 +86,13 @@ class FloorMap(_Strict):
     isolated_values: list[float] | None = Field(
         None, description="the training rows' off-floor readings, normalised units, that the draws pick from"
     )
+    longest_floor_run: int | None = Field(
+        None,
+        ge=1,
+        description="for a floor channel, the most consecutive training rows it sat on its floor (`target`'s "
+        "median): the simulator leaves the floor for the nearest value in `target` rather than sit there "
+        "longer (absent: no limit)",
+    )
 
     @model_validator(mode="after")
     def _rising(self) -> FloorMap:

@@ -371,7 +371,8 @@ class FloorMapping:
     (level_process.floor_maps, piecewise linear in normalised units): distributed as the training rows, in
     the stream's order. Values beyond the streams' measured range go to the training extremes. A channel
     that leaves its floor only in rare isolated readings (`isolated_rate`) sits on its floor, with such
-    readings drawn at the training rate apart from the stream."""
+    readings drawn at the training rate apart from the stream. A floor channel sits on its floor no longer
+    than the training rows ever did (`longest_floor_run`)."""
 
     def __init__(
         self,
@@ -385,6 +386,12 @@ class FloorMapping:
             for floor in maps
             if floor.isolated_rate is None
         ]
+        self.run_limits = {
+            floor.channel: limit
+            for floor in maps
+            if floor.longest_floor_run is not None and (limit := _run_limit(floor)) is not None
+        }
+        self.runs = dict.fromkeys(self.run_limits, 0)  # rows each limited channel has sat on its floor
         self.isolated = [
             (
                 floor.channel,
@@ -406,13 +413,39 @@ class FloorMapping:
         out: npt.NDArray[np.float32] = rows.copy()
         for channel, source, target, mean in self.maps:
             scale = self.scale[channel]
-            out[:, channel] = np.interp((rows[:, channel] - mean) / scale, source, target) * scale + mean
+            mapped = np.interp((rows[:, channel] - mean) / scale, source, target)
+            if channel in self.run_limits:
+                mapped = self._runs_cut(channel, mapped)
+            out[:, channel] = mapped * scale + mean
         for channel, floor, rate, values, mean in self.isolated:
             normalised = np.full(len(rows), floor)
             drawn = self.rng.random(len(rows)) < rate
             normalised[drawn] = self.rng.choice(values, size=int(drawn.sum()))
             out[:, channel] = normalised * self.scale[channel] + mean
         return out
+
+    def _runs_cut(self, channel: int, mapped: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Normalised values with no run on the floor longer than the training rows' longest: the reading
+        that would go past it takes the nearest off-floor value. The run carries over from chunk to chunk."""
+        floor, nearest, longest = self.run_limits[channel]
+        run = self.runs[channel]
+        for row, on_floor in enumerate(mapped == floor):
+            run = run + 1 if on_floor else 0
+            if run > longest:
+                mapped[row], run = nearest, 0
+        self.runs[channel] = run
+        return mapped
+
+
+def _run_limit(floor: FloorMap) -> tuple[float, float, int] | None:
+    """(the floor, the nearest other value of the map's targets, the longest run) for a floor channel
+    whose map leaves its floor at all."""
+    target = np.asarray(floor.target)
+    level = float(np.median(target))
+    others = target[target != level]
+    if floor.longest_floor_run is None or not len(others):
+        return None
+    return level, float(others[np.argmin(np.abs(others - level))]), floor.longest_floor_run
 
 
 def _coloured_noise(
@@ -572,11 +605,14 @@ class DeviceStream:
         """A copy of everything a chunk's draw moves on, apart from the random generator (shared, so a
         draw again is a new draw)."""
         memo: dict[int, object] = {id(self.rng): self.rng}
-        return copy.deepcopy((self._previous, self._shape_filter, self._levels, self._noise), memo)
+        runs = None if self._floors is None else self._floors.runs
+        return copy.deepcopy((self._previous, self._shape_filter, self._levels, self._noise, runs), memo)
 
     def _restore(self, state: tuple[object, ...]) -> None:
         memo: dict[int, object] = {id(self.rng): self.rng}
-        self._previous, self._shape_filter, self._levels, self._noise = copy.deepcopy(state, memo)  # type: ignore[assignment]
+        self._previous, self._shape_filter, self._levels, self._noise, runs = copy.deepcopy(state, memo)  # type: ignore[assignment]
+        if self._floors is not None:
+            self._floors.runs = runs  # type: ignore[assignment]
 
     def _published(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Rows as this device sends them: with its gain and offset."""

@@ -509,3 +509,37 @@ def test_windows_that_vary_in_loudness_more_than_the_data_get_their_shapes_turne
     steady = _loudness_source(steady=True)
     kept = with_fill(walk, real, steady, 64)
     assert matched_loudness(kept, real, steady, 64) == kept
+
+
+def _longest_run(on: np.ndarray) -> int:
+    edges = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
+
+
+def test_a_floor_channel_never_sits_on_its_floor_longer_than_the_training_rows_did() -> None:
+    """Off-floor readings at a near-regular pace (1-8 rows apart, like SMD machine-2-1's channel 8) through
+    a map fed by a slow stream: left alone, the map sits on the floor for long stretches, which the agent's
+    score reads as a stuck sensor; with the limit, no run on the floor (chunk joins included) is longer
+    than the training rows' longest, and the readings that break one are values the data hold."""
+    rng = np.random.default_rng(14)
+    gaps = rng.integers(1, 9, 12_000)
+    real = np.zeros(int(gaps.sum()) + 1, dtype=np.float32)
+    real[np.cumsum(gaps)[:-1]] = rng.choice([0.5, 1.0, 8.0], len(gaps) - 1, p=[0.6, 0.35, 0.05])
+    longest = _longest_run(real == 0)
+    assert longest <= 7
+    slow = np.zeros(60_000)
+    for row in range(1, len(slow)):
+        slow[row] = 0.98 * slow[row - 1] + 0.2 * rng.standard_normal()
+    streamed = slow[:, None].astype(np.float32)
+    (floor,) = floor_maps(real[:, None], streamed, [0])
+    assert floor.longest_floor_run == longest
+    unit = {"mean": np.zeros(1, np.float32), "scale": np.ones(1, np.float32), "rng": rng}
+    limited = FloorMapping([floor], **unit)
+    free = FloorMapping([floor.model_copy(update={"longest_floor_run": None})], **unit)
+    chunks = np.array_split(streamed, len(streamed) // 43)
+    out = np.concatenate([limited.apply(chunk) for chunk in chunks])[:, 0]
+    unlimited = free.apply(streamed)[:, 0]
+    assert _longest_run(out == 0) <= longest
+    assert _longest_run(unlimited == 0) > 3 * longest
+    broken = out != unlimited
+    assert broken.any() and (unlimited[broken] == 0).all() and (out[broken] == 0.5).all()
