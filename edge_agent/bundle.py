@@ -179,8 +179,9 @@ class LevelProcess(_Strict):
         None,
         description="channels x channels, rows scaled to each channel's noise_filter sd and columns to unit "
         "variance: with that scaling taken off, the mix of the channels' white noises each channel's own "
-        "noise_filter shapes, so the channels step together as the training rows do and each keeps its "
-        "spectrum (absent: each its own)",
+        "noise_filter shapes, so the channels move together in the band their fills cover as the training "
+        "rows do (the rows' coherency there, weighted by the fills' gains; the steps' correlation in bundles "
+        "made before 5 December 2026) and each keeps its spectrum (absent: each its own)",
     )
     floor_maps: list[FloorMap] | None = Field(
         None,
