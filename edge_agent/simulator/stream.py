@@ -327,8 +327,8 @@ class ColouredNoise:
     the other channels' spectra. The demo's bearing temperature, whose fill is a trickle of slow power,
     drew 12% of its noise from the speed's and carried 20x its real power above 0.25 cycles per row. Mixed
     before, every channel keeps its own spectrum, and channels whose fills share a band (TEP's pressures,
-    its stripper steam flow and valve) still move together. The bundle's matrix is scaled by each channel's fill sd (`noise_mixing` in the
-    trainer); the correlation factor is that scaling taken off.
+    its stripper steam flow and valve) still move together. The bundle's matrix is scaled by each
+    channel's fill sd (`noise_mixing` in the trainer); the correlation factor is that scaling taken off.
     """
 
     def __init__(
