@@ -509,6 +509,9 @@ def noise_mixing(rows: npt.NDArray[np.float32], taps: npt.NDArray[np.float64]) -
     return mixing
 
 
+_COHERENCY_SEGMENTS = 256  # Welch segments the coherency is averaged over, at most
+
+
 def band_correlation(rows: npt.NDArray[np.float32], taps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """[C, C] correlation matrix: per pair, the rows' coherency (real part, Welch segments as long as the
     taps' design) averaged over frequency, weighted by the product of the two channels' fill gains there;
@@ -517,7 +520,9 @@ def band_correlation(rows: npt.NDArray[np.float32], taps: npt.NDArray[np.float64
     values = rows.astype(np.float64)
     if len(values) < length:
         values = np.concatenate([values, np.zeros((length - len(values), values.shape[1]))])
-    starts = range(0, len(values) - length + 1, length // 2)
+    starts = np.arange(0, len(values) - length + 1, length // 2)
+    if len(starts) > _COHERENCY_SEGMENTS:  # evenly spaced: memory is segments x frequencies x channels
+        starts = starts[np.linspace(0, len(starts) - 1, _COHERENCY_SEGMENTS).astype(int)]
     segments = np.stack([values[start : start + length] for start in starts])
     segments = segments - segments.mean(axis=1, keepdims=True)
     spectra = np.fft.rfft(segments * np.hanning(length)[None, :, None], axis=1)  # [S, F, C]
