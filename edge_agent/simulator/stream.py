@@ -386,11 +386,7 @@ class FloorMapping:
             for floor in maps
             if floor.isolated_rate is None
         ]
-        self.run_limits = {
-            floor.channel: limit
-            for floor in maps
-            if floor.longest_floor_run is not None and (limit := _run_limit(floor)) is not None
-        }
+        self.run_limits = {floor.channel: limit for floor in maps if (limit := _run_limit(floor)) is not None}
         self.runs = dict.fromkeys(self.run_limits, 0)  # rows each limited channel has sat on its floor
         self.isolated = [
             (
@@ -438,8 +434,8 @@ class FloorMapping:
 
 
 def _run_limit(floor: FloorMap) -> tuple[float, float, int] | None:
-    """(the floor, the nearest other value of the map's targets, the longest run) for a floor channel
-    whose map leaves its floor at all."""
+    """(the floor, the nearest other value of the map's targets, the longest run) for a floor channel with
+    a limit whose map leaves its floor at all; None otherwise."""
     target = np.asarray(floor.target)
     level = float(np.median(target))
     others = target[target != level]
