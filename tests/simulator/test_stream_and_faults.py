@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.bundle import SCORER_INT8, LevelProcess, load_bundle
+from edge_agent.bundle import SCORER_INT8, FloorMap, LevelProcess, load_bundle
 from edge_agent.config import BackendConfig
 from edge_agent.decision import DecisionConfig
 from edge_agent.pipeline import open_pipeline
@@ -268,3 +268,36 @@ def test_a_stream_starts_at_its_level_not_inside_a_drawn_ramp(pump_bundle_keep: 
         later.append(np.abs(rows - rows.mean(axis=0)).mean())
     # The first rows sit no farther from the level than rows typically sit from their device's mean.
     assert np.median(starts) < np.median(later), (np.median(starts), np.median(later))
+
+
+def test_a_chunk_drawn_again_restarts_the_floor_run_where_the_chunk_began() -> None:
+    """The judge draws a chunk again from the state before it; a floor channel's run on its floor is part of
+    that state, so a redraw neither inherits the dropped draw's run nor loses the published rows' run."""
+    window, channels = 64, 1
+    levels = np.concatenate([[0.0] * 60, np.linspace(0.0, 1.0, 45)])  # 60% of the map on the floor
+    floor = FloorMap(
+        channel=0,
+        source=np.linspace(-3.0, 3.0, len(levels)).tolist(),
+        target=levels.tolist(),
+        longest_floor_run=1_000,  # never reached here: the test reads the count, not the cut
+    )
+    process = LevelProcess(
+        mean=[0.0],
+        cholesky=[[1e-3]],
+        lag_rows=window,
+        autocorrelation=[0.9],
+        floor_maps=[floor],
+    )
+    source = _NoiseWindows(
+        window * channels, window, np.zeros(1, np.float32), np.ones(1, np.float32), process
+    )
+    stream = DeviceStream(source, seed=3, variation=0.0)
+    mapping = stream._floors
+    assert mapping is not None and 0 in mapping.runs
+    mapping.runs[0] = 7
+    before = stream._state()
+    for _ in range(20):
+        stream._with_level(stream._next_shapes())
+    assert mapping.runs[0] != 7  # the draws moved the run on
+    stream._restore(before)
+    assert stream._floors is not None and stream._floors.runs[0] == 7
