@@ -22,10 +22,9 @@ from benchmarks.environment import write_result
 from edge_agent.bundle import BundleManifest, load_bundle
 from edge_agent.simulator.stream import TRUNCATION
 from trainer.config import TrainConfig
-from trainer.csv_data import load_training_data
 from trainer.demo.pump_data import make_pump_series
 from trainer.synthetic.generate import synthesize
-from trainer.synthetic.report import build_report, split_like_the_fit
+from trainer.synthetic.report import build_report, real_segments, split_like_the_fit
 
 FIGURES = {
     "discriminative (training)": ("quality", "discriminative_score"),
@@ -63,12 +62,6 @@ def _figures(
     }
     # None: too few held-out rows for the classifier (TEP's 100); the table says so
     return {name: _figure(parts[part][key]) for name, (part, key) in FIGURES.items()}
-
-
-def load_rows(path: Path, channels: list[str]) -> np.ndarray:
-    """The file's rows [n, channels] in the bundle's channel order, read and gap-filled as a fit reads."""
-    data = load_training_data(path, TrainConfig().data.model_copy(update={"columns": channels}))
-    return np.concatenate([segment.values for segment in data.segments]).astype(np.float32)
 
 
 def _slice(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -112,7 +105,7 @@ def main() -> None:
             args.rows, seed=100 + seed
         )
     if args.reference is not None:
-        unseen = load_rows(args.reference, list(manifest.channels))
+        unseen = np.concatenate(real_segments(args.reference, list(manifest.channels), TrainConfig()))
         sources[f"unseen real rows ({args.reference.name})"] = lambda seed: _slice(unseen, args.rows, seed)
     results: dict[str, dict[str, list[float | None]]] = {}
     for source, draw in sources.items():

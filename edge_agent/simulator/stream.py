@@ -391,7 +391,7 @@ class FloorMapping:
         self.isolated = [
             (
                 floor.channel,
-                float(np.median(floor.target)),
+                _floor_value(floor),
                 floor.isolated_rate,
                 np.asarray(floor.isolated_values),
                 float(mean[floor.channel]),
@@ -433,11 +433,16 @@ class FloorMapping:
         return mapped
 
 
+def _floor_value(floor: FloorMap) -> float:
+    """A floor channel's floor, normalised: its map's median target (it sits there in most rows)."""
+    return float(np.median(floor.target))
+
+
 def _run_limit(floor: FloorMap) -> tuple[float, float, int] | None:
     """(the floor, the nearest other value of the map's targets, the longest run) for a floor channel with
     a limit whose map leaves its floor at all; None otherwise."""
     target = np.asarray(floor.target)
-    level = float(np.median(target))
+    level = _floor_value(floor)
     others = target[target != level]
     if floor.longest_floor_run is None or not len(others):
         return None

@@ -340,16 +340,21 @@ def quality_figures(
     }
 
 
-def split_like_the_fit(data_path: Path, channels: list[str], config: TrainConfig) -> tuple[F32, F32]:
-    """(training rows, held-out rows) of the real data, split as the fit split them: each segment's tail."""
+def real_segments(data_path: Path, channels: list[str], config: TrainConfig) -> list[F32]:
+    """The real data's gap-free segments [n, channels], in `channels`' order, read as a fit reads them."""
     from trainer.csv_data import load_training_data
 
     data = load_training_data(data_path, config.data.model_copy(update={"columns": channels}))
+    return [segment.values.astype(np.float32) for segment in data.segments]
+
+
+def split_like_the_fit(data_path: Path, channels: list[str], config: TrainConfig) -> tuple[F32, F32]:
+    """(training rows, held-out rows) of the real data, split as the fit split them: each segment's tail."""
     train, holdout = [], []
-    for segment in data.segments:
-        cut = len(segment.values) - int(round(len(segment.values) * config.data.holdout_fraction))
-        train.append(segment.values[:cut])
-        holdout.append(segment.values[cut:])
+    for values in real_segments(data_path, channels, config):
+        cut = len(values) - int(round(len(values) * config.data.holdout_fraction))
+        train.append(values[:cut])
+        holdout.append(values[cut:])
     return np.concatenate(train).astype(np.float32), np.concatenate(holdout).astype(np.float32)
 
 
