@@ -470,7 +470,7 @@ class DeviceStream:
     With a `judge`, every chunk after the first is scored as the agent would score it (the rows before it
     included) and drawn again, up to the judge's attempts, while one of its windows is above the alert
     threshold (edge_agent.simulator.vetting says why); chunks are drawn LOOKAHEAD ahead, and where every
-    draw fails the newest unpublished chunk is dropped and drawn again."""
+    draw fails unpublished chunks are dropped and drawn again, one more each time in a row."""
 
     def __init__(
         self,
@@ -568,7 +568,8 @@ class DeviceStream:
 
     def _extend(self, judge: ChunkJudge) -> None:
         """One more judged chunk at the end of the pending ones; or, where every draw of it fails and the
-        backtracking budget allows, the newest pending chunk dropped and drawn again from where it began."""
+        backtracking budget allows, the newest pending chunks dropped (one more each time in a row) and drawn
+        again from where the oldest of them began."""
         start = self._state()
         best: tuple[float, npt.NDArray[np.float32], tuple[object, ...] | None] | None = None
         for attempt in range(judge.attempts):
@@ -586,9 +587,13 @@ class DeviceStream:
         worst, chunk, state = best
         judge.counts.redrawn += attempt
         if worst > judge.threshold and self._pending and self._backtracks < MAX_BACKTRACKS:
+            # Each failure in a row reaches one chunk further back: the shape filter delays what a draw
+            # makes by half its taps, so the rows that fail may have been drawn chunks before this one.
             self._backtracks += 1
             judge.counts.backtracked += 1
-            _, before, _ = self._pending.pop()
+            for _ in range(min(self._backtracks, len(self._pending))):
+                _, before, _ = self._pending.pop()
+                judge.counts.dropped += 1
             self._restore(before)
             return
         if state is not None:

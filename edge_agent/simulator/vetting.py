@@ -28,13 +28,14 @@ ATTEMPTS = 8  # draws of one chunk before the quietest is kept; the demo's strea
 
 @dataclass
 class VettingCounts:
-    """What the judge did, for a run's report: chunks published, draws made again, unpublished chunks dropped
-    to draw them again, and chunks published above the threshold after all that (the generator could not
-    make a quiet one there)."""
+    """What the judge did, for a run's report: chunks published, draws made again, times it went back
+    after every draw of a chunk failed, the unpublished chunks it dropped then to draw them again, and
+    chunks published above the threshold after all that (the generator could not make a quiet one there)."""
 
     chunks: int = 0
     redrawn: int = 0
     backtracked: int = 0
+    dropped: int = 0
     kept_above: int = 0
 
     def as_dict(self) -> dict[str, int]:

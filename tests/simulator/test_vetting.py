@@ -92,10 +92,12 @@ def test_a_chunk_that_never_passes_keeps_the_quietest_draw_and_is_counted(
     counts = judge.counts
     published = -(-(500 - (window - stream.overlap)) // (window - stream.overlap))  # after the first chunk
     assert counts.kept_above == counts.chunks == published
-    # Every draw of a chunk fails: each chunk publishing lets MAX_BACKTRACKS pending chunks be dropped.
-    assert 0 < counts.backtracked <= MAX_BACKTRACKS * published
-    # Each round of draws ends in a chunk accepted (published, pending, or dropped later) or in a drop.
-    rounds = published + LOOKAHEAD + 2 * counts.backtracked
+    # Every draw of a chunk fails: each chunk publishing lets the judge go back MAX_BACKTRACKS times, and
+    # each time in a row reaches one pending chunk further back.
+    assert 0 < counts.backtracked <= MAX_BACKTRACKS * (published + 1)
+    assert counts.backtracked < counts.dropped <= LOOKAHEAD * counts.backtracked
+    # Each round of draws ends in a chunk accepted (published, pending, or dropped later) or in going back.
+    rounds = published + LOOKAHEAD + counts.dropped + counts.backtracked
     assert counts.redrawn == 2 * rounds
 
 
