@@ -14,12 +14,14 @@ from edge_agent.bundle import FloorMap, LevelProcess, SmoothChannel
 from edge_agent.simulator.stream import ColouredNoise, FloorMapping, LevelWalk, ShapeFilter, filter_rows
 from trainer.level_process import (
     LOUDNESS_SLACK,
+    MAX_FILL_GAIN,
     DrawnWindows,
     fit_regimes,
     floor_channels,
     floor_maps,
     isolated_readings,
     loudness_spread,
+    matched_energy,
     matched_loudness,
     measure_level_process,
     noise_fill,
@@ -27,6 +29,7 @@ from trainer.level_process import (
     shape_filter,
     skewed_channels,
     stream_rows,
+    window_energies,
     with_fill,
 )
 from trainer.windows import Normaliser
@@ -535,6 +538,46 @@ def test_windows_that_vary_in_loudness_more_than_the_data_get_their_shapes_turne
     steady = _loudness_source(steady=True)
     kept = with_fill(walk, real, steady, 64)
     assert matched_loudness(kept, real, steady, 64) == kept
+
+
+def _white_source(sd: float) -> DrawnWindows:
+    """Windows of white noise with standard deviation `sd` on two channels, seeded by the latent."""
+
+    def draw(latent: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(int(abs(float(latent[0, 0])) * 1e6))
+        return (sd * rng.standard_normal((len(latent), 64, 2))).astype(np.float32)
+
+    zeros = np.zeros(2, dtype=np.float32)
+    return DrawnWindows(draw, 8, 64, zeros, np.ones(2, dtype=np.float32), strip_levels=False)
+
+
+def test_streams_quieter_than_the_data_inside_a_window_get_the_fill_turned_up() -> None:
+    """Real rows: white noise on slow sines (periods of 150 and 190 rows). The fill makes up power above one
+    window's frequency only, so streams of a white generator lack the sines' share of each window; the fill
+    is turned up, one gain for every channel, until the median window is as loud as the data's. Where the
+    data hold no slow power, the fill is left as measured."""
+    rng = np.random.default_rng(5)
+    rows = 12_800
+    slow = np.sin(2 * np.pi * np.arange(rows)[:, None] / np.array([150.0, 190.0]) + rng.uniform(0, 6, 2))
+    white = rng.normal(0, 1, (rows, 2))
+    levels = rng.normal(0, 0.01, (rows, 1, 2)).astype(np.float32)
+    walk = measure_level_process(levels, _identity(2), lag_rows=64)
+    source = _white_source(0.5)
+
+    def median_energy(values: np.ndarray) -> float:
+        return float(np.median(window_energies(values.astype(np.float32), 64)))
+
+    real = (white + slow).astype(np.float32)
+    filled = with_fill(walk, real, source, 64)
+    assert median_energy(stream_rows(source, filled)) < 0.9 * median_energy(real)
+    matched = matched_energy(filled, real, source, 64)
+    np.testing.assert_allclose(median_energy(stream_rows(source, matched)), median_energy(real), rtol=0.05)
+    gains = np.linalg.norm(matched.noise_filter, axis=1) / np.linalg.norm(filled.noise_filter, axis=1)
+    assert 1.0 < gains[0] <= MAX_FILL_GAIN and gains[1] == pytest.approx(gains[0])
+    assert matched.noise_mixing == filled.noise_mixing
+    plain = white.astype(np.float32)
+    kept = with_fill(walk, plain, source, 64)
+    assert matched_energy(kept, plain, source, 64) == kept
 
 
 def _longest_run(on: np.ndarray) -> int:
