@@ -72,6 +72,7 @@ def measure_level_process(
         lag_rows=lag_rows,
         autocorrelation=np.minimum(autocorrelation, cap).tolist(),
         max_rate=level_rate(levels).tolist(),
+        level_range=list(zip(levels.min(axis=0).tolist(), levels.max(axis=0).tolist(), strict=True)),
         regimes=regimes,
         regime_transition=transition,
         smooth_channels=smooth,

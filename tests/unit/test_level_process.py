@@ -292,6 +292,33 @@ def test_the_walk_moves_no_channel_faster_than_its_training_levels_did() -> None
     assert np.abs(ends[:, None] - np.array([[-1.5, 0.0, 1.5]])).min(axis=1).mean() < 0.3
 
 
+def test_the_walk_turns_back_where_the_training_levels_ended_but_a_smooth_channel_keeps_its_cycle() -> None:
+    """Levels of a share that sits in [0, 1]: uniform on it, so the Gaussian the walk draws from reaches
+    below 0 and above 1 (1.7 of its spreads from the mean). The walk stays inside the range the training
+    levels covered and still reaches both ends; a smooth (second-order) channel is not bounded."""
+    rng = np.random.default_rng(4)
+    share = np.repeat(rng.uniform(0, 1, 200), 64)  # one level per 64 rows
+    levels = np.stack([share, rng.normal(0, 1, len(share))], axis=1).astype(np.float32)
+    process = measure_level_process(levels[:, None, :], _identity(2), lag_rows=64)
+    assert process.level_range is not None
+    np.testing.assert_allclose(process.level_range[0], [share.min(), share.max()], atol=1e-6)
+    unbounded = process.model_copy(update={"level_range": None})
+    paths = {}
+    for name, walked in (("bounded", process), ("unbounded", unbounded)):
+        walk = LevelWalk(walked, np.ones(2, dtype=np.float32), np.random.default_rng(5))
+        paths[name] = np.concatenate([walk.ramp(43) for _ in range(3000)])[:, 0]
+    low, high = process.level_range[0]
+    outside = (paths["unbounded"] < low) | (paths["unbounded"] > high)
+    assert outside.mean() > 0.02  # what the bound is for
+    assert paths["bounded"].min() >= low and paths["bounded"].max() <= high
+    assert paths["bounded"].min() < low + 0.05 and paths["bounded"].max() > high - 0.05
+    smooth = process.model_copy(
+        update={"smooth_channels": [SmoothChannel(channel=0, autocorrelation=[0.9, 0.7])]}
+    )
+    walk = LevelWalk(smooth, np.ones(2, dtype=np.float32), np.random.default_rng(5))
+    assert np.isinf(walk.low[0]) and np.isinf(walk.high[0]) and np.isfinite(walk.low[1])
+
+
 def test_floor_channels_are_mapped_onto_their_floor_and_bursts_and_other_channels_are_left_alone() -> None:
     """A counter idle on one value in 95% of rows with rare bursts, and a channel constant in training, come
     out of a Gaussian stream as the training rows have them; a continuous channel gets no map."""
