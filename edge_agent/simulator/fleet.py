@@ -26,6 +26,7 @@ from edge_agent.bundle import Bundle
 from edge_agent.config import BrokerConfig, TopicsConfig
 from edge_agent.errors import EdgeAgentError
 from edge_agent.mqtt_link import configure_credentials
+from edge_agent.operating_range import OperatingRange
 from edge_agent.routing import telemetry_topic
 from edge_agent.simulator import faults
 from edge_agent.simulator.faults import Injection
@@ -114,6 +115,7 @@ class Fleet:
         self.telemetry_filter = (topics or TopicsConfig()).telemetry
         self.generator = Generator(bundle)
         self.judge = ChunkJudge.for_bundle(bundle) if scenario.vet else None
+        accepted = OperatingRange(bundle.manifest)
         self.channels = list(bundle.manifest.channels)
         rng = np.random.default_rng(scenario.seed)
         self._rebase_at_run = start is None  # real-time runs start their clocks when `run` begins
@@ -128,6 +130,7 @@ class Fleet:
                 seed=scenario.seed * 100_003 + index,
                 variation=scenario.variation,
                 judge=self.judge,
+                bounds=(accepted.low, accepted.high),
             )
             self.devices.append(_Device(scenario.device_name(index), stream, rate, start + phase))
         self.injections = plan_faults(

@@ -506,9 +506,14 @@ class DeviceStream:
         overlap: int | None = None,
         truncation: float = TRUNCATION,
         judge: ChunkJudge | None = None,
+        bounds: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
     ) -> None:
+        """`bounds`: (low, high) raw values the published rows are mirrored back inside (`reflected`): the
+        range the agent takes without an operating-range warning (`OperatingRange`), so a clean device
+        never draws one."""
         self.generator = generator
         self.judge = judge
+        self.bounds = bounds
         self.truncation = truncation
         self.rng = np.random.default_rng(seed)
         self.profile = DeviceProfile.draw(self.rng, generator.scale, variation)
@@ -649,8 +654,11 @@ class DeviceStream:
     def _published(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Rows as this device sends them: with its gain and offset."""
         mean = self.generator.mean
-        varied: npt.NDArray[np.float32] = mean + self.profile.gain * (chunk - mean) + self.profile.offset
-        return varied.astype(np.float32)
+        varied = mean + self.profile.gain * (chunk - mean) + self.profile.offset
+        if self.bounds is not None:
+            varied = reflected(varied.astype(np.float64), *self.bounds)
+        published: npt.NDArray[np.float32] = varied.astype(np.float32)
+        return published
 
     def _with_level(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """For a generator that draws shapes only: its shapes, damped where it draws more power than the

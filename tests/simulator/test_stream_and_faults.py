@@ -11,6 +11,7 @@ import pytest
 from edge_agent.bundle import SCORER_INT8, FloorMap, LevelProcess, load_bundle
 from edge_agent.config import BackendConfig
 from edge_agent.decision import DecisionConfig
+from edge_agent.operating_range import OperatingRange
 from edge_agent.pipeline import open_pipeline
 from edge_agent.simulator import faults
 from edge_agent.simulator.fleet import Fleet
@@ -30,6 +31,28 @@ def test_same_seed_same_stream_other_seed_other_device(generator: Generator) -> 
     other = DeviceStream(generator, seed=5).rows(100)
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
+
+
+def test_rows_outside_the_bounds_are_mirrored_back_and_the_rest_are_as_drawn(
+    generator: Generator, pump_bundle: Path
+) -> None:
+    """Bounds at the stream's own 5th and 95th percentiles: every bounded row lies inside them, and rows
+    the unbounded stream drew inside are the same rows (the bound draws nothing). A fleet bounds its
+    devices by the range the agent takes without an operating-range warning."""
+    drawn = DeviceStream(generator, seed=4).rows(3000).astype(np.float64)
+    low, high = np.quantile(drawn, 0.05, axis=0), np.quantile(drawn, 0.95, axis=0)
+    bounded = DeviceStream(generator, seed=4, bounds=(low, high)).rows(3000)
+    assert np.all((bounded >= low - 1e-4) & (bounded <= high + 1e-4))
+    inside = (drawn >= low) & (drawn <= high)
+    assert inside.mean() < 0.95
+    np.testing.assert_allclose(bounded[inside], drawn[inside], rtol=1e-6)
+    bundle = load_bundle(pump_bundle)
+    scenario = Scenario(devices=2, rate_hz=10.0, duration_s=10.0, seed=1, random=None, events=[])
+    accepted = OperatingRange(bundle.manifest)
+    for device in Fleet(bundle, scenario, start=0.0).devices:
+        assert device.stream.bounds is not None
+        np.testing.assert_array_equal(device.stream.bounds[0], accepted.low)
+        np.testing.assert_array_equal(device.stream.bounds[1], accepted.high)
 
 
 @pytest.fixture(scope="module", params=["remove", "keep"])

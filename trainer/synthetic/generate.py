@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.bundle import load_bundle
+from edge_agent.operating_range import OperatingRange
 from edge_agent.simulator.stream import TRUNCATION, DeviceStream, Generator
 from trainer.errors import TrainerError
 
@@ -30,7 +31,14 @@ def synthesize(
     if not 0 < truncation <= 2:
         raise TrainerError(f"--truncation {truncation}: must lie in (0, 2]")
     bundle = load_bundle(bundle_dir)
-    stream = DeviceStream(Generator(bundle), seed=seed, variation=0.0, truncation=truncation)
+    accepted = OperatingRange(bundle.manifest)  # rows the agent would call out of range are mirrored back
+    stream = DeviceStream(
+        Generator(bundle),
+        seed=seed,
+        variation=0.0,
+        truncation=truncation,
+        bounds=(accepted.low, accepted.high),
+    )
     values = stream.rows(rows)
     period = bundle.manifest.sample_period_s or 1.0
     start = time.time() if start_ts is None else start_ts
