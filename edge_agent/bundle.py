@@ -197,8 +197,8 @@ class LevelProcess(_Strict):
     )
     level_range: list[tuple[float, float]] | None = Field(
         None,
-        description="per channel, the lowest and highest level a training window had, normalised units: the "
-        "walk turns back at them, apart from smooth_channels (absent in older bundles: unbounded)",
+        description="per channel, the lowest and highest training row, normalised units: the walk's level "
+        "turns back at them, apart from smooth_channels (absent in older bundles: unbounded)",
     )
     shape_filter: list[list[float]] | None = Field(
         None,

@@ -133,7 +133,7 @@ class LevelWalk:
     spreads where real ramps move one way. Each channel follows the walk's goal no faster than its
     training levels ever moved (level_process.max_rate): a bearing temperature moved with the duty point
     in one chunk drew the clean simulated fleet's false alarms. The walk's goal turns back where the
-    training levels' range ends (level_process.level_range; `reflected`).
+    training rows' range ends (level_process.level_range; `reflected`).
     """
 
     def __init__(

@@ -292,10 +292,11 @@ def test_the_walk_moves_no_channel_faster_than_its_training_levels_did() -> None
     assert np.abs(ends[:, None] - np.array([[-1.5, 0.0, 1.5]])).min(axis=1).mean() < 0.3
 
 
-def test_the_walk_turns_back_where_the_training_levels_ended_but_a_smooth_channel_keeps_its_cycle() -> None:
+def test_the_walk_turns_back_where_the_training_rows_ended_but_a_smooth_channel_keeps_its_cycle() -> None:
     """Levels of a share that sits in [0, 1]: uniform on it, so the Gaussian the walk draws from reaches
     below 0 and above 1 (1.7 of its spreads from the mean). The walk stays inside the range the training
-    levels covered and still reaches both ends; a smooth (second-order) channel is not bounded."""
+    rows covered (here each row its own window) and still reaches both ends; a smooth (second-order)
+    channel is not bounded."""
     rng = np.random.default_rng(4)
     share = np.repeat(rng.uniform(0, 1, 200), 64)  # one level per 64 rows
     levels = np.stack([share, rng.normal(0, 1, len(share))], axis=1).astype(np.float32)
