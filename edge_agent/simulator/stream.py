@@ -170,7 +170,6 @@ class LevelWalk:
         weights = np.asarray([regime.weight for regime in regimes], dtype=np.float64)
         self.regime = int(rng.choice(len(regimes), p=weights / weights.sum()))
         self.level = self.means[self.regime] + self._innovation()
-        self.goal = self.level.copy()  # where the walk is heading; `level` follows it no faster than max_rate
         self.overall_sd = np.sqrt(np.diag(self.overall_cov))
         self.regime_sd = [np.sqrt((factor**2).sum(axis=1)) for factor in self.choleskys]
         self.smooth = [
@@ -182,11 +181,11 @@ class LevelWalk:
         self.previous_goal: npt.NDArray[np.float64] | None = None  # the goal one step back, for them
         bounds = np.asarray(process.level_range or [(-np.inf, np.inf)] * len(scale), dtype=np.float64)
         # Smooth channels keep their cycle: turned back at a bound, an AR(2)'s swing gets a kink that real
-        # oscillations lack (the demo's inlet temperature: discriminative score 0.10 -> 0.17).
+        # oscillations lack (the demo's inlet temperature: discriminative score 0.10 -> 0.17-0.23).
         bounds[self.smooth_index] = (-np.inf, np.inf)
         self.low, self.high = bounds[:, 0], bounds[:, 1]
         self.level = reflected(self.level, self.low, self.high)
-        self.goal = self.level.copy()
+        self.goal = self.level.copy()  # where the walk is heading; `level` follows it no faster than max_rate
 
     def _innovation(self) -> npt.NDArray[np.float64]:
         drawn: npt.NDArray[np.float64] = self.choleskys[self.regime] @ self.rng.standard_normal(
