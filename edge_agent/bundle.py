@@ -195,11 +195,6 @@ class LevelProcess(_Strict):
         "training data (99.9th percentile), normalised units per row: the walk never moves faster "
         "(absent in older bundles: no limit)",
     )
-    level_range: list[tuple[float, float]] | None = Field(
-        None,
-        description="per channel, the lowest and highest training row, normalised units: the walk's level "
-        "turns back at them, apart from smooth_channels (absent in older bundles: unbounded)",
-    )
     shape_filter: list[list[float]] | None = Field(
         None,
         description="per channel, FIR taps the simulator runs the generator's shapes through before adding "
@@ -235,10 +230,6 @@ class LevelProcess(_Strict):
                 raise ValueError("each row of regime_transition must be a probability distribution")
         self._floor_maps_agree()
         self._noise_mixing_agrees()
-        if self.level_range is not None and (
-            len(self.level_range) != len(self.mean) or any(low > high for low, high in self.level_range)
-        ):
-            raise ValueError(f"level_range must hold {len(self.mean)} (low, high) pairs with low <= high")
         smooth = [entry.channel for entry in self.smooth_channels or []]
         if any(channel >= len(self.mean) for channel in smooth) or len(set(smooth)) != len(smooth):
             raise ValueError(f"smooth_channels: channels must be distinct and below {len(self.mean)}")

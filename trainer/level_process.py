@@ -24,8 +24,10 @@ from edge_agent.bundle import FloorMap, LevelProcess, LevelRegime, SmoothChannel
 from edge_agent.simulator.stream import (
     DeviceStream,
     LevelWalk,
+    RowRange,
     default_overlap,
     filter_rows,
+    normalised_range,
     without_window_levels,
 )
 from trainer.windows import Normaliser
@@ -72,7 +74,6 @@ def measure_level_process(
         lag_rows=lag_rows,
         autocorrelation=np.minimum(autocorrelation, cap).tolist(),
         max_rate=level_rate(levels).tolist(),
-        level_range=_row_range(normalised),
         regimes=regimes,
         regime_transition=transition,
         smooth_channels=smooth,
@@ -80,7 +81,15 @@ def measure_level_process(
     if source is None:
         return walk
     window = source.window_len
-    taps = shape_filter(normalised[:, 0, :], stream_rows(source, None), walk_rows(walk, window), window)
+    # The streams measured here walk inside the training rows' range, as the bundle's will
+    # (`Generator.row_range`, the manifest's normalisation low and high, taken from these same rows).
+    source = replace(source, row_range=(train.min(axis=(0, 1)), train.max(axis=(0, 1))))
+    taps = shape_filter(
+        normalised[:, 0, :],
+        stream_rows(source, None),
+        walk_rows(walk, window, normalised_range(source)),
+        window,
+    )
     if taps is not None:
         walk = walk.model_copy(update={"shape_filter": taps.tolist()})
     rows = normalised[:, 0, :]
@@ -92,16 +101,6 @@ def measure_level_process(
     streamed = np.concatenate([stream_rows(source, walk, seed) for seed in range(FLOOR_STREAMS)])
     mapped = sorted(set(floors) | set(skewed_channels(rows, streamed)))
     return walk.model_copy(update={"floor_maps": floor_maps(rows, streamed, mapped)})
-
-
-def _row_range(normalised: npt.NDArray[np.float32]) -> list[tuple[float, float]]:
-    """Per channel, the lowest and highest training row: where the walk's level turns back.
-
-    Why the rows' range and not the window levels' (narrower): the demo's outer duty points sit at the
-    levels' edge, and turned back there they bunched against it (discriminative score 0.097 -> 0.128
-    over eight seeds; 0.108 at the rows' range, 0.097 unbounded), and SMD's streams stay inside either."""
-    low, high = normalised.min(axis=(0, 1)), normalised.max(axis=(0, 1))
-    return list(zip(low.astype(float).tolist(), high.astype(float).tolist(), strict=True))
 
 
 @dataclass
@@ -116,6 +115,7 @@ class DrawnWindows:
     scale: npt.NDArray[np.float32]
     strip_levels: bool  # a generator that draws levels too has its windows' own levels taken off, as there
     level_process: LevelProcess | None = None
+    row_range: RowRange | None = None  # the training rows' range, raw: where the walk turns back
 
     def windows(self, latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """[batch, latent] -> [batch, window, channels] in raw units."""
@@ -139,9 +139,13 @@ def stream_rows(source: DrawnWindows, process: LevelProcess | None, seed: int = 
     return rows
 
 
-def walk_rows(process: LevelProcess, window: int, seed: int = 0) -> npt.NDArray[np.float32]:
-    """Normalised levels [STREAM_ROWS, C] the simulator's walk lays under one device's stream."""
-    walk = LevelWalk(process, np.ones(len(process.mean), dtype=np.float32), np.random.default_rng(seed))
+def walk_rows(
+    process: LevelProcess, window: int, bounds: RowRange | None = None, seed: int = 0
+) -> npt.NDArray[np.float32]:
+    """Normalised levels [STREAM_ROWS, C] the simulator's walk lays under one device's stream (`bounds`: the
+    training rows' normalised range)."""
+    ones = np.ones(len(process.mean), dtype=np.float32)
+    walk = LevelWalk(process, ones, np.random.default_rng(seed), bounds)
     chunk = window - default_overlap(window)
     path = np.concatenate([walk.ramp(chunk) for _ in range(-(-STREAM_ROWS // chunk))])
     return path[:STREAM_ROWS]

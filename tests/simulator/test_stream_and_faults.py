@@ -47,6 +47,15 @@ def test_rows_outside_the_bounds_are_mirrored_back_and_the_rest_are_as_drawn(
     assert inside.mean() < 0.95
     np.testing.assert_allclose(bounded[inside], drawn[inside], rtol=1e-6)
     bundle = load_bundle(pump_bundle)
+    norm = bundle.manifest.normalisation
+    assert norm.low is not None and norm.high is not None
+    walk = DeviceStream(generator, seed=4)._levels
+    assert walk is not None  # the walk turns back at the training rows' range, normalised, smooth ones aside
+    bounded = np.isfinite(walk.low)
+    assert bounded.sum() >= len(bounded) - len(walk.smooth_index) > 0
+    for walked, trained in ((walk.low, norm.low), (walk.high, norm.high)):
+        expected = (np.asarray(trained) - generator.mean) / generator.scale
+        np.testing.assert_allclose(walked[bounded], expected[bounded], rtol=1e-5)
     scenario = Scenario(devices=2, rate_hz=10.0, duration_s=10.0, seed=1, random=None, events=[])
     accepted = OperatingRange(bundle.manifest)
     for device in Fleet(bundle, scenario, start=0.0).devices:
@@ -243,6 +252,7 @@ class _NoiseWindows:
     mean: np.ndarray
     scale: np.ndarray
     level_process: LevelProcess | None
+    row_range: tuple[np.ndarray, np.ndarray] | None = None
 
     def windows(self, latent: np.ndarray) -> np.ndarray:
         return latent.reshape(len(latent), self.window_len, -1).astype(np.float32)

@@ -4,6 +4,7 @@ white noise a generator's smooth windows lack, measured against the training row
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,14 @@ from pydantic import ValidationError
 from scipy import signal
 
 from edge_agent.bundle import FloorMap, LevelProcess, SmoothChannel
-from edge_agent.simulator.stream import ColouredNoise, FloorMapping, LevelWalk, ShapeFilter, filter_rows
+from edge_agent.simulator.stream import (
+    ColouredNoise,
+    FloorMapping,
+    LevelWalk,
+    ShapeFilter,
+    filter_rows,
+    normalised_range,
+)
 from trainer.level_process import (
     LOUDNESS_SLACK,
     MAX_FILL_GAIN,
@@ -301,14 +309,15 @@ def test_the_walk_turns_back_where_the_training_rows_ended_but_a_smooth_channel_
     share = np.repeat(rng.uniform(0, 1, 200), 64)  # one level per 64 rows
     levels = np.stack([share, rng.normal(0, 1, len(share))], axis=1).astype(np.float32)
     process = measure_level_process(levels[:, None, :], _identity(2), lag_rows=64)
-    assert process.level_range is not None
-    np.testing.assert_allclose(process.level_range[0], [share.min(), share.max()], atol=1e-6)
-    unbounded = process.model_copy(update={"level_range": None})
+    source = replace(_white_source(0.5), row_range=(levels.min(axis=0), levels.max(axis=0)))
+    bounds = normalised_range(source)
+    assert bounds is not None
+    np.testing.assert_allclose([bounds[0][0], bounds[1][0]], [share.min(), share.max()], atol=1e-6)
     paths = {}
-    for name, walked in (("bounded", process), ("unbounded", unbounded)):
-        walk = LevelWalk(walked, np.ones(2, dtype=np.float32), np.random.default_rng(5))
+    for name, walked in (("bounded", bounds), ("unbounded", None)):
+        walk = LevelWalk(process, np.ones(2, dtype=np.float32), np.random.default_rng(5), walked)
         paths[name] = np.concatenate([walk.ramp(43) for _ in range(3000)])[:, 0]
-    low, high = process.level_range[0]
+    low, high = bounds[0][0], bounds[1][0]
     outside = (paths["unbounded"] < low) | (paths["unbounded"] > high)
     assert outside.mean() > 0.02  # what the bound is for
     assert paths["bounded"].min() >= low and paths["bounded"].max() <= high
@@ -316,7 +325,7 @@ def test_the_walk_turns_back_where_the_training_rows_ended_but_a_smooth_channel_
     smooth = process.model_copy(
         update={"smooth_channels": [SmoothChannel(channel=0, autocorrelation=[0.9, 0.7])]}
     )
-    walk = LevelWalk(smooth, np.ones(2, dtype=np.float32), np.random.default_rng(5))
+    walk = LevelWalk(smooth, np.ones(2, dtype=np.float32), np.random.default_rng(5), bounds)
     assert np.isinf(walk.low[0]) and np.isinf(walk.high[0]) and np.isfinite(walk.low[1])
 
 
