@@ -2,12 +2,16 @@
 
 Usage: python -m benchmarks.synth_quality [--bundle runs/demo/bundle] [--data runs/demo/pump_normal.csv]
        [--seeds 3] [--rows 6000] [--truncation 0.7] [--pump-reference] [--reference CSV]
+       [--stretch-reference]
 Each seed draws `rows` rows with `edge-trainer synth`'s code and scores them with its report (figures against
 the training rows and the held-out tail). With `--pump-reference` (the demo's data), fresh rows of the very
 process the data came from (`make_pump_series`, other seeds) are scored the same way: a perfect generator,
 so the figures' floor on a series this short. `--reference` does the same with real rows of the process that
 the fit never saw (TEP's normal test run `d00_te`; a later stretch of the same machine): at most `rows` of
-them, from a start that differs by seed where the file holds more.
+them, from a start that differs by seed where the file holds more. `--stretch-reference` takes the process
+itself as the generator: a stretch of `rows` training rows (from a start that differs by seed), scored against
+the training part without it. Where levels change over thousands of rows (SMD), a stretch visits only some of
+them, and this column is the floor any generator's figures have at that length.
 Writes benchmarks/results/synth_quality.json.
 """
 
@@ -64,11 +68,24 @@ def _figures(
     return {name: _figure(parts[part][key]) for name, (part, key) in FIGURES.items()}
 
 
+def _start(total: int, count: int, seed: int) -> int:
+    """Where `count` consecutive rows of `total` begin: drawn by `seed` where there are more."""
+    spare = total - count
+    return int(np.random.default_rng(seed).integers(0, spare + 1)) if spare > 0 else 0
+
+
 def _slice(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
     """At most `count` consecutive rows, from a start drawn by `seed` where there are more."""
-    spare = len(rows) - count
-    start = int(np.random.default_rng(seed).integers(0, spare + 1)) if spare > 0 else 0
+    start = _start(len(rows), count, seed)
     return rows[start : start + count]
+
+
+def training_stretch(train: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(`count` consecutive training rows from a start drawn by `seed`, the training rows without them); at
+    most half the training part, so the rest still holds as many."""
+    count = min(count, len(train) // 2)
+    start = _start(len(train), count, seed)
+    return train[start : start + count], np.concatenate([train[:start], train[start + count :]])
 
 
 def _figure(value: object) -> float | None:
@@ -96,20 +113,34 @@ def main() -> None:
         "--pump-reference", action="store_true", help="add fresh pump rows (a perfect generator)"
     )
     parser.add_argument("--reference", type=Path, help="add unseen real rows of the same process (a CSV)")
+    parser.add_argument(
+        "--stretch-reference",
+        action="store_true",
+        help="add stretches of the training rows, each scored against the rest (the process as generator)",
+    )
     args = parser.parse_args()
     manifest = load_bundle(args.bundle).manifest
     train, holdout = split_like_the_fit(args.data, list(manifest.channels), TrainConfig())
-    sources = {"generator": lambda seed: synthesize(args.bundle, args.rows, seed, args.truncation)[2]}
+    # Each source draws (rows, the training rows they are compared with) per seed.
+    sources = {
+        "generator": lambda seed: (synthesize(args.bundle, args.rows, seed, args.truncation)[2], train)
+    }
     if args.pump_reference:
-        sources["fresh pump rows (perfect generator)"] = lambda seed: make_pump_series(
-            args.rows, seed=100 + seed
+        sources["fresh pump rows (perfect generator)"] = lambda seed: (
+            make_pump_series(args.rows, seed=100 + seed),
+            train,
         )
     if args.reference is not None:
         unseen = np.concatenate(real_segments(args.reference, list(manifest.channels), TrainConfig()))
-        sources[f"unseen real rows ({args.reference.name})"] = lambda seed: _slice(unseen, args.rows, seed)
+        sources[f"unseen real rows ({args.reference.name})"] = lambda seed: (
+            _slice(unseen, args.rows, seed),
+            train,
+        )
+    if args.stretch_reference:
+        sources["training stretch against the rest"] = lambda seed: training_stretch(train, args.rows, seed)
     results: dict[str, dict[str, list[float | None]]] = {}
     for source, draw in sources.items():
-        per_seed = [_figures(draw(seed), train, holdout, manifest, seed) for seed in range(1, args.seeds + 1)]
+        per_seed = [_figures(*draw(seed), holdout, manifest, seed) for seed in range(1, args.seeds + 1)]
         results[source] = {name: [figures[name] for figures in per_seed] for name in FIGURES}
     print(f"| figure | {' | '.join(results)} |")
     print(f"| --- |{' --- |' * len(results)}")
@@ -122,6 +153,7 @@ def main() -> None:
             "bundle": str(args.bundle),
             "data": str(args.data),
             "reference": None if args.reference is None else str(args.reference),
+            "stretch_reference": args.stretch_reference,
             "rows": args.rows,
             "truncation": args.truncation,
             "seeds": args.seeds,
