@@ -26,6 +26,8 @@ from trainer.validation_signal import generation_quality
 log = logging.getLogger(__name__)
 
 COLLAPSE_DIVERSITY = 0.25  # generated windows this much less spread than real ones = mode collapse
+GAN_ATTEMPTS = 3  # GAN fits tried, each from its own seed, before a fit is refused as collapsed
+RESTART_SEED_STEP = 1000  # attempt k starts from fit.seed + k * this: clear of the members' seeds (+1, +2)
 _ADAM_BETAS = (0.5, 0.9)
 
 
@@ -39,6 +41,7 @@ class TrainedNets:
     history: dict[str, list[float]] = field(default_factory=dict)
     best_epoch: int = 0
     collapsed_epochs: int = 0
+    gan_restarts: int = 0  # GAN fits that collapsed in every epoch before this one, each with its own seed
     feature_energy_ratio: float = 1.0  # mean f(x)^2 / mean x^2 on training windows, set before the encoder
 
 
@@ -55,23 +58,54 @@ def fit_networks(
     broadcasts rank 0's weights), each rank takes every world-size-th batch of the same epoch plan, and
     gradients are averaged, so weights, validation and checkpoint choice stay identical on every rank.
     """
-    torch.manual_seed(fit.seed)
-    rng = np.random.default_rng(fit.seed)
-    n_channels = train.shape[1]
-    nets = TrainedNets(
-        generator=Generator(model.latent_dim, n_channels, model.window_len, model.width),
-        critic=Critic(n_channels, model.window_len, model.width),
-        encoder=Encoder(model.latent_dim, n_channels, model.window_len, model.width),
-    )
     train_t, holdout_t = torch.from_numpy(train), torch.from_numpy(holdout)
     if model.removes_window_level:  # the scorer graph removes it too (ScoreTerms)
         train_t, holdout_t = without_level(train_t), without_level(holdout_t)
-    _fit_gan(nets, train_t, holdout_t, model, fit, rng, world)
+    nets, rng = _fit_gan_with_restarts(train_t, holdout_t, model, fit, world)
     _fit_encoder(nets, train_t, holdout_t, fit, rng, world)
     check_replicas_agree(world, [nets.generator, nets.critic, nets.encoder])
     for net in (nets.generator, nets.critic, nets.encoder):
         net.eval()
     return nets
+
+
+def _fit_gan_with_restarts(
+    train: torch.Tensor, holdout: torch.Tensor, model: ModelConfig, fit: FitConfig, world: World
+) -> tuple[TrainedNets, np.random.Generator]:
+    """Fitted GAN networks (encoder not yet) and the random stream the encoder goes on with. A GAN that
+    collapsed in every epoch is fitted again from another seed, up to GAN_ATTEMPTS fits in all.
+
+    Why: collapse is a property of one run, not of the data. SMD machine-1-6 with fit.seed 2 collapsed
+    (the generated windows spread at best 18% of real ones) and the whole fit was refused, where seeds 0
+    and 1 fitted the same rows. Every rank sees the same validation figures, so all restart together.
+    """
+    failure = ""
+    for attempt in range(GAN_ATTEMPTS):
+        seed = fit.seed + attempt * RESTART_SEED_STEP
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        nets = _fresh_nets(model, train.shape[1])
+        try:
+            _fit_gan(nets, train, holdout, model, fit.model_copy(update={"seed": seed}), rng, world)
+        except QualityGateError as err:
+            failure = str(err)
+            if attempt + 1 < GAN_ATTEMPTS:
+                log.warning("%s; fitting the GAN again from seed %d", err, seed + RESTART_SEED_STEP)
+            continue
+        nets.gan_restarts = attempt
+        return nets, rng
+    raise QualityGateError(
+        f"{failure} ({GAN_ATTEMPTS} GAN fits, from seeds {fit.seed} + k x {RESTART_SEED_STEP})"
+    )
+
+
+def _fresh_nets(model: ModelConfig, n_channels: int) -> TrainedNets:
+    """Untrained networks, initialised from torch's current seed."""
+    return TrainedNets(
+        generator=Generator(model.latent_dim, n_channels, model.window_len, model.width),
+        critic=Critic(n_channels, model.window_len, model.width),
+        encoder=Encoder(model.latent_dim, n_channels, model.window_len, model.width),
+    )
 
 
 MIN_STEPS_PER_EPOCH = 16  # small per-asset datasets still get enough updates per epoch

@@ -70,6 +70,7 @@ def gan_summary(nets: TrainedNets) -> dict[str, object]:
     return {
         "best_epoch": nets.best_epoch,
         "collapsed_epochs": nets.collapsed_epochs,
+        "gan_restarts": nets.gan_restarts,
         "val_mmd": nets.history["val_mmd"][nets.best_epoch - 1],
         "val_diversity_ratio": nets.history["val_diversity_ratio"][nets.best_epoch - 1],
         "encoder_val_loss": min(nets.history["encoder_val_loss"]),

@@ -347,6 +347,23 @@ def edgegan_folder(cache: Path, series: LabelledSeries, config: TrainConfig, qui
     return _series_folder(cache, series) / f"edgegan-{key}-{_split_key(config, quick)}"
 
 
+def forget(
+    cache: Path,
+    series_list: list[LabelledSeries],
+    config: TrainConfig,
+    quick: bool,
+    ours: bool,
+    baselines: bool,
+) -> None:
+    """`--fresh`: drop the cached results this run would compute (these series, these detectors, this
+    configuration) and nothing else, so refitting one series leaves other series, seeds and variants be."""
+    for series in series_list:
+        folders = [edgegan_folder(cache, series, config, quick)] if ours else []
+        folders += [baseline_folder(cache, series, config, quick)] if baselines else []
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def baseline_folder(cache: Path, series: LabelledSeries, config: TrainConfig, quick: bool = False) -> Path:
     """Where one series' baseline results (scores and counts per detector) are cached."""
     return _series_folder(cache, series) / f"baselines-{_split_key(config, quick)}"
@@ -556,7 +573,9 @@ def main() -> None:
     parser.add_argument("--groups", default="realKnownCause,realAWSCloudwatch,SMD")
     parser.add_argument("--quick", action="store_true", help="short fits: a smoke run of the harness")
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "detection")
-    parser.add_argument("--fresh", action="store_true", help="ignore cached per-series results")
+    parser.add_argument(
+        "--fresh", action="store_true", help="refit: drop the cached results of the series and detectors run"
+    )
     parser.add_argument("--series", help="only series whose name contains this")
     parser.add_argument("--baselines-only", action="store_true", help="fill the baselines' cache, no report")
     parser.add_argument("--ours-only", action="store_true", help="fill EdgeGAN's cache, no report")
@@ -580,8 +599,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.fresh:
-        shutil.rmtree(args.cache, ignore_errors=True)
     settings = parse_settings(args.set)
     if bool(settings) != bool(args.variant):
         raise SystemExit(
@@ -591,6 +608,8 @@ def main() -> None:
     series_list = load_all(args.datasets, tuple(args.groups.split(",")))
     if args.series:
         series_list = [s for s in series_list if args.series in s.name]
+    if args.fresh:
+        forget(args.cache, series_list, config, args.quick, not args.baselines_only, not args.ours_only)
     results = run_all(
         series_list, config, args.cache, args.quick, with_ours=not args.baselines_only,
         with_baselines=not args.ours_only, cached_only=args.report_only,

@@ -12,8 +12,11 @@ from benchmarks.detection import metrics
 from benchmarks.detection.datasets import LabelledSeries
 from benchmarks.detection.report import write_report
 from benchmarks.detection.run import (
+    baseline_folder,
     benchmark_config,
     carried_results,
+    edgegan_folder,
+    forget,
     make_baselines,
     parse_settings,
     pool,
@@ -201,3 +204,22 @@ def test_the_matched_threshold_raises_at_most_the_allowed_false_alarms_and_flags
     assert metrics.count(flags, labels).fp == 3 and metrics.count(flags, labels).tp == 2
     assert metrics.at_most_false_alarms(scores, labels, 0).tolist() == [True] + [False] * 6
     assert metrics.at_most_false_alarms(scores, labels, 5).all()
+
+
+def test_fresh_forgets_only_the_series_detectors_and_setting_it_runs(tmp_path: Path) -> None:
+    labels = np.zeros(2000, dtype=np.int8)
+    one, other = (
+        LabelledSeries(n, "G", ["s0"], np.zeros((10, 1)), np.zeros((10, 1)), labels, 0) for n in "ab"
+    )
+    default, seeded = benchmark_config(False), benchmark_config(False, {"fit.seed": 1.0})
+    kept = [
+        edgegan_folder(tmp_path, other, default),
+        edgegan_folder(tmp_path, one, seeded),
+        baseline_folder(tmp_path, one, default),
+    ]
+    dropped = edgegan_folder(tmp_path, one, default)
+    for folder in [*kept, dropped]:
+        folder.mkdir(parents=True)
+    forget(tmp_path, [one], default, quick=False, ours=True, baselines=False)
+    assert not dropped.exists()
+    assert all(folder.is_dir() for folder in kept)
