@@ -82,7 +82,8 @@ def _slice(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 def training_stretch(train: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(`count` consecutive training rows from a start drawn by `seed`, the training rows without them); at
-    most half the training part, so the rest still holds as many."""
+    most half the training part, so the rest still holds as many. The rest is joined where the stretch was:
+    the few windows across that join are the only ones no real device made."""
     count = min(count, len(train) // 2)
     start = _start(len(train), count, seed)
     return train[start : start + count], np.concatenate([train[:start], train[start + count :]])

@@ -36,12 +36,12 @@ def _collapsing_for(seeds: set[int]) -> Callable[..., GenerationQuality]:
 
 
 MODEL = ModelConfig(window_len=16, latent_dim=4, width=4)
-FIT = FitConfig(epochs=5, encoder_epochs=1, seed=3)
+FIT = FitConfig(epochs=3, encoder_epochs=1, seed=3)
 
 
 def test_a_collapsed_gan_is_fitted_again_from_the_next_seed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fit_module, "generation_quality", _collapsing_for({3}))
-    nets = fit_networks(_windows(128, 0), _windows(32, 1), MODEL, FIT)
+    nets = fit_networks(_windows(64, 0), _windows(32, 1), MODEL, FIT)
     assert nets.gan_restarts == 1
     assert nets.collapsed_epochs == 0 and nets.best_epoch > 0  # the second fit's own record
 
@@ -50,13 +50,13 @@ def test_a_fit_that_collapses_from_every_seed_is_refused(monkeypatch: pytest.Mon
     seeds = {3 + k * RESTART_SEED_STEP for k in range(GAN_ATTEMPTS)}
     monkeypatch.setattr(fit_module, "generation_quality", _collapsing_for(seeds))
     with pytest.raises(QualityGateError, match=f"collapsed in every epoch.*{GAN_ATTEMPTS} GAN fits"):
-        fit_networks(_windows(128, 0), _windows(32, 1), MODEL, FIT)
+        fit_networks(_windows(64, 0), _windows(32, 1), MODEL, FIT)
 
 
 def test_a_fit_that_does_not_collapse_is_the_seed_s_own(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fit_module, "generation_quality", _collapsing_for(set()))
-    first = fit_networks(_windows(128, 0), _windows(32, 1), MODEL, FIT)
-    again = fit_networks(_windows(128, 0), _windows(32, 1), MODEL, FIT)
+    first = fit_networks(_windows(64, 0), _windows(32, 1), MODEL, FIT)
+    again = fit_networks(_windows(64, 0), _windows(32, 1), MODEL, FIT)
     assert first.gan_restarts == 0
     for a, b in zip(first.generator.parameters(), again.generator.parameters(), strict=True):
         assert torch.equal(a, b)
