@@ -154,7 +154,6 @@ def main() -> None:
             "bundle": str(args.bundle),
             "data": str(args.data),
             "reference": None if args.reference is None else str(args.reference),
-            "stretch_reference": args.stretch_reference,
             "rows": args.rows,
             "truncation": args.truncation,
             "seeds": args.seeds,
