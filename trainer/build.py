@@ -112,7 +112,7 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
                 windows.train,
                 windows.normaliser,
                 config.model.window_len,
-                network_windows(members[0], config, windows.normaliser),
+                network_windows(members[0], config, windows),
             )
         manifest = manifest.model_copy(update={"refused": refused, "level_process": level_process})
         bundle = publish(stage, manifest, out, config.bundle.sign_key)

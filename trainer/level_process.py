@@ -81,9 +81,6 @@ def measure_level_process(
     if source is None:
         return walk
     window = source.window_len
-    # The streams measured here walk inside the training rows' range, as the bundle's will
-    # (`Generator.row_range`, the manifest's normalisation low and high, taken from these same rows).
-    source = replace(source, row_range=(train.min(axis=(0, 1)), train.max(axis=(0, 1))))
     taps = shape_filter(
         normalised[:, 0, :],
         stream_rows(source, None),

@@ -46,8 +46,9 @@ def to_network_layout(windows: npt.NDArray[np.float32], normaliser: Normaliser) 
     return np.ascontiguousarray(normaliser.apply(windows).transpose(0, 2, 1))
 
 
-def network_windows(nets: TrainedNets, config: TrainConfig, normaliser: Normaliser) -> DrawnWindows:
-    """The fit's generator, on the CPU, as the simulator would stream from its exported graph."""
+def network_windows(nets: TrainedNets, config: TrainConfig, windows: WindowSets) -> DrawnWindows:
+    """The fit's generator, on the CPU, as the simulator would stream from its exported graph (normalised and
+    bounded as the bundle's manifest will say: `windows`' normaliser and training range)."""
     generator = copy.deepcopy(nets.generator).cpu().eval()
 
     def draw(latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -59,9 +60,10 @@ def network_windows(nets: TrainedNets, config: TrainConfig, normaliser: Normalis
         draw=draw,
         latent_dim=config.model.latent_dim,
         window_len=config.model.window_len,
-        mean=normaliser.mean.astype(np.float32),
-        scale=normaliser.scale.astype(np.float32),
+        mean=windows.normaliser.mean.astype(np.float32),
+        scale=windows.normaliser.scale.astype(np.float32),
         strip_levels=not config.model.removes_window_level,
+        row_range=windows.train_range(),
     )
 
 

@@ -36,6 +36,11 @@ class WindowSets:
     rows_train: int
     rows_holdout: int
 
+    def train_range(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Per channel, the lowest and highest training reading, raw: the manifest's normalisation low and
+        high, where the agent warns and the simulator's level walk turns back."""
+        return self.train.min(axis=(0, 1)), self.train.max(axis=(0, 1))
+
 
 def fit_normaliser(rows: npt.NDArray[np.float64], spread_floor: float = 0.0) -> Normaliser:
     """Mean and std per channel of the training rows, the std floored at `spread_floor` times the median

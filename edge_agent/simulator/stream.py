@@ -53,9 +53,8 @@ class WindowSource(Protocol):
     mean: npt.NDArray[np.float32]
     scale: npt.NDArray[np.float32]
     level_process: LevelProcess | None
-    row_range: (
-        RowRange | None
-    )  # the training rows' lowest and highest values, raw (None: the walk is unbounded)
+    # The training rows' lowest and highest values, raw (None: the walk is unbounded).
+    row_range: RowRange | None
 
     def windows(self, latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """[batch, latent] -> [batch, window, channels] in raw units."""
