@@ -50,6 +50,11 @@ class LevelFits:
     fitted: list[FittedLevel]  # the configured level first: its config is the fit's own
     not_fitted: str | None
 
+    def seconds_per_member(self, level: str) -> float:
+        """What one member's fit of `level` took: the cost of one more fit of it."""
+        fitted = next(f for f in self.fitted if f.config.model.window_level == level)
+        return fitted.fit_seconds / max(1, len(fitted.members))
+
 
 @dataclass(frozen=True, slots=True)
 class Assembled:

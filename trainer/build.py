@@ -19,6 +19,7 @@ from trainer.auto_level import assemble_best, fit_levels
 from trainer.bundle_writer import check_output_folder, publish, staging_folder
 from trainer.checks import calibrate_and_check
 from trainer.config import TrainConfig
+from trainer.cross_fit import cross_fitted_scores
 from trainer.csv_data import load_training_data
 from trainer.data_stage import log_constant_channels, window_that_fits
 from trainer.distributed import SINGLE, World, leave
@@ -90,11 +91,22 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         chosen.member_scorers,
         chosen.choice,
     )
+    # cross-fit: out-of-sample scores for the training windows, where the holdout is short
+    cross_fit = cross_fitted_scores(
+        windows,
+        config,
+        choice,
+        seconds_left=config.fit.time_budget_s - (time.perf_counter() - started),
+        member_fit_s=fits.seconds_per_member(config.model.window_level),
+    )
     with staging_folder(out) as stage:
         # export, quantize
         export_graphs(scorer, members[0], windows, config, stage)
         # calibrate, check
-        validation, thresholds, refused = calibrate_and_check(scorer, members, windows, config, stage)
+        validation, thresholds, refused = calibrate_and_check(
+            scorer, members, windows, config, stage, cross_fit.scores
+        )
+        validation["cross_fit"] = cross_fit.as_dict()
         validation["training"] = {"world_size": world.size, "backend": world.backend or "none"}
         if choice is not None:
             validation["auto"] = choice.as_dict()

@@ -166,6 +166,7 @@ def calibrate(
     train_scores: npt.NDArray[np.floating] | None = None,
     levels: Mapping[str, float] | None = None,
     block: int = 0,
+    cross_fit_scores: npt.NDArray[np.floating] | None = None,
 ) -> Threshold:
     """Threshold by the configured method, plus the holdout score quantiles (the agent's drift reference).
 
@@ -173,7 +174,9 @@ def calibrate(
     stricter of the two calibrations. Why: the holdout is one contiguous stretch at the end of the data, so
     it shows only the regime of that stretch, while the training windows show every regime the model saw;
     a threshold that the training data itself would cross raises alarms as soon as an earlier regime comes
-    back. The training scores are in-sample, so if anything they understate that tail.
+    back. The training scores are in-sample, so if anything they understate that tail. `cross_fit_scores`
+    (the training windows scored by fits that never saw them, `trainer.cross_fit`) are a third calibration
+    by the same rule, and the strictest of all sets the threshold.
 
     `block` (the window length, for overlapping windows) adds how sure the threshold is: the windows
     behind it, their effective count, the expected normal windows above it, and a 5-95% bootstrap
@@ -185,26 +188,26 @@ def calibrate(
     """
     threshold = _by_method(scores, budget, method, initial_quantile)
     reference = {f"holdout_q{int(q * 100)}": float(np.quantile(scores, q)) for q in DRIFT_QUANTILES}
-    parts = [scores]
+    others = {
+        name: part
+        for name, part in (("train", train_scores), ("cross_fit", cross_fit_scores))
+        if part is not None and len(part)
+    }
+    parts = [scores, *others.values()]
     deciding = scores
-    if train_scores is not None and len(train_scores):
-        parts.append(train_scores)
-        on_train = _by_method(train_scores, budget, method, initial_quantile)
-        reference |= {
-            "holdout_threshold": threshold.value,
-            "train_threshold": on_train.value,
-            "train_windows": float(len(train_scores)),
-        }
-        if on_train.value > threshold.value:
-            deciding = train_scores
+    if others:
+        reference["holdout_threshold"] = threshold.value
+        value = threshold.value
+        for name, part in others.items():
+            on_part = _by_method(part, budget, method, initial_quantile)
+            reference |= {f"{name}_threshold": on_part.value, f"{name}_windows": float(len(part))}
+            if on_part.value > value:
+                value, deciding = on_part.value, part
         threshold = threshold.model_copy(
-            update={
-                "value": max(threshold.value, on_train.value),
-                "calibration_windows": len(scores) + len(train_scores),
-            }
+            update={"value": value, "calibration_windows": sum(len(part) for part in parts)}
         )
     if block > 0:
-        reference |= _certainty(scores, train_scores, deciding, budget, method, initial_quantile, block)
+        reference |= _certainty(scores, others, deciding, budget, method, initial_quantile, block)
     with quietly():  # the alert threshold's calibration above has said what the levels' would
         named = {
             name: SeverityLevel(
@@ -218,7 +221,7 @@ def calibrate(
 
 def _certainty(
     holdout: npt.NDArray[np.floating],
-    train: npt.NDArray[np.floating] | None,
+    others: Mapping[str, npt.NDArray[np.floating]],
     deciding: npt.NDArray[np.floating],
     budget: float,
     method: str,
@@ -228,24 +231,28 @@ def _certainty(
     """The support and bootstrap interval of the calibration that set the threshold; warns when thin."""
     holdout_support = support(len(holdout), block, budget)
     facts = {f"holdout_{k}": v for k, v in holdout_support.items()}
-    if train is not None and len(train):
-        facts |= {f"train_{k}": v for k, v in support(len(train), block, budget).items()}
+    for name, part in others.items():
+        facts |= {f"{name}_{k}": v for k, v in support(len(part), block, budget).items()}
     low, high = bootstrap_interval(deciding, budget, method, initial_quantile, block)
     facts |= {"threshold_interval_low": low, "threshold_interval_high": high}
-    if holdout_support["expected_exceedances"] < MIN_EXPECTED_EXCEEDANCES:
-        checkable = MIN_EXPECTED_EXCEEDANCES / max(holdout_support["effective_windows"], 1e-9)
+    # Out-of-sample windows: the holdout's and the cross-fitted ones (the training windows' own are not).
+    unseen = support(len(holdout) + len(others.get("cross_fit", ())), block, budget)
+    if unseen["expected_exceedances"] < MIN_EXPECTED_EXCEEDANCES:
+        checkable = MIN_EXPECTED_EXCEEDANCES / max(unseen["effective_windows"], 1e-9)
         remedy = (
             f"more normal data, or a budget of at least {checkable:.3g}, makes it checkable"
             if checkable < 1.0
             else "no false-alarm budget can be checked on so few: more normal data is what makes it checkable"
         )
         log.warning(
-            "the holdout holds about %.0f independent windows: a false-alarm budget of %.3g expects %.2f "
+            "the %s hold%s about %.0f independent windows: a false-alarm budget of %.3g expects %.2f "
             "normal windows above the threshold there, so the threshold is an extrapolation (its 5-95%% "
             "range is %.3g-%.3g); %s",
-            holdout_support["effective_windows"],
+            "holdout and the cross-fitted training windows" if "cross_fit" in others else "holdout",
+            "" if "cross_fit" in others else "s",
+            unseen["effective_windows"],
             budget,
-            holdout_support["expected_exceedances"],
+            unseen["expected_exceedances"],
             low,
             high,
             remedy,

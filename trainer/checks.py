@@ -33,8 +33,12 @@ def calibrate_and_check(
     windows: WindowSets,
     config: TrainConfig,
     stage: Path,
+    cross_fit: npt.NDArray[np.float32] | None = None,
 ) -> tuple[dict[str, object], dict[str, Threshold], dict[str, str]]:
-    """Thresholds per graph, the validation record for bundle.json, and the graphs refused (INT8 gate)."""
+    """Thresholds per graph, the validation record for bundle.json, and the graphs refused (INT8 gate).
+
+    `cross_fit`: the training windows' out-of-sample scores (`trainer.cross_fit`, torch FP32), a further
+    calibration for every graph."""
     window_len, n_channels = config.model.window_len, windows.train.shape[2]
     nets = members[0]  # the training curves are the first member's
     normal, anomalous = check_windows(windows, config.fit.seed)
@@ -54,6 +58,7 @@ def calibrate_and_check(
             None if train_sample is None else score_all(ort_scorer, train_sample),
             config.score.severity_levels,
             block=window_len,
+            cross_fit_scores=cross_fit,
         )
         normal_scores = score_all(ort_scorer, normal)
         kind_scores = {kind: score_all(ort_scorer, w) for kind, w in anomalous.items()}

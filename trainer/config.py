@@ -204,6 +204,16 @@ class ScoreConfig(BaseModel):
         "of that and the same calibration on the training windows' scores (benchmarks/REPORT.md, round 4)",
     )
 
+    cross_fit_folds: int = Field(
+        4,
+        ge=0,
+        le=16,
+        description="a holdout of fewer than 1 / false_alarm_budget windows is joined by the training "
+        "windows scored out of sample: this many fits of the chosen settings, each on the training windows "
+        "that share no reading with one time block, score that block, and the strictest calibration sets "
+        "the threshold; only while fit.time_budget_s leaves room for them; 0 or 1: off",
+    )
+
     @model_validator(mode="after")
     def _levels_are_operating_points(self) -> ScoreConfig:
         for name, budget in self.severity_levels.items():

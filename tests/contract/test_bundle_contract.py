@@ -106,6 +106,27 @@ def test_int8_parity_is_recorded_and_holds(tiny_bundle: Path) -> None:
     assert np.corrcoef(np.argsort(np.argsort(fp32)), np.argsort(np.argsort(int8)))[0, 1] > 0.8
 
 
+def test_a_short_holdout_is_joined_by_the_training_windows_scored_out_of_sample(tiny_bundle: Path) -> None:
+    """1,200 rows leave 209 holdout windows, too few for a 1e-3 budget: every training window is scored by
+    a fit that never saw its readings, and that calibration counts towards every threshold."""
+    manifest = load_bundle(tiny_bundle).manifest
+    record = manifest.validation["cross_fit"]
+    assert isinstance(record, dict)
+    assert record["skipped"] is None and record["folds"] == 2
+    assert record["windows"] == 960 - 32 + 1  # every training window of the 960 training rows
+    for threshold in manifest.thresholds.values():
+        details = threshold.details
+        assert details["cross_fit_windows"] == record["windows"]
+        parts = ("holdout_threshold", "train_threshold", "cross_fit_threshold")
+        assert threshold.value == max(details[part] for part in parts)
+        assert threshold.calibration_windows == 209 + details["train_windows"] + record["windows"]
+        assert all(
+            level.value >= details["cross_fit_threshold"]
+            for level in threshold.levels.values()
+            if level.false_alarm_budget < threshold.false_alarm_budget
+        )
+
+
 def _copy(bundle: Path, tmp_path: Path) -> Path:
     target = tmp_path / "copy"
     shutil.copytree(bundle, target)

@@ -1,0 +1,84 @@
+"""Cross-fitted calibration: which training windows each fold fits on, when a fit cross-fits, and what the
+out-of-sample scores do to the threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.calibrate import calibrate
+from trainer.config import TrainConfig
+from trainer.cross_fit import MIN_FOLD_TRAIN_WINDOWS, fold_blocks, reason_to_skip
+from trainer.windows import WindowSets, fit_normaliser
+
+
+@pytest.mark.parametrize(("count", "folds", "guard"), [(337, 4, 63), (1000, 5, 31), (90, 3, 0)])
+def test_the_blocks_cover_every_window_once_and_no_fold_trains_on_a_reading_of_its_block(
+    count: int, folds: int, guard: int
+) -> None:
+    blocks = fold_blocks(count, folds, guard)
+    scored = np.concatenate([np.arange(count)[block] for block, _ in blocks])
+    assert np.array_equal(scored, np.arange(count))  # every window once, in time order
+    for block, outside in blocks:
+        inside = np.arange(count)[block]
+        # Window i holds readings i .. i + guard: none of a training window's readings is in the block's.
+        distance = np.abs(outside[:, None] - inside[None, :]).min(axis=1)
+        assert distance.min() > guard
+        # ... and every window further away than that trains.
+        far = [i for i in range(count) if np.abs(inside - i).min() > guard]
+        assert np.array_equal(outside, far)
+
+
+def _window_sets(train: int, holdout: int, window_len: int = 32) -> WindowSets:
+    rows = np.random.default_rng(0).normal(size=(train + holdout + 2 * window_len, 2))
+    return WindowSets(
+        train=np.zeros((train, window_len, 2), dtype=np.float32),
+        holdout=np.zeros((holdout, window_len, 2), dtype=np.float32),
+        normaliser=fit_normaliser(rows),
+        rows_train=train + window_len - 1,
+        rows_holdout=holdout + window_len - 1,
+    )
+
+
+def _config(folds: int = 4) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {"model": {"window_len": 32}, "score": {"cross_fit_folds": folds, "false_alarm_budget": 1e-3}}
+    )
+
+
+def test_a_short_holdout_cross_fits_when_the_budget_leaves_room() -> None:
+    assert reason_to_skip(_window_sets(600, 37), _config(), seconds_left=100, member_fit_s=10) is None
+
+
+def test_a_holdout_that_covers_the_budget_does_not_cross_fit() -> None:
+    reason = reason_to_skip(_window_sets(600, 1000), _config(), seconds_left=100, member_fit_s=10)
+    assert reason == "the holdout's 1000 windows cover the budget of 0.001"
+
+
+def test_no_cross_fit_past_the_time_budget_or_with_folds_off() -> None:
+    late = reason_to_skip(_window_sets(600, 37), _config(), seconds_left=25, member_fit_s=10)
+    assert late == "4 fold fits take about 30 s and fit.time_budget_s leaves 25 s"
+    assert "below 2" in str(reason_to_skip(_window_sets(600, 37), _config(1), 100, 10))
+
+
+def test_no_cross_fit_where_a_fold_would_train_on_too_few_windows() -> None:
+    # 4 folds of 32-row windows: a middle fold trains on the windows less its block and 31 either side.
+    assert reason_to_skip(_window_sets(200, 37), _config(4), 100, 1) is None  # 200 - 50 - 62 = 88 left
+    reason = str(reason_to_skip(_window_sets(140, 37), _config(4), 100, 1))  # 140 - 35 - 62 = 43 left
+    assert reason.startswith("a fold would train on 43 windows")
+    assert f"(< {MIN_FOLD_TRAIN_WINDOWS})" in reason and "4 folds of 32-row windows" in reason
+
+
+def test_out_of_sample_scores_with_a_heavier_tail_set_the_threshold_and_are_counted() -> None:
+    rng = np.random.default_rng(5)
+    holdout, train = rng.gamma(2.0, size=37), 0.5 * rng.gamma(2.0, size=400)  # in-sample scores read low
+    cross_fit = 1.5 * rng.gamma(2.0, size=400)
+    without = calibrate(holdout, 1e-3, "pot", 0.9, train_scores=train, block=32)
+    with_cf = calibrate(holdout, 1e-3, "pot", 0.9, train_scores=train, block=32, cross_fit_scores=cross_fit)
+    assert with_cf.value == with_cf.details["cross_fit_threshold"] > without.value
+    assert with_cf.calibration_windows == 837 and with_cf.details["cross_fit_windows"] == 400
+    assert with_cf.details["cross_fit_effective_windows"] == pytest.approx(400 / 32)
+    # Every named level takes the cross-fitted calibration into account too.
+    levels = calibrate(holdout, 1e-3, "pot", 0.9, levels={"warning": 1e-2}, cross_fit_scores=cross_fit)
+    alone = calibrate(cross_fit, 1e-2, "pot", 0.9)
+    assert levels.levels["warning"].value >= alone.value
