@@ -96,7 +96,7 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         windows,
         config,
         choice,
-        seconds_left=config.fit.time_budget_s - (time.perf_counter() - started),
+        scorer,
         member_fit_s=fits.seconds_per_member(config.model.window_level),
     )
     with staging_folder(out) as stage:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from edge_agent.bundle import SCORER_FP32, SCORER_INT8, Bundle
+from edge_agent.bundle import SCORER_FP32, SCORER_INT8, Bundle, Threshold
 
 
 def _cell(value: object, digits: int = 3) -> str:
@@ -53,6 +53,9 @@ def summary_table(bundle: Bundle, fit_seconds: float) -> str:
             )
             lines.append(line + "".join(f"{_cell(recall.get(kind)):>12}" for kind in kinds))
         lines.append("(recall: share of held-out windows with one injected anomaly above the threshold)")
+    threshold = manifest.thresholds.get(SCORER_FP32)
+    if threshold is not None:
+        lines.append(_calibration_line(threshold))
     if manifest.refused:
         reasons = "; ".join(f"{name}: {why}" for name, why in manifest.refused.items())
         lines.append(f"refused: {reasons}; agents serve FP32")
@@ -63,6 +66,31 @@ def summary_table(bundle: Bundle, fit_seconds: float) -> str:
             f"INT8 matches FP32 (decisions agree {_cell(agreement)}); the agent's default serves INT8"
         )
     return "\n".join(lines)
+
+
+CALIBRATION_PARTS = {
+    "holdout": "holdout",
+    "train": "training windows (in sample)",
+    "cross_fit": "training windows cross-fitted",
+}
+
+
+def _calibration_line(threshold: Threshold) -> str:
+    """What backs the FP32 threshold: windows per calibration, the one that set it, its 5-95% range."""
+    details = threshold.details
+    others = {
+        part: details[f"{part}_windows"] for part in ("train", "cross_fit") if f"{part}_windows" in details
+    }
+    counts = {"holdout": threshold.calibration_windows - sum(others.values())} | others
+    deciding = next(
+        (part for part in others if details.get(f"{part}_threshold") == threshold.value), "holdout"
+    )
+    windows = ", ".join(f"{CALIBRATION_PARTS[part]} {count:.0f}" for part, count in counts.items())
+    line = f"threshold {threshold.value:.3f} set by the {CALIBRATION_PARTS[deciding]}; windows: {windows}"
+    low, high = details.get("threshold_interval_low"), details.get("threshold_interval_high")
+    if low is not None and high is not None:
+        line += f"; 5-95% range {low:.3g}-{high:.3g}"
+    return line
 
 
 def _level_line(level: Mapping[str, object]) -> str:

@@ -21,6 +21,7 @@ from edge_agent.bundle import (
 )
 from edge_agent.errors import BundleError
 from tests.conftest import correlated_series
+from trainer.fit_summary import summary_table
 from trainer.synthetic_anomalies import auroc
 
 
@@ -113,6 +114,7 @@ def test_a_short_holdout_is_joined_by_the_training_windows_scored_out_of_sample(
     record = manifest.validation["cross_fit"]
     assert isinstance(record, dict)
     assert record["skipped"] is None and record["folds"] == 2
+    assert len(record["scale_factors"]) == 2 and all(factor > 0 for factor in record["scale_factors"])
     assert record["windows"] == 960 - 32 + 1  # every training window of the 960 training rows
     for threshold in manifest.thresholds.values():
         details = threshold.details
@@ -125,6 +127,11 @@ def test_a_short_holdout_is_joined_by_the_training_windows_scored_out_of_sample(
             for level in threshold.levels.values()
             if level.false_alarm_budget < threshold.false_alarm_budget
         )
+    # The fit's summary says what backs the threshold.
+    summary = summary_table(load_bundle(tiny_bundle), fit_seconds=1.0)
+    fp32 = manifest.thresholds[SCORER_FP32]
+    assert f"holdout 209, training windows (in sample) {fp32.details['train_windows']:.0f}" in summary
+    assert "training windows cross-fitted 929" in summary
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:

@@ -40,31 +40,35 @@ def _window_sets(train: int, holdout: int, window_len: int = 32) -> WindowSets:
     )
 
 
-def _config(folds: int = 4) -> TrainConfig:
+def _config(folds: int = 4, time_budget_s: float = 100.0) -> TrainConfig:
     return TrainConfig.model_validate(
-        {"model": {"window_len": 32}, "score": {"cross_fit_folds": folds, "false_alarm_budget": 1e-3}}
+        {
+            "model": {"window_len": 32},
+            "fit": {"time_budget_s": time_budget_s},
+            "score": {"cross_fit_folds": folds, "false_alarm_budget": 1e-3},
+        }
     )
 
 
 def test_a_short_holdout_cross_fits_when_the_budget_leaves_room() -> None:
-    assert reason_to_skip(_window_sets(600, 37), _config(), seconds_left=100, member_fit_s=10) is None
+    assert reason_to_skip(_window_sets(600, 37), _config(), member_fit_s=10) is None
 
 
 def test_a_holdout_that_covers_the_budget_does_not_cross_fit() -> None:
-    reason = reason_to_skip(_window_sets(600, 1000), _config(), seconds_left=100, member_fit_s=10)
+    reason = reason_to_skip(_window_sets(600, 1000), _config(), member_fit_s=10)
     assert reason == "the holdout's 1000 windows cover the budget of 0.001"
 
 
-def test_no_cross_fit_past_the_time_budget_or_with_folds_off() -> None:
-    late = reason_to_skip(_window_sets(600, 37), _config(), seconds_left=25, member_fit_s=10)
-    assert late == "4 fold fits take about 30 s and fit.time_budget_s leaves 25 s"
-    assert "below 2" in str(reason_to_skip(_window_sets(600, 37), _config(1), 100, 10))
+def test_no_cross_fit_that_would_take_longer_than_the_time_budget_or_with_folds_off() -> None:
+    late = reason_to_skip(_window_sets(600, 37), _config(time_budget_s=25), member_fit_s=10)
+    assert late == "4 fold fits take about 30 s, more than fit.time_budget_s (25 s)"
+    assert "below 2" in str(reason_to_skip(_window_sets(600, 37), _config(1), 10))
 
 
 def test_no_cross_fit_where_a_fold_would_train_on_too_few_windows() -> None:
     # 4 folds of 32-row windows: a middle fold trains on the windows less its block and 31 either side.
-    assert reason_to_skip(_window_sets(200, 37), _config(4), 100, 1) is None  # 200 - 50 - 62 = 88 left
-    reason = str(reason_to_skip(_window_sets(140, 37), _config(4), 100, 1))  # 140 - 35 - 62 = 43 left
+    assert reason_to_skip(_window_sets(200, 37), _config(4), 1) is None  # 200 - 50 - 62 = 88 left
+    reason = str(reason_to_skip(_window_sets(140, 37), _config(4), 1))  # 140 - 35 - 62 = 43 left
     assert reason.startswith("a fold would train on 43 windows")
     assert f"(< {MIN_FOLD_TRAIN_WINDOWS})" in reason and "4 folds of 32-row windows" in reason
 
