@@ -78,6 +78,11 @@ def fold_blocks(count: int, folds: int, guard: int) -> list[tuple[slice, npt.NDA
     return blocks
 
 
+def sharing_guard(config: TrainConfig) -> int:
+    """Training windows either side of a block that share a reading with it (window_len / stride - 1)."""
+    return math.ceil(config.model.window_len / config.fit.train_stride) - 1
+
+
 def reason_to_skip(windows: WindowSets, config: TrainConfig, member_fit_s: float) -> str | None:
     """None when this fit should cross-fit; else why not, for the record.
 
@@ -90,8 +95,8 @@ def reason_to_skip(windows: WindowSets, config: TrainConfig, member_fit_s: float
         return "score.cross_fit_folds is below 2"
     if len(windows.holdout) * budget >= 1.0:
         return f"the holdout's {len(windows.holdout)} windows cover the budget of {budget:g}"
-    guard = math.ceil(config.model.window_len / config.fit.train_stride) - 1
-    smallest = min(len(outside) for _, outside in fold_blocks(len(windows.train), folds, guard))
+    blocks = fold_blocks(len(windows.train), folds, sharing_guard(config))
+    smallest = min(len(outside) for _, outside in blocks)
     if smallest < MIN_FOLD_TRAIN_WINDOWS:
         return (
             f"a fold would train on {smallest} windows (< {MIN_FOLD_TRAIN_WINDOWS}): too few rows for "
@@ -122,10 +127,9 @@ def cross_fitted_scores(
         return CrossFit(None, folds, 0.0, skipped)
     started = time.perf_counter()
     one_member = config.model_copy(update={"model": config.model.model_copy(update={"members": 1})})
-    guard = math.ceil(config.model.window_len / config.fit.train_stride) - 1
     full_median = float(np.median(torch_scores(full_fit, windows.holdout)))
     parts, factors = [], []
-    for fold, (block, outside) in enumerate(fold_blocks(len(windows.train), folds, guard)):
+    for fold, (block, outside) in enumerate(fold_blocks(len(windows.train), folds, sharing_guard(config))):
         log.info("cross-fit: fold %d of %d, fitting on %d windows", fold + 1, folds, len(outside))
         fold_windows = WindowSets(
             train=windows.train[outside],
