@@ -58,9 +58,13 @@ TINY_CONFIG = {
         "critic_lr": 1e-3,
     },
     "quantize": {"calibration_windows": 128},
-    # cross-fitting pinned off: it costs more fits; tiny_bundle turns it on for its tests
+    # cross-fitting pinned off: each fold costs about a fit; tiny_bundle turns it on (TINY_BUNDLE_SECTIONS)
     "score": {"cross_fit_folds": 0},
 }
+
+
+# tiny_bundle's own settings: two cross-fit folds (the default fits four; each costs about a fit)
+TINY_BUNDLE_SECTIONS: dict[str, dict[str, object]] = {"score": {"cross_fit_folds": 2}}
 
 
 def write_tiny_config(folder: Path, free_level: bool = False, **sections: dict[str, object]) -> Path:
@@ -90,7 +94,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Pa
 
     folder = tmp_path_factory.mktemp("bundle")
     out = folder / "bundle"
-    config = write_tiny_config(folder, score={"cross_fit_folds": 2})
+    config = write_tiny_config(folder, **TINY_BUNDLE_SECTIONS)
     assert main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config)]) == 0
     return out
 

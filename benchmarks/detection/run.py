@@ -52,6 +52,8 @@ def benchmark_config(quick: bool, settings: dict[str, Setting] | None = None) ->
     overrides: dict[str, dict[str, object]] = {"data": {"on_long_gap": "split"}}
     if quick:
         overrides["fit"] = {"epochs": 20, "encoder_epochs": 10, "max_train_windows": 256}
+        # cross-fitting would add four fits per series; the contract tests cover it
+        overrides["score"] = {"cross_fit_folds": 0}
     for key, value in (settings or {}).items():
         section, _, name = key.partition(".")
         overrides.setdefault(section, {})[name] = value

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from edge_agent.bundle import load_bundle
-from tests.conftest import TINY_CONFIG, correlated_series, write_csv, write_tiny_config
+from tests.conftest import TINY_BUNDLE_SECTIONS, TINY_CONFIG, correlated_series, write_csv, write_tiny_config
 from trainer.cli import main
 
 
@@ -116,7 +116,7 @@ def test_same_data_and_seed_give_the_same_metrics(
 ) -> None:
     caplog.set_level(logging.INFO, logger="trainer")
     out = tmp_path / "again"
-    assert _fit(tiny_data, out, write_tiny_config(tmp_path)) == 0
+    assert _fit(tiny_data, out, write_tiny_config(tmp_path, **TINY_BUNDLE_SECTIONS)) == 0
     # The fit says how far it is after every epoch, and ends on a table, not a JSON blob.
     messages = [record.getMessage() for record in caplog.records]
     epochs = [m for m in messages if " epoch " in m and "ETA" in m]
