@@ -78,9 +78,7 @@ CALIBRATION_PARTS = {
 def _calibration_line(threshold: Threshold) -> str:
     """What backs the FP32 threshold: windows per calibration, the one that set it, its 5-95% range."""
     details = threshold.details
-    others = {
-        part: details[f"{part}_windows"] for part in ("train", "cross_fit") if f"{part}_windows" in details
-    }
+    others = {part: details[f"{part}_windows"] for part in CALIBRATION_PARTS if f"{part}_windows" in details}
     counts = {"holdout": threshold.calibration_windows - sum(others.values())} | others
     deciding = next(
         (part for part in others if details.get(f"{part}_threshold") == threshold.value), "holdout"
