@@ -93,6 +93,8 @@ def reason_to_skip(windows: WindowSets, config: TrainConfig, member_fit_s: float
     budget = config.score.false_alarm_budget
     if folds < 2:
         return "score.cross_fit_folds is below 2"
+    if not config.score.uses_training_windows:
+        return "score.calibrate_on is holdout: thresholds from the holdout alone"
     if len(windows.holdout) * budget >= 1.0:
         return f"the holdout's {len(windows.holdout)} windows cover the budget of {budget:g}"
     blocks = fold_blocks(len(windows.train), folds, sharing_guard(config))

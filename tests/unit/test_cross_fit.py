@@ -65,6 +65,16 @@ def test_no_cross_fit_that_would_take_longer_than_the_time_budget_or_with_folds_
     assert "below 2" in str(reason_to_skip(_window_sets(600, 37), _config(1), 10))
 
 
+def test_a_fit_told_to_calibrate_on_the_holdout_alone_does_not_cross_fit() -> None:
+    config = _config()
+    holdout_only = config.model_copy(
+        update={"score": config.score.model_copy(update={"calibrate_on": "holdout"})}
+    )
+    assert reason_to_skip(_window_sets(600, 37), config, member_fit_s=10) is None
+    reason = reason_to_skip(_window_sets(600, 37), holdout_only, member_fit_s=10)
+    assert reason == "score.calibrate_on is holdout: thresholds from the holdout alone"
+
+
 def test_no_cross_fit_where_a_fold_would_train_on_too_few_windows() -> None:
     # 4 folds of 32-row windows: a middle fold trains on the windows less its block and 31 either side.
     assert reason_to_skip(_window_sets(200, 37), _config(4), 1) is None  # 200 - 50 - 62 = 88 left
