@@ -47,11 +47,12 @@ MIN_FOLD_TRAIN_WINDOWS = 64  # a fold fit on fewer windows than this says more a
 
 @dataclass(frozen=True, slots=True)
 class CrossFit:
-    """The out-of-fold scores (time order) and what they cost, or why there are none."""
+    """The out-of-fold scores (time order) and their scale factors, or why there are none. The seconds they
+    cost go to the log and into the bundle's fit_seconds, not here: validation holds what a refit with the
+    same seed reproduces."""
 
     scores: npt.NDArray[np.float32] | None
     folds: int
-    fit_seconds: float
     skipped: str | None
     scale_factors: tuple[float, ...] = ()  # per fold: full fit's holdout median / the fold's
 
@@ -60,7 +61,6 @@ class CrossFit:
         return {
             "folds": self.folds,
             "windows": 0 if self.scores is None else len(self.scores),
-            "fit_seconds": round(self.fit_seconds, 1),
             "skipped": self.skipped,
             "scale_factors": [round(factor, 4) for factor in self.scale_factors],
         }
@@ -126,7 +126,7 @@ def cross_fitted_scores(
     skipped = reason_to_skip(windows, config, member_fit_s)
     if skipped is not None:
         log.info("cross-fitted calibration skipped: %s", skipped)
-        return CrossFit(None, folds, 0.0, skipped)
+        return CrossFit(None, folds, skipped)
     started = time.perf_counter()
     one_member = config.model_copy(update={"model": config.model.model_copy(update={"members": 1})})
     full_median = float(np.median(torch_scores(full_fit, windows.holdout)))
@@ -158,4 +158,4 @@ def cross_fitted_scores(
         float(scores.max()),
         ", ".join(f"{factor:.2f}" for factor in factors),
     )
-    return CrossFit(scores, folds, seconds, None, tuple(factors))
+    return CrossFit(scores, folds, None, tuple(factors))
