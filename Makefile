@@ -22,8 +22,9 @@ install: $(STAMP)
 demo: install
 	$(BIN)/edge-trainer demo --out runs/demo
 
+# Two workers, one per core; a test file stays on one worker, so its module fixtures are fitted once.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 faults: install
 	$(BIN)/python -m pytest -m faults

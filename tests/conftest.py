@@ -56,6 +56,12 @@ TINY_CONFIG = {
         "seed": 3,
         "lr": 1e-3,
         "critic_lr": 1e-3,
+        # one thread: the suite runs two workers on two cores (pytest-xdist), and two-thread fits side by
+        # side spin-wait on each other
+        "threads": 1,
+        # every other window: half the training steps, and no simulator measurements (level_process), which
+        # take a third of a tiny fit; bundles that feed the simulator set SIMULATED_SECTIONS
+        "train_stride": 2,
     },
     "quantize": {"calibration_windows": 128},
     # cross-fitting pinned off: each fold costs about a fit; tiny_bundle turns it on (TINY_BUNDLE_SECTIONS)
@@ -63,8 +69,12 @@ TINY_CONFIG = {
 }
 
 
-# tiny_bundle's own settings: two cross-fit folds (the default fits four; each costs about a fit)
-TINY_BUNDLE_SECTIONS: dict[str, dict[str, object]] = {"score": {"cross_fit_folds": 2}}
+# A window at every row, as a default fit takes them: the bundle then carries the simulator's level process.
+SIMULATED_SECTIONS: dict[str, dict[str, object]] = {"fit": {"train_stride": 1}}
+
+# tiny_bundle's own settings: a default fit's windows and two cross-fit folds (the default fits four; each
+# costs about a fit)
+TINY_BUNDLE_SECTIONS: dict[str, dict[str, object]] = {**SIMULATED_SECTIONS, "score": {"cross_fit_folds": 2}}
 
 
 def write_tiny_config(folder: Path, free_level: bool = False, **sections: dict[str, object]) -> Path:
@@ -111,7 +121,7 @@ def pump_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("pump")
     data = write_pump_csv(folder / "pump.csv", rows=3000, seed=5)
-    config = write_tiny_config(folder, model={"width": 32, "latent_dim": 16})
+    config = write_tiny_config(folder, model={"width": 32, "latent_dim": 16}, **SIMULATED_SECTIONS)
     out = folder / "bundle"
     assert main(["fit", "--data", str(data), "--out", str(out), "--config", str(config)]) == 0
     return out
@@ -125,7 +135,9 @@ def pump_bundle_keep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("pump_keep")
     data = write_pump_csv(folder / "pump.csv", rows=3000, seed=5)
-    config = write_tiny_config(folder, model={"width": 32, "latent_dim": 16, "window_level": "keep"})
+    config = write_tiny_config(
+        folder, model={"width": 32, "latent_dim": 16, "window_level": "keep"}, **SIMULATED_SECTIONS
+    )
     out = folder / "bundle"
     assert main(["fit", "--data", str(data), "--out", str(out), "--config", str(config)]) == 0
     return out

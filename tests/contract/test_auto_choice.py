@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.detection.run import benchmark_config, prepare
 from edge_agent.cli import main as agent_main
-from tests.conftest import write_tiny_config
+from tests.conftest import SIMULATED_SECTIONS, write_tiny_config
 from tests.contract.test_detection_harness import _series
 from trainer.auto_level import LATER_FA_FACTOR, level_winner
 from trainer.auto_score import TIE_MARGIN, candidate_weights
@@ -67,7 +67,7 @@ def level_choice_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_data: Pat
     """A default fit that leaves model.window_level unset, so the fit chooses it."""
     folder = tmp_path_factory.mktemp("level")
     out = folder / "bundle"
-    config = write_tiny_config(folder, free_level=True)
+    config = write_tiny_config(folder, free_level=True, **SIMULATED_SECTIONS)  # so it has a level process
     assert trainer_main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config)]) == 0
     return out
 
