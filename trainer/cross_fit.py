@@ -43,6 +43,7 @@ from trainer.windows import WindowSets
 log = logging.getLogger(__name__)
 
 MIN_FOLD_TRAIN_WINDOWS = 64  # a fold fit on fewer windows than this says more about its size than the data
+MAX_SCALE_GAP = 10.0  # a fold fit further than this from the full fit on the holdout (either way) is left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class CrossFit:
     folds: int
     skipped: str | None
     scale_factors: tuple[float, ...] = ()  # per fold: full fit's holdout median / the fold's
+    left_out: tuple[int, ...] = ()  # folds (from 1) whose scale factor is beyond MAX_SCALE_GAP
 
     def as_dict(self) -> dict[str, object]:
         """validation.cross_fit in bundle.json."""
@@ -63,7 +65,23 @@ class CrossFit:
             "windows": 0 if self.scores is None else len(self.scores),
             "skipped": self.skipped,
             "scale_factors": [round(factor, 4) for factor in self.scale_factors],
+            "left_out_folds": list(self.left_out),
         }
+
+
+def comparable_blocks(
+    parts: list[npt.NDArray[np.float32]], factors: list[float]
+) -> tuple[npt.NDArray[np.float32] | None, tuple[int, ...]]:
+    """The blocks' rescaled scores, in time order, of the folds whose fits are smaller copies of the full
+    fit (scale factor within MAX_SCALE_GAP either way; see the module's docstring), or None when no fold's
+    is; and the folds (from 1) left out."""
+    left_out = tuple(
+        fold
+        for fold, factor in enumerate(factors, start=1)
+        if not 1 / MAX_SCALE_GAP <= factor <= MAX_SCALE_GAP
+    )
+    kept = [part for fold, part in enumerate(parts, start=1) if fold not in left_out]
+    return (np.concatenate(kept).astype(np.float32) if kept else None), left_out
 
 
 def fold_blocks(count: int, folds: int, guard: int) -> list[tuple[slice, npt.NDArray[np.intp]]]:
@@ -148,7 +166,18 @@ def cross_fitted_scores(
         factors.append(full_median / max(fold_median, MIN_TERM_SCALE))
         parts.append(factors[-1] * torch_scores(scorer, windows.train[block]))
     seconds = time.perf_counter() - started
-    scores = np.concatenate(parts).astype(np.float32)
+    scores, left_out = comparable_blocks(parts, factors)
+    if left_out:
+        log.warning(
+            "cross-fit: fold(s) %s left out: their fits read the holdout more than %gx away from the full "
+            "fit's (scale factors %s), so their scores do not stand for the full fit's",
+            ", ".join(map(str, left_out)),
+            MAX_SCALE_GAP,
+            ", ".join(f"{factor:.3g}" for factor in factors),
+        )
+    if scores is None:
+        reason = f"every fold's fit read the holdout more than {MAX_SCALE_GAP:g}x away from the full fit's"
+        return CrossFit(None, folds, reason, tuple(factors), left_out)
     log.info(
         "cross-fit: %d training windows scored out of sample in %.0f s (median %.3g, max %.3g, on the full "
         "fit's scale by factors %s)",
@@ -158,4 +187,4 @@ def cross_fitted_scores(
         float(scores.max()),
         ", ".join(f"{factor:.2f}" for factor in factors),
     )
-    return CrossFit(scores, folds, None, tuple(factors))
+    return CrossFit(scores, folds, None, tuple(factors), left_out)

@@ -115,6 +115,7 @@ def test_a_short_holdout_is_joined_by_the_training_windows_scored_out_of_sample(
     assert isinstance(record, dict)
     assert record["skipped"] is None and record["folds"] == 2
     assert len(record["scale_factors"]) == 2 and all(factor > 0 for factor in record["scale_factors"])
+    assert record["left_out_folds"] == []  # both fold fits read the holdout like the full fit, within 10x
     assert record["windows"] == 960 - 32 + 1  # every training window of the 960 training rows
     for threshold in manifest.thresholds.values():
         details = threshold.details

@@ -8,7 +8,13 @@ import pytest
 
 from trainer.calibrate import calibrate
 from trainer.config import TrainConfig
-from trainer.cross_fit import MIN_FOLD_TRAIN_WINDOWS, fold_blocks, reason_to_skip
+from trainer.cross_fit import (
+    MAX_SCALE_GAP,
+    MIN_FOLD_TRAIN_WINDOWS,
+    comparable_blocks,
+    fold_blocks,
+    reason_to_skip,
+)
 from trainer.windows import WindowSets, fit_normaliser
 
 
@@ -96,3 +102,15 @@ def test_out_of_sample_scores_with_a_heavier_tail_set_the_threshold_and_are_coun
     levels = calibrate(holdout, 1e-3, "pot", 0.9, levels={"warning": 1e-2}, cross_fit_scores=cross_fit)
     alone = calibrate(cross_fit, 1e-2, "pot", 0.9)
     assert levels.levels["warning"].value >= alone.value
+
+
+def test_a_fold_whose_fit_reads_the_holdout_far_from_the_full_fit_is_left_out() -> None:
+    """NAB's iio NetworkIn: two folds read the holdout 14x and 37x the full fit's, and their blocks set a
+    threshold of 284 against 4.6 in sample. Folds within MAX_SCALE_GAP either way stay, in time order."""
+    parts = [np.full(3, value, dtype=np.float32) for value in (1.0, 2.0, 3.0, 4.0)]
+    scores, left_out = comparable_blocks(parts, [0.66, 0.072, 0.027, 1.9])
+    assert left_out == (2, 3)
+    assert scores is not None and scores.tolist() == [1.0] * 3 + [4.0] * 3
+    scores, left_out = comparable_blocks(parts, [1 / MAX_SCALE_GAP, 1.0, MAX_SCALE_GAP, MAX_SCALE_GAP * 1.01])
+    assert left_out == (4,) and scores is not None and len(scores) == 9
+    assert comparable_blocks(parts[:2], [0.05, 20.0]) == (None, (1, 2))
