@@ -59,8 +59,8 @@ TINY_CONFIG = {
         # one thread: the suite runs two workers on two cores (pytest-xdist), and two-thread fits side by
         # side spin-wait on each other
         "threads": 1,
-        # every other window: half the training steps, and no simulator measurements (level_process), which
-        # take a third of a tiny fit; bundles that feed the simulator set SIMULATED_SECTIONS
+        # every other window: half the training steps, and no simulator measurements (level_process, about a
+        # quarter of a tiny fit); bundles that feed the simulator set SIMULATED_SECTIONS
         "train_stride": 2,
     },
     "quantize": {"calibration_windows": 128},
