@@ -20,7 +20,7 @@ from edge_agent.bundle import (
     sha256_file,
 )
 from edge_agent.errors import BundleError
-from tests.conftest import correlated_series
+from tests.conftest import SIMULATED_SECTIONS, correlated_series
 from trainer.fit_summary import summary_table
 from trainer.synthetic_anomalies import auroc
 
@@ -282,7 +282,7 @@ def test_a_bundle_of_members_scores_the_mean_of_its_fits(
         assert main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config)]) == 0
         return out
 
-    every_row = {"train_stride": 1}  # tiny_bundle's windows: it is the seed-3 fit compared with
+    every_row = SIMULATED_SECTIONS["fit"]  # tiny_bundle's windows: it is the seed-3 fit compared with
     seed4 = fit("seed4", fit={"seed": 4, **every_row})
     pair = fit("pair", model={"members": 2}, fit=every_row)
     manifest = load_bundle(pair).manifest

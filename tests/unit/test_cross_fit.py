@@ -11,6 +11,7 @@ from trainer.config import TrainConfig
 from trainer.cross_fit import (
     MAX_SCALE_GAP,
     MIN_FOLD_TRAIN_WINDOWS,
+    CrossFit,
     comparable_blocks,
     fold_blocks,
     reason_to_skip,
@@ -108,9 +109,13 @@ def test_a_fold_whose_fit_reads_the_holdout_far_from_the_full_fit_is_left_out() 
     """NAB's iio NetworkIn: two folds read the holdout 14x and 37x the full fit's, and their blocks set a
     threshold of 284 against 4.6 in sample. Folds within MAX_SCALE_GAP either way stay, in time order."""
     parts = [np.full(3, value, dtype=np.float32) for value in (1.0, 2.0, 3.0, 4.0)]
-    scores, left_out = comparable_blocks(parts, [0.66, 0.072, 0.027, 1.9])
-    assert left_out == (2, 3)
+    factors = (0.66, 0.072, 0.027, 1.9)
+    assert CrossFit(None, 4, None, factors).left_out == (2, 3)
+    scores = comparable_blocks(parts, list(factors))
     assert scores is not None and scores.tolist() == [1.0] * 3 + [4.0] * 3
-    scores, left_out = comparable_blocks(parts, [1 / MAX_SCALE_GAP, 1.0, MAX_SCALE_GAP, MAX_SCALE_GAP * 1.01])
-    assert left_out == (4,) and scores is not None and len(scores) == 9
-    assert comparable_blocks(parts[:2], [0.05, 20.0]) == (None, (1, 2))
+    edges = (1 / MAX_SCALE_GAP, 1.0, MAX_SCALE_GAP, MAX_SCALE_GAP * 1.01)
+    assert CrossFit(None, 4, None, edges).left_out == (4,)
+    scores = comparable_blocks(parts, list(edges))
+    assert scores is not None and len(scores) == 9
+    assert CrossFit(None, 2, None, (0.05, 20.0)).left_out == (1, 2)
+    assert comparable_blocks(parts[:2], [0.05, 20.0]) is None
