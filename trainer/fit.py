@@ -274,7 +274,7 @@ def _fit_gan(
                 sums["generator"] += float(loss_g.detach()) * fit.critic_steps
         g.eval()
         with torch.no_grad():
-            quality = generation_quality(g(probe), holdout, seed=fit.seed)
+            quality = generation_quality(g(probe), holdout, seed=fit.seed, learned=train)
         for key, total in sums.items():
             history.setdefault(f"gan_{key}_loss" if key != "wasserstein" else "wasserstein", []).append(
                 total / max(len(batches), 1)
