@@ -189,7 +189,7 @@ def weight_winner(evidence: list[CandidateEvidence], budget: float) -> Candidate
     windows per kind, while a score that flags more of the later normal data than the training part
     predicted is one whose terms do not carry over in time, and later normal data is what a deployment
     meets. Why the budget as the unit: a difference smaller than the share of windows the threshold may flag
-    anyway says nothing about the score (on SMD machine-2-1, round 26: one window of 2,048). On NAB's
+    anyway says nothing about the score (on SMD machine-2-1, round 26: one window of 4,096). On NAB's
     cpu_utilization_asg_misconfiguration `keep/all_terms` (mean recall 0.398) flagged 1.4% of the later
     holdout and `keep/no_level` (0.401) 0.7%, at a budget of 0.1%; the preference order alone served the
     first.

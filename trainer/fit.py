@@ -21,7 +21,7 @@ from trainer.distributed import SINGLE, World, check_replicas_agree
 from trainer.errors import QualityGateError
 from trainer.networks import Critic, Encoder, Generator, without_level
 from trainer.progress import EpochProgress
-from trainer.validation_signal import generation_quality
+from trainer.validation_signal import generation_quality, mean_spread
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,7 @@ def _fit_gan(
     opt_g = torch.optim.Adam(g.parameters(), lr=fit.lr, betas=_ADAM_BETAS)
     opt_d = torch.optim.Adam(d.parameters(), lr=fit.critic_lr, betas=_ADAM_BETAS)
     probe = torch.randn(min(256, max(len(holdout), 64)), model.latent_dim)
+    learned_spread = mean_spread(train, fit.seed + 2)  # collapse is judged against what G learns from
     best_mmd, best_state = float("inf"), None
     history = nets.history
     warmup = fit.epochs // 5
@@ -274,7 +275,7 @@ def _fit_gan(
                 sums["generator"] += float(loss_g.detach()) * fit.critic_steps
         g.eval()
         with torch.no_grad():
-            quality = generation_quality(g(probe), holdout, seed=fit.seed, learned=train)
+            quality = generation_quality(g(probe), holdout, seed=fit.seed, learned_spread=learned_spread)
         for key, total in sums.items():
             history.setdefault(f"gan_{key}_loss" if key != "wasserstein" else "wasserstein", []).append(
                 total / max(len(batches), 1)

@@ -29,11 +29,17 @@ def _subsample(windows: torch.Tensor, seed: int) -> torch.Tensor:
     return windows[torch.randperm(len(windows), generator=generator)[:_MAX_SAMPLES]]
 
 
+def mean_spread(windows: torch.Tensor, seed: int = 0) -> float:
+    """Mean pairwise distance of (a subsample of) `windows`: the spread a diversity ratio divides by."""
+    sample = _subsample(windows, seed).flatten(1).double()
+    return float(torch.cdist(sample, sample).mean())
+
+
 def generation_quality(
-    generated: torch.Tensor, real: torch.Tensor, seed: int = 0, learned: torch.Tensor | None = None
+    generated: torch.Tensor, real: torch.Tensor, seed: int = 0, learned_spread: float | None = None
 ) -> GenerationQuality:
     """MMD^2 against `real` (biased estimate, mixture of 3 bandwidths) and the diversity ratio against
-    `learned` (the training windows; `real` when not given).
+    `learned_spread` (`mean_spread` of the training windows, measured once per fit; `real`'s when not given).
 
     Why two references: MMD on held-out windows says how well the generator generalises, while collapse is
     a generator spreading less than the data it was fitted to. The holdout is the end of the data and may be
@@ -58,9 +64,5 @@ def generation_quality(
             - 2 * torch.exp(-gamma * d_ft).mean()
         )
     spread_fake = float(d_ff.sqrt().mean())
-    if learned is None:
-        spread_learned = float(d_tt.sqrt().mean())
-    else:
-        reference = _subsample(learned, seed + 2).flatten(1).double()
-        spread_learned = float(torch.cdist(reference, reference).mean())
-    return GenerationQuality(mmd=max(mmd, 0.0), diversity_ratio=spread_fake / max(spread_learned, 1e-12))
+    spread = float(d_tt.sqrt().mean()) if learned_spread is None else learned_spread
+    return GenerationQuality(mmd=max(mmd, 0.0), diversity_ratio=spread_fake / max(spread, 1e-12))

@@ -12,7 +12,7 @@ import trainer.fit as fit_module
 from trainer.config import FitConfig, ModelConfig
 from trainer.errors import QualityGateError
 from trainer.fit import GAN_ATTEMPTS, RESTART_SEED_STEP, fit_networks
-from trainer.validation_signal import GenerationQuality, generation_quality
+from trainer.validation_signal import GenerationQuality, generation_quality, mean_spread
 
 
 def _windows(count: int, seed: int) -> np.ndarray:
@@ -29,9 +29,9 @@ def _collapsing_for(seeds: set[int]) -> Callable[..., GenerationQuality]:
     nothing on their own, so the test sets which fits collapse."""
 
     def quality(
-        generated: torch.Tensor, real: torch.Tensor, seed: int = 0, learned: torch.Tensor | None = None
+        generated: torch.Tensor, real: torch.Tensor, seed: int = 0, learned_spread: float | None = None
     ) -> GenerationQuality:
-        measured = generation_quality(generated, real, seed=seed, learned=learned)
+        measured = generation_quality(generated, real, seed=seed, learned_spread=learned_spread)
         return GenerationQuality(mmd=measured.mmd, diversity_ratio=0.01 if seed in seeds else 1.0)
 
     return quality
@@ -70,7 +70,7 @@ def test_collapse_is_judged_against_the_training_windows_not_a_wider_holdout() -
     train = torch.from_numpy(_windows(256, 0))
     wider = 8 * torch.from_numpy(_windows(128, 1))
     against_holdout = generation_quality(train, wider, seed=0)
-    against_training = generation_quality(train, wider, seed=0, learned=train)
+    against_training = generation_quality(train, wider, seed=0, learned_spread=mean_spread(train))
     assert against_holdout.diversity_ratio < 0.25  # the old reference: "collapsed"
     assert against_training.diversity_ratio == pytest.approx(1.0, abs=0.1)
     assert against_training.mmd == against_holdout.mmd  # the checkpoint signal still reads the holdout
