@@ -46,7 +46,13 @@ class ModelConfig(BaseModel):
     window_len: int = Field(64, ge=16, le=4096, description="readings per window; a multiple of 8")
     hop_len: int = Field(1, ge=1, description="readings between two scored windows on the edge")
     latent_dim: int = Field(32, ge=2, le=1024, description="size of the generator's latent vector")
-    width: int = Field(32, ge=4, le=512, description="channels of the first conv layer; deeper ones double")
+    width: int = Field(
+        32,
+        ge=4,
+        le=512,
+        description="channels of the first conv layer; deeper ones double. 16 scores about 2x faster and "
+        "fits about 0.7x as long, at detection measured no better overall (benchmarks/REPORT.md, round 27)",
+    )
     window_level: Literal["keep", "remove"] = Field(
         "remove",
         description=(
