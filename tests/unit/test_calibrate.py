@@ -7,6 +7,7 @@ import pytest
 
 from edge_agent.errors import BundleError
 from trainer.calibrate import MIN_TAIL, calibrate, evenly_spaced, pot_threshold, quantile_threshold
+from trainer.fit_summary import _calibration_line
 
 
 def test_pot_recovers_an_exponential_tail_beyond_the_sample() -> None:
@@ -144,3 +145,20 @@ def test_a_holdout_too_short_for_any_budget_says_so_rather_than_advise_a_budget_
     calibrate(scores, 1e-3, "pot", 0.9, block=64)
     warning = next(r.getMessage() for r in caplog.records if "holds about" in r.getMessage())
     assert "no false-alarm budget can be checked" in warning and "budget of at least" not in warning
+
+
+def test_a_holdout_from_another_regime_is_a_warning_and_recorded(caplog: pytest.LogCaptureFixture) -> None:
+    """NAB ec2_cpu_utilization_825cc2's training part ends in a fall: its holdout set a threshold 58x the
+    training windows', and the bundle said nothing of being deaf below it."""
+    rng = np.random.default_rng(8)
+    train = rng.gamma(2.0, size=4000)
+    shifted = calibrate(50.0 * rng.gamma(2.0, size=2000), 1e-3, "pot", 0.9, train_scores=train)
+    assert shifted.details["holdout_to_train_threshold"] > 10.0
+    warning = next(r.getMessage() for r in caplog.records if "unlike the rest" in r.getMessage())
+    assert f"{shifted.details['holdout_to_train_threshold']:.0f}x the training windows'" in warning
+    assert "another regime?" in _calibration_line(shifted)  # the fit summary says it too
+    caplog.clear()
+    same = calibrate(rng.gamma(2.0, size=2000), 1e-3, "pot", 0.9, train_scores=train)
+    assert 0.5 < same.details["holdout_to_train_threshold"] < 2.0
+    assert not [r for r in caplog.records if "unlike the rest" in r.getMessage()]
+    assert "another regime" not in _calibration_line(same)
