@@ -17,15 +17,20 @@ def describe_machine() -> dict[str, object]:
     import onnxruntime
 
     cpu = platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        first_core = Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0]
+        for line in first_core.splitlines():
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
     except OSError:
         pass
+    cpu = fields.get("model name", cpu)
     info: dict[str, object] = {
         "cpu": cpu,
+        # Machines lent under one model name ("AMD EPYC") differ in generation, and with it in the kernels
+        # torch picks, so fits of the same code and seed can differ between them (REPORT.md, round 27).
+        "cpu_id": " ".join(f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,
@@ -36,6 +41,7 @@ def describe_machine() -> dict[str, object]:
         import torch
 
         info["torch"] = torch.__version__
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     except ImportError:
         pass
     return info
