@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from edge_agent.bundle import Bundle
 from trainer.assemble import score_definition
 from trainer.auto_level import assemble_best, fit_levels
@@ -107,7 +109,11 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
             scorer, members, windows, config, stage, cross_fit.scores
         )
         validation["cross_fit"] = cross_fit.as_dict()
-        validation["training"] = {"world_size": world.size, "backend": world.backend or "none"}
+        validation["training"] = {
+            "world_size": world.size,
+            "backend": world.backend or "none",
+            "cpu_kernels": torch.backends.cpu.get_cpu_capability(),  # fits reproduce across equal kernels
+        }
         if choice is not None:
             validation["auto"] = choice.as_dict()
         # write

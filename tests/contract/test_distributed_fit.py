@@ -34,8 +34,9 @@ def test_two_process_data_parallel_fit_writes_a_normal_bundle(
     # Both ranks trained; their weights were checked equal at the end (the fit fails otherwise).
     assert "rank 1 of 2 (gloo)" in done.stderr and "rank 0 of 2 (gloo)" in done.stderr
     parallel, single = load_bundle(out), load_bundle(tiny_bundle)
-    assert parallel.manifest.validation["training"] == {"world_size": 2, "backend": "gloo"}
-    assert single.manifest.validation["training"] == {"world_size": 1, "backend": "none"}
+    kernels = {"cpu_kernels": single.manifest.validation["training"]["cpu_kernels"]}
+    assert parallel.manifest.validation["training"] == {"world_size": 2, "backend": "gloo", **kernels}
+    assert single.manifest.validation["training"] == {"world_size": 1, "backend": "none", **kernels}
     level = parallel.manifest.validation["auto"]["window_level"]  # type: ignore[index]
     assert set(level["fit_seconds"]) == {"remove", "keep"}  # both ranks fitted both levels
     chosen = {k for k in _keys(parallel.manifest.validation) if not k.startswith("/auto/window_level")}
