@@ -51,7 +51,7 @@ class ModelConfig(BaseModel):
         ge=4,
         le=512,
         description="channels of the first conv layer; deeper ones double. 16 scores about 2x faster and "
-        "fits about 0.7x as long, at detection measured no better overall (benchmarks/REPORT.md, round 27)",
+        "fits about 0.7x as long, but its detection did not hold up (benchmarks/REPORT.md, round 27)",
     )
     window_level: Literal["keep", "remove"] = Field(
         "remove",
