@@ -206,9 +206,7 @@ def calibrate(
         threshold = threshold.model_copy(
             update={"value": value, "calibration_windows": sum(len(part) for part in parts)}
         )
-    if others:
-        own = [reference[f"{name}_threshold"] for name in others]
-        reference |= _regime_gap(reference["holdout_threshold"], own)
+    _warn_of_another_regime(reference)
     if block > 0:
         reference |= _certainty(scores, others, deciding, budget, method, initial_quantile, block)
     with quietly():  # the alert threshold's calibration above has said what the levels' would
@@ -228,24 +226,28 @@ def calibrate(
 REGIME_GAP = 10.0
 
 
-def _regime_gap(holdout_threshold: float, part_thresholds: list[float]) -> dict[str, float]:
-    """The holdout's threshold over the training windows' (the higher of in-sample and cross-fitted), and a
-    warning when the gap says the holdout is another regime. Why: the threshold is the strictest of them, so
-    a holdout that holds a change the rest of the data never shows sets it, and the bundle is then deaf to
-    anything smaller than that change, with no other sign of it."""
-    reference = max(part_thresholds)
-    gap = holdout_threshold / max(reference, 1e-12)
-    if gap >= REGIME_GAP:
+def regime_gap(details: Mapping[str, float]) -> float | None:
+    """A threshold's holdout calibration over its training windows' (the higher of in-sample and
+    cross-fitted), read from the threshold's details; None where the holdout alone calibrated it."""
+    own = [details[key] for key in ("train_threshold", "cross_fit_threshold") if key in details]
+    if not own:
+        return None
+    return details["holdout_threshold"] / max(max(own), 1e-12)
+
+
+def _warn_of_another_regime(details: Mapping[str, float]) -> None:
+    """Why: the threshold is the strictest calibration, so a holdout that holds a change the rest of the data
+    never shows sets it, and the bundle is then deaf to anything smaller than that change, with no other
+    sign of it."""
+    gap = regime_gap(details)
+    if gap is not None and gap >= REGIME_GAP:
         log.warning(
-            "the holdout (the training rows' last stretch) sets a threshold %.0fx the training windows' "
-            "(%.3g against %.3g): that stretch is unlike the rest of the data, and the bundle will not flag "
-            "anything smaller than it; look at those rows (a change of operating point, a sensor fault?) and "
-            "fit on rows of the regime the agent will score",
+            "the holdout (the training rows' last stretch) sets a threshold %.0fx the training windows': "
+            "that stretch is unlike the rest of the data, and the bundle will not flag anything smaller "
+            "than it; look at those rows (a change of operating point, a sensor fault?) and fit on rows of "
+            "the regime the agent will score",
             gap,
-            holdout_threshold,
-            reference,
         )
-    return {"holdout_to_train_threshold": gap}
 
 
 def _certainty(

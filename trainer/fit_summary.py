@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from edge_agent.bundle import SCORER_FP32, SCORER_INT8, Bundle, Threshold
-from trainer.calibrate import REGIME_GAP
+from trainer.calibrate import REGIME_GAP, regime_gap
 
 
 def _cell(value: object, digits: int = 3) -> str:
@@ -89,7 +89,7 @@ def _calibration_line(threshold: Threshold) -> str:
     low, high = details.get("threshold_interval_low"), details.get("threshold_interval_high")
     if low is not None and high is not None:
         line += f"; 5-95% range {low:.3g}-{high:.3g}"
-    gap = details.get("holdout_to_train_threshold")
+    gap = regime_gap(details)
     if gap is not None and gap >= REGIME_GAP:
         line += f"; the holdout's own threshold is {gap:.0f}x the training windows' (another regime?)"
     return line
