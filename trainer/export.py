@@ -1,4 +1,7 @@
-"""Export the scorer and generator graphs to ONNX with a dynamic batch, and check ONNX FP32 against torch."""
+"""Export the scorer and generator graphs to ONNX with a dynamic batch, and check ONNX FP32 against torch.
+
+The graphs hold the networks' convolutions as 2-D ones of height 1 (`planar_export`).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from edge_agent.bundle import (
     SCORER_OUTPUT_SCORE,
 )
 from trainer.errors import TrainerError
+from trainer.planar_export import with_planar_convolutions
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +53,12 @@ def _export(
     module: nn.Module, example: torch.Tensor, path: Path, inputs: list[str], outputs: list[str]
 ) -> None:
     batch = torch.export.Dim("batch", min=1, max=65536)
+    # The graph computes what `module` does with 2-D convolutions, which onnxruntime runs faster; the
+    # parity gate (checks.py) compares it with `module` itself.
+    exported = with_planar_convolutions(module).eval()
     with _quiet_exporter():
         program = torch.onnx.export(
-            module.eval(),
+            exported,
             (example,),
             dynamo=True,
             input_names=inputs,
