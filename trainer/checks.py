@@ -3,7 +3,9 @@ calibrated by the bundle's rule, compared with torch and with each other (the IN
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +15,12 @@ from torch import nn
 from edge_agent.backends.onnx_runtime import OnnxRuntimeScorer
 from edge_agent.bundle import SCORER_FP32, SCORER_INT8, Threshold
 from trainer.auto_score import check_windows
-from trainer.calibrate import calibrate, evenly_spaced
+from trainer.calibrate import calibrate, evenly_spaced, quietly
 from trainer.config import TrainConfig
 from trainer.errors import QualityGateError
 from trainer.export import torch_scores
 from trainer.fit import TrainedNets
+from trainer.int8_choice import INT8_WITH_GENERATOR, Int8LayerChoice, generator_layers_win
 from trainer.members import gan_summary
 from trainer.parity import Int8Parity, check_fp32_parity, check_int8_parity, int8_parity
 from trainer.plots import plot_score_histograms, plot_training_curves
@@ -42,38 +45,62 @@ def calibrate_and_check(
     window_len, n_channels = config.model.window_len, windows.train.shape[2]
     nets = members[0]  # the training curves are the first member's
     normal, anomalous = check_windows(windows, config.fit.seed)
-    check_scores = {}
-    aurocs: dict[str, float] = {}
-    per_model: dict[str, dict[str, object]] = {}
-    thresholds: dict[str, Threshold] = {}
     train_sample = evenly_spaced(windows.train) if config.score.uses_training_windows else None
-    for model in (SCORER_FP32, SCORER_INT8):
+
+    def check(model: str) -> _GraphCheck:
         ort_scorer = OnnxRuntimeScorer(stage / model, window_len, n_channels, threads=config.fit.threads)
         holdout_scores = score_all(ort_scorer, windows.holdout)
-        thresholds[model] = calibrate(
-            holdout_scores,
-            config.score.false_alarm_budget,
-            config.score.calibration,
-            config.score.pot_initial_quantile,
-            None if train_sample is None else score_all(ort_scorer, train_sample),
-            config.score.severity_levels,
-            block=window_len,
-            cross_fit_scores=cross_fit,
-        )
+        # the candidate INT8 graph's calibration would log what the other INT8 graph's already did
+        with quietly() if model == INT8_WITH_GENERATOR else contextlib.nullcontext():
+            threshold = calibrate(
+                holdout_scores,
+                config.score.false_alarm_budget,
+                config.score.calibration,
+                config.score.pot_initial_quantile,
+                None if train_sample is None else score_all(ort_scorer, train_sample),
+                config.score.severity_levels,
+                block=window_len,
+                cross_fit_scores=cross_fit,
+            )
         normal_scores = score_all(ort_scorer, normal)
         kind_scores = {kind: score_all(ort_scorer, w) for kind, w in anomalous.items()}
-        check_scores[model] = (normal_scores, kind_scores)
-        aurocs[model] = auroc(normal_scores, np.concatenate(list(kind_scores.values())))
-        per_model[model] = detection_metrics(
-            normal_scores, kind_scores, aurocs[model], thresholds[model].value, holdout_scores
+        area = auroc(normal_scores, np.concatenate(list(kind_scores.values())))
+        metrics = detection_metrics(normal_scores, kind_scores, area, threshold.value, holdout_scores)
+        return _GraphCheck(threshold, normal_scores, kind_scores, area, metrics)
+
+    checks = {model: check(model) for model in (SCORER_FP32, SCORER_INT8)}
+    layer_choice = None
+    if (stage / INT8_WITH_GENERATOR).exists():
+        candidate = check(INT8_WITH_GENERATOR)
+        candidate_parity = joined_int8_parity(
+            {SCORER_FP32: checks[SCORER_FP32].scores, SCORER_INT8: candidate.scores},
+            {SCORER_FP32: checks[SCORER_FP32].threshold, SCORER_INT8: candidate.threshold},
+            {SCORER_FP32: checks[SCORER_FP32].auroc, SCORER_INT8: candidate.auroc},
         )
+        wins = generator_layers_win(checks[SCORER_INT8].metrics, candidate.metrics)
+        layer_choice = Int8LayerChoice(
+            wins and passes_int8_gate(candidate_parity, config),
+            checks[SCORER_INT8].metrics,
+            candidate.metrics,
+        )
+        if layer_choice.with_generator:
+            (stage / INT8_WITH_GENERATOR).replace(stage / SCORER_INT8)
+            checks[SCORER_INT8] = candidate
+        else:
+            (stage / INT8_WITH_GENERATOR).unlink()
+        log.info("INT8: the generator's hidden layers %s", layer_choice.as_dict()["generator_hidden_layers"])
+    for model, result in checks.items():
         plot_score_histograms(
-            normal_scores,
-            kind_scores,
-            thresholds[model].value,
+            result.normal_scores,
+            result.kind_scores,
+            result.threshold.value,
             f"{model}: held-out normal vs injected anomalies",
             stage / f"scores_{model}.png",
         )
+    check_scores = {model: r.scores for model, r in checks.items()}
+    thresholds = {model: r.threshold for model, r in checks.items()}
+    aurocs = {model: r.auroc for model, r in checks.items()}
+    per_model: dict[str, dict[str, object]] = {model: r.metrics for model, r in checks.items()}
     fp32_error = check_fp32_parity(
         torch_scores(scorer, normal), check_scores[SCORER_FP32][0], config.quantize.max_fp32_torch_error
     )
@@ -86,9 +113,27 @@ def calibrate_and_check(
         "detection": per_model,
         "gan": gan_summary(nets),
     }
+    if layer_choice is not None:
+        validation["int8_layers"] = layer_choice.as_dict()
     if len(members) > 1:
         validation["gan_members"] = [gan_summary(member) for member in members]
     return validation, thresholds, refused
+
+
+@dataclass(frozen=True, slots=True)
+class _GraphCheck:
+    """One graph's threshold, its scores on the check windows and the detection figures from them."""
+
+    threshold: Threshold
+    normal_scores: npt.NDArray[np.float32]
+    kind_scores: dict[str, npt.NDArray[np.float32]]
+    auroc: float
+    metrics: dict[str, object]
+
+    @property
+    def scores(self) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]:
+        """Normal and per-kind scores, as joined_int8_parity takes them."""
+        return self.normal_scores, self.kind_scores
 
 
 def int8_gate(parity: Int8Parity, config: TrainConfig) -> dict[str, str]:
@@ -105,6 +150,15 @@ def int8_gate(parity: Int8Parity, config: TrainConfig) -> dict[str, str]:
         log.warning("%s: the bundle ships with the INT8 graph refused; agents serve FP32", err)
         return {SCORER_INT8: str(err)}
     return {}
+
+
+def passes_int8_gate(parity: Int8Parity, config: TrainConfig) -> bool:
+    """Whether an INT8 graph with these figures would be served (the gate, without logging a refusal)."""
+    try:
+        check_int8_parity(parity, config.quantize)
+    except QualityGateError:
+        return False
+    return True
 
 
 def score_all(

@@ -1,5 +1,6 @@
 """The export and quantize stages: the scorer graph (FP32), the generator graph in raw units, and the INT8
-scorer quantized on training windows."""
+scorer quantized on training windows (with `quantize.generator_layers: auto`, a second INT8 graph whose
+generator is quantised too, for the check stage to choose between)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from trainer import scorer_graph
 from trainer.config import TrainConfig
 from trainer.export import export_generator, export_scorer
 from trainer.fit import TrainedNets
+from trainer.int8_choice import INT8_WITH_GENERATOR
 from trainer.quantize import quantize_scorer
 from trainer.windows import WindowSets
 
@@ -35,4 +37,7 @@ def export_graphs(
             : config.quantize.calibration_windows
         ]
     ]
-    quantize_scorer(stage / SCORER_FP32, stage / SCORER_INT8, calibration)
+    layers = config.quantize.generator_layers
+    quantize_scorer(stage / SCORER_FP32, stage / SCORER_INT8, calibration, with_generator=layers == "int8")
+    if layers == "auto":  # the check stage keeps whichever INT8 graph detects as well, and deletes the other
+        quantize_scorer(stage / SCORER_FP32, stage / INT8_WITH_GENERATOR, calibration, with_generator=True)

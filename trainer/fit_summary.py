@@ -66,7 +66,23 @@ def summary_table(bundle: Bundle, fit_seconds: float) -> str:
         lines.append(
             f"INT8 matches FP32 (decisions agree {_cell(agreement)}); the agent's default serves INT8"
         )
+    layers = validation.get("int8_layers")
+    if isinstance(layers, dict):
+        lines.append(_int8_layers_line(layers))
     return "\n".join(lines)
+
+
+def _int8_layers_line(layers: Mapping[str, object]) -> str:
+    """Whether INT8 quantised the generator too, and the mean recall of both INT8 graphs behind the choice."""
+    candidates = layers.get("candidates")
+    cells = []
+    if isinstance(candidates, dict):
+        for name, row in candidates.items():
+            recall = row.get("recall_by_kind") if isinstance(row, dict) else None
+            if isinstance(recall, dict) and recall:
+                cells.append(f"{name} mean recall {_cell(sum(recall.values()) / len(recall))}")
+    served = layers.get("generator_hidden_layers")
+    return f"INT8 generator hidden layers: {served} ({', '.join(cells)})"
 
 
 CALIBRATION_PARTS = {

@@ -107,6 +107,32 @@ def test_int8_parity_is_recorded_and_holds(tiny_bundle: Path) -> None:
     assert np.corrcoef(np.argsort(np.argsort(fp32)), np.argsort(np.argsort(int8)))[0, 1] > 0.8
 
 
+def test_the_int8_graph_says_whether_it_quantised_the_generator_and_matches_what_it_says(
+    tiny_bundle: Path,
+) -> None:
+    import onnx
+
+    from trainer.int8_choice import INT8_WITH_GENERATOR, MAX_RECALL_LOSS
+
+    record = load_bundle(tiny_bundle).manifest.validation["int8_layers"]
+    assert isinstance(record, dict)
+    served = record["generator_hidden_layers"]
+    assert served in ("int8", "fp32")
+    assert not (tiny_bundle / INT8_WITH_GENERATOR).exists()  # the losing candidate is not shipped
+    candidates = record["candidates"]
+    if served == "int8":  # chosen only where no injected kind lost more than the allowance
+        for kind, recall in candidates["generator_fp32"]["recall_by_kind"].items():
+            assert candidates["generator_int8"]["recall_by_kind"][kind] >= recall - MAX_RECALL_LOSS
+    model = onnx.load(str(tiny_bundle / SCORER_INT8))
+    produced_by = {out: node.op_type for node in model.graph.node for out in node.output}
+    generator_quantised = any(
+        produced_by.get(node.input[1]) == "DequantizeLinear"
+        for node in model.graph.node
+        if node.op_type == "Conv" and any("generator.upsample" in p.value for p in node.metadata_props)
+    )
+    assert generator_quantised == (served == "int8")
+
+
 def test_a_short_holdout_is_joined_by_the_training_windows_scored_out_of_sample(tiny_bundle: Path) -> None:
     """1,200 rows leave 209 holdout windows, too few for a 1e-3 budget: every training window is scored by
     a fit that never saw its readings, and that calibration counts towards every threshold."""
