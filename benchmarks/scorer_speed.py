@@ -1,6 +1,7 @@
 """Per-window scoring cost: torch eager vs ONNX Runtime FP32 vs INT8, batch 1/64/512, one CPU thread.
 
-Usage: python -m benchmarks.scorer_speed [--bundle DIR]   (without --bundle a default-sized bundle is fitted)
+Usage: python -m benchmarks.scorer_speed [--bundle DIR] [--against DIR]
+(without --bundle a default-sized bundle is fitted; --against times a second bundle's graphs beside it)
 Reports microseconds per window and ratios measured side by side in this one run.
 """
 
@@ -114,9 +115,42 @@ def measure(bundle_dir: Path, width: int) -> dict[str, object]:
     }
 
 
+AGAINST_BATCHES = (1, 128)  # one reading at a time, and the agent's score chunk under a backlog
+AGAINST_ROUNDS = 3
+
+
+def measure_against(bundle_dir: Path, other_dir: Path) -> dict[str, object]:
+    """Both bundles' ORT graphs timed in alternating rounds: how a change to the exported graphs pays.
+
+    Why alternating rounds: this machine's speed drifts by tens of percent between minutes, so only figures
+    taken side by side compare. The windows are the first bundle's shape; both must share it.
+    """
+    bundles = {"bundle": load_bundle(bundle_dir), "against": load_bundle(other_dir)}
+    shapes = {(b.manifest.window_len, len(b.manifest.channels)) for b in bundles.values()}
+    if len(shapes) != 1:
+        raise SystemExit(f"--against needs bundles of one window shape; got {sorted(shapes)}")
+    (window, channels) = shapes.pop()
+    rng = np.random.default_rng(1)
+    out: dict[str, object] = {"bundle": str(bundle_dir), "against": str(other_dir), "rounds": AGAINST_ROUNDS}
+    for precision in (Precision.FP32, Precision.INT8):
+        scorers = {name: open_scorer(b, precision=precision, threads=1) for name, b in bundles.items()}
+        for batch in AGAINST_BATCHES:
+            windows = rng.normal(size=(batch, window, channels)).astype(np.float32)
+            samples: dict[str, list[float]] = {name: [] for name in scorers}
+            for _ in range(AGAINST_ROUNDS):
+                for name, scorer in scorers.items():
+                    samples[name].append(time_per_window(lambda w, s=scorer: s.score(w), windows, repeats=3))
+            ratio = statistics.median(samples["against"]) / statistics.median(samples["bundle"])
+            out[f"{precision}_batch{batch}"] = {"us_per_window": samples, "speedup_over_against": ratio}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundle", type=Path, help="bundle to time; default: fit one on 10,000 demo rows")
+    parser.add_argument(
+        "--against", type=Path, help="a second bundle (an older export of the same fit) timed beside --bundle"
+    )
     args = parser.parse_args()
     from trainer.config import TrainConfig
 
@@ -131,10 +165,23 @@ def main() -> None:
             data = write_pump_csv(Path(scratch) / "pump.csv", rows=10_000, seed=1)
             build_bundle(data, Path(scratch) / "bundle", TrainConfig())
             report = measure(Path(scratch) / "bundle", width)
+    if args.against:
+        if not args.bundle:
+            raise SystemExit("--against needs --bundle")
+        report["against"] = measure_against(args.bundle, args.against)
     path = write_result("scorer_speed", report)
     print(f"wrote {path}")
     for name, per_batch in report["us_per_window"].items():  # type: ignore[union-attr]
         print(f"{name:12s}", "  ".join(f"batch {b}: {us:8.1f} us" for b, us in per_batch.items()))
+    against = report.get("against")
+    if isinstance(against, dict):
+        for key, row in against.items():
+            if isinstance(row, dict):
+                spans = {n: f"{min(v):.1f}-{max(v):.1f}" for n, v in row["us_per_window"].items()}
+                print(
+                    f"{key:16s} bundle {spans['bundle']} us, against {spans['against']} us: "
+                    f"{row['speedup_over_against']:.2f}x"
+                )
 
 
 if __name__ == "__main__":
