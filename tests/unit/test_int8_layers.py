@@ -6,26 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 
+from tests.unit.unit_scorer import fresh_scorer
 from trainer.export import export_scorer
 from trainer.int8_choice import MAX_RECALL_LOSS, generator_layers_win
-from trainer.networks import Critic, Encoder, Generator
 from trainer.quantize import generator_hidden_layers, quantize_scorer
-from trainer.scorer_graph import MeanScorer, ScorerModule, ScoreTerms, ScoreWeights, TermScales
+from trainer.scorer_graph import MeanScorer
 
 LATENT, CHANNELS, WINDOW, WIDTH = 4, 3, 32, 8
-
-
-def _member(seed: int) -> ScorerModule:
-    torch.manual_seed(seed)
-    terms = ScoreTerms(
-        Encoder(LATENT, CHANNELS, WINDOW, WIDTH),
-        Generator(LATENT, CHANNELS, WINDOW, WIDTH),
-        Critic(CHANNELS, WINDOW, WIDTH),
-    )
-    scales = TermScales.unit(CHANNELS, WINDOW)
-    return ScorerModule(terms, torch.zeros(CHANNELS), torch.ones(CHANNELS), scales, ScoreWeights()).eval()
 
 
 def _scope(node: onnx.NodeProto) -> str:
@@ -34,7 +22,8 @@ def _scope(node: onnx.NodeProto) -> str:
 
 def test_each_members_generator_gives_its_hidden_layers_and_keeps_its_output_layer(tmp_path: Path) -> None:
     path = tmp_path / "scorer.onnx"
-    export_scorer(MeanScorer([_member(0), _member(1)]), WINDOW, CHANNELS, path)
+    members = [fresh_scorer(LATENT, CHANNELS, WINDOW, WIDTH, seed=seed) for seed in (0, 1)]
+    export_scorer(MeanScorer(members), WINDOW, CHANNELS, path)
     model = onnx.load(str(path))
     nodes = {node.name: node for node in model.graph.node}
     hidden = generator_hidden_layers(model)
@@ -57,7 +46,7 @@ def _dequantised_weights(model: onnx.ModelProto) -> set[str]:
 
 def test_quantising_with_the_generator_adds_only_its_hidden_layers(tmp_path: Path) -> None:
     path = tmp_path / "scorer.onnx"
-    export_scorer(_member(0), WINDOW, CHANNELS, path)
+    export_scorer(fresh_scorer(LATENT, CHANNELS, WINDOW, WIDTH, seed=0), WINDOW, CHANNELS, path)
     windows = np.random.default_rng(0).normal(size=(64, WINDOW, CHANNELS)).astype(np.float32)
     quantised = {}
     for with_generator in (False, True):

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from edge_agent.bundle import SCORER_INPUT
+from tests.unit.unit_scorer import fresh_scorer
 from trainer.export import export_scorer
 from trainer.networks import Critic, Encoder, Generator
 from trainer.planar_export import PlanarSequential, PolyphaseTranspose, with_planar_convolutions
 from trainer.quantize import layers_to_quantise
-from trainer.scorer_graph import ScorerModule, ScoreTerms, ScoreWeights, TermScales
 
 LATENT, CHANNELS, WINDOW, WIDTH = 6, 5, 32, 8
 
@@ -64,19 +64,8 @@ def test_the_planar_networks_compute_what_the_fitted_ones_do_and_leave_them_unto
     assert type(encoder.body) is nn.Sequential and isinstance(encoder.body[0], nn.Conv1d)
 
 
-def _scorer() -> ScorerModule:
-    torch.manual_seed(1)
-    terms = ScoreTerms(
-        Encoder(LATENT, CHANNELS, WINDOW, WIDTH),
-        Generator(LATENT, CHANNELS, WINDOW, WIDTH),
-        Critic(CHANNELS, WINDOW, WIDTH),
-    )
-    scales = TermScales.unit(CHANNELS, WINDOW)
-    return ScorerModule(terms, torch.zeros(CHANNELS), torch.ones(CHANNELS), scales, ScoreWeights()).eval()
-
-
 def test_the_exported_scorer_is_planar_matches_torch_and_quantises_the_same_layers(tmp_path: Path) -> None:
-    scorer = _scorer()
+    scorer = fresh_scorer(LATENT, CHANNELS, WINDOW, WIDTH, seed=1)
     path = tmp_path / "scorer.onnx"
     export_scorer(scorer, WINDOW, CHANNELS, path)
     model = onnx.load(str(path))
