@@ -1,8 +1,8 @@
 """The networks' 1-D convolutions rewritten as 2-D ones of height 1, for export only.
 
 Why: onnxruntime's CPU provider runs 2-D convolutions in its blocked (NCHWc) layout with AVX2/AVX-512
-kernels, and 1-D ones through a generic im2col path; the same arithmetic ran about 2x faster as 2-D on the
-encoder's and critic's stacks (README, "INT8"). The transposed convolutions of the generator become
+kernels, and 1-D ones through a generic im2col path; the encoder's stack ran 2x faster as 2-D, same weights
+(benchmarks/README.md, round 28). The transposed convolutions of the generator become
 polyphase convolutions: each output phase of a stride-s transposed convolution is an ordinary convolution
 of the input, so one convolution with s times the output channels, then an interleave, computes it exactly.
 

@@ -37,8 +37,10 @@ def test_a_polyphase_convolution_computes_the_transposed_one(kernel: int, stride
 
 
 def test_a_transposed_convolution_without_an_exact_polyphase_form_is_left_one_dimensional() -> None:
-    """Output padding changes the length rule, so the stack stays as it was rather than compute otherwise."""
-    stack = nn.Sequential(nn.ConvTranspose1d(4, 4, 3, stride=2, padding=1, output_padding=1), nn.LeakyReLU())
+    """Output padding changes the length rule, so the stack stays as it was rather than compute otherwise.
+
+    Kernel 4, stride 2, padding 1 has a polyphase form without it: only the output padding rules it out."""
+    stack = nn.Sequential(nn.ConvTranspose1d(4, 4, 4, stride=2, padding=1, output_padding=1), nn.LeakyReLU())
     holder = nn.Sequential(nn.Identity())
     holder.add_module("stack", stack)
     rewritten = with_planar_convolutions(holder)
