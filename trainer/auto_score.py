@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -80,6 +81,11 @@ class WeightChoice:
     fixed: list[str]  # weights the user set, kept in every candidate
     # model.window_level when the fit chose it (auto_level): the levels fitted, the winner, any skipped
     window_level: dict[str, object] | None = None
+    # Per candidate, which injected windows it flags ([kinds, windows], kinds in ANOMALY_KINDS order), and how
+    # many consecutive check windows span one window length: what auto_level's paired tie margin reads.
+    # Not written to bundle.json.
+    hits: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict, repr=False)
+    block_windows: int = 1
 
     def as_dict(self) -> dict[str, object]:
         """JSON for bundle.json's validation.auto."""
@@ -141,16 +147,18 @@ def choose_weights(
     holdout: Windows,
     train_sample: Windows | None,
     anomalous: Mapping[str, Windows],
+    block_windows: int = 1,
 ) -> WeightChoice:
     """The candidate with the highest mean recall on `anomalous` at its own calibrated threshold.
 
     `modules` carry every term (their latent weight > 0 when with_latent is a candidate); their own weights
-    are not used.
+    are not used. `block_windows`: consecutive windows of `anomalous` that span one window length.
     """
     holdout_terms = term_matrix(modules, holdout)
     train_terms = None if train_sample is None else term_matrix(modules, train_sample)
     kind_terms = {kind: term_matrix(modules, windows) for kind, windows in anomalous.items()}
     evidence = []
+    hits: dict[str, npt.NDArray[np.bool_]] = {}
     candidates = candidate_weights(base, fixed)
     for name, weights in candidates.items():
         vector = np.array(list(weight_dict(weights).values()))
@@ -160,7 +168,9 @@ def choose_weights(
         with quietly():  # the fit's own calibration of the winner logs what these would, once
             threshold = calibrate(holdout_scores, budget, method, start, train_scores)
         value = threshold.value
-        recall = {kind: float(np.mean(terms @ vector > value)) for kind, terms in kind_terms.items()}
+        flagged = {kind: terms @ vector > value for kind, terms in kind_terms.items()}
+        hits[name] = np.stack(list(flagged.values()))
+        recall = {kind: float(np.mean(flags)) for kind, flags in flagged.items()}
         later = None
         if train_scores is not None:  # calibrate() already fitted the training part alone: reuse it
             later = float(np.mean(holdout_scores > threshold.details["train_threshold"]))
@@ -177,7 +187,9 @@ def choose_weights(
     winner = weight_winner(evidence, score.false_alarm_budget)
     rows = [dataclasses.asdict(e) for e in evidence]
     log.info("score weights chosen: %s\n%s", winner.name, choice_table(rows, winner.name))
-    return WeightChoice(winner.name, candidates[winner.name], evidence, sorted(fixed))
+    return WeightChoice(
+        winner.name, candidates[winner.name], evidence, sorted(fixed), hits=hits, block_windows=block_windows
+    )
 
 
 def weight_winner(evidence: list[CandidateEvidence], budget: float) -> CandidateEvidence:
@@ -241,6 +253,7 @@ def choose_for_fit(members: list[ScorerModule], windows: WindowSets, config: Tra
     # Other draws than the validation's check windows, so validation.detection is not the choice's own.
     normal, anomalous = check_windows(windows, config.fit.seed + CHOICE_SEED_OFFSET, MAX_CHOICE_WINDOWS)
     del normal
+    stride = check_stride(len(windows.holdout), MAX_CHOICE_WINDOWS)
     train_sample = evenly_spaced(windows.train) if config.score.uses_training_windows else None
     choice = choose_weights(
         members,
@@ -250,6 +263,7 @@ def choose_for_fit(members: list[ScorerModule], windows: WindowSets, config: Tra
         evenly_spaced(windows.holdout),
         train_sample,
         anomalous,
+        block_windows=math.ceil(config.model.window_len / stride),
     )
     log.info("automatic choice took %.1f s", time.perf_counter() - started)
     return choice
@@ -259,8 +273,13 @@ def check_windows(
     windows: WindowSets, seed: int, cap: int = MAX_CHECK_WINDOWS
 ) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]]]:
     """Held-out normal windows and, per kind, the same windows with one injected anomaly."""
-    normal = windows.holdout[:: max(1, len(windows.holdout) // cap)]
+    normal = windows.holdout[:: check_stride(len(windows.holdout), cap)]
     anomalous = {
         kind: inject(kind, normal, windows.normaliser.scale, seed + i) for i, kind in enumerate(ANOMALY_KINDS)
     }
     return normal, anomalous
+
+
+def check_stride(holdout_windows: int, cap: int) -> int:
+    """Every how many held-out windows (one per row) a check window is taken, for at most about `cap`."""
+    return max(1, holdout_windows // cap)

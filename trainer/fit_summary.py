@@ -119,4 +119,10 @@ def _level_line(level: Mapping[str, object]) -> str:
         f"{name} recall {_cell(recall.get(name))} later false alarms {_cell(later.get(name), 4)}"
         for name in recall
     )
-    return f"window_level {level.get('winner')}: {cells}"
+    line = f"window_level {level.get('winner')}: {cells}"
+    gaps = level.get("recall_gaps")
+    for gap in gaps if isinstance(gaps, list) else []:
+        margin = gap.get("margin")
+        needed = "no bound (under two independent blocks)" if margin is None else f"needs {margin:.3f}"
+        line += f"; {gap.get('better')} leads by {gap.get('difference', 0):.3f}, {needed}"
+    return line

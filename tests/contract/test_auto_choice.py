@@ -85,7 +85,13 @@ def test_a_fit_with_the_level_unset_tries_both_and_serves_the_better(level_choic
     later = level["later_false_alarm_rate"]
     assert set(later) == {"remove", "keep"} and all(r is None or 0 <= r <= 1 for r in later.values())
     budget = manifest["thresholds"]["scorer.onnx"]["false_alarm_budget"]  # type: ignore[index]
-    assert chosen == level_winner(best, later, budget)
+    # The recorded gap between the levels is the paired difference of their best candidates' recall, and the
+    # margin it had to beat (null: too few independent blocks of check windows to bound it).
+    (gap,) = level["recall_gaps"]
+    assert gap["difference"] == pytest.approx(best[gap["better"]] - best[gap["other"]], abs=1e-4)
+    assert gap["margin"] is None or gap["margin"] >= TIE_MARGIN
+    margins = {(gap["better"], gap["other"]): float("inf") if gap["margin"] is None else gap["margin"]}
+    assert chosen == level_winner(best, later, budget, lambda top, other: margins[(top, other)])
     lowest = min([r for r in later.values() if r is not None], default=budget)
     held = [n for n in best if later[n] is None or later[n] <= LATER_FA_FACTOR * max(budget, lowest)]
     assert chosen in held and best[chosen] >= max(best[n] for n in held) - TIE_MARGIN
