@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 from benchmarks.detection.run import benchmark_config, prepare
+from edge_agent.bundle import load_bundle
 from edge_agent.cli import main as agent_main
 from tests.conftest import SIMULATED_SECTIONS, write_tiny_config
 from tests.contract.test_detection_harness import _series
 from trainer.auto_level import LATER_FA_FACTOR, level_winner
 from trainer.auto_score import TIE_MARGIN, candidate_weights
 from trainer.cli import main as trainer_main
+from trainer.fit_summary import summary_table
 from trainer.scorer_graph import TERMS, ScoreWeights
 from trainer.synthetic_anomalies import ANOMALY_KINDS
 
@@ -92,6 +94,10 @@ def test_a_fit_with_the_level_unset_tries_both_and_serves_the_better(level_choic
     assert gap["margin"] is None or gap["margin"] >= TIE_MARGIN
     margins = {(gap["better"], gap["other"]): float("inf") if gap["margin"] is None else gap["margin"]}
     assert chosen == level_winner(best, later, budget, lambda top, other: margins[(top, other)])
+    # The fit summary says what the lead had to beat.
+    summary = summary_table(load_bundle(level_choice_bundle), 1.0)
+    needed = "no bound" if gap["margin"] is None else f"needs {gap['margin']:.3f}"
+    assert f"{gap['better']} leads by {gap['difference']:.3f}, {needed}" in summary
     lowest = min([r for r in later.values() if r is not None], default=budget)
     held = [n for n in best if later[n] is None or later[n] <= LATER_FA_FACTOR * max(budget, lowest)]
     assert chosen in held and best[chosen] >= max(best[n] for n in held) - TIE_MARGIN
