@@ -123,6 +123,6 @@ def _level_line(level: Mapping[str, object]) -> str:
     gaps = level.get("recall_gaps")
     for gap in gaps if isinstance(gaps, list) else []:
         margin = gap.get("margin")
-        needed = "no bound (under two independent blocks)" if margin is None else f"needs {margin:.3f}"
+        needed = "no bound (under two independent blocks)" if margin is None else f"tie margin {margin:.3f}"
         line += f"; {gap.get('better')} leads by {gap.get('difference', 0):.3f}, {needed}"
     return line

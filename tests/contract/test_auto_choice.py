@@ -96,7 +96,7 @@ def test_a_fit_with_the_level_unset_tries_both_and_serves_the_better(level_choic
     assert chosen == level_winner(best, later, budget, lambda top, other: margins[(top, other)])
     # The fit summary says what the lead had to beat.
     summary = summary_table(load_bundle(level_choice_bundle), 1.0)
-    needed = "no bound" if gap["margin"] is None else f"needs {gap['margin']:.3f}"
+    needed = "no bound" if gap["margin"] is None else f"tie margin {gap['margin']:.3f}"
     assert f"{gap['better']} leads by {gap['difference']:.3f}, {needed}" in summary
     lowest = min([r for r in later.values() if r is not None], default=budget)
     held = [n for n in best if later[n] is None or later[n] <= LATER_FA_FACTOR * max(budget, lowest)]
