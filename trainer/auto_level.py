@@ -26,7 +26,7 @@ from scipy import stats
 from torch import nn
 
 from trainer.assemble import assemble_scorer
-from trainer.auto_score import TIE_MARGIN, WeightChoice
+from trainer.auto_score import TIE_MARGIN, WeightChoice, choice_block
 from trainer.config import TrainConfig
 from trainer.distributed import World, rank_zero_decides
 from trainer.fit import TrainedNets
@@ -122,18 +122,17 @@ def assemble_best(fits: LevelFits, windows: WindowSets) -> Assembled:
     best: dict[str, float] = {o.config.model.window_level: _best_recall(o.choice) for o in options}
     later: dict[str, float | None] = {o.config.model.window_level: _later_rate(o.choice) for o in options}
     hits: dict[str, Hits] = {o.config.model.window_level: _best_hits(o.choice) for o in options}
-    block = options[0].choice.block_windows
-    gaps: dict[tuple[str, str], RecallGap] = {}
+    block = choice_block(windows, options[0].config.model.window_len)
 
     def margin(top: str, other: str) -> float:
-        if (top, other) not in gaps:
-            gaps[(top, other)] = recall_gap(hits[top], hits[other], block)
-        return gaps[(top, other)].margin
+        return recall_gap(hits[top], hits[other], block).margin
 
-    leader = max(best, key=lambda level: best[level])
-    for level in best:  # recorded whether or not the rule needs it
-        if level != leader:
-            margin(leader, level)
+    leader = max(best, key=lambda level: best[level])  # its lead is recorded whether or not the rule needs it
+    gaps = [
+        {"better": leader, "other": level, **recall_gap(hits[leader], hits[level], block).as_dict()}
+        for level in best
+        if level != leader
+    ]
     budget = options[0].config.score.false_alarm_budget
     chosen = level_winner(best, later, budget, margin)
     winner = next(option for option in options if option.config.model.window_level == chosen)
@@ -141,7 +140,7 @@ def assemble_best(fits: LevelFits, windows: WindowSets) -> Assembled:
         "winner": chosen,
         "best_mean_recall": best,
         "later_false_alarm_rate": later,
-        "recall_gaps": [{"better": a, "other": b, **gap.as_dict()} for (a, b), gap in gaps.items()],
+        "recall_gaps": gaps,
         "fit_seconds": {f.config.model.window_level: round(f.fit_seconds, 1) for f in fits.fitted},
         "not_fitted": fits.not_fitted,
         "rule": f"among levels whose winning weights, at a threshold from the training part, flag at most "
@@ -155,7 +154,7 @@ def assemble_best(fits: LevelFits, windows: WindowSets) -> Assembled:
         chosen,
         best,
         later,
-        record["recall_gaps"],
+        gaps,
     )
     return dataclasses.replace(winner, choice=_merged(options, winner, record))
 
@@ -204,7 +203,7 @@ class RecallGap:
     independent looks. Why paired: both levels score the same windows with the same injected anomalies, so
     the difference's spread is that of per-window differences, far smaller than two recalls' own.
     Why it matters: on TEP (100 held-out rows) the levels differed by 0.022, about one window per kind,
-    and which one won followed the CPU's rounding from machine to machine (rounds 26-28).
+    and which one won followed the CPU's rounding from machine to machine (rounds 28-29).
     """
 
     difference: float  # mean recall of the better level minus the other's

@@ -81,11 +81,9 @@ class WeightChoice:
     fixed: list[str]  # weights the user set, kept in every candidate
     # model.window_level when the fit chose it (auto_level): the levels fitted, the winner, any skipped
     window_level: dict[str, object] | None = None
-    # Per candidate, which injected windows it flags ([kinds, windows], kinds in ANOMALY_KINDS order), and how
-    # many consecutive check windows span one window length: what auto_level's paired tie margin reads.
-    # Not written to bundle.json.
+    # Per candidate, which injected windows it flags ([kinds, windows], kinds in ANOMALY_KINDS order): what
+    # auto_level's paired tie margin reads. Not written to bundle.json.
     hits: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict, repr=False)
-    block_windows: int = 1
 
     def as_dict(self) -> dict[str, object]:
         """JSON for bundle.json's validation.auto."""
@@ -147,12 +145,11 @@ def choose_weights(
     holdout: Windows,
     train_sample: Windows | None,
     anomalous: Mapping[str, Windows],
-    block_windows: int = 1,
 ) -> WeightChoice:
     """The candidate with the highest mean recall on `anomalous` at its own calibrated threshold.
 
     `modules` carry every term (their latent weight > 0 when with_latent is a candidate); their own weights
-    are not used. `block_windows`: consecutive windows of `anomalous` that span one window length.
+    are not used.
     """
     holdout_terms = term_matrix(modules, holdout)
     train_terms = None if train_sample is None else term_matrix(modules, train_sample)
@@ -187,9 +184,7 @@ def choose_weights(
     winner = weight_winner(evidence, score.false_alarm_budget)
     rows = [dataclasses.asdict(e) for e in evidence]
     log.info("score weights chosen: %s\n%s", winner.name, choice_table(rows, winner.name))
-    return WeightChoice(
-        winner.name, candidates[winner.name], evidence, sorted(fixed), hits=hits, block_windows=block_windows
-    )
+    return WeightChoice(winner.name, candidates[winner.name], evidence, sorted(fixed), hits=hits)
 
 
 def weight_winner(evidence: list[CandidateEvidence], budget: float) -> CandidateEvidence:
@@ -253,7 +248,6 @@ def choose_for_fit(members: list[ScorerModule], windows: WindowSets, config: Tra
     # Other draws than the validation's check windows, so validation.detection is not the choice's own.
     normal, anomalous = check_windows(windows, config.fit.seed + CHOICE_SEED_OFFSET, MAX_CHOICE_WINDOWS)
     del normal
-    stride = check_stride(len(windows.holdout), MAX_CHOICE_WINDOWS)
     train_sample = evenly_spaced(windows.train) if config.score.uses_training_windows else None
     choice = choose_weights(
         members,
@@ -263,7 +257,6 @@ def choose_for_fit(members: list[ScorerModule], windows: WindowSets, config: Tra
         evenly_spaced(windows.holdout),
         train_sample,
         anomalous,
-        block_windows=math.ceil(config.model.window_len / stride),
     )
     log.info("automatic choice took %.1f s", time.perf_counter() - started)
     return choice
@@ -283,3 +276,9 @@ def check_windows(
 def check_stride(holdout_windows: int, cap: int) -> int:
     """Every how many held-out windows (one per row) a check window is taken, for at most about `cap`."""
     return max(1, holdout_windows // cap)
+
+
+def choice_block(windows: WindowSets, window_len: int) -> int:
+    """How many consecutive check windows of the automatic choice span one window length: about one
+    independent look, since windows closer than that share readings."""
+    return math.ceil(window_len / check_stride(len(windows.holdout), MAX_CHOICE_WINDOWS))
