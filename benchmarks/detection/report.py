@@ -369,10 +369,43 @@ def write_report(
     return out
 
 
+SUMMARY = Path(__file__).with_name("summary.md")
+GENERATED_START = "## How it is measured"  # the first generated section after the hand-written summary
+
+
 def _summary(quick: bool) -> list[str]:
     """The hand-written findings (benchmarks/detection/summary.md) for full runs."""
-    path = Path(__file__).with_name("summary.md")
-    return [] if quick or not path.is_file() else [path.read_text().rstrip(), ""]
+    return [] if quick or not SUMMARY.is_file() else [SUMMARY.read_text().rstrip(), ""]
+
+
+def summary_of(report: str) -> str:
+    """The hand-written part of a generated REPORT.md: what lies between its machine line and the first
+    generated section."""
+    head, found, _ = report.partition(f"\n{GENERATED_START}\n")
+    if not found:
+        raise ValueError(f"no '{GENERATED_START}' section: not a generated report")
+    _, machine, rest = head.partition("\nMachine: ")
+    if not machine:
+        raise ValueError("no 'Machine:' line: not a generated report")
+    return rest.partition("\n")[2].strip()
+
+
+def refresh_summary(report_path: Path = BENCHMARKS / "REPORT.md") -> bool:
+    """Put summary.md into REPORT.md in place of its hand-written part, keeping the generated tables;
+    True when the report changed.
+
+    Why: regenerating the tables needs every series' fits (runs/detection, gone with the machine), while a
+    round's findings are written in every round. Edited in REPORT.md alone, they were lost at the next
+    regeneration; edited in summary.md and copied here, they are not.
+    """
+    report = report_path.read_text()
+    old = summary_of(report)
+    new = SUMMARY.read_text().strip()
+    if old == new:
+        return False
+    start = report.index(old)
+    report_path.write_text(report[:start] + new + report[start + len(old) :])
+    return True
 
 
 def _speed_section() -> list[str]:

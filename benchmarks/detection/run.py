@@ -583,6 +583,11 @@ def main() -> None:
     parser.add_argument("--ours-only", action="store_true", help="fill EdgeGAN's cache, no report")
     parser.add_argument("--report-only", action="store_true", help="report on cached results; fit nothing")
     parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="copy detection/summary.md into REPORT.md's hand-written part, keeping its tables; fit nothing",
+    )
+    parser.add_argument(
         "--carry",
         action="store_true",
         help="report the groups not run now from the last results/detection.json, marked as carried",
@@ -600,6 +605,12 @@ def main() -> None:
         help="name of the variant: writes results/detection_<variant>.json and results/REPORT.<variant>.md",
     )
     args = parser.parse_args()
+    if args.summary_only:
+        from benchmarks.detection.report import refresh_summary
+
+        changed = refresh_summary()
+        print("REPORT.md's summary " + ("replaced by summary.md" if changed else "already is summary.md"))
+        return
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = parse_settings(args.set)
     if bool(settings) != bool(args.variant):
