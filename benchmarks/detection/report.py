@@ -378,16 +378,22 @@ def _summary(quick: bool) -> list[str]:
     return [] if quick or not SUMMARY.is_file() else [SUMMARY.read_text().rstrip(), ""]
 
 
+def _split(report: str) -> tuple[str, str, str]:
+    """(head up to and including the machine line, the hand-written part, the generated rest)."""
+    head, found, rest = report.partition(f"\n{GENERATED_START}\n")
+    if not found:
+        raise ValueError(f"no '{GENERATED_START}' section: not a generated report")
+    before, machine, after = head.partition("\nMachine: ")
+    if not machine:
+        raise ValueError("no 'Machine:' line: not a generated report")
+    machine_line, _, summary = after.partition("\n")
+    return f"{before}{machine}{machine_line}\n", summary.strip(), f"{GENERATED_START}\n{rest}"
+
+
 def summary_of(report: str) -> str:
     """The hand-written part of a generated REPORT.md: what lies between its machine line and the first
     generated section."""
-    head, found, _ = report.partition(f"\n{GENERATED_START}\n")
-    if not found:
-        raise ValueError(f"no '{GENERATED_START}' section: not a generated report")
-    _, machine, rest = head.partition("\nMachine: ")
-    if not machine:
-        raise ValueError("no 'Machine:' line: not a generated report")
-    return rest.partition("\n")[2].strip()
+    return _split(report)[1]
 
 
 def refresh_summary(report_path: Path = BENCHMARKS / "REPORT.md") -> bool:
@@ -398,13 +404,11 @@ def refresh_summary(report_path: Path = BENCHMARKS / "REPORT.md") -> bool:
     round's findings are written in every round. Edited in REPORT.md alone, they were lost at the next
     regeneration; edited in summary.md and copied here, they are not.
     """
-    report = report_path.read_text()
-    old = summary_of(report)
+    head, old, generated = _split(report_path.read_text())
     new = SUMMARY.read_text().strip()
     if old == new:
         return False
-    start = report.index(old)
-    report_path.write_text(report[:start] + new + report[start + len(old) :])
+    report_path.write_text(f"{head}\n{new}\n\n{generated}")
     return True
 
 

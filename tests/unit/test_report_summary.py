@@ -47,6 +47,16 @@ def test_refresh_replaces_only_the_hand_written_part(tmp_path: Path) -> None:
     assert not refresh_summary(report)  # already current: untouched
 
 
+def test_refresh_fills_a_report_generated_without_summary(tmp_path: Path) -> None:
+    report = tmp_path / "REPORT.md"
+    report.write_text(GENERATED.format(summary="").replace("\n\n\n", "\n\n"))
+    assert summary_of(report.read_text()) == ""
+    assert refresh_summary(report)
+    text = report.read_text()
+    assert text.startswith("# Detection benchmark")
+    assert summary_of(text) == SUMMARY.read_text().strip()
+
+
 def test_a_report_without_generated_tables_is_refused() -> None:
     with pytest.raises(ValueError, match="not a generated report"):
         summary_of("# notes\n\nMachine: x\n\nno tables here\n")
