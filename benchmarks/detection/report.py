@@ -12,6 +12,8 @@ from benchmarks.environment import describe_machine
 from edge_agent.bundle import ALERT_LEVEL
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
+SUMMARY = Path(__file__).with_name("summary.md")  # the report's hand-written part
+GENERATED_START = "## How it is measured"  # the first generated section after the hand-written summary
 OURS_PREFIX = "EdgeGAN"
 COLUMNS = (
     ("precision", "P"),
@@ -265,7 +267,7 @@ def write_report(
         "",
         *_summary(quick or bool(variant)),
         *([f"Model variant: `{variant}` (not the default settings).", ""] if variant else []),
-        "## How it is measured",
+        GENERATED_START,
         "",
         f"- One model per series. Windows of {settings['window_len']} rows (EdgeGAN's default); one "
         "window per test row, ending on that row, so every test row gets a score.",
@@ -367,10 +369,6 @@ def write_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     return out
-
-
-SUMMARY = Path(__file__).with_name("summary.md")
-GENERATED_START = "## How it is measured"  # the first generated section after the hand-written summary
 
 
 def _summary(quick: bool) -> list[str]:
