@@ -34,7 +34,7 @@ class DecisionConfig(BaseModel):
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per reading, and a frozen __init__ costs 4x this one
 class Decision:
     """Outcome of one score for one device."""
 

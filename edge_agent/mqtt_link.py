@@ -37,7 +37,7 @@ from edge_agent.sparkplug_topics import subscriptions as sparkplug_subscriptions
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per message, and a frozen __init__ costs 4x this one
 class RawMessage:
     """A message as received, before any decoding."""
 

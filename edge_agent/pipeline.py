@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 TOP_CHANNELS = 3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per reading, and a frozen __init__ costs 4x this one
 class Outcome:
     """A scored window and what it decided."""
 

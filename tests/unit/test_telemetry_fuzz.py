@@ -96,3 +96,20 @@ def test_any_bytes_from_any_device_id_are_refused_cleanly_or_decoded(payload: by
         assert isinstance(err.reason, Reason), err.reason
         return
     _check(decoded, None)
+
+
+@FUZZ
+@given(readings)
+def test_a_single_reading_decodes_as_it_would_inside_a_batch(document: dict[str, object]) -> None:
+    """Single readings take a fast path (`_plain_reading`); a batch of one takes the general per-reading
+    path. Both must keep the same reading, or refuse it for the same reason."""
+    single_payload, batch_payload = json.dumps(document).encode(), json.dumps([document]).encode()
+    try:
+        single = decode_message(single_payload, "dev-1", CHANNELS, NOW, bounds=BOUNDS).readings[0]
+    except PayloadError as err:
+        refused = decode_message(batch_payload, "dev-1", CHANNELS, NOW, bounds=BOUNDS).refused
+        assert [r.error.reason for r in refused] == [err.reason]
+        return
+    (general,) = decode_message(batch_payload, "dev-1", CHANNELS, NOW, bounds=BOUNDS).readings
+    assert (single.ts, single.seq, single.received_ts) == (general.ts, general.seq, general.received_ts)
+    np.testing.assert_array_equal(single.values, general.values)
