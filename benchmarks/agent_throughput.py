@@ -663,7 +663,8 @@ def main() -> None:
         "--compare-tree",
         type=Path,
         help="another checkout (e.g. `git worktree add /tmp/before HEAD~1`): its agent drains the same "
-        "single-reading backlog in every round; writes results/agent_throughput_compare.json and stops",
+        "single-reading backlog in every round (with --only drain, the batched and Sparkplug ones too); "
+        "writes results/agent_throughput_compare.json and stops",
     )
     args = parser.parse_args()
     from edge_agent.bundle import load_bundle
@@ -683,12 +684,20 @@ def main() -> None:
         ago = time.time() - 3600
         try:
             if args.compare_tree is not None:
-                payloads = _payloads(manifest.channels, means, scales, args.messages, ago)
-                drain = drain_rates(
-                    port, folder, bundle, Backlog(payloads, 1), args.rounds, args.compare_tree
-                )
-                print(json.dumps(drain, indent=2))
-                print(f"wrote {write_result('agent_throughput_compare', {**report, 'drain': drain})}")
+                singles = _payloads(manifest.channels, means, scales, args.messages, ago)
+                backlogs = {"drain": Backlog(singles, 1)}
+                if args.only == "drain":  # the batched and Sparkplug backlogs too
+                    batches = _payloads(manifest.channels, means, scales, args.messages * 4, ago, args.batch)
+                    backlogs["drain_batched"] = Backlog(batches, args.batch)
+                    backlogs["drain_sparkplug"] = _sparkplug_backlog(
+                        manifest.channels, means, scales, args.messages * 4, ago, args.batch
+                    )
+                compared = {
+                    name: drain_rates(port, folder, bundle, backlog, args.rounds, args.compare_tree)
+                    for name, backlog in backlogs.items()
+                }
+                print(json.dumps(compared, indent=2))
+                print(f"wrote {write_result('agent_throughput_compare', {**report, **compared})}")
                 return
             measured: dict[str, object] = {}
             if args.only in (None, "drain"):
