@@ -107,7 +107,7 @@ class Refusal:
     error: PayloadError
 
 
-@dataclass(slots=True)  # not frozen: one per reading, and a frozen __init__ costs 4x this one
+@dataclass(slots=True)  # not frozen: one per message, and a frozen __init__ costs 4x this one
 class Decoded:
     """A message's usable readings, in message order, and the refused ones."""
 
