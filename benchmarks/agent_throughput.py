@@ -667,6 +667,8 @@ def main() -> None:
         "writes results/agent_throughput_compare.json and stops",
     )
     args = parser.parse_args()
+    if args.compare_tree is not None and args.only not in (None, "drain"):
+        parser.error("--compare-tree compares drains: leave --only out (single readings) or use --only drain")
     from edge_agent.bundle import load_bundle
 
     manifest = load_bundle(args.bundle).manifest

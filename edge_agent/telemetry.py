@@ -128,16 +128,13 @@ def decode_message(
     PayloadError; a bad reading inside a batch, a timestamp outside `bounds` included, is refused with its
     index in the message and the rest are kept."""
     document = _parse(payload, device, max_bytes)
-    if type(document) is dict:
-        plain = _plain_reading(document, device, channels, received_ts)
-        if plain is not None:
-            bounds.check(plain.ts, received_ts)
-            return Decoded([plain], [])
-    if isinstance(document, dict) and not _is_columnar(document):
-        reading = _reading(document, device, channels, received_ts)
-        bounds.check(reading.ts, received_ts)
-        return Decoded([reading], [])
     if isinstance(document, dict):
+        single = _plain_reading(document, device, channels, received_ts)  # the common case, first
+        if single is None and not _is_columnar(document):
+            single = _checked_reading(document, device, channels, received_ts)
+        if single is not None:
+            bounds.check(single.ts, received_ts)
+            return Decoded([single], [])
         fast = _clean_columns(document, device, channels, received_ts, max_readings, bounds)
         if fast is not None:
             return fast
@@ -155,9 +152,7 @@ def decode_message(
         try:
             if not isinstance(row, dict):
                 raise PayloadError(Reason.NOT_OBJECT, f"expected a reading object, got {type(row).__name__}")
-            reading = _plain_reading(row, device, channels, received_ts) or _reading(
-                row, device, channels, received_ts
-            )
+            reading = _reading(row, device, channels, received_ts)
             bounds.check(reading.ts, received_ts)
             readings.append(reading)
         except PayloadError as err:
@@ -166,6 +161,16 @@ def decode_message(
 
 
 def _reading(document: dict[str, object], device: str, channels: list[str], received_ts: float) -> Reading:
+    """One reading object: the one-pass check where it applies, else the check that names the fault."""
+    return _plain_reading(document, device, channels, received_ts) or _checked_reading(
+        document, device, channels, received_ts
+    )
+
+
+def _checked_reading(
+    document: dict[str, object], device: str, channels: list[str], received_ts: float
+) -> Reading:
+    """Field by field: PayloadError names whatever is wrong."""
     return Reading(
         device=device,
         ts=_timestamp(document.get("ts"), received_ts),

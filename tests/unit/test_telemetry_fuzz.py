@@ -8,11 +8,18 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.reasons import Reason
-from edge_agent.telemetry import Decoded, PayloadError, TimeBounds, _plain_reading, _reading, decode_message
+from edge_agent.telemetry import (
+    Decoded,
+    PayloadError,
+    TimeBounds,
+    _checked_reading,
+    _plain_reading,
+    decode_message,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -113,14 +120,19 @@ near_plain = st.fixed_dictionaries(  # what the fast path takes, with each other
 
 @FUZZ
 @given(st.one_of(readings, near_plain))
+@example({"values": [1.0, 2.0, 3.5e38]})  # beyond float32
+@example({"values": [1.0, 2.0, 3.0], "seq": True})  # bool is not an integer here
+@example({"values": [1.0, 2.0, 3.0], "seq": "7"})
+@example({"values": {"a": 1, "b": 2.5, "c": 3}, "ts": -1})
+@example({"values": {"a": 1, "b": 2.5, "c": 3}, "ts": NOW, "seq": 4})  # taken by the fast path
 def test_the_fast_path_keeps_only_what_the_general_path_keeps(document: dict[str, object]) -> None:
-    """Readings, single or in a list batch, first try `_plain_reading` and fall back to `_reading`, which
-    names every fault. The fast path must give the general path's reading or step aside (None), never
-    accept what the general path refuses."""
+    """Readings, single or in a list batch, first try `_plain_reading` and fall back to `_checked_reading`,
+    which names every fault. The fast path must give the general path's reading or step aside (None),
+    never accept what the general path refuses."""
     document = json.loads(json.dumps(document))  # what the decoder sees: parsed JSON
     fast = _plain_reading(document, "dev-1", CHANNELS, NOW)
     try:
-        general = _reading(document, "dev-1", CHANNELS, NOW)
+        general = _checked_reading(document, "dev-1", CHANNELS, NOW)
     except PayloadError:
         assert fast is None
         return
