@@ -292,6 +292,9 @@ class SparkplugState:
         if values is None or len(values) != len(channels):
             values = np.full(len(channels), np.nan)
         readings = []
+        # Only values that are not NaN are written, so once every channel has one it stays so: the NaN
+        # scan runs until then, not for every reading.
+        complete = False
         for ms, updates in groups.items():
             bad = False
             for _, channel, value in updates:
@@ -303,7 +306,9 @@ class SparkplugState:
                 continue
             ts = received_ts if ms is None else ms / 1000.0
             try:
-                if np.isnan(values).any():
+                if not complete:
+                    complete = not np.isnan(values).any()
+                if not complete:
                     missing = ", ".join(channels[i] for i in np.flatnonzero(np.isnan(values))[:5])
                     raise PayloadError(Reason.MISSING_CHANNEL, f"no value yet for {missing} (no birth?)")
                 self._bounds.check(ts, received_ts)
@@ -337,9 +342,10 @@ class SparkplugState:
                 self._resolved[device] = resolved
         if len(resolved) > MAX_RESOLVED:  # names in data are the sender's choice: bound what they cost
             resolved.clear()
+        # Once per metric, so the common case (a known name or alias, a double in float32 range) is inlined.
         for index, metric in enumerate(payload.metrics):
-            key: str | int = metric.name or metric.alias
-            hit = resolved.get(key) if metric.name or metric.HasField("alias") else None
+            key: str | int | None = metric.name or (metric.alias if metric.HasField("alias") else None)
+            hit = None if key is None else resolved.get(key)
             if hit is None:
                 try:
                     name, datatype = self._identify(node, metric)
@@ -347,17 +353,30 @@ class SparkplugState:
                     unknown = unknown or err.reason == Reason.UNKNOWN_ALIAS
                     refused.append(Refusal(index, err))
                     continue
-                hit = resolved[key] = (self._channel(name, channels), datatype)
+                hit = (self._channel(name, channels), datatype)
+                if key is not None:  # always so here: a metric with neither name nor alias was refused
+                    resolved[key] = hit
             channel, datatype = hit
             if channel is None:
                 continue  # a metric the bundle does not score (status, properties, ...)
             ms = metric.timestamp or default_ms  # 0: not set (no reading is from 1970)
-            try:
-                value = _value(metric, metric.datatype or datatype, channels[channel])
-            except PayloadError as err:
-                refused.append(Refusal(index, err))
-                value = math.nan
-            groups.setdefault(ms, []).append((index, channel, value))
+            datatype = metric.datatype or datatype
+            value = metric.double_value
+            if not (
+                datatype in _FLOATS
+                and metric.WhichOneof("value") == "double_value"
+                and not metric.is_null
+                and -FLOAT32_MAX <= value <= FLOAT32_MAX  # False for NaN too
+            ):
+                try:
+                    value = _value(metric, datatype, channels[channel])
+                except PayloadError as err:
+                    refused.append(Refusal(index, err))
+                    value = math.nan
+            group = groups.get(ms)
+            if group is None:
+                group = groups[ms] = []
+            group.append((index, channel, value))
         return groups, refused, unknown
 
     @staticmethod

@@ -8,13 +8,13 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.config import SparkplugConfig
 from edge_agent.reasons import Reason
 from edge_agent.simulator.sparkplug_node import SparkplugNode
-from edge_agent.sparkplug import Outcome, SparkplugState, rebirth_request
+from edge_agent.sparkplug import Outcome, SparkplugState, _value, rebirth_request
 from edge_agent.sparkplug_schema import DataType, Payload
 from edge_agent.sparkplug_topics import parse_topic, subscriptions
 from edge_agent.telemetry import PayloadError, TimeBounds
@@ -270,6 +270,48 @@ def test_fuzzed_payloads_never_raise_anything_but_a_payload_error(
             assert np.isfinite(reading.values).all() and reading.values.shape == (3,)
         for refusal in outcome.decoded.refused:
             assert isinstance(refusal.error.reason, Reason) and refusal.index is not None
+
+
+_one_value = st.fixed_dictionaries(
+    {"datatype": st.sampled_from([0, DataType.FLOAT, DataType.DOUBLE, DataType.INT8, DataType.STRING])},
+    optional={
+        "is_null": st.booleans(),
+        "double_value": st.floats(allow_nan=True, allow_infinity=True),
+        "float_value": st.floats(width=32, allow_nan=True, allow_infinity=True),
+        "long_value": st.integers(0, 2**64 - 1),
+        "string_value": st.text(max_size=3),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_one_value, by_name=st.booleans())
+@example(value={"datatype": 0, "double_value": 1e39}, by_name=False)  # past float32
+@example(value={"datatype": DataType.DOUBLE, "double_value": math.nan}, by_name=False)
+@example(value={"datatype": DataType.DOUBLE, "double_value": 2.5, "is_null": True}, by_name=True)
+@example(value={"datatype": DataType.STRING, "double_value": 2.5}, by_name=False)
+@example(value={"datatype": DataType.INT8, "long_value": 255}, by_name=False)  # two's complement: -1
+def test_the_inlined_value_path_decides_as_the_general_one(value: dict[str, object], by_name: bool) -> None:
+    """DDATA decoding takes a double in float32 range without calling `_value`; any value must still
+    come out as `_value` reads it, or be refused with its reason."""
+    state, node = _state(), SparkplugNode("plant", "gw1", {"pump": CHANNELS})
+    _born(state, node)
+    payload = Payload(timestamp=int(NOW * 1000))
+    where = {"name": "s0"} if by_name else {"alias": node._aliases[("pump", "s0")]}
+    metric = payload.metrics.add(timestamp=int((NOW - 1) * 1000), **where, **value)
+    try:
+        expected: float | Reason = _value(metric, metric.datatype or DataType.DOUBLE, "s0")
+    except PayloadError as err:
+        expected = err.reason
+    outcome = _take(state, node.topic("DDATA", "pump"), payload.SerializeToString())
+    assert outcome.decoded is not None
+    if isinstance(expected, Reason):
+        assert outcome.decoded.readings == []
+        assert [(r.index, r.error.reason) for r in outcome.decoded.refused] == [(0, expected)]
+    else:
+        assert outcome.decoded.refused == []
+        (reading,) = outcome.decoded.readings
+        assert reading.values[0] == np.float32(expected) and reading.ts == NOW - 1
 
 
 def test_made_up_device_ids_cannot_grow_the_state_past_its_bound() -> None:
