@@ -365,7 +365,7 @@ def settle_heap() -> None:
 
 
 # Readings per backend call: 3-5 ms of INT8 scoring on one core. 64 scores as fast per window as 128 and
-# leaves ORT's arena smaller: the batched paced test read 103.2 MB against 105.1 (medians of 4 and 6 runs).
+# leaves ORT's arena smaller: the batched paced test read 103.2 MB against 105.2 (medians of 4 and 5 runs).
 SCORE_CHUNK = 64
 
 
