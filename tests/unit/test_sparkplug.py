@@ -295,12 +295,15 @@ def test_the_inlined_value_path_decides_as_the_general_one(value: dict[str, obje
     """DDATA decoding takes a double in float32 range without calling `_value`; any value must still
     come out as `_value` reads it, or be refused with its reason."""
     state, node = _state(), SparkplugNode("plant", "gw1", {"pump": CHANNELS})
-    _born(state, node)
+    _take(state, node.topic("NBIRTH"), node.node_birth(NOW))
+    birth = node.device_birth("pump", NOW, [1.0, 2.0, 3.0])
+    _take(state, node.topic("DBIRTH", "pump"), birth)
+    (born,) = [m for m in Payload.FromString(birth).metrics if m.name == "Sensors/s0"]
     payload = Payload(timestamp=int(NOW * 1000))
-    where = {"name": "s0"} if by_name else {"alias": node._aliases[("pump", "s0")]}
+    where = {"name": born.name} if by_name else {"alias": born.alias}  # both declared DOUBLE by the birth
     metric = payload.metrics.add(timestamp=int((NOW - 1) * 1000), **where, **value)
     try:
-        expected: float | Reason = _value(metric, metric.datatype or DataType.DOUBLE, "s0")
+        expected: float | Reason = _value(metric, metric.datatype or born.datatype, "s0")
     except PayloadError as err:
         expected = err.reason
     outcome = _take(state, node.topic("DDATA", "pump"), payload.SerializeToString())
