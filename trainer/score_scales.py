@@ -34,6 +34,7 @@ TAIL_QUANTILE = 0.99  # each term is divided by this quantile of its training va
 CHANGE_BAND_QUANTILES = (0.001, 0.999)  # the variability band: these quantiles of training changes...
 CHANGE_BAND_MARGIN = 1.5  # ...widened by this factor each way, so only a clear departure counts
 FLAT_CHANGE = 1e-6  # a channel whose changes go this low in training may be flat: no stuck check
+NO_UPPER_BAND = 1e12  # the upper band of a channel flat all through training: no change reaches it
 LEVEL_RIDGE = 1e-2  # share of the mean level variance added to the diagonal before inverting
 LEVEL_BLOCKS = 5  # time blocks for the level model's out-of-sample tail (level_generalisation)
 _BATCH = 512
@@ -90,10 +91,19 @@ def level_generalisation(
 
 def _change_band(changes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Lower and upper band of the newest steps' mean absolute change per channel, and where the lower
-    band applies (a channel that sits flat at times in training cannot be called stuck)."""
+    band applies (a channel that sits flat at times in training cannot be called stuck).
+
+    A channel that never changed in training has no upper band either: its band would be zero, and any
+    later movement, however small, an unbounded burst (on SMD's first 500 rows, channels constant there
+    drew 88% of the alarms on the file's later normal rows). Its movements are judged by the level and
+    reconstruction terms, which grow with their size, and the agent's operating-range warning names them.
+    """
     low_q, high_q = CHANGE_BAND_QUANTILES
     low = torch.quantile(changes, low_q, dim=0) / CHANGE_BAND_MARGIN
-    high = torch.clamp(torch.quantile(changes, high_q, dim=0) * CHANGE_BAND_MARGIN, min=MIN_TERM_SCALE)
+    upper = torch.quantile(changes, high_q, dim=0)
+    high = torch.where(
+        upper > FLAT_CHANGE, torch.clamp(upper * CHANGE_BAND_MARGIN, min=MIN_TERM_SCALE), NO_UPPER_BAND
+    )
     check = (low > FLAT_CHANGE).float()
     return torch.where(check > 0, low, torch.ones_like(low)), high, check
 

@@ -144,6 +144,31 @@ def test_variability_term_flags_a_stuck_channel_and_a_noise_burst_only() -> None
     assert float(burst[:, 2].median()) > 0.5 and float(burst[:, [0, 1]].max()) < 0.5
 
 
+def test_a_channel_flat_all_through_training_has_no_burst_band_and_the_others_keep_theirs() -> None:
+    """A channel that never moved in training (a valve held shut) has no measured band: a later wiggle is
+    judged by the terms that grow with its size, not as an unbounded burst; bursts elsewhere still count."""
+    torch.manual_seed(0)
+    encoder, generator = Encoder(LATENT, CHANNELS, WINDOW, 8), Generator(LATENT, CHANNELS, WINDOW, 8)
+    terms = ScoreTerms(encoder, generator, Critic(CHANNELS, WINDOW, 8), True).eval()
+    windows = _normal_windows(512)
+    windows[:, :, 1] = 7.0
+    flat = windows.reshape(-1, CHANNELS).numpy()
+    normaliser = Normaliser(flat.mean(axis=0), np.where(flat.std(axis=0) > 0, flat.std(axis=0), 1.0), [1])
+    module = measure_scales(terms, windows.numpy(), normaliser, ScoreWeights(), residual_floor=0.05)
+    wiggle, burst = windows[:32].clone(), windows[:32].clone()
+    wiggle[:, -20:, 1] += torch.randn(32, 20) * 0.01
+    burst[:, -20:, 2] += torch.randn(32, 20) * 2.0
+    with torch.no_grad():
+        moved = module.term_parts(wiggle)["variability"]
+        noisy = module.term_parts(burst)["variability"]
+        score_normal, _ = module(windows[:32])
+        score_moved, contributions = module(wiggle)
+    assert float(moved[:, 1].max()) == 0.0  # with a band of 1e-6 it read 78-94
+    assert float(noisy[:, 2].median()) > 0.5
+    assert float((score_moved - score_normal).abs().max()) < 0.5 * float(score_normal.median())
+    assert float(contributions[:, 1].max()) > 0.0  # the movement is still seen, by the size-bound terms
+
+
 def test_level_term_judges_the_means_the_level_free_networks_do_not_see() -> None:
     module, windows = _scorer(remove_level=True)
     shifted = windows[:32].clone()
