@@ -14,6 +14,7 @@ BENCHMARKS = (
     "benchmarks.synth_quality",
     "benchmarks.detection.run",
     "benchmarks.detection.tep",
+    "benchmarks.detection.small_data",
     "benchmarks.fleet_detection",
     "benchmarks.detection.speed",
     "benchmarks.fleet_load",
