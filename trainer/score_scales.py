@@ -93,9 +93,10 @@ def _change_band(changes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     """Lower and upper band of the newest steps' mean absolute change per channel, and where the lower
     band applies (a channel that sits flat at times in training cannot be called stuck).
 
-    A channel that never changed in training has no upper band either: its band would be zero, and any
-    later movement, however small, an unbounded burst (on SMD's first 500 rows, channels constant there
-    drew 88% of the alarms on the file's later normal rows). Its movements are judged by the level and
+    A channel that never changed in training has no upper band either: its band would be the 1e-6 floor,
+    and any later movement, however small, a burst: a change of 0.001 scored about 190, thresholds sit near
+    10 (fitted on SMD machine-1-6's first 500 rows, channels constant there were the top channel of 88% of
+    the rows flagged among the file's later normal ones). Its movements are judged by the level and
     reconstruction terms, which grow with their size, and the agent's operating-range warning names them.
     """
     low_q, high_q = CHANGE_BAND_QUANTILES

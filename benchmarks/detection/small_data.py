@@ -3,12 +3,13 @@
 Usage: python -m benchmarks.detection.small_data [--datasets DIR] [--rows 500] [--name small_data]
 
 What a user with minutes of data meets, and what an industrial benchmark outside this repository measures:
-each detector is fitted on the first `--rows` rows of an SMD training file (its first 80% trains, its last
-20% is the holdout that, with the training windows, sets the threshold by EdgeGAN's own rule), then scores
-every later row of the same file, all of them normal operation. Reported per machine and detector: the
-share of those rows above the threshold (the false-alarm rate a deployment would see), the same share over
-each fifth of the file (drift shows as a rising share), and the later rows' score quantiles over the
-holdout's. Nothing is chosen from these rows, and the labelled test files are not read.
+each detector is fitted on the first `--rows` rows of an SMD training file (its first 80% trains, its last 20%
+is the holdout that, with the training windows, sets the threshold by EdgeGAN's own rule), then scores every
+later row of the same file (unlabelled, and taken as normal operation, as SMD describes them). Reported per
+machine and detector: the share of those rows above the threshold (the false-alarm rate a deployment would
+see), the same share over each fifth of the file (drift shows as a rising share), and the later rows' score
+quantiles over the holdout's. No threshold is chosen from these rows, and the labelled test files are not
+read.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy.typing as npt
 from benchmarks.detection import ours
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, smd_series
 from benchmarks.detection.run import benchmark_config, fit_and_calibrate, make_baselines, prepare
-from benchmarks.detection.tep import _ratios, _test_windows
+from benchmarks.detection.tep import later_over_holdout
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
 
@@ -54,21 +55,24 @@ def evaluate(root: Path, machine: str, rows: int, work: Path) -> dict[str, objec
     )
     config = benchmark_config(False)
     prepared = prepare(series, config, work)
-    windows = _test_windows(series.train, later, config.model.window_len)
+    windows = prepared.test_windows  # one per later row, the first reaching back into the fitted rows
     bundle = work / "bundle"
     shutil.rmtree(bundle, ignore_errors=True)
     build_bundle(prepared.train_csv, bundle, config)
     holdout = ours.score_graph(bundle, "int8", prepared.sets.holdout).scores
     graph = ours.score_graph(bundle, "int8", windows)
     results: dict[str, object] = {
-        "EdgeGAN ORT INT8": {**_rates(graph.scores > graph.threshold), **_ratios(holdout, graph.scores)}
+        "EdgeGAN ORT INT8": {
+            **_rates(graph.scores > graph.threshold),
+            **later_over_holdout(holdout, graph.scores),
+        }
     }
     for detector in make_baselines(False, "SMD"):
         if detector.name in SLOW_BASELINES:
             continue
         _, holdout, calibration = fit_and_calibrate(detector, prepared, config)
         scores = detector.score(prepared.normalised(windows))
-        results[detector.name] = {**_rates(scores > calibration.value), **_ratios(holdout, scores)}
+        results[detector.name] = {**_rates(scores > calibration.value), **later_over_holdout(holdout, scores)}
     return {"train_rows": rows, "later_rows": len(later), "detectors": results}
 
 

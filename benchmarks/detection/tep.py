@@ -71,7 +71,9 @@ def _summary(per_run: dict[int, dict[str, float]]) -> dict[str, float]:
     }
 
 
-def _ratios(holdout: npt.NDArray[np.floating], later: npt.NDArray[np.floating]) -> dict[str, float]:
+def later_over_holdout(
+    holdout: npt.NDArray[np.floating], later: npt.NDArray[np.floating]
+) -> dict[str, float]:
     """Later-normal over holdout score quantiles: near 1 when the fit generalises from its small data."""
     return {
         f"q{q}": float(np.quantile(later, q / 100) / max(np.quantile(holdout, q / 100), 1e-12))
@@ -107,7 +109,7 @@ def evaluate(
         results[name] = {
             "per_run": per_run,
             "summary": _summary(per_run),
-            "later_over_holdout": _ratios(holdout, scores_d00),
+            "later_over_holdout": later_over_holdout(holdout, scores_d00),
             "fit_seconds": round(fit_s, 1),
         }
     int8_far = results["EdgeGAN ORT INT8"]["summary"]["false_alarm_rate_d00_te"]  # type: ignore[index]
@@ -122,7 +124,7 @@ def evaluate(
             "per_run": per_run,
             "summary": _summary(per_run),
             "at_edgegan_false_alarm_rate": _summary(matched),
-            "later_over_holdout": _ratios(holdout, scores[0]),
+            "later_over_holdout": later_over_holdout(holdout, scores[0]),
             "fit_seconds": round(fit_s, 1),
         }
     return results
