@@ -171,7 +171,8 @@ class ScoreConfig(BaseModel):
         4.0,
         ge=0,
         description="weight of the variability term: the newest steps' mean absolute change per channel "
-        "outside the band seen in training (a stuck sensor, a noise burst), in squared e-folds",
+        "outside the band seen in training (a stuck sensor, a noise burst), in squared e-folds; a channel "
+        "flat all through training has no band, and its movements count in the level and residual terms",
     )
     variability_steps: int = Field(
         16, ge=2, description="newest steps whose changes the variability term reads"
