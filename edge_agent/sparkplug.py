@@ -417,11 +417,7 @@ def _bd_seq(payload: Proto) -> int | None:
 
 def _value(metric: Proto, datatype: int, channel: str) -> float:
     """A metric's value as a float for scoring; PayloadError for null, text, arrays and non-finite values."""
-    kind = metric.WhichOneof("value")
-    if kind == "double_value" and datatype in _FLOATS and not metric.is_null:  # the common case, fast
-        value = metric.double_value
-        if -FLOAT32_MAX <= value <= FLOAT32_MAX:  # False for NaN too
-            return float(value)
+    kind = metric.WhichOneof("value")  # `_updates` reads an in-range double itself; this is the rest
     if metric.is_null:
         raise PayloadError(Reason.NON_NUMERIC, "a null metric")
     if kind is None or kind in ("string_value", "bytes_value") or (datatype and datatype not in _NUMERIC):
