@@ -3,9 +3,16 @@ out-of-sample scores do to the threshold."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 import pytest
+import torch
 
+import trainer.cross_fit as cross_fit_module
+import trainer.fit as fit_module
+from trainer.auto_score import scorer_for
 from trainer.calibrate import calibrate
 from trainer.config import TrainConfig
 from trainer.cross_fit import (
@@ -13,10 +20,16 @@ from trainer.cross_fit import (
     MIN_FOLD_TRAIN_WINDOWS,
     CrossFit,
     comparable_blocks,
+    cross_fitted_scores,
     fold_blocks,
     reason_to_skip,
+    sharing_guard,
 )
-from trainer.windows import WindowSets, fit_normaliser
+from trainer.distributed import SINGLE
+from trainer.fit import TrainedNets
+from trainer.members import fit_members
+from trainer.validation_signal import GenerationQuality, generation_quality
+from trainer.windows import WindowSets, fit_normaliser, slide
 
 
 @pytest.mark.parametrize(("count", "folds", "guard"), [(337, 4, 63), (1000, 5, 31), (90, 3, 0)])
@@ -119,3 +132,59 @@ def test_a_fold_whose_fit_reads_the_holdout_far_from_the_full_fit_is_left_out() 
     assert scores is not None and len(scores) == 9
     assert CrossFit(None, 2, None, (0.05, 20.0)).left_out == (1, 2)
     assert comparable_blocks(parts[:2], [0.05, 20.0]) is None
+
+
+def test_a_fold_whose_generator_collapses_in_every_attempt_is_left_out_and_the_rest_still_calibrate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SMD machine-2-1 on its first 400 rows: one fold's GAN stayed under the collapse gate in all three
+    attempts and the whole fit was refused, though no fold's networks are shipped. The fold must be left out
+    (recorded as refused, valid JSON) and the other blocks still scored. Real fits throughout; the test only
+    decides that the second fold's generator reads as collapsed: a few epochs of tiny nets decide nothing."""
+    window_len = 16
+    rng = np.random.default_rng(0)
+    rows = np.sin(np.arange(360)[:, None] / 3 + np.array([0.0, 1.0])) + 0.1 * rng.standard_normal((360, 2))
+    windows = slide(rows, window_len, 1)
+    sets = WindowSets(
+        train=windows[:300],
+        holdout=windows[-20:],
+        normaliser=fit_normaliser(rows),
+        rows_train=300 + window_len - 1,
+        rows_holdout=20 + window_len - 1,
+    )
+    config = TrainConfig.model_validate(
+        {
+            "model": {"window_len": window_len, "latent_dim": 4, "width": 4},
+            "fit": {"epochs": 3, "encoder_epochs": 1, "auto": False},
+            "score": {"cross_fit_folds": 4, "false_alarm_budget": 1e-3},
+        }
+    )
+    collapsing = [False]
+
+    def quality(generated: torch.Tensor, real: torch.Tensor, **kwargs: object) -> GenerationQuality:
+        measured = generation_quality(generated, real)
+        return GenerationQuality(mmd=measured.mmd, diversity_ratio=0.01 if collapsing[0] else 1.0)
+
+    monkeypatch.setattr(fit_module, "generation_quality", quality)
+    full_fit = scorer_for(fit_members(sets, config, SINGLE)[0], sets, config)
+    calls: list[int] = []
+
+    def second_fold_collapses(*args: Any, **kwargs: Any) -> list[TrainedNets]:
+        calls.append(len(calls) + 1)
+        collapsing[0] = len(calls) == 2
+        return fit_members(*args, **kwargs)
+
+    monkeypatch.setattr(cross_fit_module, "fit_members", second_fold_collapses)
+    result = cross_fitted_scores(sets, config, None, full_fit, member_fit_s=1.0)
+    assert calls == [1, 2, 3, 4]
+    assert result.scale_factors[1] is None and all(
+        f is not None for i, f in enumerate(result.scale_factors) if i != 1
+    )
+    assert result.left_out == (2,)
+    blocks = fold_blocks(300, 4, sharing_guard(config))
+    kept = sum(len(np.arange(300)[block]) for index, (block, _) in enumerate(blocks) if index != 1)
+    assert result.scores is not None and len(result.scores) == kept
+    record = json.loads(json.dumps(result.as_dict(), allow_nan=False))
+    assert (
+        record["scale_factors"][1] is None and record["left_out_folds"] == [2] and record["windows"] == kept
+    )
