@@ -26,7 +26,7 @@ from scipy import stats
 from torch import nn
 
 from trainer.assemble import assemble_scorer
-from trainer.auto_score import TIE_MARGIN, WeightChoice, choice_block
+from trainer.auto_score import TIE_MARGIN, WeightChoice, carried_over, choice_block
 from trainer.config import TrainConfig
 from trainer.distributed import World, rank_zero_decides
 from trainer.fit import TrainedNets
@@ -237,13 +237,15 @@ def recall_gap(better: npt.NDArray[np.bool_], other: npt.NDArray[np.bool_], bloc
 
 
 def _best_recall(choice: WeightChoice | None) -> float:
-    return max(c.mean_recall for c in choice.candidates) if choice is not None else 0.0
+    """The highest mean recall among the candidates the weight choice compared (`carried_over`): a
+    candidate it passed over cannot win the level either."""
+    return max(c.mean_recall for c in carried_over(choice.candidates)) if choice is not None else 0.0
 
 
 def _best_hits(choice: WeightChoice | None) -> Hits:
     """The hits of the candidate with the highest mean recall (the one `_best_recall` reads)."""
     assert choice is not None  # fit.auto: every level has a choice
-    best = max(choice.candidates, key=lambda c: c.mean_recall)
+    best = max(carried_over(choice.candidates), key=lambda c: c.mean_recall)
     return choice.hits[best.name]
 
 
