@@ -24,7 +24,7 @@ import numpy.typing as npt
 import torch
 
 from edge_agent.fit_choice import choice_table
-from trainer.calibrate import calibrate, evenly_spaced, quietly
+from trainer.calibrate import REGIME_GAP, calibrate, evenly_spaced, quietly, regime_gap
 from trainer.config import ScoreConfig, TrainConfig
 from trainer.fit import TrainedNets
 from trainer.score_scales import measure_scales
@@ -55,9 +55,6 @@ CHOICE_SEED_OFFSET = (
 )
 PROBE_LATENT_WEIGHT = 0.5  # the scorer that measures the terms carries the latent term for with_latent
 TIE_MARGIN = 0.01  # mean-recall differences below this are noise on a few hundred windows per kind
-# A candidate whose threshold from the training part flags more than this share of the later holdout does
-# not carry over at all: most of the later normal stretch reads as anomalous (`weight_winner`).
-CARRY_OVER_LIMIT = 0.5
 _BATCH = 512
 
 
@@ -72,6 +69,8 @@ class CandidateEvidence:
     recall_by_kind: dict[str, float]
     # later normal windows above a threshold from the earlier part alone: does the score generalise?
     holdout_rate_at_train_threshold: float | None
+    # the holdout's own threshold over the training windows' (calibrate.regime_gap): None where not measured
+    regime_gap: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +92,8 @@ class WeightChoice:
         record: dict[str, object] = {
             "winner": self.winner,
             "rule": "highest mean recall on injected anomalies at each candidate's own threshold "
-            "(bundle rule, configured budget) among candidates whose threshold from the training part "
-            f"flags at most {CARRY_OVER_LIMIT:g} of the later holdout (all, if none does); within "
+            "(bundle rule, configured budget) among candidates whose holdout sets a threshold less than "
+            f"{REGIME_GAP:g}x their training windows' own (all, if none does); within "
             f"{TIE_MARGIN}, the earliest candidate whose threshold from the training part flags at most the "
             "budget more of the later holdout than the least of them",
             "fixed_by_user": self.fixed,
@@ -183,6 +182,7 @@ def choose_weights(
                 mean_recall=float(np.mean(list(recall.values()))),
                 recall_by_kind=recall,
                 holdout_rate_at_train_threshold=later,
+                regime_gap=regime_gap(threshold.details),
             )
         )
     winner = weight_winner(evidence, score.false_alarm_budget)
@@ -192,17 +192,17 @@ def choose_weights(
 
 
 def carried_over(evidence: list[CandidateEvidence]) -> list[CandidateEvidence]:
-    """The candidates whose training-part threshold flags at most CARRY_OVER_LIMIT of the later holdout (or
-    all of them, when none does): those the choice compares."""
-    carried = [e for e in evidence if (e.holdout_rate_at_train_threshold or 0.0) <= CARRY_OVER_LIMIT]
+    """The candidates the choice compares: those whose holdout sets a threshold less than REGIME_GAP times
+    their training windows' own (all of them, when none does)."""
+    carried = [e for e in evidence if e.regime_gap is None or e.regime_gap < REGIME_GAP]
     return carried or evidence
 
 
 def weight_winner(evidence: list[CandidateEvidence], budget: float) -> CandidateEvidence:
     """Among candidates within TIE_MARGIN of the best mean recall, the earliest whose threshold from the
     training part alone flags at most `budget` (the false-alarm budget) more of the later holdout than the
-    tied candidate that flags least. Candidates whose training-part threshold flags more than
-    CARRY_OVER_LIMIT of the later holdout are passed over first, unless every candidate does.
+    tied candidate that flags least. Candidates whose holdout sets a threshold REGIME_GAP or more times
+    their training windows' own are passed over first, unless every candidate's does.
 
     Why the later holdout breaks ties: recall differences inside the margin are noise on a few hundred
     windows per kind, while a score that flags more of the later normal data than the training part
@@ -213,13 +213,13 @@ def weight_winner(evidence: list[CandidateEvidence], budget: float) -> Candidate
     holdout and `keep/no_level` (0.401) 0.7%, at a budget of 0.1%; the preference order alone served the
     first.
 
-    Why candidates that flag most of the later holdout are passed over before recall is compared: their
-    threshold, calibrated on that holdout too, rises above everything the later stretch reads, and their
-    recall is what is left of a score made deaf by a regime the training part never showed. SMD machine-1-6
-    fitted on its first 400 rows: every candidate with the level term flagged all 17 later windows (a
-    channel that climbs through the file starts its climb there), `all_terms` won on recall (0.167 against
-    `no_level`'s 0.118) with a threshold of 347, and the bundle flagged 99.7% of the file's 23,288 later
-    normal rows.
+    Why such candidates are passed over before recall is compared: their threshold rises to what the later
+    stretch reads, and their recall is what is left of a score made deaf by a regime the training part never
+    showed. SMD machine-1-6 fitted on its first 400 rows: a channel that climbs through the file starts its
+    climb in the holdout, every candidate with the level term set a threshold near 347 there, `all_terms`
+    won on recall (0.167 against `no_level`'s 0.118), and the bundle flagged 99.7% of the file's 23,288 later
+    normal rows. Why not the later false-alarm rate: TEP's 100 held-out rows are flagged whole by every
+    candidate with the level term at a threshold of 8.3, and that score detects 92% of TEP's fault rows.
     """
     evidence = carried_over(evidence)
     best = max(e.mean_recall for e in evidence)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from trainer.auto_score import CARRY_OVER_LIMIT, TIE_MARGIN, CandidateEvidence, weight_winner
+from trainer.auto_score import TIE_MARGIN, CandidateEvidence, weight_winner
+from trainer.calibrate import REGIME_GAP
 
 BUDGET = 1e-3
 
@@ -37,21 +38,32 @@ def test_without_a_measured_later_rate_the_preference_order_decides() -> None:
     assert weight_winner(unmeasured, BUDGET).name == "all_terms"
 
 
-def test_candidates_that_flag_most_of_the_later_holdout_are_passed_over_whatever_their_recall() -> None:
-    """SMD machine-1-6 on its first 400 rows: every candidate with the level term flagged all later windows
-    and won on recall with a threshold that left the bundle alarming on 99.7% of later normal rows."""
+def _gapped(name: str, recall: float, later: float, gap: float) -> CandidateEvidence:
+    return CandidateEvidence(name, {}, 1.0, recall, {}, later, gap)
+
+
+def test_candidates_whose_holdout_sets_a_threshold_far_above_training_are_passed_over() -> None:
+    """SMD machine-1-6 on its first 400 rows: every candidate with the level term set a threshold near 347 on
+    a holdout where a climbing channel starts its climb, won on recall, and the bundle alarmed on 99.7% of
+    the file's later normal rows."""
     evidence = [
-        _candidate("all_terms", 0.167, 1.0),
-        _candidate("no_level", 0.118, 0.0),
-        _candidate("shape", 0.0, 0.0),
-        _candidate("with_latent", 0.167, 1.0),
+        _gapped("all_terms", 0.167, 1.0, 74.0),
+        _gapped("no_level", 0.118, 0.0, 1.2),
+        _gapped("shape", 0.0, 0.0, 1.1),
+        _gapped("with_latent", 0.167, 1.0, 75.0),
     ]
     assert weight_winner(evidence, BUDGET).name == "no_level"
-    at_the_limit = [_candidate("all_terms", 0.167, CARRY_OVER_LIMIT), _candidate("no_level", 0.118, 0.0)]
-    assert weight_winner(at_the_limit, BUDGET).name == "all_terms"
+    just_below = [_gapped("all_terms", 0.167, 1.0, REGIME_GAP * 0.99), _gapped("no_level", 0.118, 0.0, 1.2)]
+    assert weight_winner(just_below, BUDGET).name == "all_terms"
 
 
-def test_when_no_candidate_carries_over_recall_decides_among_all() -> None:
-    """TEP's 100 held-out rows: every candidate may flag them all; the choice must still be made."""
-    evidence = [_candidate("all_terms", 0.30, 1.0), _candidate("no_level", 0.40, 0.9)]
+def test_a_later_holdout_flagged_whole_at_a_modest_threshold_is_no_reason_to_pass_over() -> None:
+    """TEP: every candidate with the level term flags all 100 held-out rows at a threshold of 8.3 from a
+    training part that reads lower, and that score detects 92% of fault rows; recall must still decide."""
+    evidence = [_gapped("all_terms", 0.514, 1.0, 1.8), _gapped("no_level", 0.306, 0.054, 1.1)]
+    assert weight_winner(evidence, BUDGET).name == "all_terms"
+
+
+def test_when_every_candidate_is_far_above_training_recall_decides_among_all() -> None:
+    evidence = [_gapped("all_terms", 0.30, 1.0, 40.0), _gapped("no_level", 0.40, 0.9, 20.0)]
     assert weight_winner(evidence, BUDGET).name == "no_level"
