@@ -41,9 +41,9 @@ def test_the_fit_records_every_candidate_and_serves_the_winner(tiny_bundle: Path
         assert (candidate["regime_gap"] is None) == (candidate["holdout_rate_at_train_threshold"] is None)
     winner = candidates[auto["winner"]]
     # the winner leads the candidates the choice compared: those not set far above training by the holdout
-    compared = [
-        c for c in candidates.values() if (c["regime_gap"] or 0.0) < REGIME_GAP
-    ] or list(candidates.values())
+    compared = [c for c in candidates.values() if (c["regime_gap"] or 0.0) < REGIME_GAP] or list(
+        candidates.values()
+    )
     assert winner in compared
     assert winner["mean_recall"] >= max(c["mean_recall"] for c in compared) - TIE_MARGIN
     # The graph that ships is the winner's: bundle.json's weights are its weights.
