@@ -217,7 +217,7 @@ def weight_winner(evidence: list[CandidateEvidence], budget: float) -> Candidate
     stretch reads, and their recall is what is left of a score made deaf by a regime the training part never
     showed. SMD machine-1-6 fitted on its first 400 rows: a channel that climbs through the file starts its
     climb in the holdout, every candidate with the level term set a threshold near 347 there, `all_terms`
-    won on recall (0.167 against `no_level`'s 0.118), and the bundle flagged 99.7% of the file's 23,288 later
+    won on recall (0.167 against `no_level`'s 0.118), and the bundle flagged 99.3% of the file's 23,288 later
     normal rows. Why not the later false-alarm rate: TEP's 100 held-out rows are flagged whole by every
     candidate with the level term at a threshold of 8.3, and that score detects 92% of TEP's fault rows.
     """
