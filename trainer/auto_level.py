@@ -26,7 +26,7 @@ from scipy import stats
 from torch import nn
 
 from trainer.assemble import assemble_scorer
-from trainer.auto_score import TIE_MARGIN, WeightChoice, carried_over, choice_block
+from trainer.auto_score import TIE_MARGIN, CandidateEvidence, WeightChoice, carried_over, choice_block
 from trainer.config import TrainConfig
 from trainer.distributed import World, rank_zero_decides
 from trainer.fit import TrainedNets
@@ -236,17 +236,20 @@ def recall_gap(better: npt.NDArray[np.bool_], other: npt.NDArray[np.bool_], bloc
     return RecallGap(difference, error, blocks, max(TIE_MARGIN, bound))
 
 
+def _best_candidate(choice: WeightChoice | None) -> CandidateEvidence:
+    """The candidate with the highest mean recall among those the weight choice compared (`carried_over`):
+    a candidate it passed over cannot win the level either."""
+    assert choice is not None  # fit.auto: every level has a choice
+    return max(carried_over(choice.candidates), key=lambda c: c.mean_recall)
+
+
 def _best_recall(choice: WeightChoice | None) -> float:
-    """The highest mean recall among the candidates the weight choice compared (`carried_over`): a
-    candidate it passed over cannot win the level either."""
-    return max(c.mean_recall for c in carried_over(choice.candidates)) if choice is not None else 0.0
+    return _best_candidate(choice).mean_recall if choice is not None else 0.0
 
 
 def _best_hits(choice: WeightChoice | None) -> Hits:
-    """The hits of the candidate with the highest mean recall (the one `_best_recall` reads)."""
-    assert choice is not None  # fit.auto: every level has a choice
-    best = max(carried_over(choice.candidates), key=lambda c: c.mean_recall)
-    return choice.hits[best.name]
+    assert choice is not None
+    return choice.hits[_best_candidate(choice).name]
 
 
 def _later_rate(choice: WeightChoice | None) -> float | None:

@@ -49,8 +49,8 @@ def test_candidates_whose_holdout_sets_a_threshold_far_above_training_are_passed
     evidence = [
         _gapped("all_terms", 0.167, 1.0, 74.0),
         _gapped("no_level", 0.118, 0.0, 0.44),
-        _gapped("shape", 0.0, 0.0, 1.1),
-        _gapped("with_latent", 0.167, 1.0, 75.0),
+        _gapped("shape", 0.0, 0.0, 0.44),
+        _gapped("with_latent", 0.167, 1.0, 66.2),
     ]
     assert weight_winner(evidence, BUDGET).name == "no_level"
     just_below = [_gapped("all_terms", 0.167, 1.0, REGIME_GAP * 0.99), _gapped("no_level", 0.118, 0.0, 0.44)]
@@ -60,7 +60,7 @@ def test_candidates_whose_holdout_sets_a_threshold_far_above_training_are_passed
 def test_a_later_holdout_flagged_whole_at_a_modest_threshold_is_no_reason_to_pass_over() -> None:
     """TEP: every candidate with the level term flags all 100 held-out rows at a threshold of 8.3 from a
     training part that reads lower, and that score detects 92% of fault rows; recall must still decide."""
-    evidence = [_gapped("all_terms", 0.514, 1.0, 1.8), _gapped("no_level", 0.306, 0.054, 1.1)]
+    evidence = [_gapped("all_terms", 0.514, 1.0, 2.22), _gapped("no_level", 0.306, 0.054, 1.1)]
     assert weight_winner(evidence, BUDGET).name == "all_terms"
 
 
