@@ -95,14 +95,24 @@ class FitConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(40, ge=1, description="passes of the critic over the training windows")
+    epochs: int = Field(
+        40,
+        ge=1,
+        description="GAN epochs of max_train_windows / batch_size critic steps each, whatever the data's "
+        "size (fewer windows are drawn again in new orders: a GAN converges with its updates, not passes)",
+    )
     encoder_epochs: int = Field(20, ge=1, description="passes for the encoder after the GAN is frozen")
     encoder_patience: int = Field(
         4, ge=1, description="the encoder stops after this many epochs without a better validation loss"
     )
     batch_size: int = Field(64, ge=4)
     train_stride: int = Field(1, ge=1, description="step between training windows")
-    max_train_windows: int = Field(3072, ge=64, description="cap per epoch so large data fits in minutes")
+    max_train_windows: int = Field(
+        3072,
+        ge=64,
+        description="windows per epoch: a cap so large data fit in minutes, and the GAN epoch's length on "
+        "small data",
+    )
     critic_steps: int = Field(2, ge=1, description="critic updates per generator update (WGAN-GP)")
     gradient_penalty: float = Field(10.0, ge=0)
     penalty_every: int = Field(
