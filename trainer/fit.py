@@ -112,16 +112,18 @@ MIN_STEPS_PER_EPOCH = 16  # small per-asset datasets still get enough encoder up
 
 
 def gan_steps_per_epoch(fit: FitConfig) -> int:
-    """Critic steps in every GAN epoch, whatever the data's size: as many as a pass over max_train_windows.
+    """Critic steps in every GAN epoch, whatever the data's size: as many as a pass over max_train_windows
+    (at least MIN_STEPS_PER_EPOCH, so a small max_train_windows, as in quick benchmark fits, loses none).
 
     Why: a GAN converges with its updates, not with passes over the data. With a pass per epoch, 400 rows
     (257 windows) got 16 critic steps an epoch, a third of a large fit's 48. SMD machine-1-6 on the last
     400 rows of its training file was refused as collapsed in all three attempts: the generated windows'
     spread rose steadily to 0.24-0.25 of the real one by epoch 40 (the gate is 0.25) and reached 0.38 at
     three times the steps. TEP's 337 windows were still improving too: validation MMD 0.267 after 640
-    critic steps, at best 0.193 after 1,760 of 1,920. Small data are drawn again more often; the checkpoint is still chosen on the holdout.
+    critic steps, at best 0.193 after 1,760 of 1,920. Small data are drawn again more often; the
+    checkpoint is still chosen on the holdout.
     """
-    return -(-fit.max_train_windows // fit.batch_size)
+    return max(MIN_STEPS_PER_EPOCH, -(-fit.max_train_windows // fit.batch_size))  # never below the old floor
 
 
 def _batches(

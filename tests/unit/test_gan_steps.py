@@ -56,3 +56,11 @@ def test_every_window_is_drawn_in_a_small_epoch() -> None:
     assert len(batches) == 32 and all(len(batch) == 16 for batch in batches)
     assert set(drawn.tolist()) == set(range(40))
     assert np.bincount(drawn).min() >= 12  # whole passes in new orders, not one window over and over
+
+
+def test_a_small_window_cap_keeps_the_old_floor_of_steps() -> None:
+    # quick benchmark fits cap an epoch at 256 windows: 4 batches of 64, which collapsed every seed
+    assert (
+        gan_steps_per_epoch(FitConfig(max_train_windows=256, batch_size=64)) == fit_module.MIN_STEPS_PER_EPOCH
+    )
+    assert gan_steps_per_epoch(FitConfig()) == 48
