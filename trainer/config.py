@@ -98,8 +98,8 @@ class FitConfig(BaseModel):
     epochs: int = Field(
         40,
         ge=1,
-        description="GAN epochs of max_train_windows / batch_size critic steps each, whatever the data's "
-        "size (fewer windows are drawn again in new orders: a GAN converges with its updates, not passes)",
+        description="GAN epochs of max_train_windows / batch_size critic steps each (at least 16), whatever "
+        "the data's size (fewer windows are drawn again in new orders: a GAN converges with its updates)",
     )
     encoder_epochs: int = Field(20, ge=1, description="passes for the encoder after the GAN is frozen")
     encoder_patience: int = Field(

@@ -108,7 +108,7 @@ def _fresh_nets(model: ModelConfig, n_channels: int) -> TrainedNets:
     )
 
 
-MIN_STEPS_PER_EPOCH = 16  # small per-asset datasets still get enough encoder updates per epoch
+MIN_STEPS_PER_EPOCH = 16  # the fewest steps in any epoch (encoder's and GAN's), however few the windows
 
 
 def gan_steps_per_epoch(fit: FitConfig) -> int:
