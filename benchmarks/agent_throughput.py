@@ -26,7 +26,9 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -733,16 +735,35 @@ def main() -> None:
         finally:
             broker.terminate()
             broker.wait(10)
-    if args.only is not None:  # keep the other sections of the last full run, marked with their own date
+    kept: dict[str, Any] = {}
+    if args.only is not None:  # keep the other sections of the last run, each with the date it was measured
         previous = RESULTS / "agent_throughput.json"
         kept = json.loads(previous.read_text()) if previous.is_file() else {}
-        carried = {k: v for k, v in kept.items() if k not in measured and k not in report and k != "machine"}
-        if carried:
-            carried["carried_sections_measured_at"] = kept.get("machine", {}).get("measured_at")
-        report = {**carried, **report}
-    report |= measured
+    carried = {
+        k: v for k, v in kept.items() if k not in measured and k not in report and k not in _NOT_SECTIONS
+    }
+    report = {**carried, **report, **measured}
+    report["sections_measured_at"] = section_dates(kept, list(carried), list(measured))
     print(json.dumps(report, indent=2))
     print(f"wrote {write_result('agent_throughput', report)}")
+
+
+_NOT_SECTIONS = (
+    "machine",
+    "sections_measured_at",
+    "carried_sections_measured_at",
+    "drain_and_paced_measured_at",
+)
+
+
+def section_dates(kept: dict[str, Any], carried: list[str], measured: list[str]) -> dict[str, str | None]:
+    """When each section of the results was measured: now for this run's, the date it already had for a
+    carried one (else the last run's). Why per section: one date for all carried sections, taken from the
+    last run, dated the drains of 4 December as measured on 6 December after two `--only paced` runs."""
+    before = kept.get("sections_measured_at") or {}
+    last_run = kept.get("machine", {}).get("measured_at")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return {name: before.get(name, last_run) for name in carried} | {name: now for name in measured}
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,50 +46,65 @@ def _rates(flags: npt.NDArray[np.bool_]) -> dict[str, object]:
     }
 
 
-def evaluate(root: Path, machine: str, rows: int, work: Path) -> dict[str, object]:
-    """Every detector fitted on the first `rows` rows of `machine`'s training file, scored on the rest."""
-    full = smd_series(root, machine)
-    later = full.train[rows:]
-    series = LabelledSeries(
-        name=machine,
-        group="SMD",
-        channels=full.channels,
-        train=full.train[:rows],
-        test=later,
-        test_labels=np.zeros(len(later), np.int8),
-        blanked_train_rows=0,
-    )
+Judge = Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64], float], dict[str, object]]
+
+
+def _every_detector(series: LabelledSeries, work: Path, judge: Judge) -> dict[str, object]:
+    """EdgeGAN INT8 (the default fit) and every quick baseline, fitted on `series.train` and scored on one
+    window per test row (the first reaching back into the fitted rows), each at its threshold by EdgeGAN's
+    rule; `judge(holdout scores, test scores, threshold)` makes each detector's figures."""
     config = benchmark_config(False)
     prepared = prepare(series, config, work)
-    windows = prepared.test_windows  # one per later row, the first reaching back into the fitted rows
+    windows = prepared.test_windows
     bundle = work / "bundle"
     shutil.rmtree(bundle, ignore_errors=True)
     build_bundle(prepared.train_csv, bundle, config)
     holdout = ours.score_graph(bundle, "int8", prepared.sets.holdout).scores
     graph = ours.score_graph(bundle, "int8", windows)
-    results: dict[str, object] = {
-        "EdgeGAN ORT INT8": {
-            **_rates(graph.scores > graph.threshold),
-            **later_over_holdout(holdout, graph.scores),
-        }
-    }
+    results: dict[str, object] = {"EdgeGAN ORT INT8": judge(holdout, graph.scores, graph.threshold)}
     for detector in make_baselines(False, "SMD"):
         if detector.name in SLOW_BASELINES:
             continue
         _, holdout, calibration = fit_and_calibrate(detector, prepared, config)
-        scores = detector.score(prepared.normalised(windows))
-        results[detector.name] = {**_rates(scores > calibration.value), **later_over_holdout(holdout, scores)}
-    return {"train_rows": rows, "later_rows": len(later), "detectors": results}
+        results[detector.name] = judge(
+            holdout, detector.score(prepared.normalised(windows)), calibration.value
+        )
+    return results
 
 
-def _detection(
-    scores: npt.NDArray[np.float64], threshold: float, labels: npt.NDArray[np.int8]
+def _part(
+    full: LabelledSeries,
+    train: npt.NDArray[np.float64],
+    test: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int8],
+) -> LabelledSeries:
+    """An SMD machine's rows cut into a small fit's training rows and the rows it scores."""
+    return LabelledSeries(
+        name=full.name,
+        group="SMD",
+        channels=full.channels,
+        train=train,
+        test=test,
+        test_labels=labels,
+        blanked_train_rows=0,
+    )
+
+
+def _alarm_shares(
+    holdout: npt.NDArray[np.float64], scores: npt.NDArray[np.float64], threshold: float
 ) -> dict[str, object]:
-    summary = metrics.count(scores > threshold, labels).summary()
+    return {**_rates(scores > threshold), **later_over_holdout(holdout, scores)}
+
+
+def evaluate(root: Path, machine: str, rows: int, work: Path) -> dict[str, object]:
+    """Every detector fitted on the first `rows` rows of `machine`'s training file, scored on the rest."""
+    full = smd_series(root, machine)
+    later = full.train[rows:]
+    series = _part(full, full.train[:rows], later, np.zeros(len(later), np.int8))
     return {
-        **{key: summary[key] for key in ("f1", "precision", "recall", "false_alarm_rate", "event_recall")},
-        "auc_pr": metrics.average_precision(scores, labels),
-        "threshold": threshold,
+        "train_rows": rows,
+        "later_rows": len(later),
+        "detectors": _every_detector(series, work, _alarm_shares),
     }
 
 
@@ -96,34 +112,26 @@ def evaluate_labelled(root: Path, machine: str, rows: int, work: Path) -> dict[s
     """Every detector fitted on the last `rows` rows of `machine`'s training file, scored on its labelled
     test file (which continues it in time)."""
     full = smd_series(root, machine)
-    series = LabelledSeries(
-        name=machine,
-        group="SMD",
-        channels=full.channels,
-        train=full.train[-rows:],
-        test=full.test,
-        test_labels=full.test_labels,
-        blanked_train_rows=0,
-    )
-    config = benchmark_config(False)
-    prepared = prepare(series, config, work)
-    labels = series.test_labels
-    bundle = work / "bundle"
-    shutil.rmtree(bundle, ignore_errors=True)
-    build_bundle(prepared.train_csv, bundle, config)
-    graph = ours.score_graph(bundle, "int8", prepared.test_windows)
-    results: dict[str, object] = {"EdgeGAN ORT INT8": _detection(graph.scores, graph.threshold, labels)}
-    for detector in make_baselines(False, "SMD"):
-        if detector.name in SLOW_BASELINES:
-            continue
-        _, _, calibration = fit_and_calibrate(detector, prepared, config)
-        scores = detector.score(prepared.normalised(prepared.test_windows))
-        results[detector.name] = _detection(scores, calibration.value, labels)
+    labels = full.test_labels
+
+    def detection(
+        _holdout: npt.NDArray[np.float64], scores: npt.NDArray[np.float64], threshold: float
+    ) -> dict[str, object]:
+        summary = metrics.count(scores > threshold, labels).summary()
+        return {
+            **{
+                key: summary[key] for key in ("f1", "precision", "recall", "false_alarm_rate", "event_recall")
+            },
+            "auc_pr": metrics.average_precision(scores, labels),
+            "threshold": threshold,
+        }
+
+    series = _part(full, full.train[-rows:], full.test, labels)
     return {
         "train_rows": rows,
         "test_rows": len(labels),
         "anomaly_share": float(labels.mean()),
-        "detectors": results,
+        "detectors": _every_detector(series, work, detection),
     }
 
 
