@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from edge_agent.errors import DataError
 from trainer.config import TrainConfig
+from trainer.cores import threads_per_worker, usable_cores
 from trainer.csv_data import DATA_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -59,18 +59,6 @@ def find_assets(data: Path) -> dict[str, Path]:
     if clash:
         raise DataError(f"asset names must be letters, digits, '-' or '_': {', '.join(clash)}")
     return assets
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (a cpuset's or taskset's limit, not the machine's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def threads_per_worker(wanted: int, workers: int, cores: int) -> int:
-    """fit.threads, cut so that all workers together fit in the cores (at least one each)."""
-    return max(1, min(wanted, cores // max(1, workers)))
 
 
 def worker_config(config: TrainConfig, workers: int, cores: int) -> TrainConfig:

@@ -3,6 +3,7 @@ out-of-sample scores do to the threshold."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -12,22 +13,26 @@ import torch
 
 import trainer.cross_fit as cross_fit_module
 import trainer.fit as fit_module
-from trainer.auto_score import scorer_for
+from trainer.auto_score import score_weights, scorer_for
 from trainer.calibrate import calibrate
 from trainer.config import TrainConfig
 from trainer.cross_fit import (
     MAX_SCALE_GAP,
     MIN_FOLD_TRAIN_WINDOWS,
     CrossFit,
+    FoldJob,
     comparable_blocks,
     cross_fitted_scores,
     fold_blocks,
+    fold_workers,
     reason_to_skip,
+    run_folds,
     sharing_guard,
 )
 from trainer.distributed import SINGLE
 from trainer.fit import TrainedNets
 from trainer.members import fit_members
+from trainer.provenance import seed_everything
 from trainer.validation_signal import GenerationQuality, generation_quality
 from trainer.windows import WindowSets, fit_normaliser, slide
 
@@ -60,11 +65,11 @@ def _window_sets(train: int, holdout: int, window_len: int = 32) -> WindowSets:
     )
 
 
-def _config(folds: int = 4, time_budget_s: float = 100.0) -> TrainConfig:
+def _config(folds: int = 4, time_budget_s: float = 100.0, threads: int = 1) -> TrainConfig:
     return TrainConfig.model_validate(
         {
             "model": {"window_len": 32},
-            "fit": {"time_budget_s": time_budget_s},
+            "fit": {"time_budget_s": time_budget_s, "threads": threads},
             "score": {"cross_fit_folds": folds, "false_alarm_budget": 1e-3},
         }
     )
@@ -80,8 +85,9 @@ def test_a_holdout_that_covers_the_budget_does_not_cross_fit() -> None:
 
 
 def test_no_cross_fit_that_would_take_longer_than_the_time_budget_or_with_folds_off() -> None:
-    late = reason_to_skip(_window_sets(600, 37), _config(time_budget_s=25), member_fit_s=10)
-    assert late == "4 fold fits take about 30 s, more than fit.time_budget_s (25 s)"
+    # Each fold costs about a whole fit (a GAN epoch is a fixed number of steps), one after the other here.
+    late = reason_to_skip(_window_sets(600, 37), _config(time_budget_s=35), member_fit_s=10)
+    assert late == "4 fold fits take about 40 s, more than fit.time_budget_s (35 s)"
     assert "below 2" in str(reason_to_skip(_window_sets(600, 37), _config(1), 10))
 
 
@@ -155,7 +161,8 @@ def test_a_fold_whose_generator_collapses_in_every_attempt_is_left_out_and_the_r
     config = TrainConfig.model_validate(
         {
             "model": {"window_len": window_len, "latent_dim": 4, "width": 4},
-            "fit": {"epochs": 3, "encoder_epochs": 1, "auto": False},
+            # One thread: the folds run in this process, where the test decides which one collapses.
+            "fit": {"epochs": 3, "encoder_epochs": 1, "auto": False, "threads": 1},
             "score": {"cross_fit_folds": 4, "false_alarm_budget": 1e-3},
         }
     )
@@ -188,3 +195,69 @@ def test_a_fold_whose_generator_collapses_in_every_attempt_is_left_out_and_the_r
     assert (
         record["scale_factors"][1] is None and record["left_out_folds"] == [2] and record["windows"] == kept
     )
+
+
+def test_folds_fitted_side_by_side_read_exactly_what_they_read_one_after_the_other() -> None:
+    """Two spawned workers of one thread each against the same folds here at one thread: every fold's
+    holdout median and block scores agree to the bit, in fold order, so running folds side by side changes
+    a fit's time and nothing else. A worker that dropped the fit's seed or weights, or returned folds out
+    of order, would fail it."""
+    window_len = 16
+    rng = np.random.default_rng(1)
+    rows = np.sin(np.arange(300)[:, None] / 4 + np.array([0.0, 1.5])) + 0.1 * rng.standard_normal((300, 2))
+    windows = slide(rows, window_len, 1)
+    normaliser = fit_normaliser(rows)
+    config = TrainConfig.model_validate(
+        {
+            "model": {"window_len": window_len, "latent_dim": 8, "width": 16},
+            "fit": {
+                "epochs": 10,
+                "encoder_epochs": 1,
+                "auto": False,
+                "seed": 3,
+                "lr": 1e-3,
+                "critic_lr": 1e-3,
+            },
+            "score": {"cross_fit_folds": 3},
+        }
+    )
+    weights = {"reconstruction": 1.0, "local": 0.5, "level": 0.0, "variability": 2.0, "feature": 1.0}
+    blocks = fold_blocks(240, 3, sharing_guard(config))
+    jobs = [
+        FoldJob(
+            fold=fold,
+            folds=3,
+            train=windows[:240][outside],
+            block=windows[:240][block],
+            holdout=windows[-20:],
+            normaliser=(normaliser.mean, normaliser.scale, normaliser.constant_channels),
+            rows=(240 + window_len - 1, 20 + window_len - 1),
+            config_json=config.model_dump_json(),
+            weights={**dataclasses.asdict(score_weights(config)), **weights},
+        )
+        for fold, (block, outside) in enumerate(blocks, start=1)
+    ]
+    threads = torch.get_num_threads()
+    try:
+        seed_everything(3, 1)
+        here = run_folds(jobs, workers=1, threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    side_by_side = run_folds(jobs, workers=2, threads=1)
+    assert len(side_by_side) == 3
+    for ours, theirs, job in zip(side_by_side, here, jobs, strict=True):
+        assert ours.refused is None and theirs.refused is None
+        assert ours.holdout_median == theirs.holdout_median
+        assert len(ours.block_scores) == len(job.block)
+        assert np.array_equal(ours.block_scores, theirs.block_scores)
+    assert len({outcome.holdout_median for outcome in here}) == 3  # three different fits, not one copied
+
+
+def test_the_skip_estimate_counts_folds_that_run_side_by_side_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cross_fit_module, "usable_cores", lambda: 2)
+    config = _config(time_budget_s=35, threads=2)
+    assert fold_workers(config, 4) == 2
+    assert reason_to_skip(_window_sets(600, 37), config, member_fit_s=10) is None  # 2 rounds of 10 s
+    assert fold_workers(_config(threads=8), 4) == 2  # never more workers than cores
+    monkeypatch.setattr(cross_fit_module, "usable_cores", lambda: 16)
+    assert fold_workers(_config(threads=8), 4) == 4  # never more workers than folds

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.asset_fit import threads_per_worker, usable_cores, worker_config
+from trainer.asset_fit import worker_config
+from trainer.cores import threads_per_worker, usable_cores
 
 
 @pytest.mark.parametrize(
