@@ -40,7 +40,7 @@ import logging
 import math
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -230,8 +230,20 @@ def run_folds(jobs: list[FoldJob], workers: int, threads: int) -> list[FoldOutco
     if workers <= 1:
         return [fit_fold(job) for job in jobs]
     context = multiprocessing.get_context("spawn")
+    started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return list(pool.map(_fit_fold_in_worker, jobs, [threads] * len(jobs)))
+        futures = {pool.submit(_fit_fold_in_worker, job, threads): job for job in jobs}
+        for future in as_completed(futures):  # the workers' own logs stay in their processes
+            job = futures[future]
+            if future.exception() is not None:
+                break  # raised below, in fold order
+            log.info(
+                "cross-fit: fold %d of %d fitted (%.0f s since the folds began)",
+                job.fold,
+                job.folds,
+                time.perf_counter() - started,
+            )
+        return [future.result() for future in futures]
 
 
 def cross_fitted_scores(
