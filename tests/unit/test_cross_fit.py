@@ -200,8 +200,8 @@ def test_a_fold_whose_generator_collapses_in_every_attempt_is_left_out_and_the_r
 def test_folds_fitted_side_by_side_read_exactly_what_they_read_one_after_the_other() -> None:
     """Two spawned workers of one thread each against the same folds here at one thread: every fold's
     holdout median and block scores agree to the bit, in fold order, so running folds side by side changes
-    a fit's time and nothing else. A worker that dropped the fit's seed or weights, or returned folds out
-    of order, would fail it."""
+    a fit's time and nothing else. Folds that lost part of their job on the way to a worker, or came back
+    out of order, would fail it."""
     window_len = 16
     rng = np.random.default_rng(1)
     rows = np.sin(np.arange(300)[:, None] / 4 + np.array([0.0, 1.5])) + 0.1 * rng.standard_normal((300, 2))
