@@ -228,7 +228,7 @@ class ScoreConfig(BaseModel):
         description="a holdout of fewer than 1 / false_alarm_budget windows is joined by the training "
         "windows scored out of sample: this many fits of the chosen settings, each on the training windows "
         "that share no reading with one time block, score that block, and the strictest calibration sets "
-        "the threshold; up to fit.threads folds fit side by side in worker processes of one thread each; "
+        "the threshold; up to fit.threads folds fit side by side in worker processes that share fit.threads; "
         "skipped when the fold fits would take longer than fit.time_budget_s, or with "
         "calibrate_on: holdout; 0 or 1: off",
     )

@@ -56,7 +56,7 @@ from trainer.export import torch_scores
 from trainer.members import fit_members
 from trainer.provenance import seed_everything
 from trainer.scorer_graph import MIN_TERM_SCALE, ScoreWeights
-from trainer.windows import Normaliser, WindowSets
+from trainer.windows import WindowSets
 
 log = logging.getLogger(__name__)
 
@@ -159,17 +159,14 @@ def reason_to_skip(windows: WindowSets, config: TrainConfig, member_fit_s: float
 
 @dataclass(frozen=True)
 class FoldJob:
-    """One fold's fit, in plain data so a spawned worker process can take it."""
+    """One fold's fit: what a spawned worker process needs (all of it pickles)."""
 
     fold: int  # from 1
     folds: int
-    train: npt.NDArray[np.float32]  # the training windows that share no reading with the block
+    windows: WindowSets  # the training windows that share no reading with the block, and the holdout
     block: npt.NDArray[np.float32]  # the windows this fold scores
-    holdout: npt.NDArray[np.float32]
-    normaliser: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[int]]
-    rows: tuple[int, int]  # rows_train, rows_holdout of the full fit's WindowSets
-    config_json: str
-    weights: dict[str, float] | None  # the chosen score weights; None: the scorer's own
+    config: TrainConfig
+    weights: ScoreWeights | None  # the chosen score weights; None: the scorer's own
 
 
 @dataclass(frozen=True)
@@ -195,32 +192,23 @@ def fold_workers(config: TrainConfig, folds: int) -> int:
 
 def fit_fold(job: FoldJob) -> FoldOutcome:
     """The fold's fit, scored on the holdout and on its block with the full fit's chosen weights."""
-    config = TrainConfig.model_validate_json(job.config_json)
-    mean, scale, constant = job.normaliser
-    fold_windows = WindowSets(
-        train=job.train,
-        holdout=job.holdout,
-        normaliser=Normaliser(mean=mean, scale=scale, constant_channels=constant),
-        rows_train=job.rows[0],
-        rows_holdout=job.rows[1],
-    )
+    config, fold_windows = job.config, job.windows
     one_member = config.model_copy(update={"model": config.model.model_copy(update={"members": 1})})
-    log.info("cross-fit: fold %d of %d, fitting on %d windows", job.fold, job.folds, len(job.train))
+    log.info("cross-fit: fold %d of %d, fitting on %d windows", job.fold, job.folds, len(fold_windows.train))
     try:
         nets = fit_members(fold_windows, one_member, SINGLE)[0]
     except QualityGateError as err:
         return FoldOutcome(float("nan"), np.empty(0, np.float32), str(err))
     scorer = scorer_for(nets, fold_windows, config)
     if job.weights is not None:
-        scorer = scorer.reweighted(ScoreWeights(**job.weights))  # type: ignore[arg-type]
-    median = float(np.median(torch_scores(scorer, job.holdout)))
+        scorer = scorer.reweighted(job.weights)
+    median = float(np.median(torch_scores(scorer, fold_windows.holdout)))
     return FoldOutcome(median, torch_scores(scorer, job.block))
 
 
 def _fit_fold_in_worker(job: FoldJob, threads: int) -> FoldOutcome:
     """fit_fold in a spawned worker: its own thread count and the fit's deterministic kernels."""
-    config = TrainConfig.model_validate_json(job.config_json)
-    seed_everything(config.fit.seed, threads)
+    seed_everything(job.config.fit.seed, threads)
     return fit_fold(job)
 
 
@@ -264,22 +252,14 @@ def cross_fitted_scores(
     started = time.perf_counter()
     full_median = float(np.median(torch_scores(full_fit, windows.holdout)))
     blocks = fold_blocks(len(windows.train), folds, sharing_guard(config))
-    weights = None if choice is None else dataclasses.asdict(choice.weights)
     jobs = [
         FoldJob(
             fold=fold,
             folds=folds,
-            train=windows.train[outside],
+            windows=dataclasses.replace(windows, train=windows.train[outside]),
             block=windows.train[block],
-            holdout=windows.holdout,
-            normaliser=(
-                windows.normaliser.mean,
-                windows.normaliser.scale,
-                windows.normaliser.constant_channels,
-            ),
-            rows=(windows.rows_train, windows.rows_holdout),
-            config_json=config.model_dump_json(),
-            weights=weights,
+            config=config,
+            weights=None if choice is None else choice.weights,
         )
         for fold, (block, outside) in enumerate(blocks, start=1)
     ]
@@ -288,10 +268,12 @@ def cross_fitted_scores(
         log.info(
             "cross-fit: %d folds on %s windows, fitted side by side, %d at a time",
             folds,
-            ", ".join(str(len(job.train)) for job in jobs),
+            ", ".join(str(len(job.windows.train)) for job in jobs),
             workers,
         )
-    outcomes = run_folds(jobs, workers, threads_per_worker(config.fit.threads, workers, usable_cores()))
+    # The workers share fit.threads (one each at the default 2), never more than the cores.
+    per_worker = threads_per_worker(config.fit.threads // workers, workers, usable_cores())
+    outcomes = run_folds(jobs, workers, per_worker)
     parts: list[npt.NDArray[np.float32]] = []
     factors: list[float | None] = []
     for job, outcome in zip(jobs, outcomes, strict=True):

@@ -221,19 +221,22 @@ def test_folds_fitted_side_by_side_read_exactly_what_they_read_one_after_the_oth
             "score": {"cross_fit_folds": 3},
         }
     )
-    weights = {"reconstruction": 1.0, "local": 0.5, "level": 0.0, "variability": 2.0, "feature": 1.0}
+    weights = dataclasses.replace(score_weights(config), local=0.5, level=0.0, variability=2.0)
     blocks = fold_blocks(240, 3, sharing_guard(config))
     jobs = [
         FoldJob(
             fold=fold,
             folds=3,
-            train=windows[:240][outside],
+            windows=WindowSets(
+                train=windows[:240][outside],
+                holdout=windows[-20:],
+                normaliser=normaliser,
+                rows_train=240 + window_len - 1,
+                rows_holdout=20 + window_len - 1,
+            ),
             block=windows[:240][block],
-            holdout=windows[-20:],
-            normaliser=(normaliser.mean, normaliser.scale, normaliser.constant_channels),
-            rows=(240 + window_len - 1, 20 + window_len - 1),
-            config_json=config.model_dump_json(),
-            weights={**dataclasses.asdict(score_weights(config)), **weights},
+            config=config,
+            weights=weights,
         )
         for fold, (block, outside) in enumerate(blocks, start=1)
     ]
