@@ -3,7 +3,8 @@
 Why two fits: the level handling changes what the networks learn, so unlike the weights it cannot be read
 off one fit scored several ways. With fit.auto and window_level left unset, the fit trains the default
 (remove) first and keep second, when the first fit leaves room for another as long within
-fit.time_budget_s. Each fit's weights are chosen as before (auto_score). The level whose best candidate
+fit.time_budget_s; where fit.threads and the cores allow, both fit at once instead (`level_workers`).
+Each fit's weights are chosen as before (auto_score). The level whose best candidate
 detects the most anomalies injected into the holdout, at its own threshold by the bundle's rule, wins,
 unless the one fitted first is within the difference's sampling error (`RecallGap`): then the first. A level
 whose scores do not generalise is passed over first: its
@@ -28,10 +29,13 @@ from torch import nn
 from trainer.assemble import assemble_scorer
 from trainer.auto_score import TIE_MARGIN, CandidateEvidence, WeightChoice, carried_over, choice_block
 from trainer.config import TrainConfig
-from trainer.distributed import World, rank_zero_decides
+from trainer.cores import threads_per_worker, usable_cores
+from trainer.distributed import SINGLE, World, rank_zero_decides
 from trainer.fit import TrainedNets
 from trainer.members import fit_members
+from trainer.provenance import seed_everything
 from trainer.scorer_graph import ScorerModule
+from trainer.side_by_side import log_as, run_side_by_side
 from trainer.windows import WindowSets
 
 log = logging.getLogger(__name__)
@@ -85,10 +89,14 @@ def with_level(config: TrainConfig, level: str) -> TrainConfig:
 
 
 def fit_levels(windows: WindowSets, config: TrainConfig, world: World, started: float) -> LevelFits:
-    """The configured level's networks, then the other level's while the time budget allows."""
+    """The configured level's networks, then the other level's while the time budget allows; both at
+    once where fit.threads and the cores allow (`level_workers`)."""
     free = level_is_free(config)
     first = config.model.window_level
     variants = [config] + ([with_level(config, level) for level in LEVELS if level != first] if free else [])
+    workers = level_workers(config, world, len(variants))
+    if workers > 1:
+        return LevelFits(_fit_side_by_side(windows, variants, workers), None)
     fitted: list[FittedLevel] = []
     not_fitted = None
     for variant in variants:
@@ -109,6 +117,63 @@ def fit_levels(windows: WindowSets, config: TrainConfig, world: World, started: 
         members = fit_members(windows, variant, world)
         fitted.append(FittedLevel(variant, members, time.perf_counter() - fit_started))
     return LevelFits(fitted, not_fitted)
+
+
+def level_workers(config: TrainConfig, world: World, variants: int) -> int:
+    """How many level fits run at once: one per level, as many as fit.threads and the usable cores allow,
+    and one at a time under torchrun (every rank fits every level in step with the others).
+
+    Why: like the cross-fit's folds, the two levels are independent fits of the same length, and two of
+    one torch thread each finish sooner than the same two one after the other on two threads
+    (trainer/side_by_side.py). Side by side, the second level no longer waits for the first, so
+    fit.time_budget_s does not gate it: it costs the difference between one fit's time and both at once.
+    A budget of 0 still means the configured level alone, as it does one after the other.
+    """
+    if variants < 2 or world.size > 1 or config.fit.time_budget_s <= 0:
+        return 1
+    return max(1, min(variants, config.fit.threads, usable_cores()))
+
+
+@dataclass(frozen=True, slots=True)
+class LevelJob:
+    """One level's fit, as a spawned worker takes it: plain data that pickles."""
+
+    windows: WindowSets
+    config: TrainConfig
+    threads: int
+    log_level: int
+
+    @property
+    def level(self) -> str:
+        return self.config.model.window_level
+
+
+def fit_level(job: LevelJob) -> FittedLevel:
+    """One level's members in a spawned worker, seeded as the fit is in-process, its log marked."""
+    log_as(job.log_level, f"window_level {job.level}")
+    seed_everything(job.config.fit.seed, job.threads)
+    fit_started = time.perf_counter()
+    members = fit_members(job.windows, job.config, SINGLE)
+    return FittedLevel(job.config, members, time.perf_counter() - fit_started)
+
+
+def _fit_side_by_side(windows: WindowSets, variants: list[TrainConfig], workers: int) -> list[FittedLevel]:
+    """Every level's fit at once, in spawned workers that share fit.threads; the configured level first."""
+    threads = threads_per_worker(variants[0].fit.threads // workers, workers, usable_cores())
+    jobs = [
+        LevelJob(windows, variant, threads, logging.getLogger().getEffectiveLevel()) for variant in variants
+    ]
+    log.info(
+        "window_level %s: fitting side by side, %d at a time, %d torch thread(s) each",
+        " and ".join(job.level for job in jobs),
+        workers,
+        threads,
+    )
+
+    def finished(job: LevelJob, seconds: float) -> None:
+        log.info("window_level %s fitted (%.0f s since the fits began)", job.level, seconds)
+
+    return run_side_by_side(fit_level, jobs, workers, finished)
 
 
 def assemble_best(fits: LevelFits, windows: WindowSets) -> Assembled:

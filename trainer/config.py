@@ -141,9 +141,10 @@ class FitConfig(BaseModel):
     time_budget_s: float = Field(
         240.0,
         ge=0,
-        description="seconds the automatic choice may spend: it fits the other model.window_level only when "
-        "the first fit leaves room for a second as long within this budget (10,000 x 8 rows: the whole fit "
-        "with both levels takes 91 s on 2 cores); 0: the configured level only",
+        description="seconds the automatic choice may spend: fitted one after the other (fit.threads 1, one "
+        "core, torchrun), the other model.window_level is fitted only when the first fit leaves room for a "
+        "second as long within this budget; side by side (the default on 2 or more cores) both are; "
+        "0: the configured level only",
     )
     threads: int = Field(2, ge=1, description="torch CPU threads")
 

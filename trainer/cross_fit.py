@@ -36,11 +36,10 @@ the full fit passed: a fold of 67 windows reached diversity 0.19-0.24 in its thr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +55,7 @@ from trainer.export import torch_scores
 from trainer.members import fit_members
 from trainer.provenance import seed_everything
 from trainer.scorer_graph import MIN_TERM_SCALE, ScoreWeights
+from trainer.side_by_side import run_side_by_side
 from trainer.windows import WindowSets
 
 log = logging.getLogger(__name__)
@@ -214,25 +214,16 @@ def _fit_fold_in_worker(job: FoldJob, threads: int) -> FoldOutcome:
 
 def run_folds(jobs: list[FoldJob], workers: int, threads: int) -> list[FoldOutcome]:
     """Every fold's outcome in fold order: here, one after the other, or in `workers` spawned processes of
-    `threads` torch threads each (spawned, not forked: a fork of a process whose torch threads run can
-    deadlock)."""
+    `threads` torch threads each (trainer/side_by_side.py)."""
     if workers <= 1:
         return [fit_fold(job) for job in jobs]
-    context = multiprocessing.get_context("spawn")
-    started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(_fit_fold_in_worker, job, threads): job for job in jobs}
-        for future in as_completed(futures):  # the workers' own logs stay in their processes
-            job = futures[future]
-            if future.exception() is not None:
-                break  # raised below, in fold order
-            log.info(
-                "cross-fit: fold %d of %d fitted (%.0f s since the folds began)",
-                job.fold,
-                job.folds,
-                time.perf_counter() - started,
-            )
-        return [future.result() for future in futures]
+
+    def finished(job: FoldJob, seconds: float) -> None:
+        log.info(
+            "cross-fit: fold %d of %d fitted (%.0f s since the folds began)", job.fold, job.folds, seconds
+        )
+
+    return run_side_by_side(functools.partial(_fit_fold_in_worker, threads=threads), jobs, workers, finished)
 
 
 def cross_fitted_scores(
