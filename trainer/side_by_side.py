@@ -4,7 +4,7 @@ Why: a fit's small networks gain little from a second torch thread (a 400-row GA
 thread against 9.2 and 6.9 s on two), so on 2 cores two fits of one thread each finish sooner than the same
 two fits one after the other on two threads. Spawned, not forked: a fork of a process whose torch threads
 run can deadlock. Every job is seeded in its worker as the fit seeds itself in-process, so a fit reads the
-same in a worker as it does here at the same thread count (tests/unit/test_cross_fit.py, test_auto_level.py).
+same in a worker as it does here at the same thread count (tests/unit/test_cross_fit.py, test_level_fits.py).
 """
 
 from __future__ import annotations
