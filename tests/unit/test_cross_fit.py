@@ -13,6 +13,7 @@ import torch
 
 import trainer.cross_fit as cross_fit_module
 import trainer.fit as fit_module
+from tests.unit.small_windows import first_and_last_windows
 from trainer.auto_score import score_weights, scorer_for
 from trainer.calibrate import calibrate
 from trainer.config import TrainConfig
@@ -150,14 +151,7 @@ def test_a_fold_whose_generator_collapses_in_every_attempt_is_left_out_and_the_r
     window_len = 16
     rng = np.random.default_rng(0)
     rows = np.sin(np.arange(360)[:, None] / 3 + np.array([0.0, 1.0])) + 0.1 * rng.standard_normal((360, 2))
-    windows = slide(rows, window_len, 1)
-    sets = WindowSets(
-        train=windows[:300],
-        holdout=windows[-20:],
-        normaliser=fit_normaliser(rows),
-        rows_train=300 + window_len - 1,
-        rows_holdout=20 + window_len - 1,
-    )
+    sets = first_and_last_windows(rows, window_len, train=300, holdout=20)
     config = TrainConfig.model_validate(
         {
             "model": {"window_len": window_len, "latent_dim": 4, "width": 4},

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import trainer.auto_level as auto_level_module
+from tests.unit.small_windows import first_and_last_windows
 from trainer.auto_level import fit_levels, level_workers
 from trainer.config import TrainConfig
 from trainer.distributed import SINGLE, World
 from trainer.provenance import seed_everything
-from trainer.windows import WindowSets, fit_normaliser, slide
 
 
 def _config(threads: int) -> TrainConfig:
@@ -57,14 +57,7 @@ def test_levels_fitted_side_by_side_are_the_fits_made_one_after_the_other() -> N
     rng = np.random.default_rng(2)
     rows = np.sin(np.arange(300)[:, None] / 4 + np.array([0.0, 1.5])) + 0.1 * rng.standard_normal((300, 2))
     rows[:, 0] += np.linspace(0.0, 2.0, 300)  # a level that moves, so the two handlings fit differently
-    windows = slide(rows, window_len, 1)
-    sets = WindowSets(
-        train=windows[:240],
-        holdout=windows[-30:],
-        normaliser=fit_normaliser(rows),
-        rows_train=240 + window_len - 1,
-        rows_holdout=30 + window_len - 1,
-    )
+    sets = first_and_last_windows(rows, window_len, train=240, holdout=30)
     threads = torch.get_num_threads()
     try:
         seed_everything(3, 1)
