@@ -29,13 +29,11 @@ from torch import nn
 from trainer.assemble import assemble_scorer
 from trainer.auto_score import TIE_MARGIN, CandidateEvidence, WeightChoice, carried_over, choice_block
 from trainer.config import TrainConfig
-from trainer.cores import threads_per_worker, usable_cores
 from trainer.distributed import SINGLE, World, rank_zero_decides
 from trainer.fit import TrainedNets
 from trainer.members import fit_members
-from trainer.provenance import seed_everything
 from trainer.scorer_graph import ScorerModule
-from trainer.side_by_side import log_as, run_side_by_side
+from trainer.side_by_side import run_side_by_side, share
 from trainer.windows import WindowSets
 
 log = logging.getLogger(__name__)
@@ -94,9 +92,8 @@ def fit_levels(windows: WindowSets, config: TrainConfig, world: World, started: 
     free = level_is_free(config)
     first = config.model.window_level
     variants = [config] + ([with_level(config, level) for level in LEVELS if level != first] if free else [])
-    workers = level_workers(config, world, len(variants))
-    if workers > 1:
-        return LevelFits(_fit_side_by_side(windows, variants, workers), None)
+    if level_workers(config, world, len(variants)) > 1:
+        return LevelFits(_fit_side_by_side(windows, variants), None)
     fitted: list[FittedLevel] = []
     not_fitted = None
     for variant in variants:
@@ -131,17 +128,15 @@ def level_workers(config: TrainConfig, world: World, variants: int) -> int:
     """
     if variants < 2 or world.size > 1 or config.fit.time_budget_s <= 0:
         return 1
-    return max(1, min(variants, config.fit.threads, usable_cores()))
+    return share(variants, config.fit.threads)[0]
 
 
 @dataclass(frozen=True, slots=True)
 class LevelJob:
-    """One level's fit, as a spawned worker takes it: plain data that pickles."""
+    """One level's fit, as a spawned worker takes it (all of it pickles)."""
 
     windows: WindowSets
     config: TrainConfig
-    threads: int
-    log_level: int
 
     @property
     def level(self) -> str:
@@ -149,20 +144,16 @@ class LevelJob:
 
 
 def fit_level(job: LevelJob) -> FittedLevel:
-    """One level's members in a spawned worker, seeded as the fit is in-process, its log marked."""
-    log_as(job.log_level, f"window_level {job.level}")
-    seed_everything(job.config.fit.seed, job.threads)
+    """One level's members, timed: what a spawned worker runs."""
     fit_started = time.perf_counter()
     members = fit_members(job.windows, job.config, SINGLE)
     return FittedLevel(job.config, members, time.perf_counter() - fit_started)
 
 
-def _fit_side_by_side(windows: WindowSets, variants: list[TrainConfig], workers: int) -> list[FittedLevel]:
+def _fit_side_by_side(windows: WindowSets, variants: list[TrainConfig]) -> list[FittedLevel]:
     """Every level's fit at once, in spawned workers that share fit.threads; the configured level first."""
-    threads = threads_per_worker(variants[0].fit.threads // workers, workers, usable_cores())
-    jobs = [
-        LevelJob(windows, variant, threads, logging.getLogger().getEffectiveLevel()) for variant in variants
-    ]
+    workers, threads = split = share(len(variants), variants[0].fit.threads)
+    jobs = [LevelJob(windows, variant) for variant in variants]
     log.info(
         "window_level %s: fitting side by side, %d at a time, %d torch thread(s) each",
         " and ".join(job.level for job in jobs),
@@ -170,10 +161,16 @@ def _fit_side_by_side(windows: WindowSets, variants: list[TrainConfig], workers:
         threads,
     )
 
+    def seed_of(job: LevelJob) -> int:
+        return job.config.fit.seed
+
+    def tag_of(job: LevelJob) -> str:
+        return f"window_level {job.level}"
+
     def finished(job: LevelJob, seconds: float) -> None:
         log.info("window_level %s fitted (%.0f s since the fits began)", job.level, seconds)
 
-    return run_side_by_side(fit_level, jobs, workers, finished)
+    return run_side_by_side(fit_level, jobs, split, seed_of, finished, tag_of)
 
 
 def assemble_best(fits: LevelFits, windows: WindowSets) -> Assembled:

@@ -36,7 +36,6 @@ the full fit passed: a fold of 67 windows reached diversity 0.19-0.24 in its thr
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import time
@@ -48,14 +47,12 @@ from torch import nn
 
 from trainer.auto_score import WeightChoice, scorer_for
 from trainer.config import TrainConfig
-from trainer.cores import threads_per_worker, usable_cores
 from trainer.distributed import SINGLE
 from trainer.errors import QualityGateError
 from trainer.export import torch_scores
 from trainer.members import fit_members
-from trainer.provenance import seed_everything
 from trainer.scorer_graph import MIN_TERM_SCALE, ScoreWeights
-from trainer.side_by_side import run_side_by_side
+from trainer.side_by_side import run_side_by_side, share
 from trainer.windows import WindowSets
 
 log = logging.getLogger(__name__)
@@ -187,7 +184,7 @@ def fold_workers(config: TrainConfig, folds: int) -> int:
     networks (a 400-row GAN fit: 8.0 and 8.9 s against 9.2 and 6.9), and two folds at once took the folds
     to 105 s (TEP's: 227 -> 164 s) on 2 cores.
     """
-    return max(1, min(folds, config.fit.threads, usable_cores()))
+    return share(folds, config.fit.threads)[0]
 
 
 def fit_fold(job: FoldJob) -> FoldOutcome:
@@ -206,24 +203,21 @@ def fit_fold(job: FoldJob) -> FoldOutcome:
     return FoldOutcome(median, torch_scores(scorer, job.block))
 
 
-def _fit_fold_in_worker(job: FoldJob, threads: int) -> FoldOutcome:
-    """fit_fold in a spawned worker: its own thread count and the fit's deterministic kernels."""
-    seed_everything(job.config.fit.seed, threads)
-    return fit_fold(job)
-
-
 def run_folds(jobs: list[FoldJob], workers: int, threads: int) -> list[FoldOutcome]:
     """Every fold's outcome in fold order: here, one after the other, or in `workers` spawned processes of
     `threads` torch threads each (trainer/side_by_side.py)."""
     if workers <= 1:
         return [fit_fold(job) for job in jobs]
 
+    def seed_of(job: FoldJob) -> int:
+        return job.config.fit.seed
+
     def finished(job: FoldJob, seconds: float) -> None:
         log.info(
             "cross-fit: fold %d of %d fitted (%.0f s since the folds began)", job.fold, job.folds, seconds
         )
 
-    return run_side_by_side(functools.partial(_fit_fold_in_worker, threads=threads), jobs, workers, finished)
+    return run_side_by_side(fit_fold, jobs, (workers, threads), seed_of, finished)
 
 
 def cross_fitted_scores(
@@ -254,7 +248,9 @@ def cross_fitted_scores(
         )
         for fold, (block, outside) in enumerate(blocks, start=1)
     ]
-    workers = fold_workers(config, folds)
+    workers, per_worker = share(
+        folds, config.fit.threads
+    )  # they share fit.threads, never more than the cores
     if workers > 1:
         log.info(
             "cross-fit: %d folds on %s windows, fitted side by side, %d at a time",
@@ -262,8 +258,6 @@ def cross_fitted_scores(
             ", ".join(str(len(job.windows.train)) for job in jobs),
             workers,
         )
-    # The workers share fit.threads (one each at the default 2), never more than the cores.
-    per_worker = threads_per_worker(config.fit.threads // workers, workers, usable_cores())
     outcomes = run_folds(jobs, workers, per_worker)
     parts: list[npt.NDArray[np.float32]] = []
     factors: list[float | None] = []

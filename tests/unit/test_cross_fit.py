@@ -13,6 +13,7 @@ import torch
 
 import trainer.cross_fit as cross_fit_module
 import trainer.fit as fit_module
+import trainer.side_by_side as side_by_side_module
 from tests.unit.small_windows import first_and_last_windows
 from trainer.auto_score import score_weights, scorer_for
 from trainer.calibrate import calibrate
@@ -251,10 +252,10 @@ def test_folds_fitted_side_by_side_read_exactly_what_they_read_one_after_the_oth
 
 
 def test_the_skip_estimate_counts_folds_that_run_side_by_side_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cross_fit_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(side_by_side_module, "usable_cores", lambda: 2)
     config = _config(time_budget_s=35, threads=2)
     assert fold_workers(config, 4) == 2
     assert reason_to_skip(_window_sets(600, 37), config, member_fit_s=10) is None  # 2 rounds of 10 s
     assert fold_workers(_config(threads=8), 4) == 2  # never more workers than cores
-    monkeypatch.setattr(cross_fit_module, "usable_cores", lambda: 16)
+    monkeypatch.setattr(side_by_side_module, "usable_cores", lambda: 16)
     assert fold_workers(_config(threads=8), 4) == 4  # never more workers than folds

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import trainer.auto_level as auto_level_module
+import trainer.side_by_side as side_by_side_module
 from tests.unit.small_windows import first_and_last_windows
 from trainer.auto_level import fit_levels, level_workers
 from trainer.config import TrainConfig
@@ -38,7 +38,7 @@ def _config(threads: int) -> TrainConfig:
 def test_levels_fit_side_by_side_only_where_there_are_two_to_fit_threads_and_cores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(auto_level_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(side_by_side_module, "usable_cores", lambda: 2)
     assert level_workers(_config(threads=2), SINGLE, variants=2) == 2
     assert level_workers(_config(threads=1), SINGLE, variants=2) == 1  # fit-assets' workers, the tests
     assert level_workers(_config(threads=2), SINGLE, variants=1) == 1  # window_level set: nothing to choose
@@ -46,7 +46,7 @@ def test_levels_fit_side_by_side_only_where_there_are_two_to_fit_threads_and_cor
     no_budget = _config(threads=2).model_copy(deep=True)
     no_budget.fit.time_budget_s = 0.0
     assert level_workers(no_budget, SINGLE, variants=2) == 1  # 0: the configured level alone
-    monkeypatch.setattr(auto_level_module, "usable_cores", lambda: 1)
+    monkeypatch.setattr(side_by_side_module, "usable_cores", lambda: 1)
     assert level_workers(_config(threads=2), SINGLE, variants=2) == 1
 
 
@@ -67,7 +67,7 @@ def test_levels_fitted_side_by_side_are_the_fits_made_one_after_the_other(
         here = fit_levels(sets, _config(threads=1), SINGLE, started=time.perf_counter())
     finally:
         torch.set_num_threads(threads)
-    monkeypatch.setattr(auto_level_module, "usable_cores", lambda: 2)  # two workers on any machine
+    monkeypatch.setattr(side_by_side_module, "usable_cores", lambda: 2)  # two workers on any machine
     assert level_workers(_config(threads=2), SINGLE, variants=2) == 2
     side_by_side = fit_levels(sets, _config(threads=2), SINGLE, started=time.perf_counter())
     assert [f.config.model.window_level for f in side_by_side.fitted] == ["remove", "keep"]
@@ -98,6 +98,6 @@ def test_a_level_refused_in_its_worker_stops_the_fit_with_the_quality_gates_own_
             "fit": {"epochs": 3, "encoder_epochs": 1, "seed": 5, "threads": 2},
         }
     )
-    monkeypatch.setattr(auto_level_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(side_by_side_module, "usable_cores", lambda: 2)
     with pytest.raises(QualityGateError, match="collapsed in every epoch"):
         fit_levels(sets, config, SINGLE, started=time.perf_counter())
