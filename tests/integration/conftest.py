@@ -88,7 +88,10 @@ class Recorder:
         with self._lock:
             if not self._lock.wait_for(lambda: predicate(self.messages), timeout=timeout):
                 seen = sorted({t for t, _, _ in self.messages})
-                raise AssertionError(f"condition not met within {timeout} s; topics seen: {seen}")
+                last = [(t, p[:60], r) for t, p, r in self.messages[-8:]]
+                raise AssertionError(
+                    f"condition not met within {timeout} s; topics seen: {seen}; last messages: {last}"
+                )
             return list(self.messages)
 
     def json_on(self, topic: str) -> list[dict[str, object]]:
