@@ -165,6 +165,7 @@ class AgentService:
             self._reload(self._reloads.pop(0))
         ingest = self.config.ingest
         raws = self.link.drain(ingest.batch_max, ingest.batch_wait_s)
+        self._announce_new_session()  # before the readings, which may already be from the new session
         if raws:
             try:
                 self._handle(raws)
@@ -176,7 +177,7 @@ class AgentService:
                 self.stats.rejected[Reason.INTERNAL_ERROR] += len(raws)
                 for raw in raws:
                     self.link.ack(raw)
-        self._keep_connection_state()
+        self.publisher.keep_spool(flush=self.link.connected.is_set())
         self._housekeeping(self.clock())
         return len(raws)
 
@@ -197,15 +198,13 @@ class AgentService:
             self.publish_stats()
             self._next_stats = now + self.config.stats.interval_s
 
-    def _keep_connection_state(self) -> None:
-        """Re-announce after a (re)connect, send what the spool holds, and forget what the broker has."""
-        connected = self.link.connected.is_set()
-        if connected and self.link.sessions != self._sessions_seen:
+    def _announce_new_session(self) -> None:
+        """Re-announce after a (re)connect, before the step handles its readings. Why before: the loop may
+        first run after the broker confirmed the subscriptions, with readings of that session already
+        drained; handled first, a device they bring online would be announced online twice."""
+        if self.link.connected.is_set() and self.link.sessions != self._sessions_seen:
             self._sessions_seen = self.link.sessions
-            self._new_session()  # sends what the spool holds itself
-            self.publisher.keep_spool(flush=False)
-        else:
-            self.publisher.keep_spool(flush=connected)
+            self._new_session()
 
     def _handle(self, raws: list[RawMessage]) -> None:
         batches: Batches = {}
