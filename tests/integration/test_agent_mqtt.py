@@ -278,9 +278,9 @@ def test_readings_taken_with_the_first_session_announce_their_device_once(
     watch = recorder("edgegan/device/+/availability")
     service = build_agent(agent_config(tiny_bundle, broker.port, ingest={"offline_after_s": 30.0}))
     service.link.start()
+    device = publisher(broker.port)
     try:
         assert service.link.connected.wait(10), "agent did not connect"
-        device = publisher(broker.port)
         for payload in _payloads(correlated_series(3, seed=18), time.time() - 10):
             device.publish("sensors/early/telemetry", payload, qos=1).wait_for_publish(5)
         assert wait_until(lambda: service.link.inbox_depth() == 3)
@@ -289,8 +289,8 @@ def test_readings_taken_with_the_first_session_announce_their_device_once(
         watch.wait_for(lambda ms: len(ms) >= 1)
         time.sleep(0.5)  # room for a second announcement to arrive
         assert [(t, p) for t, p, _ in watch.messages] == [("edgegan/device/early/availability", b"online")]
-        device.loop_stop()
     finally:
+        device.loop_stop()
         service.link.stop()
         service.publisher.close()
 
