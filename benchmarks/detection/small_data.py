@@ -15,6 +15,9 @@ read.
 rows, every later labelled row scored): each detector is fitted on the last `--rows` rows of the training
 file, which SMD's test file directly continues, and scores the whole labelled test file. Reported: point-wise
 F1, precision, recall and false-alarm rate (no point-adjust), and AUC-PR. The labels are read only to count.
+
+Both protocols also report each detector's alarms under the agent's own alert rule (`alert_rule`), same
+thresholds: what a deployment of that detector behind the agent would raise.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.detection import metrics, ours
+from benchmarks.detection.alert_rule import alert_states
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, smd_series
 from benchmarks.detection.run import benchmark_config, fit_and_calibrate, make_baselines, prepare
 from benchmarks.detection.tep import later_over_holdout
@@ -93,7 +97,12 @@ def _part(
 def _alarm_shares(
     holdout: npt.NDArray[np.float64], scores: npt.NDArray[np.float64], threshold: float
 ) -> dict[str, object]:
-    return {**_rates(scores > threshold), **later_over_holdout(holdout, scores)}
+    under_rule = float(alert_states(scores, threshold).mean())
+    return {
+        **_rates(scores > threshold),
+        "alarm_share_alert_rule": under_rule,
+        **later_over_holdout(holdout, scores),
+    }
 
 
 def evaluate(root: Path, machine: str, rows: int, work: Path) -> dict[str, object]:
@@ -118,10 +127,12 @@ def evaluate_labelled(root: Path, machine: str, rows: int, work: Path) -> dict[s
         _holdout: npt.NDArray[np.float64], scores: npt.NDArray[np.float64], threshold: float
     ) -> dict[str, object]:
         summary = metrics.count(scores > threshold, labels).summary()
+        by_rule = metrics.count(alert_states(scores, threshold), labels).summary()
         return {
             **{
                 key: summary[key] for key in ("f1", "precision", "recall", "false_alarm_rate", "event_recall")
             },
+            "alert_rule": {key: by_rule[key] for key in ("f1", "precision", "recall", "false_alarm_rate")},
             "auc_pr": metrics.average_precision(scores, labels),
             "threshold": threshold,
         }
@@ -136,14 +147,16 @@ def evaluate_labelled(root: Path, machine: str, rows: int, work: Path) -> dict[s
 
 
 def _print_labelled(machines: dict[str, dict[str, object]]) -> None:
-    print("| machine | detector | F1 | precision | recall | FAR | AUC-PR |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| machine | detector | F1 | precision | recall | FAR | AUC-PR | F1 / FAR under the agent's rule |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for machine, result in machines.items():
         for name, figures in result["detectors"].items():  # type: ignore[attr-defined]
             auc = "-" if figures["auc_pr"] is None else f"{figures['auc_pr']:.3f}"
+            rule = figures["alert_rule"]
             print(
                 f"| {machine} | {name} | {figures['f1']:.3f} | {figures['precision'] or 0:.3f} | "
-                f"{figures['recall']:.3f} | {figures['false_alarm_rate']:.4f} | {auc} |"
+                f"{figures['recall']:.3f} | {figures['false_alarm_rate']:.4f} | {auc} | "
+                f"{rule['f1']:.3f} / {rule['false_alarm_rate']:.4f} |"
             )
 
 
@@ -169,14 +182,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     machines = {m: evaluate(args.datasets, m, args.rows, args.work / m) for m in MACHINES}
     write_result(args.name, {"machines": machines})
-    print("| machine | detector | alarm share on later normal rows | by fifth | later / holdout q50, q99 |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        "| machine | detector | alarm share on later normal rows | by fifth | under the agent's rule "
+        "| later / holdout q50, q99 |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
     for machine, result in machines.items():
         for name, figures in result["detectors"].items():  # type: ignore[attr-defined]
             fifths = " ".join(f"{v:.3f}" for v in figures["alarm_share_by_fifth"])
             print(
                 f"| {machine} | {name} | {figures['alarm_share']:.4f} | {fifths} | "
-                f"{figures['q50']:.2f}, {figures['q99']:.2f} |"
+                f"{figures['alarm_share_alert_rule']:.4f} | {figures['q50']:.2f}, {figures['q99']:.2f} |"
             )
     return 0
 

@@ -12,8 +12,8 @@ first 160 rows of the fault runs. Small-data generalisation: the ratio of d00_te
 holdout's (median and 99th percentile), per detector. Beside each baseline's own threshold, an oracle one:
 the lowest that keeps its false-alarm rate on d00_te at EdgeGAN INT8's (chosen with d00_te's scores, so not
 deployable; it tells a better ranking from a better-placed threshold, as the harness's matched tables do).
-Every detector also under the agent's own alert rule (`alert_states`: 3 windows in a row above the threshold
-start an alarm, 5 below 0.9 of it end one), same thresholds: the alarms a deployment would raise.
+Every detector also under the agent's own alert rule (`alert_rule.alert_states`: 3 windows in a row above the
+threshold start an alarm, 5 below 0.9 of it end one), same thresholds: the alarms a deployment would raise.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.detection import ours
+from benchmarks.detection.alert_rule import alert_states
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, tep_runs
 from benchmarks.detection.run import (
     benchmark_config,
@@ -37,7 +38,6 @@ from benchmarks.detection.run import (
     prepare,
 )
 from benchmarks.environment import write_result
-from edge_agent.decision import ANOMALOUS, Decider, DecisionConfig
 from trainer.build import build_bundle
 from trainer.config import TrainConfig
 from trainer.windows import slide
@@ -62,22 +62,6 @@ def _rates(flags: npt.NDArray[np.bool_], fault: int) -> dict[str, float]:
         "detection_rate": float(flags[FAULT_ONSET:].mean()),
         "false_alarm_rate_before_onset": float(flags[:FAULT_ONSET].mean()),
     }
-
-
-def alert_states(scores: npt.NDArray[np.floating], threshold: float) -> npt.NDArray[np.bool_]:
-    """Each row's state under the agent's own alert rule (`edge_agent.decision`, default settings: an alert
-    starts after 3 windows in a row above the threshold and ends after 5 below 0.9 of it), fed one run's
-    scores in order. Why: that rule, not a single window's score, is what raises an alarm in a deployment,
-    and any detector's scores can be put through it, so every detector is compared under the same rule."""
-    decider = Decider(threshold, DecisionConfig())
-    return np.fromiter(
-        (
-            decider.update("run", float(score), float(row)).state == ANOMALOUS
-            for row, score in enumerate(scores)
-        ),
-        dtype=bool,
-        count=len(scores),
-    )
 
 
 def _summary(per_run: dict[int, dict[str, float]]) -> dict[str, float]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.detection.tep import FAULT_ONSET, HARD_FAULTS, _rates, _summary, alert_states
+from benchmarks.detection.alert_rule import alert_states
+from benchmarks.detection.tep import FAULT_ONSET, HARD_FAULTS, _rates, _summary
 
 
 def test_rates_split_each_run_at_the_fault_onset() -> None:
