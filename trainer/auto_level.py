@@ -161,16 +161,13 @@ def _fit_side_by_side(windows: WindowSets, variants: list[TrainConfig]) -> list[
         threads,
     )
 
-    def seed_of(job: LevelJob) -> int:
-        return job.config.fit.seed
-
     def tag_of(job: LevelJob) -> str:
         return f"window_level {job.level}"
 
     def finished(job: LevelJob, seconds: float) -> None:
         log.info("window_level %s fitted (%.0f s since the fits began)", job.level, seconds)
 
-    return run_side_by_side(fit_level, jobs, split, seed_of, finished, tag_of)
+    return run_side_by_side(fit_level, jobs, split, variants[0].fit.seed, finished, tag_of)
 
 
 def assemble_best(fits: LevelFits, windows: WindowSets) -> Assembled:

@@ -209,15 +209,12 @@ def run_folds(jobs: list[FoldJob], workers: int, threads: int) -> list[FoldOutco
     if workers <= 1:
         return [fit_fold(job) for job in jobs]
 
-    def seed_of(job: FoldJob) -> int:
-        return job.config.fit.seed
-
     def finished(job: FoldJob, seconds: float) -> None:
         log.info(
             "cross-fit: fold %d of %d fitted (%.0f s since the folds began)", job.fold, job.folds, seconds
         )
 
-    return run_side_by_side(fit_fold, jobs, (workers, threads), seed_of, finished)
+    return run_side_by_side(fit_fold, jobs, (workers, threads), jobs[0].config.fit.seed, finished)
 
 
 def cross_fitted_scores(
@@ -248,9 +245,8 @@ def cross_fitted_scores(
         )
         for fold, (block, outside) in enumerate(blocks, start=1)
     ]
-    workers, per_worker = share(
-        folds, config.fit.threads
-    )  # they share fit.threads, never more than the cores
+    # The workers share fit.threads (one each at the default 2), never more than the cores.
+    workers, per_worker = share(folds, config.fit.threads)
     if workers > 1:
         log.info(
             "cross-fit: %d folds on %s windows, fitted side by side, %d at a time",

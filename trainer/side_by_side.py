@@ -34,14 +34,14 @@ def run_side_by_side(
     work: Callable[[Job], Result],
     jobs: Sequence[Job],
     split: tuple[int, int],
-    seed_of: Callable[[Job], int],
+    seed: int,
     finished: Callable[[Job, float], None],
     tag_of: Callable[[Job], str] | None = None,
 ) -> list[Result]:
     """`work(job)` for every job in spawned processes (`split`: workers, torch threads each, from `share`);
     results in the jobs' order.
 
-    Each job is seeded in its worker (`seed_of(job)`, the fit's deterministic kernels) before `work` runs,
+    Each job is seeded in its worker (`seed`, the fit's, with its deterministic kernels) before `work` runs,
     as the fit is in-process. `work` must be a module-level function (a spawned worker imports it).
     `finished(job, seconds since the start)` runs here as each job completes, so the parent can say so.
     With `tag_of`, a worker's own log lines reach stderr at this process's level, marked with its job's tag;
@@ -54,9 +54,7 @@ def run_side_by_side(
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {
-            pool.submit(
-                _in_worker, work, job, seed_of(job), threads, level, tag_of(job) if tag_of else None
-            ): job
+            pool.submit(_in_worker, work, job, seed, threads, level, tag_of(job) if tag_of else None): job
             for job in jobs
         }
         for future in as_completed(futures):
