@@ -197,15 +197,15 @@ def calibrate(
     deciding = scores
     if others:
         reference["holdout_threshold"] = threshold.value
-        value = threshold.value
+        strictest = threshold
         for name, part in others.items():
             on_part = _by_method(part, budget, method, initial_quantile)
             reference |= {f"{name}_threshold": on_part.value, f"{name}_windows": float(len(part))}
-            if on_part.value > value:
-                value, deciding = on_part.value, part
-        threshold = threshold.model_copy(
-            update={"value": value, "calibration_windows": sum(len(part) for part in parts)}
-        )
+            if on_part.value > strictest.value:
+                strictest, deciding = on_part, part
+        # The method and fit parameters are the deciding calibration's: a holdout too short for POT says
+        # "quantile", while the cross-fitted windows that set the value may have been fitted by POT.
+        threshold = strictest.model_copy(update={"calibration_windows": sum(len(part) for part in parts)})
     _warn_of_another_regime(reference)
     if block > 0:
         reference |= _certainty(scores, others, deciding, budget, method, initial_quantile, block)

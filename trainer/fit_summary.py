@@ -101,7 +101,10 @@ def _calibration_line(threshold: Threshold) -> str:
         (part for part in others if details.get(f"{part}_threshold") == threshold.value), "holdout"
     )
     windows = ", ".join(f"{CALIBRATION_PARTS[part]} {count:.0f}" for part, count in counts.items())
-    line = f"threshold {threshold.value:.3f} set by the {CALIBRATION_PARTS[deciding]}; windows: {windows}"
+    line = (
+        f"threshold {threshold.value:.3f} ({threshold.method}) set by the {CALIBRATION_PARTS[deciding]}; "
+        f"windows: {windows}"
+    )
     low, high = details.get("threshold_interval_low"), details.get("threshold_interval_high")
     if low is not None and high is not None:
         line += f"; 5-95% range {low:.3g}-{high:.3g}"

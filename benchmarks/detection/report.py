@@ -141,6 +141,36 @@ def level_lines(
     return lines
 
 
+def alert_rule_lines(
+    rows: dict[str, dict[str, object]], under_rule: dict[str, dict[str, object]] | None
+) -> list[str]:
+    """Every detector point-wise and under the agent's alert rule, and whether the daemon beats each baseline
+    when both raise the alarms a deployment behind the agent would: the same rule on both sides."""
+    under_rule = under_rule or {}
+    names = [n for n in rows if n in under_rule]
+    daemon = "EdgeGAN daemon (INT8)"
+    if daemon not in under_rule or len(names) < 2:
+        return []
+    lines = [
+        "",
+        "Under the agent's alert rule (`benchmarks/detection/alert_rule.py`: 3 windows in a row above the "
+        "threshold start an alarm, 5 below 0.9 of it end one), every detector at its own alert threshold. "
+        "The daemon row is the daemon itself; the others are their scores through the same rule. Cells are "
+        "F1 / FAR.",
+        "",
+        "| detector | point-wise | under the alert rule | daemon beats it, both under the rule |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in names:
+        ours = name.startswith(OURS_PREFIX)
+        word = "" if ours else ("yes" if beats(under_rule[daemon], under_rule[name]) else "**no**")
+        label = f"**{name}**" if ours else name
+        lines.append(
+            f"| {label} | {_f1_far(rows[name])} | {_f1_far(under_rule[name])} | {word} |"  # type: ignore[arg-type]
+        )
+    return lines
+
+
 def _f1_far(summary: dict[str, float | None]) -> str:
     return f"{_cell(summary['f1'], 'f1')} / {_cell(summary['false_alarm_rate'], 'false_alarm_rate')}"
 
@@ -326,6 +356,7 @@ def write_report(
             dict(score_settings.get("severity_levels", {})),  # type: ignore[call-overload]
             float(settings["false_alarm_budget"]),
         )
+        lines += alert_rule_lines(rows, info.get("alert_rule"))
         lines += _matched_lines(info.get("matched"))
         names = _plots(results, group, plots)
         if names:

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.detection import baselines, matched, metrics, ours
+from benchmarks.detection.alert_rule import alert_states
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, fill_nan, load_all
 from benchmarks.environment import write_result
 from edge_agent.bundle import Threshold
@@ -274,7 +275,16 @@ def run_baseline(
     entry = _entry(scores, scores > threshold, labels, fit_s, score_s, threshold, beyond)
     levels = {name: (scores > lv.value, lv.value) for name, lv in calibration.levels.items()}
     entry["levels"] = level_entries(levels, labels)
+    entry["alert_rule"] = under_alert_rule(scores, threshold, labels)
     return entry, scores
+
+
+def under_alert_rule(
+    scores: npt.NDArray[np.floating], threshold: float, labels: npt.NDArray[np.int8]
+) -> dict[str, object]:
+    """Counts of the alarms the agent's own rule (`alert_rule.alert_states`) raises on these scores at this
+    threshold: every detector judged by what a deployment behind the agent would publish."""
+    return {"counts": asdict(metrics.count(alert_states(scores, threshold), labels))}
 
 
 def run_edgegan(
@@ -297,6 +307,7 @@ def run_edgegan(
         entries[name] = _entry(graph.scores, predicted, labels, fit_s, graph.seconds, graph.threshold, beyond)
         levels = {level: (graph.scores > value, value) for level, value in graph.levels.items()}
         entries[name]["levels"] = level_entries(levels, labels)
+        entries[name]["alert_rule"] = under_alert_rule(graph.scores, graph.threshold, labels)
         traces[name] = graph.scores
     history = config.model.window_len - 1
     test_csv = prepared.series.write_test_csv(folder / "test.csv", history)
@@ -304,6 +315,7 @@ def run_edgegan(
     states = ours.daemon_states(bundle_dir, test_csv, folder / "daemon.csv", history)
     daemon_s = time.perf_counter() - started
     entries[OURS_DAEMON] = _entry(traces[OURS_INT8], states, labels, fit_s, daemon_s, None)
+    entries[OURS_DAEMON]["alert_rule"] = {"counts": entries[OURS_DAEMON]["counts"]}  # the rule itself
     daemon_levels = {
         level: (
             ours.daemon_states(bundle_dir, test_csv, folder / f"daemon-{level}.csv", history, level),
@@ -506,8 +518,23 @@ def pool(results: list[dict[str, object]]) -> dict[str, dict[str, dict[str, obje
             "detectors": rows,
             "matched": matched.comparisons(members, OURS_INT8),
             "levels": _pooled_levels(members, names),
+            "alert_rule": _pooled_alert_rule(members, names),
         }
     return table
+
+
+def _pooled_alert_rule(
+    members: list[dict[str, object]], names: list[str]
+) -> dict[str, dict[str, float | None]]:
+    """Each detector's pooled metrics under the agent's alert rule; a detector is left out where any series
+    lacks them (results carried from before they were measured)."""
+    entries = [m["detectors"] for m in members]
+    rows: dict[str, dict[str, float | None]] = {}
+    for name in names:
+        found = [e[name].get("alert_rule") for e in entries]
+        if all(found):
+            rows[name] = pooled_counts(found).summary()
+    return rows
 
 
 def _pooled_levels(

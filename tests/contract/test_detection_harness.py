@@ -91,8 +91,19 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
         if entry["threshold"] is not None:
             assert entry["levels"]["critical"]["threshold"] >= entry["threshold"], name
             assert entry["levels"]["warning"]["threshold"] <= entry["threshold"], name
+    # Every detector under the agent's alert rule too, on the same rows; the daemon's is the rule itself, and
+    # the INT8 graph's scores through the benchmark's copy of the rule raise what the daemon raised.
+    for name, entry in detectors.items():  # type: ignore[attr-defined]
+        ruled = metrics.Counts(**entry["alert_rule"]["counts"])
+        assert ruled.tp + ruled.fp + ruled.fn + ruled.tn == 1100, name
+    daemon = detectors["EdgeGAN daemon (INT8)"]  # type: ignore[index]
+    assert daemon["alert_rule"]["counts"] == daemon["counts"]
+    int8_ruled = detectors["EdgeGAN ORT INT8"]["alert_rule"]["counts"]  # type: ignore[index]
+    assert abs(int8_ruled["tp"] - daemon["counts"]["tp"]) <= 3
+    assert abs(int8_ruled["fp"] - daemon["counts"]["fp"]) <= 3
     payload = {"settings": _SETTINGS, "groups": pool(results)}
     assert set(payload["groups"]["Generated"]["levels"]["critical"]) == expected
+    assert set(payload["groups"]["Generated"]["alert_rule"]) == expected
     report = write_report(payload, results, quick=True, folder=tmp_path / "report")
     text = report.read_text()
     assert (
@@ -104,6 +115,7 @@ def test_the_harness_scores_every_detector_on_the_same_rows_and_writes_a_report(
     assert "Level for level (critical:" in text
     assert "## Generated" in text and "Verdict for the daemon" in text and "PA-F1 (inflated)" in text
     assert "At matched false alarms" in text and "ranks better at both points" in text
+    assert "Under the agent's alert rule" in text and "daemon beats it, both under the rule" in text
     assert "normal test rows above the holdout's highest score" in text
     assert sorted(p.name for p in (tmp_path / "report" / "plots").iterdir()) == [
         "pr_Generated_synthetic.png",

@@ -68,6 +68,21 @@ def test_a_regime_seen_in_training_but_not_in_the_holdout_raises_no_alarm_when_i
     assert heavier_holdout.value == calibrate(train, 1e-3, "pot").value
 
 
+def test_a_threshold_records_the_method_of_the_calibration_that_set_it() -> None:
+    """A holdout too short for POT falls back to its quantile; when the training windows' POT sets the
+    threshold, bundle.json must say POT and carry that fit's parameters, not the holdout's fallback."""
+    rng = np.random.default_rng(6)
+    holdout, train = rng.gamma(2.0, size=60), 1.5 * rng.gamma(2.0, size=3000)
+    threshold = calibrate(holdout, 1e-3, "pot", 0.9, train_scores=train)
+    on_train = calibrate(train, 1e-3, "pot", 0.9)
+    assert calibrate(holdout, 1e-3, "pot", 0.9).method == "quantile"  # 6 scores above the POT start
+    assert threshold.value == on_train.value == threshold.details["train_threshold"]
+    assert threshold.method == "pot"
+    assert threshold.details["gpd_shape"] == on_train.details["gpd_shape"]
+    assert threshold.details["tail_size"] == on_train.details["tail_size"]
+    assert "(pot) set by the training windows (in sample)" in _calibration_line(threshold)
+
+
 def test_the_training_sample_is_evenly_spaced_over_the_whole_part() -> None:
     windows = np.arange(10_000, dtype=np.float32).reshape(10_000, 1, 1)
     picked = evenly_spaced(windows, 100)
