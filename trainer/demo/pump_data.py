@@ -7,6 +7,7 @@ power, temperature lags current) are what a broken-correlation anomaly breaks.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,21 @@ PUMP_CHANNELS = [
 DEMO_START_EPOCH_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
-def make_pump_series(rows: int, seed: int = 0, period_s: float = 1.0) -> npt.NDArray[np.float64]:
-    """Normal operation, [rows, 8] in raw units; seeded and reproducible."""
+DUTY_LEVELS_RPM = (1200.0, 1450.0, 1700.0)
+
+
+def make_pump_series(
+    rows: int, seed: int = 0, period_s: float = 1.0, duty_levels: Sequence[float] = DUTY_LEVELS_RPM
+) -> npt.NDArray[np.float64]:
+    """Normal operation, [rows, 8] in raw units; seeded and reproducible.
+
+    `duty_levels`: the speeds the set point moves between; one level gives a recording at one operating
+    point (as one test-bench experiment runs), where only the slow inlet-temperature cycle moves the levels.
+    """
     rng = np.random.default_rng(seed)
     t = np.arange(rows) * period_s
     # The set point moves between a few duty levels with smooth ramps, as a pump on a controller does.
-    levels = rng.choice([1200.0, 1450.0, 1700.0], size=rows // 300 + 2)
+    levels = rng.choice(list(duty_levels), size=rows // 300 + 2)
     steps = np.repeat(levels, 300)[:rows]
     kernel = np.ones(40) / 40
     speed = np.convolve(np.pad(steps, (20, 19), mode="edge"), kernel, mode="valid")
