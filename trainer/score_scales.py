@@ -37,6 +37,8 @@ FLAT_CHANGE = 1e-6  # a channel whose changes go this low in training may be fla
 NO_UPPER_BAND = 1e12  # the upper band of a channel flat all through training: no change reaches it
 LEVEL_RIDGE = 1e-2  # share of the mean level variance added to the diagonal before inverting
 LEVEL_BLOCKS = 5  # time blocks for the level model's out-of-sample tail (level_generalisation)
+TREND_BLOCKS = 5  # time blocks whose mean levels must move one way for a channel to count as drifting
+BEYOND_SHARE = 0.5  # share of held-out levels beyond the training range that makes a trending channel drift
 _BATCH = 512
 
 
@@ -44,14 +46,48 @@ def _network_layout(windows: npt.NDArray[np.float32], normaliser: Normaliser) ->
     return torch.from_numpy(np.ascontiguousarray(normaliser.apply(windows).transpose(0, 2, 1)))
 
 
-def _level_gaussian(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and ridge-regularised precision of the training windows' per-channel means [n, C]."""
+def _level_gaussian(
+    levels: torch.Tensor, keep: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and ridge-regularised precision of the training windows' per-channel means [n, C].
+
+    `keep` (bool [C]): the Gaussian of those channels alone; the others' rows and columns of the precision
+    are zero, so their levels add nothing to the level term."""
     data = levels.double()
     centred = data - data.mean(dim=0, keepdim=True)
     cov = centred.T @ centred / max(1, len(data) - 1)
     ridge = LEVEL_RIDGE * max(float(cov.diagonal().mean()), MIN_TERM_SCALE)
-    precision = torch.linalg.inv(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
+    if keep is None or bool(keep.all()):
+        precision = torch.linalg.inv(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
+        return data.mean(dim=0).float(), precision.float()
+    kept = torch.nonzero(keep).flatten()
+    precision = torch.zeros_like(cov)
+    if len(kept):
+        sub = cov[kept][:, kept] + ridge * torch.eye(len(kept), dtype=cov.dtype)
+        precision[kept.unsqueeze(1), kept] = torch.linalg.inv(sub)
     return data.mean(dim=0).float(), precision.float()
+
+
+def drifting_level_channels(levels: torch.Tensor, holdout_levels: torch.Tensor | None) -> torch.Tensor:
+    """bool [C]: channels whose level moves one way through the training windows (each of TREND_BLOCKS time
+    blocks' mean beyond the one before, in one direction) and whose held-out levels lie mostly beyond the
+    training windows' range.
+
+    Why: such a channel is on its way somewhere the training rows never reached (a temperature warming
+    through a short recording), so a Gaussian of its training levels alarms on every later normal window:
+    a pump fitted on its first 400 rows alarmed on 0.73 of its later rows, the inlet temperature leading 542
+    of 544 of them, and on none without the level term (round 38). Why both tests: a slow stationary channel
+    wanders past a few hundred rows' range too, but not one way through all blocks and on past them.
+    """
+    channels = levels.shape[1]
+    if holdout_levels is None or len(holdout_levels) == 0 or len(levels) < TREND_BLOCKS:
+        return torch.zeros(channels, dtype=torch.bool)
+    means = torch.stack([block.mean(dim=0) for block in torch.tensor_split(levels, TREND_BLOCKS)])
+    steps = means.diff(dim=0)
+    one_way = (steps > 0).all(dim=0) | (steps < 0).all(dim=0)
+    low, high = levels.min(dim=0).values, levels.max(dim=0).values
+    beyond = ((holdout_levels < low) | (holdout_levels > high)).float().mean(dim=0)
+    return one_way & (beyond > BEYOND_SHARE)
 
 
 def _level_distance(levels: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
@@ -61,7 +97,11 @@ def _level_distance(levels: torch.Tensor, mean: torch.Tensor, precision: torch.T
 
 
 def level_generalisation(
-    levels: torch.Tensor, guard: int, inside: float | None = None, blocks: int = LEVEL_BLOCKS
+    levels: torch.Tensor,
+    guard: int,
+    inside: float | None = None,
+    blocks: int = LEVEL_BLOCKS,
+    keep: torch.Tensor | None = None,
 ) -> float:
     """How much further normal windows the level Gaussian was not fitted on lie from it: the 99th percentile
     of each time block's level term under a Gaussian fitted without that block (nor `guard` windows either
@@ -77,13 +117,13 @@ def level_generalisation(
     if n < blocks * (2 * guard + 4):
         return 1.0  # too few windows to leave a block out and still fit the rest
     if inside is None:
-        mean, precision = _level_gaussian(levels)
+        mean, precision = _level_gaussian(levels, keep)
         inside = float(torch.quantile(_level_distance(levels, mean, precision), TAIL_QUANTILE))
     outside = []
     for block in range(blocks):
         low, high = block * n // blocks, (block + 1) * n // blocks
         rest = torch.cat([levels[: max(0, low - guard)], levels[min(n, high + guard) :]])
-        block_mean, block_precision = _level_gaussian(rest)
+        block_mean, block_precision = _level_gaussian(rest, keep)
         outside.append(_level_distance(levels[low:high], block_mean, block_precision))
     beyond = float(torch.quantile(torch.cat(outside), TAIL_QUANTILE))
     return max(1.0, beyond / max(inside, MIN_TERM_SCALE))
@@ -117,10 +157,12 @@ def measure_scales(
     residual_floor: float,
     sample_stride: int = 1,
     level_tail: str = "out_of_sample",
+    holdout: npt.NDArray[np.float32] | None = None,
 ) -> ScorerModule:
     """The scorer module for `terms`, every scale and tail measured on the raw training windows `sample`
     (every `sample_stride`-th training window, in time order); the level term's tail is its out-of-sample
-    one (`level_generalisation`)."""
+    one (`level_generalisation`). With the raw `holdout` windows, channels whose level drifts out of the
+    training range (`drifting_level_channels`) are left out of the level term."""
     normalised = _network_layout(sample, normaliser)
     with torch.no_grad():
         outputs = [terms(normalised[i : i + _BATCH]) for i in range(0, len(normalised), _BATCH)]
@@ -132,7 +174,19 @@ def measure_scales(
     step = torch.clamp(residual.median(dim=0).values, min=step_floor)
     level_weights = newest_step_weights(sample.shape[1], weights.level_half_life_steps)
     levels = recent_level(normalised, level_weights)
-    level_mean, level_precision = _level_gaussian(levels)
+    held_out = None
+    if holdout is not None and len(holdout):
+        held_out = recent_level(_network_layout(holdout, normaliser), level_weights)
+    drifting = drifting_level_channels(levels, held_out)
+    keep = ~drifting
+    if bool(drifting.any()):
+        log.warning(
+            "level term: channel(s) %s left out: their level moves one way through the training rows and "
+            "the holdout's lies beyond them, so they are judged by the other terms and the agent's "
+            "operating-range warning",
+            [int(c) for c in torch.nonzero(drifting).flatten()],
+        )
+    level_mean, level_precision = _level_gaussian(levels, keep)
     change_steps = min(weights.variability_steps, sample.shape[1] - 1)
     low, high, check = _change_band(mean_abs_change(normalised, change_steps))
     scales = TermScales(
@@ -158,7 +212,7 @@ def measure_scales(
     if level_tail == "in_sample":
         return module
     guard = -(-sample.shape[1] // max(sample_stride, 1))  # sampled windows sharing readings with a block edge
-    generalisation = level_generalisation(levels, guard, inside=module.tails["level"])
+    generalisation = level_generalisation(levels, guard, inside=module.tails["level"], keep=keep)
     module.tails["level"] *= generalisation
     log.info(
         "level term: out-of-sample tail %.2fx the in-sample one (%d time blocks)",

@@ -14,7 +14,12 @@ from edge_agent.bundle import ScoreDefinition
 from trainer.export import export_scorer
 from trainer.networks import Critic, Encoder, Generator
 from trainer.quantize import layers_to_quantise
-from trainer.score_scales import level_generalisation, measure_scales
+from trainer.score_scales import (
+    _level_gaussian,
+    drifting_level_channels,
+    level_generalisation,
+    measure_scales,
+)
 from trainer.scorer_graph import (
     LatentDistance,
     ScorerModule,
@@ -253,3 +258,39 @@ def test_the_level_tail_grows_only_where_later_levels_leave_the_earlier_ones() -
     assert drifting > 2.0 * steady, (drifting, steady)
     # Too few windows to leave a block out: no correction rather than noise.
     assert level_generalisation(_levels_of(stationary[:200]), guard=32) == 1.0
+
+
+def test_a_channel_warming_through_the_training_rows_and_past_them_is_left_out_of_the_level_term() -> None:
+    """Channel 0 rises through 400 rows and on through the holdout (a temperature in a short recording);
+    channel 1 is noise around one level; channel 2 rises through the training rows but the holdout is back
+    inside them; channel 3 is a slow stationary wander. Only channel 0 drifts."""
+    rng = np.random.default_rng(3)
+    t = np.arange(500, dtype=np.float64)
+    rows = np.stack(
+        [
+            t / 100 + rng.normal(0, 0.1, 500),
+            rng.normal(0, 1, 500),
+            np.where(t < 400, t / 100, 2.0) + rng.normal(0, 0.1, 500),
+            np.sin(2 * np.pi * t / 150) + rng.normal(0, 0.1, 500),
+        ],
+        axis=1,
+    )
+    levels, holdout = _levels_of(rows[:400]), _levels_of(rows[400 - 31 :])
+    assert drifting_level_channels(levels, holdout).tolist() == [True, False, False, False]
+    assert not drifting_level_channels(levels, None).any()  # no holdout, no evidence: nothing left out
+    # Left out, the channel adds nothing to the level term; the other channels' parts are those of their own
+    # Gaussian, so a level shift on them still counts.
+    keep = torch.tensor([False, True, True, True])
+    mean, precision = _level_gaussian(levels, keep)
+    assert torch.all(precision[0] == 0) and torch.all(precision[:, 0] == 0)
+    shifted = mean.clone()
+    shifted[0] += 100.0
+    centred = (shifted - mean).unsqueeze(0)
+    assert float(torch.relu((centred @ precision) * centred).sum()) == 0.0
+    shifted[1] += 5.0
+    centred = (shifted - mean).unsqueeze(0)
+    assert float(torch.relu((centred @ precision) * centred).sum()) > 1.0
+    # Keeping every channel is the plain Gaussian to the bit: bundles without a drifting channel are the same.
+    full_mean, full_precision = _level_gaussian(levels)
+    assert torch.equal(_level_gaussian(levels, torch.ones(4, dtype=torch.bool))[1], full_precision)
+    assert torch.equal(full_mean, mean)
