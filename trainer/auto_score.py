@@ -256,7 +256,7 @@ def scorer_for(nets: TrainedNets, windows: WindowSets, config: TrainConfig) -> S
     if config.fit.auto:
         weights = dataclasses.replace(weights, latent=max(weights.latent, PROBE_LATENT_WEIGHT))
     score = config.score
-    holdout = windows.holdout[:: max(1, len(windows.holdout) // MAX_SCALE_WINDOWS)]
+    holdout = evenly_spaced(windows.holdout, MAX_SCALE_WINDOWS)
     return measure_scales(
         terms, sample, windows.normaliser, weights, score.residual_floor, stride, score.level_tail, holdout
     )

@@ -57,10 +57,7 @@ def _level_gaussian(
     centred = data - data.mean(dim=0, keepdim=True)
     cov = centred.T @ centred / max(1, len(data) - 1)
     ridge = LEVEL_RIDGE * max(float(cov.diagonal().mean()), MIN_TERM_SCALE)
-    if keep is None or bool(keep.all()):
-        precision = torch.linalg.inv(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
-        return data.mean(dim=0).float(), precision.float()
-    kept = torch.nonzero(keep).flatten()
+    kept = torch.arange(cov.shape[0]) if keep is None else torch.nonzero(keep).flatten()
     precision = torch.zeros_like(cov)
     if len(kept):
         sub = cov[kept][:, kept] + ridge * torch.eye(len(kept), dtype=cov.dtype)

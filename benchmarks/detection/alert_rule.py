@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks.detection import metrics
 from edge_agent.decision import ANOMALOUS, Decider, DecisionConfig
 
 
@@ -25,3 +26,11 @@ def alert_states(scores: npt.NDArray[np.floating], threshold: float) -> npt.NDAr
         dtype=bool,
         count=len(scores),
     )
+
+
+def counted_under_rule(
+    scores: npt.NDArray[np.floating], threshold: float, labels: npt.NDArray[np.int8]
+) -> metrics.Counts:
+    """The point-wise counts of the rule's alarms against `labels`: a detector judged by what a deployment
+    behind the agent would publish."""
+    return metrics.count(alert_states(scores, threshold), labels)

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.detection import baselines, matched, metrics, ours
-from benchmarks.detection.alert_rule import alert_states
+from benchmarks.detection.alert_rule import counted_under_rule
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, fill_nan, load_all
 from benchmarks.environment import write_result
 from edge_agent.bundle import Threshold
@@ -275,16 +275,8 @@ def run_baseline(
     entry = _entry(scores, scores > threshold, labels, fit_s, score_s, threshold, beyond)
     levels = {name: (scores > lv.value, lv.value) for name, lv in calibration.levels.items()}
     entry["levels"] = level_entries(levels, labels)
-    entry["alert_rule"] = under_alert_rule(scores, threshold, labels)
+    entry["alert_rule"] = {"counts": asdict(counted_under_rule(scores, threshold, labels))}
     return entry, scores
-
-
-def under_alert_rule(
-    scores: npt.NDArray[np.floating], threshold: float, labels: npt.NDArray[np.int8]
-) -> dict[str, object]:
-    """Counts of the alarms the agent's own rule (`alert_rule.alert_states`) raises on these scores at this
-    threshold: every detector judged by what a deployment behind the agent would publish."""
-    return {"counts": asdict(metrics.count(alert_states(scores, threshold), labels))}
 
 
 def run_edgegan(
@@ -307,7 +299,9 @@ def run_edgegan(
         entries[name] = _entry(graph.scores, predicted, labels, fit_s, graph.seconds, graph.threshold, beyond)
         levels = {level: (graph.scores > value, value) for level, value in graph.levels.items()}
         entries[name]["levels"] = level_entries(levels, labels)
-        entries[name]["alert_rule"] = under_alert_rule(graph.scores, graph.threshold, labels)
+        entries[name]["alert_rule"] = {
+            "counts": asdict(counted_under_rule(graph.scores, graph.threshold, labels))
+        }
         traces[name] = graph.scores
     history = config.model.window_len - 1
     test_csv = prepared.series.write_test_csv(folder / "test.csv", history)

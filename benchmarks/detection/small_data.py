@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.detection import metrics, ours
-from benchmarks.detection.alert_rule import alert_states
+from benchmarks.detection.alert_rule import alert_states, counted_under_rule
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, smd_series
 from benchmarks.detection.run import benchmark_config, fit_and_calibrate, make_baselines, prepare
 from benchmarks.detection.tep import later_over_holdout
@@ -157,7 +157,7 @@ def evaluate_labelled(root: Path, machine: str, rows: int, work: Path) -> dict[s
         _holdout: npt.NDArray[np.float64], scores: npt.NDArray[np.float64], threshold: float
     ) -> dict[str, object]:
         summary = metrics.count(scores > threshold, labels).summary()
-        by_rule = metrics.count(alert_states(scores, threshold), labels).summary()
+        by_rule = counted_under_rule(scores, threshold, labels).summary()
         return {
             **{
                 key: summary[key] for key in ("f1", "precision", "recall", "false_alarm_rate", "event_recall")
