@@ -301,6 +301,11 @@ class ScoreDefinition(_Strict):
         default_factory=list,
         description="empty: one fit; otherwise every fit whose scores the graph averages, first one first",
     )
+    level_left_out: list[str] = Field(
+        default_factory=list,
+        description="channels the level term leaves out (any member): their level moved one way through the "
+        "training rows and beyond them in the holdout, so the other terms judge them",
+    )
 
 
 ALERT_LEVEL = "alert"  # the severity of a score above the threshold but below every stricter level

@@ -184,6 +184,12 @@ def _run_verify(args: argparse.Namespace) -> int:
             f"{name} ({reason})" for name, reason in manifest.refused.items()
         )
     print(verdict, file=sys.stderr)
+    if manifest.score.level_left_out:
+        print(
+            f"level term leaves out {', '.join(manifest.score.level_left_out)} (drifted out of the training "
+            "range at fit time)",
+            file=sys.stderr,
+        )
     auto = manifest.validation.get("auto")
     candidates = auto.get("candidates") if isinstance(auto, dict) else None
     if isinstance(auto, dict) and isinstance(candidates, list):

@@ -27,7 +27,15 @@ def assemble_scorer(
     return scorer, member_scorers, choice
 
 
-def score_definition(members: list[scorer_graph.ScorerModule], seeds: list[int]) -> ScoreDefinition:
+def level_left_out(members: list[scorer_graph.ScorerModule], channels: list[str]) -> list[str]:
+    """The channels any member leaves out of the level term (`score_scales.drifting_level_channels`)."""
+    indices = sorted({c for member in members for c in member.term_scales.level_left_out})
+    return [channels[c] for c in indices]
+
+
+def score_definition(
+    members: list[scorer_graph.ScorerModule], seeds: list[int], channels: list[str]
+) -> ScoreDefinition:
     """The first member's scales at the top level (as a one-fit bundle has them), every member's below."""
     scales = [
         MemberScale(
@@ -61,4 +69,5 @@ def score_definition(members: list[scorer_graph.ScorerModule], seeds: list[int])
         local_half_life_steps=weights.local_half_life_steps,
         variability_steps=first.change_steps,
         members=scales if len(scales) > 1 else [],
+        level_left_out=level_left_out(members, channels),
     )

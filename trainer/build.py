@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from edge_agent.bundle import Bundle
-from trainer.assemble import score_definition
+from trainer.assemble import level_left_out, score_definition
 from trainer.auto_level import assemble_best, fit_levels
 from trainer.bundle_writer import check_output_folder, publish, staging_folder
 from trainer.checks import calibrate_and_check
@@ -93,6 +93,14 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         chosen.member_scorers,
         chosen.choice,
     )
+    drifting = level_left_out(member_scorers, data.channels)
+    if drifting:
+        log.warning(
+            "level term leaves out %s: the level moves one way through the training rows and the holdout's "
+            "lies beyond them, so a level there is judged by the other terms and the agent's operating-range "
+            "warning, not as an anomaly",
+            ", ".join(drifting),
+        )
     # cross-fit: out-of-sample scores for the training windows, where the holdout is short
     cross_fit = cross_fitted_scores(
         windows,
@@ -118,7 +126,7 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
             validation["auto"] = choice.as_dict()
         # write
         fit_seconds = time.perf_counter() - started
-        definition = score_definition(member_scorers, member_seeds(config))
+        definition = score_definition(member_scorers, member_seeds(config), data.channels)
         manifest = build_manifest(
             stage, data, windows, config, definition, thresholds, validation, fit_seconds
         )

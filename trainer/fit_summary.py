@@ -35,6 +35,11 @@ def summary_table(bundle: Bundle, fit_seconds: float) -> str:
             lines.append(f"  {level['not_fitted']}")
         if isinstance(level, dict) and isinstance(level.get("later_false_alarm_rate"), dict):
             lines.append(f"  {_level_line(level)}")
+    if manifest.score.level_left_out:
+        lines.append(
+            f"level term leaves out {', '.join(manifest.score.level_left_out)}: drifting out of the training "
+            "range, judged by the other terms and the agent's operating-range warning"
+        )
     detection = validation.get("detection")
     if isinstance(detection, dict):
         first = detection.get(SCORER_FP32)

@@ -176,13 +176,9 @@ def measure_scales(
         held_out = recent_level(_network_layout(holdout, normaliser), level_weights)
     drifting = drifting_level_channels(levels, held_out)
     keep = ~drifting
-    if bool(drifting.any()):
-        log.warning(
-            "level term: channel(s) %s left out: their level moves one way through the training rows and "
-            "the holdout's lies beyond them, so they are judged by the other terms and the agent's "
-            "operating-range warning",
-            [int(c) for c in torch.nonzero(drifting).flatten()],
-        )
+    left_out = tuple(int(c) for c in torch.nonzero(drifting).flatten())
+    if left_out:  # the fit names them once (`assemble.level_left_out`): every member and fold lands here
+        log.debug("level term: channel(s) %s left out (drifting out of the training range)", list(left_out))
     level_mean, level_precision = _level_gaussian(levels, keep)
     change_steps = min(weights.variability_steps, sample.shape[1] - 1)
     low, high, check = _change_band(mean_abs_change(normalised, change_steps))
@@ -195,6 +191,7 @@ def measure_scales(
         change_low=low,
         change_high=high,
         change_check=check,
+        level_left_out=left_out,
     )
     distance = LatentDistance.fit(latent) if weights.latent > 0 else None
     module = ScorerModule(

@@ -121,6 +121,8 @@ class TermScales:
     change_high: torch.Tensor  # [C]
     change_check: torch.Tensor  # [C] 1.0 where a lack of change is judged
     tails: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TERMS, 1.0))  # q_k
+    # channels left out of the level term (zero rows and columns of level_precision): drifting out of range
+    level_left_out: tuple[int, ...] = ()
 
     @classmethod
     def unit(cls, channels: int, window_len: int) -> TermScales:

@@ -182,3 +182,15 @@ def test_a_level_whose_scores_do_not_generalise_loses_to_one_that_keeps_the_budg
     assert level_winner(recall, {"remove": 1.0, "keep": 1.0}, 0.001) == "keep"
     assert level_winner(recall, {"remove": None, "keep": None}, 0.001) == "keep"  # nothing measured: recall
     assert level_winner({"remove": 0.79, "keep": 0.795}, {"remove": 0.0, "keep": 0.0}, 0.001) == "remove"
+
+
+def test_the_fit_summary_names_channels_left_out_of_the_level_term(tiny_bundle: Path) -> None:
+    """A bundle whose level term leaves a channel out names it; one that keeps every channel does not."""
+    bundle = load_bundle(tiny_bundle)
+    assert bundle.manifest.score.level_left_out == []  # the tiny data do not drift
+    assert "level term leaves out" not in summary_table(bundle, 1.0)
+    score = bundle.manifest.score.model_copy(update={"level_left_out": ["inlet_temp_c"]})
+    drifting = dataclasses.replace(bundle, manifest=bundle.manifest.model_copy(update={"score": score}))
+    assert "level term leaves out inlet_temp_c: drifting out of the training range" in summary_table(
+        drifting, 1.0
+    )

@@ -3,6 +3,7 @@ encoder-latent distance, each over its training tail, with contributions that su
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from edge_agent.bundle import ScoreDefinition
+from trainer.assemble import score_definition
 from trainer.export import export_scorer
 from trainer.networks import Critic, Encoder, Generator
 from trainer.quantize import layers_to_quantise
@@ -294,3 +296,29 @@ def test_a_channel_warming_through_the_training_rows_and_past_them_is_left_out_o
     full_mean, full_precision = _level_gaussian(levels)
     assert torch.equal(_level_gaussian(levels, torch.ones(4, dtype=torch.bool))[1], full_precision)
     assert torch.equal(full_mean, mean)
+
+
+def test_the_scorer_records_a_drifting_channel_and_the_score_definition_names_it() -> None:
+    """measure_scales with a holdout: the warming channel is recorded on the scales, survives the automatic
+    choice's reweighting, and bundle.json's score definition names it; without a holdout nothing is."""
+    rng = np.random.default_rng(5)
+    t = np.arange(600, dtype=np.float64)
+    rows = np.stack(
+        [t / 100 + rng.normal(0, 0.1, 600), rng.normal(0, 1, 600), rng.normal(0, 1, 600)], axis=1
+    ).astype(np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(rows, WINDOW, axis=0).transpose(0, 2, 1)
+    train, holdout = np.ascontiguousarray(windows[:400]), np.ascontiguousarray(windows[480:])
+    normaliser = Normaliser(rows[:400].mean(axis=0), rows[:400].std(axis=0), [])
+    torch.manual_seed(0)
+    encoder, generator = Encoder(LATENT, CHANNELS, WINDOW, 8), Generator(LATENT, CHANNELS, WINDOW, 8)
+    terms = ScoreTerms(encoder, generator, Critic(CHANNELS, WINDOW, 8), True).eval()
+    weights = ScoreWeights(local=0.5, level=2.0)
+    module = measure_scales(terms, train, normaliser, weights, 0.05, holdout=holdout)
+    assert module.term_scales.level_left_out == (0,)
+    reweighted = module.reweighted(dataclasses.replace(weights, level=1.0))
+    names = ["inlet_temp_c", "flow", "pressure"]
+    definition = score_definition([reweighted], [0], names)
+    assert definition.level_left_out == ["inlet_temp_c"]
+    assert ScoreDefinition.model_validate(definition.model_dump()).level_left_out == ["inlet_temp_c"]
+    unchecked = measure_scales(terms, train, normaliser, weights, 0.05)
+    assert score_definition([unchecked], [0], names).level_left_out == []
