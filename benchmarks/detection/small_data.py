@@ -156,8 +156,8 @@ def evaluate_pump(seed: int, rows: int, work: Path) -> dict[str, object]:
 
 
 def detection_judge(labels: npt.NDArray[np.int8]) -> Judge:
-    """Point-wise detection figures against `labels`, point-wise and under the agent's rule, with the counts
-    (so recordings can be pooled)."""
+    """Detection figures against `labels` (no point-adjust), point-wise and under the agent's rule, with the
+    confusion counts so that recordings can be pooled."""
 
     def judge(
         _holdout: npt.NDArray[np.float64], scores: npt.NDArray[np.float64], threshold: float
@@ -202,8 +202,7 @@ def with_pump_fault(
     valve: a throttled discharge valve (flow down 12%, head up 8%, motor load down 4%); cavitation: vibration
     up with noise, flow unsteady, head down 3%; bearing: the bearing warms 4 degC over the fault while
     vibration creeps up. Each reaches its size over FAULT_ONSET_ROWS (the bearing over the whole fault)."""
-    speed, flow, pressure, current, vibration, bearing, _inlet, power = range(len(PUMP_CHANNELS))
-    del speed
+    _speed, flow, pressure, current, vibration, bearing, _inlet, power = range(len(PUMP_CHANNELS))
     out: npt.NDArray[np.float64] = np.array(values, dtype=np.float64)
     rows = slice(start, end)
     n = end - start
