@@ -56,7 +56,8 @@ def read_manifest(path: Path) -> BundleManifest:
 
 
 def check_consistency(path: Path, manifest: BundleManifest) -> None:
-    """Per-channel lists as long as the channels, the required graphs listed, a threshold for each scorer."""
+    """Per-channel lists as long as the channels, channel names that are channels, the required graphs
+    listed, a threshold for each scorer."""
     n_channels = len(manifest.channels)
     if len(set(manifest.channels)) != n_channels:
         raise BundleError(f"{path}: duplicate channel names in {MANIFEST_NAME}")
@@ -70,6 +71,10 @@ def check_consistency(path: Path, manifest: BundleManifest) -> None:
     for name, values in per_channel.items():
         if len(values) != n_channels:
             raise BundleError(f"{path}: {name} has {len(values)} values for {n_channels} channels")
+    unknown = sorted(set(manifest.score.level_left_out) - set(manifest.channels))
+    if unknown:
+        names = ", ".join(unknown)
+        raise BundleError(f"{path}: score.level_left_out names {names}, not channels of this bundle")
     if any(s <= 0 for s in manifest.normalisation.scale):
         raise BundleError(f"{path}: normalisation.scale must be positive")
     for model in REQUIRED_MODELS:

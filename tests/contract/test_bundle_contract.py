@@ -19,6 +19,7 @@ from edge_agent.bundle import (
     load_bundle,
     sha256_file,
 )
+from edge_agent.cli import main as agent_main
 from edge_agent.errors import BundleError
 from tests.conftest import SIMULATED_SECTIONS, correlated_series
 from trainer.fit_summary import summary_table
@@ -197,6 +198,10 @@ def test_corrupt_model_with_matching_hash_is_refused(tiny_bundle: Path, tmp_path
         (lambda m: m["files"].pop(GENERATOR), "required file generator.onnx"),
         (lambda m: m.update(bundle_id="../../etc"), "bundle_id"),
         (
+            lambda m: m["score"].update(level_left_out=["no_such_channel"]),
+            "score.level_left_out names no_such_channel, not channels of this bundle",
+        ),
+        (
             lambda m: m["score"].update(
                 members=[{"seed": 3, "channel_residual_scale": [1.0, 1.0], "feature_residual_scale": 1.0}]
             ),
@@ -322,7 +327,6 @@ def test_a_bundle_of_members_scores_the_mean_of_its_fits(
         rtol=1e-6,
     )
     assert len(manifest.validation["gan_members"]) == 2  # type: ignore[arg-type]
-    from edge_agent.cli import main as agent_main
 
     capsys.readouterr()  # drop what the fits printed
     assert agent_main(["verify", "--bundle", str(pair)]) == 0
@@ -345,3 +349,18 @@ def test_a_bundle_of_members_scores_the_mean_of_its_fits(
     np.testing.assert_allclose(parts.sum(axis=1), score, rtol=1e-4)
     int8 = open_scorer(load_bundle(pair), precision="int8", threads=1)
     assert np.corrcoef(int8.score(windows).scores, score)[0, 1] > 0.9
+
+
+def test_verify_names_the_channels_left_out_of_the_level_term(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bundle whose level term leaves a channel out: `edge-agent verify` accepts it and says which."""
+    copy = _copy(tiny_bundle, tmp_path)
+    manifest = json.loads((copy / MANIFEST_NAME).read_text())
+    manifest["score"]["level_left_out"] = [manifest["channels"][1]]
+    (copy / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert agent_main(["verify", "--bundle", str(copy)]) == 0
+    assert f"level term leaves out {manifest['channels'][1]} (drifted" in capsys.readouterr().err
+    capsys.readouterr()
+    assert agent_main(["verify", "--bundle", str(tiny_bundle)]) == 0
+    assert "level term leaves out" not in capsys.readouterr().err
