@@ -184,17 +184,14 @@ def _run_verify(args: argparse.Namespace) -> int:
             f"{name} ({reason})" for name, reason in manifest.refused.items()
         )
     print(verdict, file=sys.stderr)
-    if manifest.score.level_left_out:
-        print(
-            f"level term leaves out {', '.join(manifest.score.level_left_out)} (drifted out of the training "
-            "range at fit time)",
-            file=sys.stderr,
-        )
+    from edge_agent.fit_choice import choice_table, level_left_out_line
+
+    left_out = level_left_out_line(manifest.score.level_left_out)
+    if left_out is not None:
+        print(left_out, file=sys.stderr)
     auto = manifest.validation.get("auto")
     candidates = auto.get("candidates") if isinstance(auto, dict) else None
     if isinstance(auto, dict) and isinstance(candidates, list):
-        from edge_agent.fit_choice import choice_table
-
         winner = str(auto.get("winner"))
         rows = [row for row in candidates if isinstance(row, dict)]
         print(

@@ -8,6 +8,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 
+def level_left_out_line(channels: Sequence[str]) -> str | None:
+    """The line the fit summary and `edge-agent verify` print for channels left out of the level term (None:
+    the level term judges every channel)."""
+    if not channels:
+        return None
+    return (
+        f"level term leaves out {', '.join(channels)}: drifted out of the training range at fit time, judged "
+        "by the other terms and the agent's operating-range warning"
+    )
+
+
 def choice_table(candidates: Sequence[Mapping[str, object]], winner: str) -> str:
     """A row per candidate: mean recall on injected anomalies, recall per kind, threshold, and the share
     of later (holdout) normal windows above a threshold from the earlier (training) part, and the holdout's

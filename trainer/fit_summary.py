@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from edge_agent.bundle import SCORER_FP32, SCORER_INT8, Bundle, Threshold
+from edge_agent.fit_choice import level_left_out_line
 from trainer.calibrate import REGIME_GAP, regime_gap
 
 
@@ -35,11 +36,9 @@ def summary_table(bundle: Bundle, fit_seconds: float) -> str:
             lines.append(f"  {level['not_fitted']}")
         if isinstance(level, dict) and isinstance(level.get("later_false_alarm_rate"), dict):
             lines.append(f"  {_level_line(level)}")
-    if manifest.score.level_left_out:
-        lines.append(
-            f"level term leaves out {', '.join(manifest.score.level_left_out)}: drifting out of the training "
-            "range, judged by the other terms and the agent's operating-range warning"
-        )
+    left_out = level_left_out_line(manifest.score.level_left_out)
+    if left_out is not None:
+        lines.append(left_out)
     detection = validation.get("detection")
     if isinstance(detection, dict):
         first = detection.get(SCORER_FP32)

@@ -259,9 +259,8 @@ def pooled(machines: dict[str, dict[str, object]]) -> dict[str, dict[str, object
             point = metrics.Counts(**figures["counts"])
             rule = metrics.Counts(**figures["counts_alert_rule"])
             if name in sums:
-                sums[name] = [sums[name][0] + point, sums[name][1] + rule]
-            else:
-                sums[name] = [point, rule]
+                point, rule = sums[name][0] + point, sums[name][1] + rule
+            sums[name] = [point, rule]
     return {
         name: {"point_wise": point.summary(), "alert_rule": rule.summary()}
         for name, (point, rule) in sums.items()

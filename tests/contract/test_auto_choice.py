@@ -191,6 +191,6 @@ def test_the_fit_summary_names_channels_left_out_of_the_level_term(tiny_bundle: 
     assert "level term leaves out" not in summary_table(bundle, 1.0)
     score = bundle.manifest.score.model_copy(update={"level_left_out": ["inlet_temp_c"]})
     drifting = dataclasses.replace(bundle, manifest=bundle.manifest.model_copy(update={"score": score}))
-    assert "level term leaves out inlet_temp_c: drifting out of the training range" in summary_table(
+    assert "level term leaves out inlet_temp_c: drifted out of the training range" in summary_table(
         drifting, 1.0
     )

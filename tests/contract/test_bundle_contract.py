@@ -360,7 +360,7 @@ def test_verify_names_the_channels_left_out_of_the_level_term(
     manifest["score"]["level_left_out"] = [manifest["channels"][1]]
     (copy / MANIFEST_NAME).write_text(json.dumps(manifest))
     assert agent_main(["verify", "--bundle", str(copy)]) == 0
-    assert f"level term leaves out {manifest['channels'][1]} (drifted" in capsys.readouterr().err
+    assert f"level term leaves out {manifest['channels'][1]}: drifted" in capsys.readouterr().err
     capsys.readouterr()
     assert agent_main(["verify", "--bundle", str(tiny_bundle)]) == 0
     assert "level term leaves out" not in capsys.readouterr().err
