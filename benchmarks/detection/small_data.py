@@ -44,10 +44,17 @@ import numpy.typing as npt
 from benchmarks.detection import metrics, ours
 from benchmarks.detection.alert_rule import alert_states, counted_under_rule
 from benchmarks.detection.datasets import DEFAULT_ROOT, LabelledSeries, smd_series
-from benchmarks.detection.run import benchmark_config, fit_and_calibrate, make_baselines, prepare
+from benchmarks.detection.run import (
+    benchmark_config,
+    fit_and_calibrate,
+    make_baselines,
+    parse_settings,
+    prepare,
+)
 from benchmarks.detection.tep import later_over_holdout
 from benchmarks.environment import write_result
 from trainer.build import build_bundle
+from trainer.config import TrainConfig
 from trainer.demo.pump_data import PUMP_CHANNELS, make_pump_series
 
 MACHINES = ("machine-1-6", "machine-2-1")
@@ -71,11 +78,13 @@ def _rates(flags: npt.NDArray[np.bool_]) -> dict[str, object]:
 Judge = Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64], float], dict[str, object]]
 
 
-def _every_detector(series: LabelledSeries, work: Path, judge: Judge) -> dict[str, object]:
+def _every_detector(
+    series: LabelledSeries, work: Path, judge: Judge, config: TrainConfig
+) -> dict[str, object]:
     """EdgeGAN INT8 (the default fit) and every quick baseline, fitted on `series.train` and scored on one
     window per test row (the first reaching back into the fitted rows), each at its threshold by EdgeGAN's
-    rule; `judge(holdout scores, test scores, threshold)` makes each detector's figures."""
-    config = benchmark_config(False)
+    rule; `judge(holdout scores, test scores, threshold)` makes each detector's figures. `config`: the
+    benchmark's (`--set` changes it, as for `detection.tep`)."""
     prepared = prepare(series, config, work)
     windows = prepared.test_windows
     bundle = work / "bundle"
@@ -123,7 +132,7 @@ def _alarm_shares(
     }
 
 
-def evaluate(root: Path, machine: str, rows: int, work: Path) -> dict[str, object]:
+def evaluate(root: Path, machine: str, rows: int, work: Path, config: TrainConfig) -> dict[str, object]:
     """Every detector fitted on the first `rows` rows of `machine`'s training file, scored on the rest."""
     full = smd_series(root, machine)
     later = full.train[rows:]
@@ -131,11 +140,11 @@ def evaluate(root: Path, machine: str, rows: int, work: Path) -> dict[str, objec
     return {
         "train_rows": rows,
         "later_rows": len(later),
-        "detectors": _every_detector(series, work, _alarm_shares),
+        "detectors": _every_detector(series, work, _alarm_shares, config),
     }
 
 
-def evaluate_pump(seed: int, rows: int, work: Path) -> dict[str, object]:
+def evaluate_pump(seed: int, rows: int, work: Path, config: TrainConfig) -> dict[str, object]:
     """Every detector fitted on the first `rows` rows of one generated pump recording, scored on the rest."""
     values = make_pump_series(PUMP_RECORDING_ROWS, seed=seed, duty_levels=PUMP_DUTY_RPM)
     later = values[rows:]
@@ -151,7 +160,7 @@ def evaluate_pump(seed: int, rows: int, work: Path) -> dict[str, object]:
     return {
         "train_rows": rows,
         "later_rows": len(later),
-        "detectors": _every_detector(series, work, _alarm_shares),
+        "detectors": _every_detector(series, work, _alarm_shares, config),
     }
 
 
@@ -180,7 +189,9 @@ def detection_judge(labels: npt.NDArray[np.int8]) -> Judge:
     return judge
 
 
-def evaluate_labelled(root: Path, machine: str, rows: int, work: Path) -> dict[str, object]:
+def evaluate_labelled(
+    root: Path, machine: str, rows: int, work: Path, config: TrainConfig
+) -> dict[str, object]:
     """Every detector fitted on the last `rows` rows of `machine`'s training file, scored on its labelled
     test file (which continues it in time)."""
     full = smd_series(root, machine)
@@ -190,7 +201,7 @@ def evaluate_labelled(root: Path, machine: str, rows: int, work: Path) -> dict[s
         "train_rows": rows,
         "test_rows": len(labels),
         "anomaly_share": float(labels.mean()),
-        "detectors": _every_detector(series, work, detection_judge(labels)),
+        "detectors": _every_detector(series, work, detection_judge(labels), config),
     }
 
 
@@ -226,7 +237,9 @@ def with_pump_fault(
     return out
 
 
-def evaluate_pump_labelled(fault: str, seed: int, rows: int, work: Path) -> dict[str, object]:
+def evaluate_pump_labelled(
+    fault: str, seed: int, rows: int, work: Path, config: TrainConfig
+) -> dict[str, object]:
     """Every detector fitted on the first `rows` rows of one pump recording with `fault` later on, scored on
     every later row against the fault's labels."""
     start, end = PUMP_FAULT_ROWS
@@ -247,7 +260,7 @@ def evaluate_pump_labelled(fault: str, seed: int, rows: int, work: Path) -> dict
         "train_rows": rows,
         "test_rows": len(series.test),
         "anomaly_share": float(labels[rows:].mean()),
-        "detectors": _every_detector(series, work, detection_judge(labels[rows:])),
+        "detectors": _every_detector(series, work, detection_judge(labels[rows:]), config),
     }
 
 
@@ -297,15 +310,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fit on the training file's last rows, score the labelled test file",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="section.key=value",
+        help="a trainer setting for EdgeGAN's fits, as `detection.tep` takes it (fit.seed=1: another seed)",
+    )
     args = parser.parse_args(argv)
+    config = benchmark_config(False, parse_settings(args.set))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.labelled and args.pump:
         recordings = {
-            f"pump-{fault}-{seed}": evaluate_pump_labelled(fault, seed, args.rows, args.work / fault)
+            f"pump-{fault}-{seed}": evaluate_pump_labelled(fault, seed, args.rows, args.work / fault, config)
             for fault, seed in PUMP_FAULTS
         }
         totals = pooled(recordings)
-        write_result(args.name, {"protocol": "pump_labelled", "machines": recordings, "pooled": totals})
+        write_result(
+            args.name,
+            {"protocol": "pump_labelled", "settings": args.set, "machines": recordings, "pooled": totals},
+        )
         _print_labelled(recordings)
         print("| detector | pooled F1 / FAR | under the agent's rule |")
         print("| --- | --- | --- |")
@@ -318,16 +342,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.labelled:
         labelled = {
-            m: evaluate_labelled(args.datasets, m, args.rows, args.work / f"{m}-labelled") for m in MACHINES
+            m: evaluate_labelled(args.datasets, m, args.rows, args.work / f"{m}-labelled", config)
+            for m in MACHINES
         }
-        write_result(args.name, {"protocol": "labelled", "machines": labelled})
+        write_result(args.name, {"protocol": "labelled", "settings": args.set, "machines": labelled})
         _print_labelled(labelled)
         return 0
     if args.pump:
-        machines = {f"pump-{s}": evaluate_pump(s, args.rows, args.work / f"pump-{s}") for s in PUMP_SEEDS}
+        machines = {
+            f"pump-{s}": evaluate_pump(s, args.rows, args.work / f"pump-{s}", config) for s in PUMP_SEEDS
+        }
     else:
-        machines = {m: evaluate(args.datasets, m, args.rows, args.work / m) for m in MACHINES}
-    write_result(args.name, {"protocol": "pump" if args.pump else "smd", "machines": machines})
+        machines = {m: evaluate(args.datasets, m, args.rows, args.work / m, config) for m in MACHINES}
+    protocol = "pump" if args.pump else "smd"
+    write_result(args.name, {"protocol": protocol, "settings": args.set, "machines": machines})
     print(
         "| machine | detector | alarm share on later normal rows | by fifth | under the agent's rule "
         "| later / holdout q50, q99 |"
