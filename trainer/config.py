@@ -144,7 +144,7 @@ class FitConfig(BaseModel):
         description="seconds the automatic choice may spend: fitted one after the other (fit.threads 1, one "
         "core, torchrun), the other model.window_level is fitted only when the first fit leaves room for a "
         "second as long within this budget; side by side (the default on 2 or more cores) both are; "
-        "0: the configured level only",
+        "0: the configured level only. Cross-fitted calibration is not cut by it (score.cross_fit_folds)",
     )
     threads: int = Field(2, ge=1, description="torch CPU threads")
 
@@ -230,8 +230,9 @@ class ScoreConfig(BaseModel):
         "windows scored out of sample: this many fits of the chosen settings, each on the training windows "
         "that share no reading with one time block, score that block, and the strictest calibration sets "
         "the threshold; up to fit.threads folds fit side by side in worker processes that share fit.threads; "
-        "skipped when the fold fits would take longer than fit.time_budget_s, or with "
-        "calibrate_on: holdout; 0 or 1: off",
+        "skipped when the holdout covers the budget, when a fold would train on too few windows, or with "
+        "calibrate_on: holdout, never for time (the fit warns when the folds run past fit.time_budget_s); "
+        "0 or 1: off",
     )
 
     @model_validator(mode="after")

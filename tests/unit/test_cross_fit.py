@@ -27,6 +27,7 @@ from trainer.cross_fit import (
     cross_fitted_scores,
     fold_blocks,
     fold_workers,
+    overrun_warning,
     reason_to_skip,
     run_folds,
     sharing_guard,
@@ -77,20 +78,27 @@ def _config(folds: int = 4, time_budget_s: float = 100.0, threads: int = 1) -> T
     )
 
 
-def test_a_short_holdout_cross_fits_when_the_budget_leaves_room() -> None:
-    assert reason_to_skip(_window_sets(600, 37), _config(), member_fit_s=10) is None
+def test_a_short_holdout_cross_fits() -> None:
+    assert reason_to_skip(_window_sets(600, 37), _config()) is None
 
 
 def test_a_holdout_that_covers_the_budget_does_not_cross_fit() -> None:
-    reason = reason_to_skip(_window_sets(600, 1000), _config(), member_fit_s=10)
+    reason = reason_to_skip(_window_sets(600, 1000), _config())
     assert reason == "the holdout's 1000 windows cover the budget of 0.001"
 
 
-def test_no_cross_fit_that_would_take_longer_than_the_time_budget_or_with_folds_off() -> None:
+def test_a_cross_fit_past_the_time_budget_still_runs_and_the_log_says_what_it_costs() -> None:
+    """Whether a fit cross-fits must not depend on how busy the machine was: the same 400-row fit skipped it
+    under load (threshold 3.8 instead of 7.4, round 40). The cost past the budget is a warning instead."""
+    sets = _window_sets(600, 37)
+    late = _config(time_budget_s=35)
+    assert reason_to_skip(sets, late) is None
     # Each fold costs about a whole fit (a GAN epoch is a fixed number of steps), one after the other here.
-    late = reason_to_skip(_window_sets(600, 37), _config(time_budget_s=35), member_fit_s=10)
-    assert late == "4 fold fits take about 40 s, more than fit.time_budget_s (35 s)"
-    assert "below 2" in str(reason_to_skip(_window_sets(600, 37), _config(1), 10))
+    warning = str(overrun_warning(sets, late, member_fit_s=10))
+    assert warning.startswith("cross-fitted calibration: 4 fold fits take about 40 s, past fit.time_budget_s")
+    assert "holdout's 37 windows" in warning and "score.cross_fit_folds: 0 skips them" in warning
+    assert overrun_warning(sets, _config(time_budget_s=45), member_fit_s=10) is None
+    assert "below 2" in str(reason_to_skip(sets, _config(1)))
 
 
 def test_a_fit_told_to_calibrate_on_the_holdout_alone_does_not_cross_fit() -> None:
@@ -98,15 +106,15 @@ def test_a_fit_told_to_calibrate_on_the_holdout_alone_does_not_cross_fit() -> No
     holdout_only = config.model_copy(
         update={"score": config.score.model_copy(update={"calibrate_on": "holdout"})}
     )
-    assert reason_to_skip(_window_sets(600, 37), config, member_fit_s=10) is None
-    reason = reason_to_skip(_window_sets(600, 37), holdout_only, member_fit_s=10)
+    assert reason_to_skip(_window_sets(600, 37), config) is None
+    reason = reason_to_skip(_window_sets(600, 37), holdout_only)
     assert reason == "score.calibrate_on is holdout: thresholds from the holdout alone"
 
 
 def test_no_cross_fit_where_a_fold_would_train_on_too_few_windows() -> None:
     # 4 folds of 32-row windows: a middle fold trains on the windows less its block and 31 either side.
-    assert reason_to_skip(_window_sets(200, 37), _config(4), 1) is None  # 200 - 50 - 62 = 88 left
-    reason = str(reason_to_skip(_window_sets(140, 37), _config(4), 1))  # 140 - 35 - 62 = 43 left
+    assert reason_to_skip(_window_sets(200, 37), _config(4)) is None  # 200 - 50 - 62 = 88 left
+    reason = str(reason_to_skip(_window_sets(140, 37), _config(4)))  # 140 - 35 - 62 = 43 left
     assert reason.startswith("a fold would train on 43 windows")
     assert f"(< {MIN_FOLD_TRAIN_WINDOWS})" in reason and "4 folds of 32-row windows" in reason
 
@@ -251,11 +259,11 @@ def test_folds_fitted_side_by_side_read_exactly_what_they_read_one_after_the_oth
     assert len({outcome.holdout_median for outcome in here}) == 3  # three different fits, not one copied
 
 
-def test_the_skip_estimate_counts_folds_that_run_side_by_side_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cost_estimate_counts_folds_that_run_side_by_side_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(side_by_side_module, "usable_cores", lambda: 2)
     config = _config(time_budget_s=35, threads=2)
     assert fold_workers(config, 4) == 2
-    assert reason_to_skip(_window_sets(600, 37), config, member_fit_s=10) is None  # 2 rounds of 10 s
+    assert overrun_warning(_window_sets(600, 37), config, member_fit_s=10) is None  # 2 rounds of 10 s
     assert fold_workers(_config(threads=8), 4) == 2  # never more workers than cores
     monkeypatch.setattr(side_by_side_module, "usable_cores", lambda: 16)
     assert fold_workers(_config(threads=8), 4) == 4  # never more workers than folds
