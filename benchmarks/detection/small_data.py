@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
+import operator
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -266,17 +268,18 @@ def evaluate_pump_labelled(
 
 def pooled(machines: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
     """Each detector's counts summed over the recordings, point-wise and under the agent's rule."""
-    sums: dict[str, list[metrics.Counts]] = {}
+    points: dict[str, list[metrics.Counts]] = {}
+    rules: dict[str, list[metrics.Counts]] = {}
     for result in machines.values():
         for name, figures in result["detectors"].items():  # type: ignore[attr-defined]
-            point = metrics.Counts(**figures["counts"])
-            rule = metrics.Counts(**figures["counts_alert_rule"])
-            if name in sums:
-                point, rule = sums[name][0] + point, sums[name][1] + rule
-            sums[name] = [point, rule]
+            points.setdefault(name, []).append(metrics.Counts(**figures["counts"]))
+            rules.setdefault(name, []).append(metrics.Counts(**figures["counts_alert_rule"]))
     return {
-        name: {"point_wise": point.summary(), "alert_rule": rule.summary()}
-        for name, (point, rule) in sums.items()
+        name: {
+            "point_wise": functools.reduce(operator.add, points[name]).summary(),
+            "alert_rule": functools.reduce(operator.add, rules[name]).summary(),
+        }
+        for name in points
     }
 
 
