@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import logging
-import operator
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +49,7 @@ from benchmarks.detection.run import (
     fit_and_calibrate,
     make_baselines,
     parse_settings,
+    pooled_counts,
     prepare,
 )
 from benchmarks.detection.tep import later_over_holdout
@@ -268,18 +267,16 @@ def evaluate_pump_labelled(
 
 def pooled(machines: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
     """Each detector's counts summed over the recordings, point-wise and under the agent's rule."""
-    points: dict[str, list[metrics.Counts]] = {}
-    rules: dict[str, list[metrics.Counts]] = {}
+    figures: dict[str, list[dict[str, object]]] = {}
     for result in machines.values():
-        for name, figures in result["detectors"].items():  # type: ignore[attr-defined]
-            points.setdefault(name, []).append(metrics.Counts(**figures["counts"]))
-            rules.setdefault(name, []).append(metrics.Counts(**figures["counts_alert_rule"]))
+        for name, entry in result["detectors"].items():  # type: ignore[attr-defined]
+            figures.setdefault(name, []).append(entry)
     return {
         name: {
-            "point_wise": functools.reduce(operator.add, points[name]).summary(),
-            "alert_rule": functools.reduce(operator.add, rules[name]).summary(),
+            "point_wise": pooled_counts(entries).summary(),
+            "alert_rule": pooled_counts([{"counts": e["counts_alert_rule"]} for e in entries]).summary(),
         }
-        for name in points
+        for name, entries in figures.items()
     }
 
 
