@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from edge_agent.bundle import Bundle
+from edge_agent.bundle import GENERATOR, Bundle
 from trainer.assemble import level_left_out, score_definition
 from trainer.auto_level import assemble_best, fit_levels
 from trainer.bundle_writer import check_output_folder, publish, staging_folder
@@ -28,7 +28,7 @@ from trainer.distributed import SINGLE, World, leave
 from trainer.export_stage import export_graphs
 from trainer.level_process import measure_level_process
 from trainer.manifest import build_manifest
-from trainer.members import member_seeds, network_windows
+from trainer.members import graph_windows, member_seeds
 from trainer.provenance import seed_everything
 from trainer.windows import build_windows
 
@@ -138,7 +138,7 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
                 windows.train,
                 windows.normaliser,
                 config.model.window_len,
-                network_windows(members[0], config, windows),
+                graph_windows(stage / GENERATOR, config, windows),
             )
         manifest = manifest.model_copy(update={"refused": refused, "level_process": level_process})
         bundle = publish(stage, manifest, out, config.bundle.sign_key)

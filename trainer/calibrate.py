@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.bundle import SeverityLevel, Threshold
+from trainer.gpd import fit_gpd
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ def quantile_threshold(scores: npt.NDArray[np.floating], budget: float) -> Thres
 
 def pot_threshold(scores: npt.NDArray[np.floating], budget: float, initial_quantile: float) -> Threshold:
     """POT threshold; falls back to the quantile (and says so) when the tail is too thin to fit."""
-    from scipy.stats import genpareto
-
     scores = np.asarray(scores, dtype=np.float64)
     n = len(scores)
     tail_fraction = 1.0 - initial_quantile
@@ -53,10 +52,8 @@ def pot_threshold(scores: npt.NDArray[np.floating], budget: float, initial_quant
     if len(excess) < MIN_TAIL or float(excess.std()) == 0.0:
         log.warning("only %d scores above the POT start: threshold is a plain quantile", len(excess))
         return quantile_threshold(scores, budget)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        shape, _, scale = genpareto.fit(excess, floc=0.0)
-    shape = float(min(shape, _MAX_SHAPE))
+    shape, scale = fit_gpd(excess)
+    shape = min(shape, _MAX_SHAPE)
     ratio = budget * n / len(excess)
     if abs(shape) < 1e-6:
         value = initial - scale * math.log(ratio)

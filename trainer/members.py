@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import logging
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import torch
+import onnxruntime as ort
 
+from edge_agent.bundle import GENERATOR_INPUT, GENERATOR_OUTPUT
 from trainer.config import TrainConfig
 from trainer.distributed import World
 from trainer.fit import TrainedNets, fit_networks
@@ -46,22 +47,28 @@ def to_network_layout(windows: npt.NDArray[np.float32], normaliser: Normaliser) 
     return np.ascontiguousarray(normaliser.apply(windows).transpose(0, 2, 1))
 
 
-def network_windows(nets: TrainedNets, config: TrainConfig, windows: WindowSets) -> DrawnWindows:
-    """The fit's generator, on the CPU, as the simulator would stream from its exported graph (normalised and
-    bounded as the bundle's manifest will say: `windows`' normaliser and training range)."""
-    generator = copy.deepcopy(nets.generator).cpu().eval()
+def graph_windows(generator_graph: Path, config: TrainConfig, windows: WindowSets) -> DrawnWindows:
+    """The exported generator graph, as the simulator streams from it (normalised and bounded as the
+    bundle's manifest will say: `windows`' normaliser and training range). The graph, not the torch network:
+    it is what the simulator runs, and onnxruntime draws the simulator's small batches about ten times as
+    fast (0.08 ms against 0.7 ms for 8 windows), which made the level process a quarter of a small fit."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(generator_graph), options, providers=["CPUExecutionProvider"])
+    mean = windows.normaliser.mean.astype(np.float32)
+    scale = windows.normaliser.scale.astype(np.float32)
 
     def draw(latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        with torch.no_grad():
-            drawn: npt.NDArray[np.float32] = generator(torch.from_numpy(latent)).transpose(1, 2).numpy()
-        return drawn
+        (raw,) = session.run([GENERATOR_OUTPUT], {GENERATOR_INPUT: latent.astype(np.float32)})
+        drawn = (np.asarray(raw, dtype=np.float32) - mean) / scale
+        return drawn.astype(np.float32)
 
     return DrawnWindows(
         draw=draw,
         latent_dim=config.model.latent_dim,
         window_len=config.model.window_len,
-        mean=windows.normaliser.mean.astype(np.float32),
-        scale=windows.normaliser.scale.astype(np.float32),
+        mean=mean,
+        scale=scale,
         strip_levels=not config.model.removes_window_level,
         row_range=windows.train_range(),
     )
