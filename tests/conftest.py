@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from filelock import FileLock
 
 
 def correlated_series(rows: int, seed: int = 0) -> np.ndarray:
@@ -90,23 +94,59 @@ def write_tiny_config(folder: Path, free_level: bool = False, **sections: dict[s
     return path
 
 
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """`build(folder)` once per test run, by whichever pytest-xdist worker asks first; the other waits for it
+    and shares the result (tests treat these as read-only). Each worker fitted its own session bundles
+    before: the tiny and pump bundles twice, about 90 s of the suite's CPU on two cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build(factory.mktemp(name))
+    root = factory.getbasetemp().parent / "shared"  # this run's folder above the workers' own
+    root.mkdir(exist_ok=True)
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():  # a build that failed left no mark: the next worker to ask tries again
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            done.write_text(str(build(folder).relative_to(folder)))
+    return folder / done.read_text()
+
+
+def _fit(data: Path, out: Path, config: Path) -> Path:
+    """A bundle fitted through the real command line."""
+    from trainer.cli import main
+
+    assert main(["fit", "--data", str(data), "--out", str(out), "--config", str(config)]) == 0
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1,200 rows of normal operation."""
-    return write_csv(tmp_path_factory.mktemp("data") / "normal.csv", correlated_series(1200, seed=11))
+    return built_once(
+        tmp_path_factory,
+        "data",
+        lambda folder: write_csv(folder / "normal.csv", correlated_series(1200, seed=11)),
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
     """A bundle fitted through the real command line; its short holdout (209 windows) is cross-fitted, as a
     default fit's would be."""
-    from trainer.cli import main
 
-    folder = tmp_path_factory.mktemp("bundle")
-    out = folder / "bundle"
-    config = write_tiny_config(folder, **TINY_BUNDLE_SECTIONS)
-    assert main(["fit", "--data", str(tiny_data), "--out", str(out), "--config", str(config)]) == 0
-    return out
+    def build(folder: Path) -> Path:
+        return _fit(tiny_data, folder / "bundle", write_tiny_config(folder, **TINY_BUNDLE_SECTIONS))
+
+    return built_once(tmp_path_factory, "bundle", build)
+
+
+def _pump_bundle(folder: Path, **model: object) -> Path:
+    """The demo's pump data, 3,000 rows, fitted with a wider tiny config."""
+    from trainer.demo.pump_data import write_pump_csv
+
+    data = write_pump_csv(folder / "pump.csv", rows=3000, seed=5)
+    config = write_tiny_config(folder, model={"width": 32, "latent_dim": 16, **model}, **SIMULATED_SECTIONS)
+    return _fit(data, folder / "bundle", config)
 
 
 @pytest.fixture(scope="session")
@@ -116,28 +156,10 @@ def pump_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     The tiny bundle's periodic, nearly noise-free test signal is hard for a GAN trained in seconds; the
     simulator tests need a generator whose clean output the scorer accepts, as a real bundle's would be.
     """
-    from trainer.cli import main
-    from trainer.demo.pump_data import write_pump_csv
-
-    folder = tmp_path_factory.mktemp("pump")
-    data = write_pump_csv(folder / "pump.csv", rows=3000, seed=5)
-    config = write_tiny_config(folder, model={"width": 32, "latent_dim": 16}, **SIMULATED_SECTIONS)
-    out = folder / "bundle"
-    assert main(["fit", "--data", str(data), "--out", str(out), "--config", str(config)]) == 0
-    return out
+    return built_once(tmp_path_factory, "pump", _pump_bundle)
 
 
 @pytest.fixture(scope="session")
 def pump_bundle_keep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`pump_bundle` with window_level keep: a generator that draws levels as well as shapes."""
-    from trainer.cli import main
-    from trainer.demo.pump_data import write_pump_csv
-
-    folder = tmp_path_factory.mktemp("pump_keep")
-    data = write_pump_csv(folder / "pump.csv", rows=3000, seed=5)
-    config = write_tiny_config(
-        folder, model={"width": 32, "latent_dim": 16, "window_level": "keep"}, **SIMULATED_SECTIONS
-    )
-    out = folder / "bundle"
-    assert main(["fit", "--data", str(data), "--out", str(out), "--config", str(config)]) == 0
-    return out
+    return built_once(tmp_path_factory, "pump_keep", lambda folder: _pump_bundle(folder, window_level="keep"))
