@@ -1,10 +1,10 @@
 """Maximum-likelihood fit of a generalised Pareto distribution to threshold excesses (location 0).
 
 scipy's `genpareto.fit` runs a generic two-parameter Nelder-Mead through its distribution machinery: about
-110 likelihood evaluations, 22 ms a fit (median of 300 tails), and a fit makes about a hundred of them (every
-threshold and its bootstrap). The likelihood profiles to one parameter (Grimshaw 1993): for theta = shape /
-scale the best shape is the mean of log(1 + theta x), so a grid and a bounded Brent search on theta find the
-maximum in about 2 ms, at a likelihood at least as high as scipy's wherever a maximum exists.
+110 likelihood evaluations, 22 ms a fit (mean over 300 generated tails), and a fit makes about a hundred of
+them (every threshold and its bootstrap). The likelihood profiles to one parameter (Grimshaw 1993): for
+theta = shape / scale the best shape is the mean of log(1 + theta x), so a grid and a bounded Brent search on
+theta find the maximum in about 2 ms, at a likelihood at least as high as scipy's wherever a maximum exists.
 """
 
 from __future__ import annotations
