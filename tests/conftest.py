@@ -97,7 +97,7 @@ def write_tiny_config(folder: Path, free_level: bool = False, **sections: dict[s
 def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
     """`build(folder)` once per test run, by whichever pytest-xdist worker asks first; the other waits for it
     and shares the result (tests treat these as read-only). Each worker fitted its own session bundles
-    before: the tiny and pump bundles twice, about 90 s of the suite's CPU on two cores."""
+    before, so the tiny bundle (about 50 s) and the pump bundle (about 35 s) were fitted twice."""
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         return build(factory.mktemp(name))
     root = factory.getbasetemp().parent / "shared"  # this run's folder above the workers' own

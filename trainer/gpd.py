@@ -23,40 +23,37 @@ _GRID = 64  # theta values tried each side of 0 before the Brent search refines 
 _LOWEST_SHAPE = -1.0
 
 
+def _shape_and_scale(theta: float, x: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """The shape and scale that are best for theta = shape / scale (theta 0: the exponential limit)."""
+    if abs(theta) < 1e-12:
+        return 0.0, float(x.mean())
+    shape = float(np.log1p(theta * x).mean())
+    return shape, shape / theta
+
+
 def _negative_profile(theta: float, x: npt.NDArray[np.float64]) -> float:
     """-log-likelihood at theta with the shape and scale that are best for it (inf outside the support)."""
-    n = len(x)
-    if abs(theta) < 1e-12:  # the exponential limit: shape 0, scale the mean
-        return float(n * math.log(x.mean()) + n)
-    shape = float(np.log1p(theta * x).mean())
-    scale = shape / theta
+    shape, scale = _shape_and_scale(theta, x)
     if not np.isfinite(shape) or scale <= 0.0 or shape < _LOWEST_SHAPE:
         return math.inf
-    return float(n * math.log(scale) + n * (1.0 + shape))
+    return float(len(x) * (math.log(scale) + 1.0 + shape))
 
 
 def fit_gpd(excess: npt.NDArray[np.floating]) -> tuple[float, float]:
     """(shape, scale) of the generalised Pareto distribution that best fits positive `excess`."""
     x = np.asarray(excess, dtype=np.float64)
-    largest, mean = float(x.max()), float(x.mean())
     # theta below 0 is bounded by the support (1 + theta x > 0); above 0, a theta of 1e4 / mean puts the
     # shape past any tail this fit keeps (the caller caps the shape at 0.5)
-    negative = -(1.0 - np.geomspace(1e-6, 1.0, _GRID, endpoint=False)) / largest
-    positive = np.geomspace(1e-6, 1e4, _GRID) / mean
+    negative = -(1.0 - np.geomspace(1e-6, 1.0, _GRID, endpoint=False)) / float(x.max())
+    positive = np.geomspace(1e-6, 1e4, _GRID) / float(x.mean())
     grid = np.concatenate([negative, [0.0], positive])
     values = np.array([_negative_profile(float(theta), x) for theta in grid])
     best = int(np.argmin(values))
     low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-    theta = float(grid[best])
-    if high > low:
-        with warnings.catch_warnings():  # a bracket end outside the support reads inf: Brent steps away
-            warnings.simplefilter("ignore", RuntimeWarning)
-            found = minimize_scalar(
-                _negative_profile, bounds=(low, high), args=(x,), method="bounded", options={"xatol": 1e-12}
-            )
-        if found.fun <= values[best]:
-            theta = float(found.x)
-    if abs(theta) < 1e-12:
-        return 0.0, mean
-    shape = float(np.log1p(theta * x).mean())
-    return shape, shape / theta
+    with warnings.catch_warnings():  # a bracket end outside the support reads inf: Brent steps away
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = minimize_scalar(
+            _negative_profile, bounds=(low, high), args=(x,), method="bounded", options={"xatol": 1e-12}
+        )
+    theta = float(found.x) if found.fun <= values[best] else float(grid[best])
+    return _shape_and_scale(theta, x)

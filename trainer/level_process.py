@@ -105,7 +105,7 @@ class DrawnWindows:
     """The fit's generator as the simulator sees a bundle's (a `WindowSource`), so the trainer can run the
     simulator's own stream code on it before any graph is exported."""
 
-    draw: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]  # latent -> normalised [b, W, C]
+    draw: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]  # latent -> raw [b, W, C]
     latent_dim: int
     window_len: int
     mean: npt.NDArray[np.float32]
@@ -116,7 +116,7 @@ class DrawnWindows:
 
     def windows(self, latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """[batch, latent] -> [batch, window, channels] in raw units."""
-        raw: npt.NDArray[np.float32] = (self.draw(latent) * self.scale + self.mean).astype(np.float32)
+        raw = self.draw(latent)
         return without_window_levels(raw, self.mean) if self.strip_levels else raw
 
 

@@ -108,8 +108,8 @@ def make_baselines(quick: bool, group: str = "SMD") -> list[baselines.Detector]:
         ),
     ]
     if group in ANOGAN_GROUPS:
-        # quick: 50 windows, since its fit searches a latent per window (20 steps each): at 200 it took two
-        # thirds of the harness test
+        # quick: 50 windows, since its fit searches a latent per window (20 steps each): at 200 it took 67 of
+        # the harness test's 146 s (cProfile, beside another job)
         anogan = baselines.PyodAnoGanDetector(epochs=3 if quick else 100, fit_windows=50 if quick else 500)
         detectors.append(anogan)
     return detectors

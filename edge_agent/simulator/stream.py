@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -61,23 +62,36 @@ class WindowSource(Protocol):
         ...
 
 
-class Generator:
-    """The bundle's generator graph: latent vectors to windows in raw units."""
+class GeneratorGraph:
+    """A generator graph file alone, one onnxruntime thread: latent vectors to windows in raw units. The
+    trainer draws from it too, before the bundle is written (trainer/level_process.py)."""
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, path: Path) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:
             raise BackendUnavailable(f"onnxruntime is not installed ({err})") from None
-        manifest = bundle.manifest
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         try:
             self._session = ort.InferenceSession(
-                str(bundle.model_path(GENERATOR)), sess_options=options, providers=["CPUExecutionProvider"]
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as err:  # ORT's exception types are not importable in a stable way
-            raise BundleError(f"{bundle.path}: cannot load {GENERATOR} ({err})") from None
+            raise BundleError(f"{path.parent}: cannot load {path.name} ({err})") from None
+
+    def windows(self, latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """[batch, latent] -> [batch, window, channels] in raw units."""
+        (out,) = self._session.run([GENERATOR_OUTPUT], {GENERATOR_INPUT: latent.astype(np.float32)})
+        return np.asarray(out, dtype=np.float32)
+
+
+class Generator:
+    """The bundle's generator graph: latent vectors to windows in raw units."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        manifest = bundle.manifest
+        self._graph = GeneratorGraph(bundle.model_path(GENERATOR))
         self.latent_dim = manifest.latent_dim
         self.window_len = manifest.window_len
         self.channels = list(manifest.channels)
@@ -96,8 +110,7 @@ class Generator:
 
     def windows(self, latent: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """[batch, latent] -> [batch, window, channels] in raw units."""
-        (out,) = self._session.run([GENERATOR_OUTPUT], {GENERATOR_INPUT: latent.astype(np.float32)})
-        windows = np.asarray(out, dtype=np.float32)
+        windows = self._graph.windows(latent)
         return without_window_levels(windows, self.mean) if self.strip_levels else windows
 
 

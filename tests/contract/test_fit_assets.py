@@ -14,7 +14,7 @@ def test_every_asset_gets_its_own_bundle_and_a_bad_one_is_reported_not_fatal(tmp
     data = tmp_path / "assets"
     data.mkdir()
     write_csv(data / "pump-a.csv", correlated_series(900, seed=1))
-    # two good assets keep both workers busy; a third added a fit (about 20 s) and tested nothing new
+    # two good assets keep both workers busy; a third added a fit and tested nothing new
     (data / "fan_c").mkdir()
     write_csv(data / "fan_c" / "part1.csv", correlated_series(450, seed=3) * 1.5)
     write_csv(data / "fan_c" / "part2.csv", correlated_series(450, seed=4) * 1.5)
