@@ -125,6 +125,14 @@ class FitConfig(BaseModel):
     lr: float = Field(5e-4, gt=0, description="generator learning rate")
     critic_lr: float = Field(5e-4, gt=0, description="critic learning rate (TTUR when it differs from lr)")
     encoder_lr: float = Field(1e-3, gt=0)
+    encoder_denoise: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of the encoder's training windows given one injected fault, the clean window "
+        "being the target (a denoising encoder: the residual stays where a fault is, so a window whose "
+        "fault has ended can score normal); 0: plain izi_f",
+    )
     moment_weight: float = Field(
         1.0,
         ge=0,
