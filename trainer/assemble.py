@@ -10,6 +10,7 @@ from trainer import scorer_graph
 from trainer.auto_score import WeightChoice, choose_for_fit, scorer_for
 from trainer.config import TrainConfig
 from trainer.fit import TrainedNets
+from trainer.release_gate import gated
 from trainer.windows import WindowSets
 
 
@@ -21,6 +22,7 @@ def assemble_scorer(
     choice = choose_for_fit(member_scorers, windows, config) if config.fit.auto else None
     if choice is not None:
         member_scorers = [member.reweighted(choice.weights) for member in member_scorers]
+    member_scorers = [gated(member, windows, config) for member in member_scorers]
     scorer: nn.Module = (
         member_scorers[0] if len(member_scorers) == 1 else scorer_graph.MeanScorer(member_scorers)
     )

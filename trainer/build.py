@@ -124,6 +124,10 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         }
         if choice is not None:
             validation["auto"] = choice.as_dict()
+        validation["release_gate"] = {
+            "ratios": [member.release_ratio for member in member_scorers],  # None: ungated
+            "rule": "score = min(full, ratio x recent terms); ratio = t_full / t_recent by the bundle's rule",
+        }
         # write
         fit_seconds = time.perf_counter() - started
         definition = score_definition(member_scorers, member_seeds(config), data.channels)

@@ -230,6 +230,13 @@ class ScoreConfig(BaseModel):
         "of that and the same calibration on the training windows' scores (benchmarks/REPORT.md, round 4)",
     )
 
+    release_gate: bool = Field(
+        True,
+        description="score = min(full score, ratio x the part of the terms that read the newest steps), "
+        "ratio = the two scores' thresholds by this section's rule on the training part: a window whose "
+        "fault has ended, and still lies inside it, reads normal once its newest steps do (most false "
+        "alarms of windowed detectors trail an ended anomaly); false: the full score alone",
+    )
     cross_fit_folds: int = Field(
         4,
         ge=0,

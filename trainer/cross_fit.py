@@ -51,6 +51,7 @@ from trainer.distributed import SINGLE
 from trainer.errors import QualityGateError
 from trainer.export import torch_scores
 from trainer.members import fit_members
+from trainer.release_gate import gated
 from trainer.scorer_graph import MIN_TERM_SCALE, ScoreWeights
 from trainer.side_by_side import run_side_by_side, share
 from trainer.windows import WindowSets
@@ -215,6 +216,7 @@ def fit_fold(job: FoldJob) -> FoldOutcome:
     scorer = scorer_for(nets, fold_windows, config)
     if job.weights is not None:
         scorer = scorer.reweighted(job.weights)
+    scorer = gated(scorer, fold_windows, config)
     median = float(np.median(torch_scores(scorer, fold_windows.holdout)))
     return FoldOutcome(median, torch_scores(scorer, job.block))
 

@@ -14,6 +14,11 @@ windows (q_R, q_L, q_D, q_F, q_Lat), so each reads <= 1 on 99% of normal windows
 contributions_c = w_R R_c / q_R + w_L L_c / q_L + w_D D_c / q_D + w_V V_c
                   + (w_F F / q_F + w_Lat Lat / q_Lat) * share_c
   share_c  channel c's part of the normalised reconstruction residual; contributions sum to the score.
+Release gate (score.release_gate, on by default): score = min(sum_c contributions_c, ratio * recent), where
+  recent = sum_c (w_L L_c / q_L + w_D D_c / q_D + w_V V_c), the terms that read the newest steps, and ratio
+  = t_full / t_recent, each threshold by the bundle's rule on the training part; every contribution is
+  scaled alike, so they still sum to the score. A window whose fault has ended but still lies inside it
+  keeps a high window-wide residual (R, F) while its newest steps read normal: the gate lets it go.
   x        the normalised window; with model.window_level "remove" the networks see it minus its own
            per-channel mean, and the level term alone judges the means.
 With model.members > 1, score and contributions are the mean of the members' own, each member with its
@@ -218,6 +223,8 @@ class ScorerModule(nn.Module):
         self.feature_residual_scale = float(scales.feature_residual)
         self.tails = dict(scales.tails)
         self.change_steps = min(weights.variability_steps, window_len - 1)
+        # score.release_gate (trainer.release_gate): t_full / t_recent, set once the weights are chosen
+        self.release_ratio: float | None = None
 
     def reweighted(self, weights: ScoreWeights) -> ScorerModule:
         """The same networks and scales with other weights (the automatic choice measures once, then picks).
@@ -256,24 +263,46 @@ class ScorerModule(nn.Module):
             parts["latent"] = self.latent_distance(latent)
         return parts
 
-    def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Score raw windows."""
+    def weighted_parts(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ungated per-channel contributions [b, C] and the recent terms' part of them (local, level,
+        variability) [b, C]."""
         parts = self.term_parts(windows)
         w, q = self.weights, self.tails
-        per_channel = (
-            parts["reconstruction"] * (w.reconstruction / q["reconstruction"])
-            + parts["local"] * (w.local / q["local"])
+        recent = (
+            parts["local"] * (w.local / q["local"])
             + parts["level"] * (w.level / q["level"])
             + parts["variability"] * w.variability
         )
+        per_channel = parts["reconstruction"] * (w.reconstruction / q["reconstruction"]) + recent
         shared = parts["feature"] * (w.feature / q["feature"])
         if "latent" in parts:
             shared = shared + parts["latent"] * (w.latent / q["latent"])
         # Window-level terms are spread over channels in proportion to their reconstruction residual.
         rec = parts["reconstruction"]
         share = rec / (rec.sum(dim=1, keepdim=True) + _EPS)
-        contributions = per_channel + shared.unsqueeze(1) * share
+        return per_channel + shared.unsqueeze(1) * share, recent
+
+    def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score raw windows."""
+        contributions, recent = self.weighted_parts(windows)
+        if self.release_ratio is not None:
+            # The release gate: min(score, ratio * recent), every contribution scaled alike.
+            full = contributions.sum(dim=1)
+            gated = torch.minimum(full, recent.sum(dim=1) * self.release_ratio)
+            contributions = contributions * (gated / (full + _EPS)).unsqueeze(1)
         return contributions.sum(dim=1), contributions
+
+    @property
+    def has_recent_terms(self) -> bool:
+        """Whether any of the terms that read the newest steps carries weight (the gate needs one)."""
+        return self.weights.local > 0 or self.weights.level > 0 or self.weights.variability > 0
+
+    def with_release_ratio(self, ratio: float | None) -> ScorerModule:
+        """The same scorer gated by `ratio` (None: ungated)."""
+        scales = dataclasses.replace(self.term_scales, tails=dict(self.tails))
+        module = ScorerModule(self.terms, self.mean, self.scale, scales, self.weights, self.latent_distance)
+        module.release_ratio = ratio
+        return module.eval()
 
 
 class MeanScorer(nn.Module):
