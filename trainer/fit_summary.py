@@ -39,6 +39,9 @@ def summary_table(bundle: Bundle, fit_seconds: float) -> str:
     left_out = level_left_out_line(manifest.score.level_left_out)
     if left_out is not None:
         lines.append(left_out)
+    gate = _release_gate_line(validation.get("release_gate"))
+    if gate is not None:
+        lines.append(gate)
     detection = validation.get("detection")
     if isinstance(detection, dict):
         first = detection.get(SCORER_FP32)
@@ -74,6 +77,20 @@ def summary_table(bundle: Bundle, fit_seconds: float) -> str:
     if isinstance(layers, dict):
         lines.append(_int8_layers_line(layers))
     return "\n".join(lines)
+
+
+def _release_gate_line(gate: object) -> str | None:
+    """How far the newest steps' terms must reach before a high window score counts (score.release_gate)."""
+    ratios = gate.get("ratios") if isinstance(gate, dict) else None
+    if not isinstance(ratios, list) or not ratios:
+        return None
+    if all(ratio is None for ratio in ratios):
+        return "release gate: off (score.release_gate false, or the chosen weights read no newest steps)"
+    shown = ", ".join("-" if ratio is None else f"{float(ratio):.3g}" for ratio in ratios)
+    return (
+        f"release gate: score = min(full, {shown} x its newest steps' terms): a window whose fault has "
+        "ended reads normal once its newest steps do"
+    )
 
 
 def _int8_layers_line(layers: Mapping[str, object]) -> str:

@@ -160,6 +160,11 @@ def test_a_short_holdout_is_joined_by_the_training_windows_scored_out_of_sample(
     fp32 = manifest.thresholds[SCORER_FP32]
     assert f"holdout 209, training windows (in sample) {fp32.details['train_windows']:.0f}" in summary
     assert "training windows cross-fitted 929" in summary
+    # The release gate is recorded, one ratio per member, and the summary prints it.
+    ratios = manifest.validation["release_gate"]["ratios"]
+    assert len(ratios) == max(1, len(manifest.score.members))
+    assert all(ratio is not None and ratio > 0 for ratio in ratios)
+    assert f"release gate: score = min(full, {ratios[0]:.3g} x" in summary
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
