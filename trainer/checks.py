@@ -24,6 +24,7 @@ from trainer.int8_choice import INT8_WITH_GENERATOR, Int8LayerChoice, generator_
 from trainer.members import gan_summary
 from trainer.parity import Int8Parity, check_fp32_parity, check_int8_parity, int8_parity
 from trainer.plots import plot_score_histograms, plot_training_curves
+from trainer.release_gate import is_gated, raised_to_floor, ungated_scores
 from trainer.synthetic_anomalies import auroc
 from trainer.windows import WindowSets
 
@@ -37,15 +38,17 @@ def calibrate_and_check(
     config: TrainConfig,
     stage: Path,
     cross_fit: npt.NDArray[np.float32] | None = None,
+    cross_fit_ungated: npt.NDArray[np.float32] | None = None,
 ) -> tuple[dict[str, object], dict[str, Threshold], dict[str, str]]:
     """Thresholds per graph, the validation record for bundle.json, and the graphs refused (INT8 gate).
 
     `cross_fit`: the training windows' out-of-sample scores (`trainer.cross_fit`, torch FP32), a further
-    calibration for every graph."""
+    calibration for every graph; `cross_fit_ungated` the same without the release gate, for its floor."""
     window_len, n_channels = config.model.window_len, windows.train.shape[2]
     nets = members[0]  # the training curves are the first member's
     normal, anomalous = check_windows(windows, config.fit.seed)
     train_sample = evenly_spaced(windows.train) if config.score.uses_training_windows else None
+    floor = gate_floor(scorer, windows, config, train_sample, cross_fit_ungated)
 
     def check(model: str) -> _GraphCheck:
         ort_scorer = OnnxRuntimeScorer(stage / model, window_len, n_channels, threads=config.fit.threads)
@@ -62,6 +65,8 @@ def calibrate_and_check(
                 block=window_len,
                 cross_fit_scores=cross_fit,
             )
+        if floor is not None:
+            threshold = raised_to_floor(threshold, floor)
         normal_scores = score_all(ort_scorer, normal)
         kind_scores = {kind: score_all(ort_scorer, w) for kind, w in anomalous.items()}
         area = auroc(normal_scores, np.concatenate(list(kind_scores.values())))
@@ -118,6 +123,30 @@ def calibrate_and_check(
     if len(members) > 1:
         validation["gan_members"] = [gan_summary(member) for member in members]
     return validation, thresholds, refused
+
+
+def gate_floor(
+    scorer: nn.Module,
+    windows: WindowSets,
+    config: TrainConfig,
+    train_sample: npt.NDArray[np.float32] | None,
+    cross_fit_ungated: npt.NDArray[np.float32] | None,
+) -> Threshold | None:
+    """The ungated score's threshold by the bundle's rule (torch FP32), below which no gated graph's
+    threshold may sit (`trainer.release_gate`); None for an ungated scorer."""
+    if not is_gated(scorer):
+        return None
+    score = config.score
+    with quietly():
+        return calibrate(
+            ungated_scores(scorer, windows.holdout),
+            score.false_alarm_budget,
+            score.calibration,
+            score.pot_initial_quantile,
+            None if train_sample is None else ungated_scores(scorer, train_sample),
+            score.severity_levels,
+            cross_fit_scores=cross_fit_ungated,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ from trainer.distributed import SINGLE
 from trainer.errors import QualityGateError
 from trainer.export import torch_scores
 from trainer.members import fit_members
-from trainer.release_gate import gated
+from trainer.release_gate import gated, ungated_scores
 from trainer.scorer_graph import MIN_TERM_SCALE, ScoreWeights
 from trainer.side_by_side import run_side_by_side, share
 from trainer.windows import WindowSets
@@ -73,6 +73,8 @@ class CrossFit:
     skipped: str | None
     scale_factors: tuple[float | None, ...] = ()  # per fold: full fit's holdout median / the fold's
     # (None: the fold's generator collapsed in every attempt, so it has no scores)
+    # the same windows' scores without the release gate (trainer.release_gate), on the same scale
+    ungated_scores: npt.NDArray[np.float32] | None = None
 
     @property
     def left_out(self) -> tuple[int, ...]:
@@ -190,6 +192,7 @@ class FoldOutcome:
     holdout_median: float
     block_scores: npt.NDArray[np.float32]
     refused: str | None = None
+    block_ungated_scores: npt.NDArray[np.float32] | None = None  # without the release gate
 
 
 def fold_workers(config: TrainConfig, folds: int) -> int:
@@ -218,7 +221,8 @@ def fit_fold(job: FoldJob) -> FoldOutcome:
         scorer = scorer.reweighted(job.weights)
     scorer = gated(scorer, fold_windows, config)
     median = float(np.median(torch_scores(scorer, fold_windows.holdout)))
-    return FoldOutcome(median, torch_scores(scorer, job.block))
+    ungated = ungated_scores(scorer, job.block).astype(np.float32)
+    return FoldOutcome(median, torch_scores(scorer, job.block), block_ungated_scores=ungated)
 
 
 def run_folds(jobs: list[FoldJob], workers: int, threads: int) -> list[FoldOutcome]:
@@ -277,23 +281,30 @@ def cross_fitted_scores(
         )
     outcomes = run_folds(jobs, workers, per_worker)
     parts: list[npt.NDArray[np.float32]] = []
+    ungated_parts: list[npt.NDArray[np.float32]] = []
     factors: list[float | None] = []
     for job, outcome in zip(jobs, outcomes, strict=True):
         if outcome.refused is not None:
             log.warning("cross-fit: fold %d left out, its fit was refused: %s", job.fold, outcome.refused)
             parts.append(np.empty(0, np.float32))
+            ungated_parts.append(np.empty(0, np.float32))
             factors.append(None)
             continue
         factor = full_median / max(outcome.holdout_median, MIN_TERM_SCALE)
         factors.append(factor)
         parts.append(factor * outcome.block_scores)
+        ungated = outcome.block_ungated_scores
+        ungated_parts.append(factor * (outcome.block_scores if ungated is None else ungated))
     seconds = time.perf_counter() - started
     scores = comparable_blocks(parts, factors)
+    ungated_scores_kept = comparable_blocks(ungated_parts, factors)
     none_left = (
         "every fold's fit was refused or read the holdout more than "
         f"{MAX_SCALE_GAP:g}x away from the full fit's"
     )
-    result = CrossFit(scores, folds, none_left if scores is None else None, tuple(factors))
+    result = CrossFit(
+        scores, folds, none_left if scores is None else None, tuple(factors), ungated_scores_kept
+    )
     if result.left_out:
         log.warning(
             "cross-fit: fold(s) %s left out: refused, or their fits read the holdout more than %gx away "

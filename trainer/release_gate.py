@@ -9,7 +9,10 @@ a window go as soon as its newest steps read normal, while a fault that is still
 Each part gets its own threshold by the bundle's own rule on the training part (holdout and, where the
 configuration calibrates on them, training windows); the ratio of the two puts the recent part on the full
 score's scale, so min(full, ratio * recent) crosses the full score's threshold only where both parts cross
-their own. No labels and no test data are read.
+their own. The bundle's threshold is then never below the ungated score's own (`raised_to_floor`): the
+gate only takes alarms away, it never spends the false alarms it saved on windows the full score would let
+pass. (Calibrated on the gated scores alone, thresholds fell, by a tenth on TEP, and false alarms before
+the faults' onset rose from 0.011 to 0.018.) No labels and no test data are read.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import logging
 import numpy as np
 import numpy.typing as npt
 import torch
+from torch import nn
 
+from edge_agent.bundle import SeverityLevel, Threshold
 from trainer.calibrate import calibrate, evenly_spaced, quietly
 from trainer.config import TrainConfig
-from trainer.scorer_graph import MIN_TERM_SCALE, ScorerModule
+from trainer.scorer_graph import MIN_TERM_SCALE, MeanScorer, ScorerModule
 from trainer.windows import WindowSets
 
 log = logging.getLogger(__name__)
@@ -78,3 +83,37 @@ def gated(scorer: ScorerModule, windows: WindowSets, config: TrainConfig) -> Sco
         return scorer
     log.info("release gate: a window counts once its recent terms reach 1/%.3g of the full score", ratio)
     return scorer.with_release_ratio(ratio)
+
+
+def ungated_scores(scorer: nn.Module, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """The full score without the gate: of one scorer, or the mean of a MeanScorer's members'."""
+    if isinstance(scorer, MeanScorer):
+        members = [member for member in scorer.members if isinstance(member, ScorerModule)]
+        mean: npt.NDArray[np.float64] = np.mean(
+            [full_and_recent(member, windows)[0] for member in members], axis=0
+        )
+        return mean
+    if not isinstance(scorer, ScorerModule):
+        raise TypeError(f"no ungated score for {type(scorer).__name__}")
+    return full_and_recent(scorer, windows)[0]
+
+
+def is_gated(scorer: nn.Module) -> bool:
+    """Whether any member of `scorer` carries a release gate."""
+    members = scorer.members if isinstance(scorer, MeanScorer) else [scorer]
+    return any(getattr(member, "release_ratio", None) is not None for member in members)
+
+
+def raised_to_floor(threshold: Threshold, floor: Threshold) -> Threshold:
+    """`threshold` (of the gated score) and each of its levels, none below the ungated score's own."""
+    levels = {
+        name: SeverityLevel(
+            value=max(level.value, floor.levels[name].value) if name in floor.levels else level.value,
+            false_alarm_budget=level.false_alarm_budget,
+        )
+        for name, level in threshold.levels.items()
+    }
+    details = {**threshold.details, "gated_threshold": threshold.value, "ungated_threshold": floor.value}
+    return threshold.model_copy(
+        update={"value": max(threshold.value, floor.value), "levels": levels, "details": details}
+    )
