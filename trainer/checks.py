@@ -24,7 +24,7 @@ from trainer.int8_choice import INT8_WITH_GENERATOR, Int8LayerChoice, generator_
 from trainer.members import gan_summary
 from trainer.parity import Int8Parity, check_fp32_parity, check_int8_parity, int8_parity
 from trainer.plots import plot_score_histograms, plot_training_curves
-from trainer.release_gate import is_gated, raised_to_floor, ungated_scores
+from trainer.release_gate import at_ungated_threshold, is_gated, ungated_scores
 from trainer.synthetic_anomalies import auroc
 from trainer.windows import WindowSets
 
@@ -66,7 +66,7 @@ def calibrate_and_check(
                 cross_fit_scores=cross_fit,
             )
         if floor is not None:
-            threshold = raised_to_floor(threshold, floor)
+            threshold = at_ungated_threshold(threshold, floor)
         normal_scores = score_all(ort_scorer, normal)
         kind_scores = {kind: score_all(ort_scorer, w) for kind, w in anomalous.items()}
         area = auroc(normal_scores, np.concatenate(list(kind_scores.values())))
@@ -132,8 +132,8 @@ def gate_floor(
     train_sample: npt.NDArray[np.float32] | None,
     cross_fit_ungated: npt.NDArray[np.float32] | None,
 ) -> Threshold | None:
-    """The ungated score's threshold by the bundle's rule (torch FP32), below which no gated graph's
-    threshold may sit (`trainer.release_gate`); None for an ungated scorer."""
+    """The ungated score's threshold by the bundle's rule (torch FP32), which every gated graph takes
+    (`trainer.release_gate`); None for an ungated scorer."""
     if not is_gated(scorer):
         return None
     score = config.score

@@ -19,7 +19,7 @@ Release gate (score.release_gate, on by default): score = min(sum_c contribution
   = t_full / t_recent, each threshold by the bundle's rule on the training part; every contribution is
   scaled alike, so they still sum to the score. A window whose fault has ended but still lies inside it
   keeps a high window-wide residual (R, F) while its newest steps read normal: the gate lets it go. The
-  threshold is never below the ungated score's own, so the gate only takes alarms away.
+  threshold is the ungated score's own, so the gate only takes alarms away.
   x        the normalised window; with model.window_level "remove" the networks see it minus its own
            per-channel mean, and the level term alone judges the means.
 With model.members > 1, score and contributions are the mean of the members' own, each member with its

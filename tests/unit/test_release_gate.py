@@ -13,7 +13,7 @@ from edge_agent.bundle import SeverityLevel, Threshold
 from trainer.config import TrainConfig
 from trainer.export import export_scorer
 from trainer.networks import Critic, Encoder, Generator
-from trainer.release_gate import full_and_recent, gated, raised_to_floor, release_ratio
+from trainer.release_gate import at_ungated_threshold, full_and_recent, gated, release_ratio
 from trainer.score_scales import measure_scales
 from trainer.scorer_graph import ScorerModule, ScoreTerms, ScoreWeights
 from trainer.windows import Normaliser, WindowSets
@@ -102,7 +102,7 @@ def test_the_exported_graph_gates_as_the_torch_module_does(tmp_path: Path) -> No
     np.testing.assert_allclose(onnx_contributions.sum(axis=1), onnx_score, rtol=1e-4, atol=1e-5)
 
 
-def test_a_threshold_and_its_levels_are_raised_to_the_ungated_ones_never_lowered() -> None:
+def test_a_gated_graph_takes_the_ungated_threshold_and_levels_and_keeps_its_own_in_the_details() -> None:
     gated_threshold = Threshold(
         value=5.0,
         method="pot",
@@ -110,10 +110,11 @@ def test_a_threshold_and_its_levels_are_raised_to_the_ungated_ones_never_lowered
         calibration_windows=100,
         levels={"critical": SeverityLevel(value=9.0, false_alarm_budget=0.0001)},
     )
-    floor = gated_threshold.model_copy(
+    ungated = gated_threshold.model_copy(
         update={"value": 6.0, "levels": {"critical": SeverityLevel(value=8.0, false_alarm_budget=0.0001)}}
     )
-    raised = raised_to_floor(gated_threshold, floor)
-    assert raised.value == 6.0 and raised.levels["critical"].value == 9.0
-    assert raised.details["gated_threshold"] == 5.0 and raised.details["ungated_threshold"] == 6.0
-    assert raised_to_floor(floor, gated_threshold).value == 6.0
+    moved = at_ungated_threshold(gated_threshold, ungated)
+    assert moved.value == 6.0 and moved.levels["critical"].value == 8.0
+    assert moved.levels["critical"].false_alarm_budget == 0.0001
+    assert moved.details["gated_threshold"] == 5.0 and moved.details["ungated_threshold"] == 6.0
+    assert at_ungated_threshold(ungated, gated_threshold).value == 5.0  # lower too: never the gated value
