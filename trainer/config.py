@@ -233,9 +233,10 @@ class ScoreConfig(BaseModel):
     release_gate: bool = Field(
         True,
         description="score = min(full score, ratio x the part of the terms that read the newest steps), "
-        "ratio = the two scores' thresholds by this section's rule on the training part: a window whose "
-        "fault has ended, and still lies inside it, reads normal once its newest steps do (most false "
-        "alarms of windowed detectors trail an ended anomaly); false: the full score alone",
+        "ratio = the two parts' thresholds by this section's rule on the training part, and the threshold "
+        "is the full score's own: a window whose fault has ended, and still lies inside it, reads normal "
+        "once its newest steps do (most false alarms of windowed detectors trail an ended anomaly); false: "
+        "the full score alone (labels that count an event's aftermath, as NAB's wide windows do)",
     )
     cross_fit_folds: int = Field(
         4,

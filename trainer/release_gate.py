@@ -84,7 +84,7 @@ def gated(scorer: ScorerModule, windows: WindowSets, config: TrainConfig) -> Sco
     ratio = release_ratio(scorer, windows, config)
     if ratio is None:
         return scorer
-    log.info("release gate: a window counts once its recent terms reach 1/%.3g of the full score", ratio)
+    log.info("release gate: score = min(full, %.3g x the newest steps' terms)", ratio)
     return scorer.with_release_ratio(ratio)
 
 
