@@ -114,7 +114,7 @@ def build_bundle_in(world: World, data_path: Path, out: Path, config: TrainConfi
         export_graphs(scorer, members[0], windows, config, stage)
         # calibrate, check
         validation, thresholds, refused = calibrate_and_check(
-            scorer, members, windows, config, stage, cross_fit.scores, cross_fit.ungated_scores
+            scorer, members, windows, config, stage, cross_fit.scores
         )
         validation["cross_fit"] = cross_fit.as_dict()
         validation["training"] = {

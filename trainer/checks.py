@@ -24,7 +24,7 @@ from trainer.int8_choice import INT8_WITH_GENERATOR, Int8LayerChoice, generator_
 from trainer.members import gan_summary
 from trainer.parity import Int8Parity, check_fp32_parity, check_int8_parity, int8_parity
 from trainer.plots import plot_score_histograms, plot_training_curves
-from trainer.release_gate import at_ungated_threshold, is_gated, ungated_scores
+from trainer.release_gate import is_gated, ungated_scores
 from trainer.synthetic_anomalies import auroc
 from trainer.windows import WindowSets
 
@@ -38,24 +38,24 @@ def calibrate_and_check(
     config: TrainConfig,
     stage: Path,
     cross_fit: npt.NDArray[np.float32] | None = None,
-    cross_fit_ungated: npt.NDArray[np.float32] | None = None,
 ) -> tuple[dict[str, object], dict[str, Threshold], dict[str, str]]:
     """Thresholds per graph, the validation record for bundle.json, and the graphs refused (INT8 gate).
 
-    `cross_fit`: the training windows' out-of-sample scores (`trainer.cross_fit`, torch FP32), a further
-    calibration for every graph; `cross_fit_ungated` the same without the release gate, for its floor."""
+    `cross_fit`: the training windows' out-of-sample scores (`trainer.cross_fit`, torch FP32, without the
+    release gate), a further calibration for every graph. A gated scorer's graphs all take the ungated
+    score's threshold (`trainer.release_gate`), calibrated once by the same rule."""
     window_len, n_channels = config.model.window_len, windows.train.shape[2]
     nets = members[0]  # the training curves are the first member's
     normal, anomalous = check_windows(windows, config.fit.seed)
     train_sample = evenly_spaced(windows.train) if config.score.uses_training_windows else None
-    floor = gate_floor(scorer, windows, config, train_sample, cross_fit_ungated)
+    ungated = ungated_threshold(scorer, windows, config, train_sample, cross_fit)
 
     def check(model: str) -> _GraphCheck:
         ort_scorer = OnnxRuntimeScorer(stage / model, window_len, n_channels, threads=config.fit.threads)
         holdout_scores = score_all(ort_scorer, windows.holdout)
         # the candidate INT8 graph's calibration would log what the other INT8 graph's already did
         with quietly() if model == INT8_WITH_GENERATOR else contextlib.nullcontext():
-            threshold = calibrate(
+            threshold = ungated or calibrate(
                 holdout_scores,
                 config.score.false_alarm_budget,
                 config.score.calibration,
@@ -65,8 +65,6 @@ def calibrate_and_check(
                 block=window_len,
                 cross_fit_scores=cross_fit,
             )
-        if floor is not None:
-            threshold = at_ungated_threshold(threshold, floor)
         normal_scores = score_all(ort_scorer, normal)
         kind_scores = {kind: score_all(ort_scorer, w) for kind, w in anomalous.items()}
         area = auroc(normal_scores, np.concatenate(list(kind_scores.values())))
@@ -125,28 +123,28 @@ def calibrate_and_check(
     return validation, thresholds, refused
 
 
-def gate_floor(
+def ungated_threshold(
     scorer: nn.Module,
     windows: WindowSets,
     config: TrainConfig,
     train_sample: npt.NDArray[np.float32] | None,
-    cross_fit_ungated: npt.NDArray[np.float32] | None,
+    cross_fit: npt.NDArray[np.float32] | None,
 ) -> Threshold | None:
-    """The ungated score's threshold by the bundle's rule (torch FP32), which every gated graph takes
-    (`trainer.release_gate`); None for an ungated scorer."""
+    """The ungated score's threshold by the bundle's rule (torch FP32), which every graph of a gated scorer
+    takes (`trainer.release_gate`); None for an ungated scorer, whose graphs calibrate their own."""
     if not is_gated(scorer):
         return None
     score = config.score
-    with quietly():
-        return calibrate(
-            ungated_scores(scorer, windows.holdout),
-            score.false_alarm_budget,
-            score.calibration,
-            score.pot_initial_quantile,
-            None if train_sample is None else ungated_scores(scorer, train_sample),
-            score.severity_levels,
-            cross_fit_scores=cross_fit_ungated,
-        )
+    return calibrate(
+        ungated_scores(scorer, windows.holdout),
+        score.false_alarm_budget,
+        score.calibration,
+        score.pot_initial_quantile,
+        None if train_sample is None else ungated_scores(scorer, train_sample),
+        score.severity_levels,
+        block=config.model.window_len,
+        cross_fit_scores=cross_fit,
+    )
 
 
 @dataclass(frozen=True, slots=True)

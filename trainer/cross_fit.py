@@ -51,7 +51,7 @@ from trainer.distributed import SINGLE
 from trainer.errors import QualityGateError
 from trainer.export import torch_scores
 from trainer.members import fit_members
-from trainer.release_gate import gated, ungated_scores
+from trainer.release_gate import ungated_scores
 from trainer.scorer_graph import MIN_TERM_SCALE, ScoreWeights
 from trainer.side_by_side import run_side_by_side, share
 from trainer.windows import WindowSets
@@ -73,8 +73,6 @@ class CrossFit:
     skipped: str | None
     scale_factors: tuple[float | None, ...] = ()  # per fold: full fit's holdout median / the fold's
     # (None: the fold's generator collapsed in every attempt, so it has no scores)
-    # the same windows' scores without the release gate (trainer.release_gate), on the same scale
-    ungated_scores: npt.NDArray[np.float32] | None = None
 
     @property
     def left_out(self) -> tuple[int, ...]:
@@ -192,8 +190,6 @@ class FoldOutcome:
     holdout_median: float
     block_scores: npt.NDArray[np.float32]
     refused: str | None = None
-    block_ungated_scores: npt.NDArray[np.float32] | None = None  # without the release gate
-    holdout_ungated_median: float | None = None  # and its holdout median, for their own scale factor
 
 
 def fold_workers(config: TrainConfig, folds: int) -> int:
@@ -220,11 +216,8 @@ def fit_fold(job: FoldJob) -> FoldOutcome:
     scorer = scorer_for(nets, fold_windows, config)
     if job.weights is not None:
         scorer = scorer.reweighted(job.weights)
-    scorer = gated(scorer, fold_windows, config)
     median = float(np.median(torch_scores(scorer, fold_windows.holdout)))
-    ungated = ungated_scores(scorer, job.block).astype(np.float32)
-    ungated_median = float(np.median(ungated_scores(scorer, fold_windows.holdout)))
-    return FoldOutcome(median, torch_scores(scorer, job.block), None, ungated, ungated_median)
+    return FoldOutcome(median, torch_scores(scorer, job.block))
 
 
 def run_folds(jobs: list[FoldJob], workers: int, threads: int) -> list[FoldOutcome]:
@@ -259,10 +252,8 @@ def cross_fitted_scores(
     if overrun is not None:
         log.warning(overrun)
     started = time.perf_counter()
-    full_median = float(np.median(torch_scores(full_fit, windows.holdout)))
-    # The ungated scores get their own factor: the gate moves a median window's score, and not alike in
-    # the full fit and a fold's (on TEP the shared factor put the ungated threshold at 8.2 against 9.2).
-    full_ungated_median = float(np.median(ungated_scores(full_fit, windows.holdout)))
+    # the folds score without the release gate, as the threshold does (trainer.release_gate)
+    full_median = float(np.median(ungated_scores(full_fit, windows.holdout)))
     blocks = fold_blocks(len(windows.train), folds, sharing_guard(config))
     jobs = [
         FoldJob(
@@ -286,33 +277,23 @@ def cross_fitted_scores(
         )
     outcomes = run_folds(jobs, workers, per_worker)
     parts: list[npt.NDArray[np.float32]] = []
-    ungated_parts: list[npt.NDArray[np.float32]] = []
     factors: list[float | None] = []
     for job, outcome in zip(jobs, outcomes, strict=True):
         if outcome.refused is not None:
             log.warning("cross-fit: fold %d left out, its fit was refused: %s", job.fold, outcome.refused)
             parts.append(np.empty(0, np.float32))
-            ungated_parts.append(np.empty(0, np.float32))
             factors.append(None)
             continue
         factor = full_median / max(outcome.holdout_median, MIN_TERM_SCALE)
         factors.append(factor)
         parts.append(factor * outcome.block_scores)
-        ungated, ungated_median = outcome.block_ungated_scores, outcome.holdout_ungated_median
-        if ungated is None or ungated_median is None:
-            ungated_parts.append(factor * outcome.block_scores)
-        else:
-            ungated_parts.append(full_ungated_median / max(ungated_median, MIN_TERM_SCALE) * ungated)
     seconds = time.perf_counter() - started
     scores = comparable_blocks(parts, factors)
-    ungated_scores_kept = comparable_blocks(ungated_parts, factors)
     none_left = (
         "every fold's fit was refused or read the holdout more than "
         f"{MAX_SCALE_GAP:g}x away from the full fit's"
     )
-    result = CrossFit(
-        scores, folds, none_left if scores is None else None, tuple(factors), ungated_scores_kept
-    )
+    result = CrossFit(scores, folds, none_left if scores is None else None, tuple(factors))
     if result.left_out:
         log.warning(
             "cross-fit: fold(s) %s left out: refused, or their fits read the holdout more than %gx away "

@@ -122,12 +122,6 @@ def _calibration_line(threshold: Threshold) -> str:
         (part for part in others if details.get(f"{part}_threshold") == threshold.value), "holdout"
     )
     windows = ", ".join(f"{CALIBRATION_PARTS[part]} {count:.0f}" for part, count in counts.items())
-    if "ungated_threshold" in details:  # the release gate: the value is the ungated score's calibration
-        gated = details.get("gated_threshold", float("nan"))
-        return (
-            f"threshold {threshold.value:.3f} ({threshold.method}), the ungated score's by the same rule "
-            f"(release gate; the gated graph's own read {gated:.3f}); windows: {windows}"
-        )
     line = (
         f"threshold {threshold.value:.3f} ({threshold.method}) set by the {CALIBRATION_PARTS[deciding]}; "
         f"windows: {windows}"

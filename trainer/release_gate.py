@@ -9,7 +9,7 @@ a window go as soon as its newest steps read normal, while a fault that is still
 Each part gets its own threshold by the bundle's own rule on the training part (holdout and, where the
 configuration calibrates on them, training windows); the ratio of the two puts the recent part on the full
 score's scale, so min(full, ratio * recent) crosses the full score's threshold only where both parts cross
-their own. The bundle's threshold is the ungated score's own, by the same rule (`at_ungated_threshold`), so
+their own. The bundle's threshold is the ungated score's own, by the same rule (`trainer.checks`), so
 a window is flagged only where the full score crosses its usual threshold and the newest steps cross theirs:
 the gate only takes alarms away. Two other rules were measured and not kept: calibrating on the gated scores
 alone spent the saved false alarms elsewhere (TEP's threshold fell by a tenth, its false alarms before the
@@ -27,7 +27,6 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from edge_agent.bundle import Threshold
 from trainer.calibrate import calibrate, evenly_spaced, quietly
 from trainer.config import TrainConfig
 from trainer.scorer_graph import MIN_TERM_SCALE, MeanScorer, ScorerModule
@@ -105,16 +104,3 @@ def is_gated(scorer: nn.Module) -> bool:
     """Whether any member of `scorer` carries a release gate."""
     members = scorer.members if isinstance(scorer, MeanScorer) else [scorer]
     return any(getattr(member, "release_ratio", None) is not None for member in members)
-
-
-def at_ungated_threshold(threshold: Threshold, ungated: Threshold) -> Threshold:
-    """`threshold` (the gated graph's own calibration, kept in the details) set to the ungated score's value
-    and levels: flagged are the windows the full score flags whose newest steps agree."""
-    levels = {
-        name: level.model_copy(update={"value": ungated.levels[name].value})
-        if name in ungated.levels
-        else level
-        for name, level in threshold.levels.items()
-    }
-    details = {**threshold.details, "gated_threshold": threshold.value, "ungated_threshold": ungated.value}
-    return threshold.model_copy(update={"value": ungated.value, "levels": levels, "details": details})

@@ -9,11 +9,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from edge_agent.bundle import SeverityLevel, Threshold
+from trainer.calibrate import calibrate
+from trainer.checks import ungated_threshold
 from trainer.config import TrainConfig
 from trainer.export import export_scorer
 from trainer.networks import Critic, Encoder, Generator
-from trainer.release_gate import at_ungated_threshold, full_and_recent, gated, release_ratio
+from trainer.release_gate import full_and_recent, gated, release_ratio
 from trainer.score_scales import measure_scales
 from trainer.scorer_graph import ScorerModule, ScoreTerms, ScoreWeights
 from trainer.windows import Normaliser, WindowSets
@@ -102,19 +103,17 @@ def test_the_exported_graph_gates_as_the_torch_module_does(tmp_path: Path) -> No
     np.testing.assert_allclose(onnx_contributions.sum(axis=1), onnx_score, rtol=1e-4, atol=1e-5)
 
 
-def test_a_gated_graph_takes_the_ungated_threshold_and_levels_and_keeps_its_own_in_the_details() -> None:
-    gated_threshold = Threshold(
-        value=5.0,
-        method="pot",
-        false_alarm_budget=0.001,
-        calibration_windows=100,
-        levels={"critical": SeverityLevel(value=9.0, false_alarm_budget=0.0001)},
-    )
-    ungated = gated_threshold.model_copy(
-        update={"value": 6.0, "levels": {"critical": SeverityLevel(value=8.0, false_alarm_budget=0.0001)}}
-    )
-    moved = at_ungated_threshold(gated_threshold, ungated)
-    assert moved.value == 6.0 and moved.levels["critical"].value == 8.0
-    assert moved.levels["critical"].false_alarm_budget == 0.0001
-    assert moved.details["gated_threshold"] == 5.0 and moved.details["ungated_threshold"] == 6.0
-    assert at_ungated_threshold(ungated, gated_threshold).value == 5.0  # lower too: never the gated value
+def test_a_gated_scorer_is_calibrated_on_its_ungated_score_and_an_ungated_one_on_its_graphs() -> None:
+    scorer, windows = _scorer_and_windows()
+    config = TrainConfig()
+    gate = gated(scorer, windows, config)
+    threshold = ungated_threshold(gate, windows, config, None, None)
+    assert threshold is not None
+    full, _ = full_and_recent(scorer, windows.holdout)
+    budget = config.score
+    expected = calibrate(full, budget.false_alarm_budget, budget.calibration, budget.pot_initial_quantile)
+    assert threshold.value == expected.value
+    with torch.no_grad():
+        gated_holdout, _ = gate(torch.from_numpy(windows.holdout))
+    assert (gated_holdout.numpy() <= full + 1e-5).all()  # the gate only lowers a score
+    assert ungated_threshold(scorer, windows, config, None, None) is None
