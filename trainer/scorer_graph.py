@@ -300,10 +300,9 @@ class ScorerModule(nn.Module):
 
     def with_release_ratio(self, ratio: float | None) -> ScorerModule:
         """The same scorer gated by `ratio` (None: ungated)."""
-        scales = dataclasses.replace(self.term_scales, tails=dict(self.tails))
-        module = ScorerModule(self.terms, self.mean, self.scale, scales, self.weights, self.latent_distance)
+        module = self.reweighted(self.weights)  # a copy on the same networks and scales, ungated
         module.release_ratio = ratio
-        return module.eval()
+        return module
 
 
 class MeanScorer(nn.Module):
