@@ -110,10 +110,18 @@ def test_a_gated_scorer_is_calibrated_on_its_ungated_score_and_an_ungated_one_on
     threshold = ungated_threshold(gate, windows, config, None, None)
     assert threshold is not None
     full, _ = full_and_recent(scorer, windows.holdout)
-    budget = config.score
-    expected = calibrate(full, budget.false_alarm_budget, budget.calibration, budget.pot_initial_quantile)
+    score = config.score
+    expected = calibrate(full, score.false_alarm_budget, score.calibration, score.pot_initial_quantile)
     assert threshold.value == expected.value
     with torch.no_grad():
         gated_holdout, _ = gate(torch.from_numpy(windows.holdout))
     assert (gated_holdout.numpy() <= full + 1e-5).all()  # the gate only lowers a score
+    # ... and here it lowers the holdout's tail, so calibrating the gated score would give another threshold
+    on_gated = calibrate(
+        gated_holdout.numpy().astype(np.float64),
+        score.false_alarm_budget,
+        score.calibration,
+        score.pot_initial_quantile,
+    )
+    assert on_gated.value < threshold.value
     assert ungated_threshold(scorer, windows, config, None, None) is None
